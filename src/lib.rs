@@ -1,0 +1,12 @@
+//! slipway: Python application → small, reproducible OCI image, with no daemon and no root.
+//!
+//! The pipeline (see DESIGN.md), one module per stage:
+//! `recipe` → `resolve` (+ `facts`) → `plan` → `layers` → `assemble` → `publish`.
+//! `registry` and `cache` are the edges that touch the outside world.
+
+pub mod digest;
+pub mod layers;
+pub mod oci;
+pub mod platform;
+pub mod reference;
+pub mod registry;

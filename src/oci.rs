@@ -1,0 +1,66 @@
+//! The few OCI / Docker types slipway reads and writes, with fields in a fixed
+//! order so serialised bytes are stable (oci-spec's HashMaps are not).
+
+use crate::digest::Digest;
+use crate::platform::Platform;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+
+/// Media types accepted when fetching a manifest by tag.
+pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
+
+pub fn is_index(media_type: &str) -> bool {
+    media_type == OCI_INDEX || media_type == DOCKER_MANIFEST_LIST
+}
+
+pub fn is_manifest(media_type: &str) -> bool {
+    media_type == OCI_MANIFEST || media_type == DOCKER_MANIFEST
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Descriptor {
+    #[serde(rename = "mediaType")]
+    pub media_type: String,
+    pub digest: Digest,
+    pub size: u64,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub platform: Option<Platform>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub annotations: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Manifest {
+    #[serde(rename = "schemaVersion")]
+    pub schema_version: u32,
+    #[serde(rename = "mediaType", skip_serializing_if = "Option::is_none", default)]
+    pub media_type: Option<String>,
+    pub config: Descriptor,
+    pub layers: Vec<Descriptor>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub annotations: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Index {
+    #[serde(rename = "schemaVersion")]
+    pub schema_version: u32,
+    #[serde(rename = "mediaType", skip_serializing_if = "Option::is_none", default)]
+    pub media_type: Option<String>,
+    pub manifests: Vec<Descriptor>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub annotations: Option<BTreeMap<String, String>>,
+}
+
+/// Serialises with no whitespace; the structs above fix field order and maps are BTreeMaps.
+pub fn to_canonical_bytes<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("OCI types always serialise")
+}

@@ -1,0 +1,1 @@
+//! Registry auth: `/v2/` challenges, bearer tokens, basic auth.

@@ -1,0 +1,1 @@
+//! Credentials from docker config.json (`auths`, `credHelpers`, `credsStore`).

@@ -1,0 +1,15 @@
+//! A thin client for the Distribution (OCI registry) API on reqwest: the
+//! `/v2/` challenge, bearer tokens and basic auth, manifests and blobs, with
+//! digest checks, retries and redacted errors. Written by hand because
+//! oci-client cannot mount across repositories with pull scope on the source,
+//! re-auth on 401, or read docker's config.json (see DESIGN.md).
+//!
+//! Mirrors are not applied here: callers pick the host (see `resolve`).
+
+pub mod auth;
+pub mod client;
+pub mod credentials;
+pub mod error;
+
+pub use client::{FetchedManifest, RegistryClient, RegistryOptions};
+pub use error::RegistryError;
