@@ -10,3 +10,14 @@ pub mod oci;
 pub mod platform;
 pub mod reference;
 pub mod registry;
+pub mod assemble;
+pub mod cache;
+pub mod facts;
+pub mod publish;
+pub mod recipe;
+pub mod resolve;
+// pub mod build; (enabled once layers land)
+pub mod error;
+pub mod plan;
+pub mod report;
+pub mod config;

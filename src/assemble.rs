@@ -1,0 +1,305 @@
+//! Stage 5, "assemble": pure functions from a base image, new layers and the
+//! recipe's image settings to config, manifest and index bytes. No I/O here.
+
+use crate::cache::LayerRecord;
+use crate::digest::Digest;
+use crate::oci::{self, Descriptor, Index, Manifest};
+use crate::platform::Platform;
+use crate::recipe::ImageSettings;
+use crate::resolve::BaseImage;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+/// A layer slipway made, with the history line that explains it.
+#[derive(Clone, Debug)]
+pub struct NewLayer {
+    pub record: LayerRecord,
+    pub created_by: String,
+}
+
+/// One platform's finished image: every blob it references is either a base
+/// layer (still at the base's location) or in the cache.
+#[derive(Clone, Debug)]
+pub struct AssembledImage {
+    pub platform: Platform,
+    pub config: Vec<u8>,
+    pub config_digest: Digest,
+    pub manifest: Vec<u8>,
+    pub manifest_digest: Digest,
+    /// Base layers first, then new ones; `new_from` is the index of the first new one.
+    pub layers: Vec<Descriptor>,
+    pub new_from: usize,
+    pub diff_ids: Vec<Digest>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AssembleError {
+    #[error("the image would have {0} layers; container runtimes refuse more than 127")]
+    TooManyLayers(usize),
+    #[error("base image config is not a JSON object with `config` and `rootfs`")]
+    BadBaseConfig,
+}
+
+pub const MAX_LAYERS: usize = 127;
+
+/// RFC 3339 UTC for a Unix time, without pulling in a date crate.
+pub fn rfc3339(epoch: u64) -> String {
+    let days = (epoch / 86_400) as i64;
+    let secs = epoch % 86_400;
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs / 60 % 60, secs % 60)
+}
+
+pub fn assemble(
+    base: &BaseImage,
+    new_layers: &[NewLayer],
+    settings: &ImageSettings,
+    epoch: u64,
+    extra_annotations: &BTreeMap<String, String>,
+) -> Result<AssembledImage, AssembleError> {
+    let total = base.manifest.layers.len() + new_layers.len();
+    if total > MAX_LAYERS {
+        return Err(AssembleError::TooManyLayers(total));
+    }
+    let created = rfc3339(epoch);
+    let mut config = base.config.clone();
+    if !config.is_object() {
+        return Err(AssembleError::BadBaseConfig);
+    }
+    config["created"] = json!(created);
+    apply_settings(&mut config["config"], settings);
+    let object = config.as_object_mut().ok_or(AssembleError::BadBaseConfig)?;
+    let rootfs = object.entry("rootfs").or_insert_with(|| json!({"type": "layers", "diff_ids": []}));
+    let diff_ids = rootfs.get_mut("diff_ids").and_then(Value::as_array_mut).ok_or(AssembleError::BadBaseConfig)?;
+    diff_ids.extend(new_layers.iter().map(|l| json!(l.record.diff_id)));
+    let history = object.entry("history").or_insert_with(|| json!([]));
+    let history = history.as_array_mut().ok_or(AssembleError::BadBaseConfig)?;
+    for layer in new_layers {
+        history.push(json!({"created": created, "created_by": layer.created_by, "comment": "slipway"}));
+    }
+    let diff_ids: Vec<Digest> = config["rootfs"]["diff_ids"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str().and_then(|s| Digest::parse(s).ok()))
+        .collect();
+    let config_bytes = serde_json::to_vec(&config).expect("JSON values serialise");
+    let config_digest = Digest::of(&config_bytes);
+
+    let mut layers: Vec<Descriptor> = base
+        .manifest
+        .layers
+        .iter()
+        .map(|d| Descriptor {
+            // Same bytes, OCI name: an OCI manifest should not carry Docker layer types.
+            media_type: if d.media_type == oci::DOCKER_LAYER_GZIP { oci::OCI_LAYER_GZIP.into() } else { d.media_type.clone() },
+            digest: d.digest.clone(),
+            size: d.size,
+            platform: None,
+            annotations: None,
+        })
+        .collect();
+    let new_from = layers.len();
+    layers.extend(new_layers.iter().map(|l| Descriptor {
+        media_type: oci::OCI_LAYER_GZIP.into(),
+        digest: l.record.digest.clone(),
+        size: l.record.size,
+        platform: None,
+        annotations: None,
+    }));
+    let mut annotations = BTreeMap::new();
+    annotations.insert("org.opencontainers.image.base.name".to_string(), base.name.to_string());
+    annotations.insert("org.opencontainers.image.base.digest".to_string(), base.top_digest.to_string());
+    annotations.insert("org.opencontainers.image.created".to_string(), created);
+    annotations.extend(extra_annotations.clone());
+    annotations.extend(settings.annotations.clone());
+    let manifest = Manifest {
+        schema_version: 2,
+        media_type: Some(oci::OCI_MANIFEST.into()),
+        config: Descriptor {
+            media_type: oci::OCI_CONFIG.into(),
+            digest: config_digest.clone(),
+            size: config_bytes.len() as u64,
+            platform: None,
+            annotations: None,
+        },
+        layers: layers.clone(),
+        annotations: Some(annotations),
+    };
+    let manifest_bytes = oci::to_canonical_bytes(&manifest);
+    Ok(AssembledImage {
+        platform: base.platform.clone(),
+        manifest_digest: Digest::of(&manifest_bytes),
+        manifest: manifest_bytes,
+        config: config_bytes,
+        config_digest,
+        layers,
+        new_from,
+        diff_ids,
+    })
+}
+
+/// An OCI index over several platforms' manifests, in the recipe's order.
+pub fn index(images: &[AssembledImage], annotations: &BTreeMap<String, String>) -> (Vec<u8>, Digest) {
+    let index = Index {
+        schema_version: 2,
+        media_type: Some(oci::OCI_INDEX.into()),
+        manifests: images
+            .iter()
+            .map(|img| Descriptor {
+                media_type: oci::OCI_MANIFEST.into(),
+                digest: img.manifest_digest.clone(),
+                size: img.manifest.len() as u64,
+                platform: Some(img.platform.clone()),
+                annotations: None,
+            })
+            .collect(),
+        annotations: (!annotations.is_empty()).then(|| annotations.clone()),
+    };
+    let bytes = oci::to_canonical_bytes(&index);
+    let digest = Digest::of(&bytes);
+    (bytes, digest)
+}
+
+/// Applies the recipe's image settings on top of the base's `config` object.
+fn apply_settings(config: &mut Value, settings: &ImageSettings) {
+    if !config.is_object() {
+        *config = json!({});
+    }
+    if !settings.env.is_empty() {
+        let mut env: Vec<String> = config["Env"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect();
+        for (key, value) in &settings.env {
+            let line = format!("{key}={value}");
+            match env.iter_mut().find(|e| e.split_once('=').map(|(k, _)| k) == Some(key.as_str())) {
+                Some(existing) => *existing = line,
+                None => env.push(line),
+            }
+        }
+        config["Env"] = json!(env);
+    }
+    if let Some(entrypoint) = &settings.entrypoint {
+        config["Entrypoint"] = json!(entrypoint);
+        // As in a Dockerfile, a new ENTRYPOINT drops the base's CMD.
+        if settings.cmd.is_none() {
+            config["Cmd"] = Value::Null;
+        }
+    }
+    if let Some(cmd) = &settings.cmd {
+        config["Cmd"] = json!(cmd);
+    }
+    if let Some(workdir) = &settings.workdir {
+        config["WorkingDir"] = json!(workdir);
+    }
+    if let Some(user) = &settings.user {
+        config["User"] = json!(user);
+    }
+    if !settings.ports.is_empty() {
+        let ports = config.as_object_mut().expect("made an object above").entry("ExposedPorts").or_insert_with(|| json!({}));
+        for port in &settings.ports {
+            let port = if port.contains('/') { port.clone() } else { format!("{port}/tcp") };
+            ports[port] = json!({});
+        }
+    }
+    if !settings.labels.is_empty() {
+        let labels = config.as_object_mut().expect("made an object above").entry("Labels").or_insert_with(|| json!({}));
+        if !labels.is_object() {
+            *labels = json!({});
+        }
+        for (k, v) in &settings.labels {
+            labels[k] = json!(v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reference::Reference;
+    use crate::resolve::BaseLocation;
+
+    fn base() -> BaseImage {
+        let layer = Digest::of(b"base layer");
+        BaseImage {
+            name: Reference::parse("python:3.13-alpine").unwrap(),
+            location: BaseLocation::Layout("/nowhere".into()),
+            top_digest: Digest::of(b"index"),
+            manifest_digest: Digest::of(b"manifest"),
+            manifest: Manifest {
+                schema_version: 2,
+                media_type: Some(oci::DOCKER_MANIFEST.into()),
+                config: Descriptor { media_type: oci::OCI_CONFIG.into(), digest: Digest::of(b"c"), size: 1, platform: None, annotations: None },
+                layers: vec![Descriptor { media_type: oci::DOCKER_LAYER_GZIP.into(), digest: layer, size: 10, platform: None, annotations: None }],
+                annotations: None,
+            },
+            config: json!({
+                "architecture": "amd64", "os": "linux",
+                "config": {"Env": ["PATH=/usr/local/bin:/usr/bin", "PYTHON_VERSION=3.13.14"], "Cmd": ["python3"]},
+                "rootfs": {"type": "layers", "diff_ids": [Digest::of(b"base tar")]},
+                "history": [{"created_by": "base"}]
+            }),
+            platform: Platform::host(),
+        }
+    }
+
+    fn layer(name: &str) -> NewLayer {
+        NewLayer {
+            record: LayerRecord { digest: Digest::of(name.as_bytes()), diff_id: Digest::of(b"tar"), size: 3, uncompressed_size: 9 },
+            created_by: format!("slipway: {name}"),
+        }
+    }
+
+    #[test]
+    fn applies_settings_and_appends_layers() {
+        let settings = ImageSettings {
+            entrypoint: Some(vec!["uvicorn".into()]),
+            env: [("APP_ENV".to_string(), "production".to_string()), ("PATH".to_string(), "/x".to_string())].into(),
+            ports: vec!["8000".into()],
+            workdir: Some("/app".into()),
+            ..Default::default()
+        };
+        let img = assemble(&base(), &[layer("site-packages"), layer("app")], &settings, 0, &BTreeMap::new()).unwrap();
+        let config: Value = serde_json::from_slice(&img.config).unwrap();
+        assert_eq!(config["created"], "1970-01-01T00:00:00Z");
+        assert_eq!(config["config"]["Env"], json!(["PATH=/x", "PYTHON_VERSION=3.13.14", "APP_ENV=production"]));
+        assert_eq!(config["config"]["Cmd"], Value::Null);
+        assert_eq!(config["config"]["ExposedPorts"], json!({"8000/tcp": {}}));
+        assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 3);
+        assert_eq!(config["history"].as_array().unwrap().len(), 3);
+        let manifest: Manifest = serde_json::from_slice(&img.manifest).unwrap();
+        assert_eq!(manifest.layers.len(), 3);
+        assert_eq!(manifest.layers[0].media_type, oci::OCI_LAYER_GZIP);
+        assert_eq!(img.new_from, 1);
+        assert_eq!(manifest.config.digest, img.config_digest);
+        assert_eq!(manifest.annotations.unwrap()["org.opencontainers.image.base.name"], "docker.io/library/python:3.13-alpine");
+    }
+
+    #[test]
+    fn same_inputs_same_bytes_and_layer_limit() {
+        let a = assemble(&base(), &[layer("x")], &ImageSettings::default(), 7, &BTreeMap::new()).unwrap();
+        let b = assemble(&base(), &[layer("x")], &ImageSettings::default(), 7, &BTreeMap::new()).unwrap();
+        assert_eq!(a.manifest, b.manifest);
+        let many: Vec<NewLayer> = (0..127).map(|i| layer(&i.to_string())).collect();
+        assert!(matches!(assemble(&base(), &many, &ImageSettings::default(), 0, &BTreeMap::new()), Err(AssembleError::TooManyLayers(128))));
+    }
+
+    #[test]
+    fn formats_dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+}

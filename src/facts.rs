@@ -1,0 +1,228 @@
+//! Part of stage 2, "resolve base": what the base's Python is (minor version,
+//! libc, architecture, interpreter and site-packages paths). Read from the
+//! config's `PYTHON_VERSION` like the official images, else from the layers'
+//! file list; facts the recipe states are checked against what is found.
+
+use crate::platform::{Libc, Platform};
+use crate::recipe::{parse_minor, StatedFacts};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PythonFacts {
+    /// `3.13`
+    pub version: String,
+    /// `3.13.14` when the base says so.
+    pub full_version: Option<String>,
+    pub libc: Libc,
+    pub platform: Platform,
+    /// `/usr/local`
+    pub prefix: String,
+    /// `/usr/local/bin/python3.13`
+    pub interpreter: String,
+    /// `/usr/local/lib/python3.13/site-packages`
+    pub site_packages: String,
+    /// `/usr/local/bin`
+    pub bin_dir: String,
+}
+
+/// What a scan of the base's layers found (later layers override earlier ones).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct LayerScan {
+    /// Every path (no leading slash) → symlink target, or None for other kinds.
+    pub paths: BTreeMap<String, Option<String>>,
+    /// glibc version read from `libc.so.6` or dpkg's status, if seen.
+    pub glibc: Option<(u32, u32)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FactsError {
+    #[error("base image `{base}` has no Python: no `PYTHON_VERSION` in its config and no `python3.X` in /usr/local/bin or /usr/bin")]
+    NoPython { base: String },
+    #[error("base image `{base}`: cannot tell its C library (no /lib/ld-musl-*.so.1 and no glibc loader)")]
+    UnknownLibc { base: String },
+    #[error("the recipe says {what} is `{stated}`, but base image `{base}` has `{found}`")]
+    Contradiction { base: String, what: &'static str, stated: String, found: String },
+}
+
+impl FactsError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            FactsError::NoPython { .. } => Some("use a Python base image such as `python:3.13-alpine`, or state `[python] version` and `interpreter` in the recipe".into()),
+            FactsError::UnknownLibc { .. } => Some("state it in the recipe: `[python] libc = \"musl\"` or `\"glibc-2.36\"`".into()),
+            FactsError::Contradiction { .. } => Some("fix or remove the `[python]` fact in the recipe, or pick a base image that matches it".into()),
+        }
+    }
+}
+
+/// The Python version from an official-image style config (`PYTHON_VERSION=3.13.14`).
+pub fn config_python_version(config: &serde_json::Value) -> Option<String> {
+    config["config"]["Env"].as_array()?.iter().filter_map(|v| v.as_str()).find_map(|env| {
+        env.strip_prefix("PYTHON_VERSION=").map(str::to_string)
+    })
+}
+
+/// Whether facts can be decided without looking inside the layers.
+pub fn needs_scan(config: &serde_json::Value, stated: &StatedFacts) -> bool {
+    stated.libc.is_none() || (config_python_version(config).is_none() && stated.version.is_none())
+}
+
+pub fn detect(
+    base: &str,
+    platform: &Platform,
+    config: &serde_json::Value,
+    scan: Option<&LayerScan>,
+    stated: &StatedFacts,
+) -> Result<PythonFacts, FactsError> {
+    let contradiction = |what, stated: &str, found: &str| FactsError::Contradiction {
+        base: base.to_string(),
+        what,
+        stated: stated.to_string(),
+        found: found.to_string(),
+    };
+    let full_version = config_python_version(config);
+    let found_minor = full_version
+        .as_deref()
+        .and_then(parse_minor)
+        .or_else(|| scan.and_then(scan_python_minor))
+        .map(|(a, b)| format!("{a}.{b}"));
+    let version = match (&stated.version, &found_minor) {
+        (Some(s), Some(f)) if parse_minor(s) != parse_minor(f) => return Err(contradiction("the Python version", s, f)),
+        (_, Some(f)) => f.clone(),
+        (Some(s), None) => parse_minor(s).map(|(a, b)| format!("{a}.{b}")).unwrap_or_else(|| s.clone()),
+        (None, None) => return Err(FactsError::NoPython { base: base.to_string() }),
+    };
+    let found_libc = scan.and_then(scan_libc);
+    let libc = match (&stated.libc, &found_libc) {
+        (Some(s), Some(f)) if !same_libc(s, f) => return Err(contradiction("the C library", &s.to_string(), &f.to_string())),
+        (Some(s), _) => s.clone(),
+        (None, Some(f)) => f.clone(),
+        (None, None) => return Err(FactsError::UnknownLibc { base: base.to_string() }),
+    };
+    // Official images put Python in /usr/local; distro Pythons live in /usr.
+    let in_usr_local = |p: &str| scan.is_none_or(|s| s.paths.contains_key(p));
+    let prefix = if full_version.is_some() || in_usr_local(&format!("usr/local/bin/python{version}")) {
+        "/usr/local"
+    } else {
+        "/usr"
+    };
+    let found_interpreter = format!("{prefix}/bin/python{version}");
+    let interpreter = match &stated.interpreter {
+        Some(s) if scan.is_some_and(|scan| !scan.paths.contains_key(s.trim_start_matches('/'))) => {
+            return Err(contradiction("the interpreter", s, &found_interpreter))
+        }
+        Some(s) => s.clone(),
+        None => found_interpreter,
+    };
+    let site_packages = stated.site_packages.clone().unwrap_or_else(|| format!("{prefix}/lib/python{version}/site-packages"));
+    Ok(PythonFacts {
+        version,
+        full_version,
+        libc,
+        platform: platform.clone(),
+        bin_dir: format!("{prefix}/bin"),
+        prefix: prefix.to_string(),
+        interpreter,
+        site_packages,
+    })
+}
+
+/// A stated `glibc` with the default minor matches any glibc found.
+fn same_libc(stated: &Libc, found: &Libc) -> bool {
+    match (stated, found) {
+        (Libc::Musl, Libc::Musl) => true,
+        (Libc::Glibc { .. }, Libc::Glibc { .. }) => stated == found || *stated == (Libc::Glibc { major: 2, minor: 28 }),
+        _ => false,
+    }
+}
+
+fn scan_python_minor(scan: &LayerScan) -> Option<(u32, u32)> {
+    ["usr/local/bin/python3.", "usr/bin/python3."].iter().find_map(|prefix| {
+        scan.paths
+            .keys()
+            .filter_map(|p| p.strip_prefix(prefix))
+            .filter_map(|minor| minor.parse::<u32>().ok())
+            .max()
+            .map(|minor| (3, minor))
+    })
+}
+
+fn scan_libc(scan: &LayerScan) -> Option<Libc> {
+    let has = |pred: &dyn Fn(&str) -> bool| scan.paths.keys().any(|p| pred(p));
+    if has(&|p| p.starts_with("lib/ld-musl-")) {
+        return Some(Libc::Musl);
+    }
+    let glibc_loader = has(&|p| {
+        let name = p.rsplit('/').next().unwrap_or(p);
+        name.starts_with("ld-linux") || name == "libc.so.6"
+    });
+    if glibc_loader || scan.glibc.is_some() {
+        let (major, minor) = scan.glibc.unwrap_or((2, 28));
+        return Some(Libc::Glibc { major, minor });
+    }
+    None
+}
+
+/// Finds `release version 2.36` (libc.so.6's banner) or dpkg's `Package: libc6` version.
+pub fn glibc_version_in(bytes: &[u8]) -> Option<(u32, u32)> {
+    let text = String::from_utf8_lossy(bytes);
+    if let Some(i) = text.find("Package: libc6\n") {
+        let block = &text[i..];
+        let block = &block[..block.find("\n\n").unwrap_or(block.len())];
+        let version = block.lines().find_map(|l| l.strip_prefix("Version: "))?;
+        return parse_minor(version.split(['-', '+']).next()?);
+    }
+    let i = text.find("release version ")?;
+    parse_minor(text[i + "release version ".len()..].split(|c: char| !(c.is_ascii_digit() || c == '.')).next()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn alpine_config() -> serde_json::Value {
+        json!({"config": {"Env": ["PATH=/usr/local/bin:/usr/bin", "PYTHON_VERSION=3.13.14"]}})
+    }
+
+    fn scan(paths: &[&str]) -> LayerScan {
+        LayerScan { paths: paths.iter().map(|p| (p.to_string(), None)).collect(), glibc: None }
+    }
+
+    #[test]
+    fn official_alpine_facts() {
+        let s = scan(&["lib/ld-musl-x86_64.so.1", "usr/local/bin/python3.13"]);
+        let f = detect("b", &Platform::host(), &alpine_config(), Some(&s), &StatedFacts::default()).unwrap();
+        assert_eq!(f.version, "3.13");
+        assert_eq!(f.libc, Libc::Musl);
+        assert_eq!(f.site_packages, "/usr/local/lib/python3.13/site-packages");
+        assert_eq!(f.interpreter, "/usr/local/bin/python3.13");
+    }
+
+    #[test]
+    fn version_from_layers_and_distro_python() {
+        let mut s = scan(&["usr/bin/python3.11", "lib/x86_64-linux-gnu/libc.so.6"]);
+        s.glibc = Some((2, 36));
+        let f = detect("b", &Platform::host(), &json!({}), Some(&s), &StatedFacts::default()).unwrap();
+        assert_eq!((f.version.as_str(), f.prefix.as_str()), ("3.11", "/usr"));
+        assert_eq!(f.libc, Libc::Glibc { major: 2, minor: 36 });
+    }
+
+    #[test]
+    fn contradictions_and_missing_python_are_errors() {
+        let s = scan(&["lib/ld-musl-x86_64.so.1"]);
+        let stated = StatedFacts { version: Some("3.12".into()), ..Default::default() };
+        let e = detect("b", &Platform::host(), &alpine_config(), Some(&s), &stated).unwrap_err();
+        assert!(matches!(e, FactsError::Contradiction { .. }), "{e}");
+        let e = detect("b", &Platform::host(), &json!({}), Some(&s), &StatedFacts::default()).unwrap_err();
+        assert!(matches!(e, FactsError::NoPython { .. }));
+        let stated = StatedFacts { libc: Some(Libc::Glibc { major: 2, minor: 36 }), ..Default::default() };
+        assert!(detect("b", &Platform::host(), &alpine_config(), Some(&s), &stated).is_err());
+    }
+
+    #[test]
+    fn reads_glibc_versions() {
+        assert_eq!(glibc_version_in(b"GNU C Library (Debian GLIBC 2.36-9) stable release version 2.36."), Some((2, 36)));
+        assert_eq!(glibc_version_in(b"Package: libc6\nStatus: ok\nVersion: 2.36-9+deb12u7\n\n"), Some((2, 36)));
+    }
+}

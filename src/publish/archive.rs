@@ -1,0 +1,117 @@
+//! Publish to a docker-archive tar (`docker load`, `skopeo copy docker-archive:`).
+//! Layers are stored uncompressed as `docker save` does, each checked against
+//! its diff_id; the archive is written to a temp file and renamed into place.
+
+use super::{BlobAction, BlobReport, Publishable};
+use crate::digest::{Digest, HashingWriter};
+use crate::reference::Reference;
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error("a docker-archive holds one platform, but this build has {0}")]
+    SeveralPlatforms(usize),
+    #[error("layer `{digest}` decompresses to `{actual}`, not its diff_id `{expected}`")]
+    DiffIdMismatch { digest: Digest, expected: Digest, actual: Digest },
+    #[error("writing `{}`", path.display())]
+    Io { path: PathBuf, #[source] source: io::Error },
+}
+
+impl ArchiveError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            ArchiveError::SeveralPlatforms(_) => Some("build one platform for a docker-archive (`platforms = [\"linux/amd64\"]`), or use `--oci-layout`".into()),
+            _ => None,
+        }
+    }
+}
+
+pub fn write(
+    image: &Publishable,
+    file: &Path,
+    repo_tag: Option<&Reference>,
+    scratch: &Path,
+    local_blob: &dyn Fn(&Digest) -> PathBuf,
+) -> Result<Vec<BlobReport>, ArchiveError> {
+    if image.images.len() != 1 {
+        return Err(ArchiveError::SeveralPlatforms(image.images.len()));
+    }
+    let io_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ArchiveError::Io { path: path.clone(), source }
+    };
+    let (img, _) = image.images[0];
+    let dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let temp = tempfile::Builder::new().prefix(".slipway-archive-").tempfile_in(dir).map_err(io_err(dir))?;
+    let mut tar = tar::Builder::new(BufWriter::new(temp.reopen().map_err(io_err(file))?));
+    let mut reports = Vec::new();
+    let mut layer_names = Vec::new();
+    for (layer, diff_id) in img.layers.iter().zip(&img.diff_ids) {
+        let unpacked = scratch.join(format!("{}.tar", diff_id.hex()));
+        let actual = decompress(&local_blob(&layer.digest), &unpacked).map_err(io_err(&unpacked))?;
+        if &actual != diff_id {
+            return Err(ArchiveError::DiffIdMismatch { digest: layer.digest.clone(), expected: diff_id.clone(), actual });
+        }
+        let name = format!("blobs/sha256/{}", diff_id.hex());
+        if !layer_names.contains(&name) {
+            append_file(&mut tar, &name, &unpacked).map_err(io_err(file))?;
+        }
+        std::fs::remove_file(&unpacked).map_err(io_err(&unpacked))?;
+        layer_names.push(name);
+        reports.push(BlobReport { digest: layer.digest.clone(), action: BlobAction::Written, bytes_sent: 0 });
+    }
+    let config_name = format!("blobs/sha256/{}", img.config_digest.hex());
+    append_bytes(&mut tar, &config_name, &img.config).map_err(io_err(file))?;
+    let repo_tags: Vec<String> = repo_tag
+        .map(|r| format!("{}/{}:{}", r.registry, r.repository, r.tag.as_deref().unwrap_or("latest")))
+        .into_iter()
+        .collect();
+    let manifest = serde_json::json!([{ "Config": config_name, "RepoTags": repo_tags, "Layers": layer_names }]);
+    append_bytes(&mut tar, "manifest.json", &serde_json::to_vec(&manifest).expect("JSON")).map_err(io_err(file))?;
+    let mut out = tar.into_inner().map_err(io_err(file))?;
+    out.flush().map_err(io_err(file))?;
+    out.get_ref().sync_all().map_err(io_err(file))?;
+    temp.persist(file).map_err(|e| ArchiveError::Io { path: file.to_path_buf(), source: e.error })?;
+    Ok(reports)
+}
+
+/// gunzips (or copies, if not gzip) `blob` to `dest`; returns the tar's sha256.
+fn decompress(blob: &Path, dest: &Path) -> io::Result<Digest> {
+    let mut head = [0u8; 2];
+    let gz = {
+        use std::io::Read;
+        File::open(blob)?.read_exact(&mut head).is_ok() && head == [0x1f, 0x8b]
+    };
+    let input = File::open(blob)?;
+    let mut reader: Box<dyn io::Read> = if gz { Box::new(flate2::read::GzDecoder::new(input)) } else { Box::new(input) };
+    let mut writer = HashingWriter::new(BufWriter::new(File::create(dest)?));
+    io::copy(&mut reader, &mut writer)?;
+    let (mut inner, digest, _) = writer.finish();
+    inner.flush()?;
+    Ok(digest)
+}
+
+fn header(size: u64) -> tar::Header {
+    let mut header = tar::Header::new_ustar();
+    header.set_size(size);
+    header.set_mode(0o644);
+    header.set_mtime(0);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_entry_type(tar::EntryType::Regular);
+    header
+}
+
+fn append_file<W: Write>(tar: &mut tar::Builder<W>, name: &str, path: &Path) -> io::Result<()> {
+    let file = File::open(path)?;
+    let mut header = header(file.metadata()?.len());
+    tar.append_data(&mut header, name, file)
+}
+
+fn append_bytes<W: Write>(tar: &mut tar::Builder<W>, name: &str, bytes: &[u8]) -> io::Result<()> {
+    let mut header = header(bytes.len() as u64);
+    tar.append_data(&mut header, name, bytes)
+}

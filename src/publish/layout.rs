@@ -1,0 +1,82 @@
+//! Publish to an OCI image layout dir (readable by skopeo, umoci, crane, podman).
+//! The dir is built beside its destination and renamed into place.
+
+use super::{BlobAction, BlobReport, Publishable};
+use crate::digest::Digest;
+use crate::oci::{self, Descriptor, Index};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Writes the image to `dir` with `tag` as its `org.opencontainers.image.ref.name`.
+/// `local_blob` gives the cached file of every blob the image references.
+pub fn write(image: &Publishable, dir: &Path, tag: &str, local_blob: &dyn Fn(&Digest) -> PathBuf) -> io::Result<Vec<BlobReport>> {
+    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    fs::create_dir_all(parent)?;
+    let staging = tempfile::Builder::new().prefix(".slipway-layout-").tempdir_in(parent)?;
+    let blobs = staging.path().join("blobs/sha256");
+    fs::create_dir_all(&blobs)?;
+    let mut reports = Vec::new();
+    let mut written = BTreeSet::new();
+    let put_bytes = |bytes: &[u8]| -> io::Result<()> {
+        let digest = Digest::of(bytes);
+        fs::write(blobs.join(digest.hex()), bytes)
+    };
+    for (img, _) in &image.images {
+        put_bytes(&img.config)?;
+        put_bytes(&img.manifest)?;
+    }
+    if let Some((bytes, _)) = &image.index {
+        put_bytes(bytes)?;
+    }
+    for (img, _) in &image.images {
+        for layer in &img.layers {
+            if !written.insert(layer.digest.clone()) {
+                continue;
+            }
+            let dest = blobs.join(layer.digest.hex());
+            let source = local_blob(&layer.digest);
+            // A hard link is free when the cache is on the same file system.
+            if fs::hard_link(&source, &dest).is_err() {
+                fs::copy(&source, &dest)?;
+            }
+            reports.push(BlobReport { digest: layer.digest.clone(), action: BlobAction::Written, bytes_sent: 0 });
+        }
+    }
+    let (media_type, top) = image.top();
+    let index = Index {
+        schema_version: 2,
+        media_type: Some(oci::OCI_INDEX.into()),
+        manifests: vec![Descriptor {
+            media_type: media_type.into(),
+            digest: Digest::of(top),
+            size: top.len() as u64,
+            platform: if image.index.is_none() { Some(image.images[0].0.platform.clone()) } else { None },
+            annotations: Some(BTreeMap::from([("org.opencontainers.image.ref.name".to_string(), tag.to_string())])),
+        }],
+        annotations: None,
+    };
+    fs::write(staging.path().join("index.json"), oci::to_canonical_bytes(&index))?;
+    fs::write(staging.path().join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    replace_dir(staging, dir)?;
+    Ok(reports)
+}
+
+/// Moves a finished staging dir to `dest`, replacing what was there.
+pub(crate) fn replace_dir(staging: tempfile::TempDir, dest: &Path) -> io::Result<()> {
+    let staged = staging.keep();
+    if dest.exists() {
+        let old = dest.with_file_name(format!(
+            ".{}.old-{}",
+            dest.file_name().and_then(|n| n.to_str()).unwrap_or("out"),
+            std::process::id()
+        ));
+        fs::rename(dest, &old)?;
+        fs::rename(&staged, dest)?;
+        fs::remove_dir_all(&old)?;
+    } else {
+        fs::rename(&staged, dest)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,90 @@
+//! Publish to a registry: blobs first (HEAD, then a cross-repository mount
+//! from the base's repository when it lives on the same registry, else an
+//! upload, several at once), then platform manifests by digest, and the tag
+//! last, so a tag never points at a half-pushed image.
+
+use super::{BlobAction, BlobReport, Publishable};
+use crate::cache::Cache;
+use crate::digest::Digest;
+use crate::reference::Reference;
+use crate::registry::{RegistryClient, RegistryError};
+use crate::resolve::{self, BaseLocation, ResolveError};
+use futures::stream::{self, StreamExt, TryStreamExt};
+use std::collections::BTreeMap;
+
+/// Blobs uploaded at once.
+const PARALLEL_UPLOADS: usize = 4;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Fetch(#[from] ResolveError),
+    #[error("cache: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl PushError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            PushError::Registry(e) => e.hint(),
+            PushError::Fetch(e) => e.hint(),
+            PushError::Io(_) => None,
+        }
+    }
+}
+
+/// Where a blob of the image can be had from.
+enum Origin {
+    Base(BaseLocation),
+    Cache,
+}
+
+pub async fn push(client: &RegistryClient, cache: &Cache, image: &Publishable<'_>, dest: &Reference) -> Result<Vec<BlobReport>, PushError> {
+    let mut blobs: BTreeMap<Digest, Origin> = BTreeMap::new();
+    for (img, base) in &image.images {
+        for (i, layer) in img.layers.iter().enumerate() {
+            let origin = if i < img.new_from { Origin::Base(base.location.clone()) } else { Origin::Cache };
+            blobs.entry(layer.digest.clone()).or_insert(origin);
+        }
+        cache.put_blob_bytes(&img.config)?;
+        blobs.insert(img.config_digest.clone(), Origin::Cache);
+    }
+    let reports: Vec<BlobReport> = stream::iter(blobs.iter())
+        .map(|(digest, origin)| push_one(client, cache, dest, digest, origin))
+        .buffer_unordered(PARALLEL_UPLOADS)
+        .try_collect()
+        .await?;
+    let tag = dest.tag.clone().unwrap_or_else(|| "latest".into());
+    match &image.index {
+        Some((bytes, _)) => {
+            for (img, _) in &image.images {
+                client.put_manifest(&dest.registry, &dest.repository, img.manifest_digest.as_str(), crate::oci::OCI_MANIFEST, &img.manifest).await?;
+            }
+            client.put_manifest(&dest.registry, &dest.repository, &tag, crate::oci::OCI_INDEX, bytes).await?;
+        }
+        None => {
+            let (media_type, bytes) = image.top();
+            client.put_manifest(&dest.registry, &dest.repository, &tag, media_type, bytes).await?;
+        }
+    }
+    Ok(reports)
+}
+
+async fn push_one(client: &RegistryClient, cache: &Cache, dest: &Reference, digest: &Digest, origin: &Origin) -> Result<BlobReport, PushError> {
+    let report = |action, bytes_sent| Ok(BlobReport { digest: digest.clone(), action, bytes_sent });
+    if client.blob_exists(&dest.registry, &dest.repository, digest).await?.is_some() {
+        return report(BlobAction::Existing, 0);
+    }
+    if let Origin::Base(location) = origin {
+        if let BaseLocation::Registry { registry, repository } = location {
+            if registry == &dest.registry && client.mount_blob(&dest.registry, &dest.repository, digest, repository).await? {
+                return report(BlobAction::Mounted, 0);
+            }
+        }
+        resolve::fetch_blob(client, cache, location, digest).await?;
+    }
+    let sent = client.push_blob(&dest.registry, &dest.repository, digest, &cache.blob_path(digest)).await?;
+    report(BlobAction::Uploaded, sent)
+}

@@ -1,0 +1,401 @@
+//! Stage 1, "recipe": the TOML file that says what to build. Parsing is strict:
+//! unknown keys and wrong types are errors naming the file, line and key.
+
+use crate::platform::{Libc, Platform};
+use crate::reference::Reference;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawRecipe {
+    pub base: String,
+    #[serde(default)]
+    pub platforms: Vec<String>,
+    pub source_date_epoch: Option<u64>,
+    pub push: Option<String>,
+    pub oci_layout: Option<PathBuf>,
+    pub docker_archive: Option<PathBuf>,
+    #[serde(default)]
+    pub python: RawPython,
+    #[serde(default)]
+    pub app: RawApp,
+    #[serde(default)]
+    pub image: RawImage,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawPython {
+    #[serde(default)]
+    pub requirements: Vec<PathBuf>,
+    /// A dir with pyproject.toml + uv.lock; its locked dependencies are installed.
+    pub project: Option<PathBuf>,
+    pub index_url: Option<String>,
+    #[serde(default)]
+    pub extra_index_urls: Vec<String>,
+    #[serde(default)]
+    pub find_links: Vec<String>,
+    #[serde(default)]
+    pub offline: bool,
+    #[serde(default)]
+    pub allow_sdist: bool,
+    pub bytecode: Option<bool>,
+    /// Facts about the base, normally detected; stating one that contradicts the base is an error.
+    pub version: Option<String>,
+    pub libc: Option<String>,
+    pub interpreter: Option<String>,
+    pub site_packages: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawApp {
+    pub source: Option<PathBuf>,
+    pub destination: Option<String>,
+    #[serde(default)]
+    pub excludes: Vec<String>,
+    pub bytecode: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawImage {
+    pub entrypoint: Option<Vec<String>>,
+    pub cmd: Option<Vec<String>>,
+    pub workdir: Option<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub ports: Vec<String>,
+    pub user: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// A validated recipe with paths made absolute (relative to the recipe file).
+#[derive(Debug, Clone)]
+pub struct Recipe {
+    pub file: PathBuf,
+    pub base: Reference,
+    pub platforms: Vec<Platform>,
+    pub source_date_epoch: Option<u64>,
+    pub destination: Option<Destination>,
+    pub python: PythonSettings,
+    pub app: AppSettings,
+    pub image: ImageSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    Push(Reference),
+    OciLayout(PathBuf),
+    DockerArchive(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct PythonSettings {
+    pub requirements: Vec<PathBuf>,
+    pub project: Option<PathBuf>,
+    pub index_url: Option<String>,
+    pub extra_index_urls: Vec<String>,
+    pub find_links: Vec<String>,
+    pub offline: bool,
+    pub allow_sdist: bool,
+    pub bytecode: bool,
+    pub stated: StatedFacts,
+}
+
+/// Facts about the base that the recipe states instead of leaving to detection.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatedFacts {
+    pub version: Option<String>,
+    pub libc: Option<Libc>,
+    pub interpreter: Option<String>,
+    pub site_packages: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AppSettings {
+    pub source: Option<PathBuf>,
+    pub destination: String,
+    pub excludes: Vec<String>,
+    pub bytecode: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ImageSettings {
+    pub entrypoint: Option<Vec<String>>,
+    pub cmd: Option<Vec<String>>,
+    pub workdir: Option<String>,
+    pub env: BTreeMap<String, String>,
+    pub ports: Vec<String>,
+    pub user: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecipeError {
+    #[error("cannot read recipe `{}`", path.display())]
+    Read { path: PathBuf, #[source] source: std::io::Error },
+    #[error("recipe `{}`: {message}", path.display())]
+    Invalid { path: PathBuf, message: String, hint: Option<String> },
+}
+
+impl RecipeError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            RecipeError::Invalid { hint, .. } => hint.clone(),
+            RecipeError::Read { .. } => Some("pass the path of a recipe TOML file, e.g. `slipway build recipes/fastapi-demo/alpine.toml`".into()),
+        }
+    }
+}
+
+pub fn load(path: &Path) -> Result<Recipe, RecipeError> {
+    let text = std::fs::read_to_string(path).map_err(|source| RecipeError::Read { path: path.to_path_buf(), source })?;
+    parse(&text, path)
+}
+
+/// Parses recipe text; `path` names the file in errors and anchors relative paths.
+pub fn parse(text: &str, path: &Path) -> Result<Recipe, RecipeError> {
+    let invalid = |message: String, hint: Option<String>| RecipeError::Invalid { path: path.to_path_buf(), message, hint };
+    let raw: RawRecipe = toml::from_str(text).map_err(|e| {
+        let message = e.to_string().trim_end().to_string();
+        let hint = unknown_key_hint(&message);
+        invalid(message, hint)
+    })?;
+    let line_of = |key: &str| line_of_key(text, key);
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
+    let abs = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { dir.join(p) };
+
+    let base = Reference::parse(&raw.base).map_err(|e| invalid(format!("{} (key `base`{})", e, line_of("base")), None))?;
+    let mut platforms = Vec::new();
+    for p in &raw.platforms {
+        let platform = Platform::parse(p).map_err(|e| invalid(format!("{e} (key `platforms`{})", line_of("platforms")), None))?;
+        if !platforms.contains(&platform) {
+            platforms.push(platform);
+        }
+    }
+    if platforms.is_empty() {
+        platforms.push(Platform::host());
+    }
+    let mut destinations = Vec::new();
+    if let Some(push) = &raw.push {
+        let r = Reference::parse(push).map_err(|e| invalid(format!("{e} (key `push`{})", line_of("push")), None))?;
+        destinations.push(Destination::Push(r));
+    }
+    if let Some(dir) = &raw.oci_layout {
+        destinations.push(Destination::OciLayout(abs(dir)));
+    }
+    if let Some(file) = &raw.docker_archive {
+        destinations.push(Destination::DockerArchive(abs(file)));
+    }
+    if destinations.len() > 1 {
+        return Err(invalid(
+            "more than one of `push`, `oci_layout`, `docker_archive` is set".into(),
+            Some("keep one destination in the recipe and override it on the command line if needed".into()),
+        ));
+    }
+    let libc = match raw.python.libc.as_deref() {
+        None => None,
+        Some(text) => Some(parse_libc(text).map_err(|e| invalid(format!("{e} (key `python.libc`{})", line_of("libc")), None))?),
+    };
+    if let Some(v) = &raw.python.version {
+        if parse_minor(v).is_none() {
+            return Err(invalid(format!("`python.version` = `{v}` is not a Python version like `3.13`{}", line_of("version")), None));
+        }
+    }
+    let destination = raw.app.destination.clone().unwrap_or_else(|| "/app".into());
+    if !destination.starts_with('/') {
+        return Err(invalid(format!("`app.destination` = `{destination}` must be an absolute path{}", line_of("destination")), None));
+    }
+    for port in &raw.image.ports {
+        if !valid_port(port) {
+            return Err(invalid(
+                format!("`image.ports` entry `{port}` is not a port like `8000` or `8000/tcp`{}", line_of("ports")),
+                None,
+            ));
+        }
+    }
+    for key in raw.image.env.keys() {
+        if key.is_empty() || key.contains('=') {
+            return Err(invalid(format!("`image.env` key `{key}` is not a valid variable name{}", line_of("env")), None));
+        }
+    }
+    let bytecode = raw.python.bytecode.unwrap_or(true);
+    Ok(Recipe {
+        file: path.to_path_buf(),
+        base,
+        platforms,
+        source_date_epoch: raw.source_date_epoch,
+        destination: destinations.pop(),
+        python: PythonSettings {
+            requirements: raw.python.requirements.iter().map(|p| abs(p)).collect(),
+            project: raw.python.project.as_deref().map(abs),
+            index_url: raw.python.index_url,
+            extra_index_urls: raw.python.extra_index_urls,
+            find_links: raw.python.find_links.iter().map(|l| resolve_link(l, &dir)).collect(),
+            offline: raw.python.offline,
+            allow_sdist: raw.python.allow_sdist,
+            bytecode,
+            stated: StatedFacts {
+                version: raw.python.version,
+                libc,
+                interpreter: raw.python.interpreter,
+                site_packages: raw.python.site_packages,
+            },
+        },
+        app: AppSettings {
+            source: raw.app.source.as_deref().map(abs),
+            destination: match destination.trim_end_matches('/') {
+                "" => "/".to_string(),
+                trimmed => trimmed.to_string(),
+            },
+            excludes: raw.app.excludes,
+            bytecode: raw.app.bytecode.unwrap_or(bytecode),
+        },
+        image: ImageSettings {
+            entrypoint: raw.image.entrypoint,
+            cmd: raw.image.cmd,
+            workdir: raw.image.workdir,
+            env: raw.image.env,
+            ports: raw.image.ports,
+            user: raw.image.user,
+            labels: raw.image.labels,
+            annotations: raw.image.annotations,
+        },
+    })
+}
+
+/// `3.13` or `3.13.14` → (3, 13).
+pub fn parse_minor(version: &str) -> Option<(u32, u32)> {
+    let mut parts = version.split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+/// `musl`, `glibc` (2.28 assumed) or `glibc-2.36` / `glibc 2.36`.
+pub fn parse_libc(text: &str) -> Result<Libc, String> {
+    let lower = text.trim().to_ascii_lowercase();
+    if lower == "musl" {
+        return Ok(Libc::Musl);
+    }
+    if let Some(rest) = lower.strip_prefix("glibc") {
+        let rest = rest.trim_start_matches(['-', ' ']);
+        if rest.is_empty() {
+            return Ok(Libc::Glibc { major: 2, minor: 28 });
+        }
+        if let Some((major, minor)) = parse_minor(rest) {
+            return Ok(Libc::Glibc { major, minor });
+        }
+    }
+    Err(format!("libc `{text}` is not `musl`, `glibc` or `glibc-2.NN`"))
+}
+
+fn valid_port(port: &str) -> bool {
+    let (number, proto) = port.split_once('/').unwrap_or((port, "tcp"));
+    number.parse::<u16>().is_ok_and(|n| n > 0) && matches!(proto, "tcp" | "udp" | "sctp")
+}
+
+fn resolve_link(link: &str, dir: &Path) -> String {
+    if link.contains("://") || Path::new(link).is_absolute() {
+        link.to_string()
+    } else {
+        dir.join(link).to_string_lossy().into_owned()
+    }
+}
+
+/// ", line N" for the first line that assigns `key`, for errors found after parsing.
+fn line_of_key(text: &str, key: &str) -> String {
+    text.lines()
+        .position(|line| {
+            let line = line.trim_start();
+            line.strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map(|i| format!(", line {}", i + 1))
+        .unwrap_or_default()
+}
+
+const KNOWN_KEYS: &[&str] = &[
+    "base", "platforms", "source_date_epoch", "push", "oci_layout", "docker_archive", "python", "app", "image",
+    "requirements", "project", "index_url", "extra_index_urls", "find_links", "offline", "allow_sdist", "bytecode",
+    "version", "libc", "interpreter", "site_packages", "source", "destination", "excludes", "entrypoint", "cmd",
+    "workdir", "env", "ports", "user", "labels", "annotations",
+];
+
+/// toml says "unknown field `x`, expected one of ..."; suggest the closest key.
+fn unknown_key_hint(message: &str) -> Option<String> {
+    let start = message.find("unknown field `")? + "unknown field `".len();
+    let key = &message[start..start + message[start..].find('`')?];
+    let best = KNOWN_KEYS.iter().min_by_key(|known| edit_distance(key, known))?;
+    (edit_distance(key, best) <= 3).then(|| format!("did you mean `{best}`? (the README lists every recipe key)"))
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(row[j + 1] + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(text: &str) -> Result<Recipe, RecipeError> {
+        parse(text, Path::new("/r/recipe.toml"))
+    }
+
+    #[test]
+    fn minimal_recipe_gets_defaults() {
+        let r = parse_str("base = \"python:3.13-alpine\"\n").unwrap();
+        assert_eq!(r.base.to_string(), "docker.io/library/python:3.13-alpine");
+        assert_eq!(r.platforms, vec![Platform::host()]);
+        assert_eq!(r.app.destination, "/app");
+        assert!(r.python.bytecode && r.app.bytecode);
+        assert_eq!(r.destination, None);
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_suggests() {
+        let err = parse_str("base = \"python:3.13\"\n[image]\ncmdd = [\"x\"]\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("line 3"), "{text}");
+        assert!(text.contains("cmdd"), "{text}");
+        assert!(text.contains("/r/recipe.toml"), "{text}");
+        assert_eq!(err.hint().unwrap(), "did you mean `cmd`? (the README lists every recipe key)");
+    }
+
+    #[test]
+    fn wrong_types_and_bad_values_are_errors() {
+        assert!(parse_str("base = 3\n").unwrap_err().to_string().contains("line 1"));
+        let e = parse_str("base = \"python\"\nplatforms = [\"linux/s390x\"]\n").unwrap_err().to_string();
+        assert!(e.contains("unknown architecture") && e.contains("line 2"), "{e}");
+        assert!(parse_str("base = \"Bad:Ref:\"\n").is_err());
+        assert!(parse_str("base = \"p\"\n[image]\nports = [\"http\"]\n").is_err());
+        assert!(parse_str("base = \"p\"\npush = \"r:1\"\noci_layout = \"out\"\n").is_err());
+    }
+
+    #[test]
+    fn paths_are_relative_to_the_recipe() {
+        let r = parse_str("base = \"p\"\noci_layout = \"out\"\n[python]\nrequirements = [\"req.txt\"]\nlibc = \"glibc-2.36\"\n[app]\nsource = \"src\"\n").unwrap();
+        assert_eq!(r.python.requirements, vec![PathBuf::from("/r/req.txt")]);
+        assert_eq!(r.app.source, Some(PathBuf::from("/r/src")));
+        assert_eq!(r.destination, Some(Destination::OciLayout("/r/out".into())));
+        assert_eq!(r.python.stated.libc, Some(Libc::Glibc { major: 2, minor: 36 }));
+    }
+}

@@ -1,0 +1,161 @@
+//! What a build tells its user: log lines while it runs, and at the end a
+//! report (a layer table, or one JSON document with `--json`).
+
+use crate::assemble::AssembledImage;
+use crate::digest::Digest;
+use crate::facts::PythonFacts;
+use crate::publish::{BlobAction, BlobReport};
+use crate::resolve::BaseImage;
+use serde::Serialize;
+use std::fmt::Write as _;
+
+/// Line-based progress on stderr (quiet: nothing but errors; verbose: cache decisions too).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Log {
+    pub quiet: bool,
+    pub verbose: bool,
+}
+
+impl Log {
+    pub fn step(&self, message: &str) {
+        if !self.quiet {
+            eprintln!("  {message}");
+        }
+    }
+
+    pub fn cache(&self, key: &str, hit: bool) {
+        if self.verbose {
+            eprintln!("  cache {}: {key}", if hit { "hit" } else { "miss" });
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LayerKind {
+    Base,
+    SitePackages,
+    SitePackagesBytecode,
+    App,
+    AppBytecode,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LayerReport {
+    pub kind: LayerKind,
+    pub digest: Digest,
+    pub diff_id: Digest,
+    pub media_type: String,
+    pub size: u64,
+    pub uncompressed_size: Option<u64>,
+    /// Taken from the cache instead of being built.
+    pub reused: bool,
+    /// What publishing did with it (existing / mounted / uploaded / written).
+    pub action: Option<BlobAction>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PlatformReport {
+    pub platform: String,
+    pub manifest_digest: Digest,
+    pub config_digest: Digest,
+    pub python: PythonFacts,
+    pub layers: Vec<LayerReport>,
+}
+
+impl PlatformReport {
+    pub fn new(image: &AssembledImage, _base: &BaseImage, facts: &PythonFacts, new: &[(crate::assemble::NewLayer, LayerKind, bool)]) -> PlatformReport {
+        let layers = image
+            .layers
+            .iter()
+            .zip(&image.diff_ids)
+            .enumerate()
+            .map(|(i, (d, diff_id))| {
+                let new = i.checked_sub(image.new_from).and_then(|j| new.get(j));
+                LayerReport {
+                    kind: new.map_or(LayerKind::Base, |n| n.1),
+                    digest: d.digest.clone(),
+                    diff_id: diff_id.clone(),
+                    media_type: d.media_type.clone(),
+                    size: d.size,
+                    uncompressed_size: new.map(|n| n.0.record.uncompressed_size),
+                    reused: new.is_none_or(|n| n.2),
+                    action: None,
+                }
+            })
+            .collect();
+        PlatformReport {
+            platform: image.platform.to_string(),
+            manifest_digest: image.manifest_digest.clone(),
+            config_digest: image.config_digest.clone(),
+            python: facts.clone(),
+            layers,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Timings {
+    pub resolve: f64,
+    pub app: f64,
+    pub site_packages: f64,
+    pub publish: f64,
+    pub total: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct BuildReport {
+    pub destination: String,
+    /// What to pull: the index digest for several platforms, else the manifest's.
+    pub digest: Digest,
+    pub index_digest: Option<Digest>,
+    pub platforms: Vec<PlatformReport>,
+    pub timings: Timings,
+    pub blobs_uploaded_bytes: u64,
+    pub blobs: Vec<BlobReport>,
+}
+
+impl BuildReport {
+    pub fn attach_blob_actions(&mut self, blobs: Vec<BlobReport>) {
+        for platform in &mut self.platforms {
+            for layer in &mut platform.layers {
+                layer.action = blobs.iter().find(|b| b.digest == layer.digest).map(|b| b.action.clone());
+            }
+        }
+        self.blobs = blobs;
+    }
+
+    pub fn layers_built(&self) -> usize {
+        self.platforms.iter().flat_map(|p| &p.layers).filter(|l| !l.reused).count()
+    }
+
+    /// The human summary: one table of layers per platform.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        for p in &self.platforms {
+            let _ = writeln!(out, "{}  {}  (Python {}, {})", p.platform, p.manifest_digest, p.python.version, p.python.libc);
+            let _ = writeln!(out, "  {:<24} {:>12} {:>14}  {:<9} {}", "layer", "compressed", "uncompressed", "cache", "digest");
+            for l in &p.layers {
+                let kind = serde_json::to_value(l.kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+                let uncompressed = l.uncompressed_size.map(human).unwrap_or_else(|| "-".into());
+                let cache = match (l.kind, l.reused) {
+                    (LayerKind::Base, _) => "base",
+                    (_, true) => "reused",
+                    (_, false) => "built",
+                };
+                let _ = writeln!(out, "  {:<24} {:>12} {:>14}  {:<9} {}", kind, human(l.size), uncompressed, cache, &l.digest.as_str()[..19]);
+            }
+            let total: u64 = p.layers.iter().map(|l| l.size).sum();
+            let _ = writeln!(out, "  {:<24} {:>12}", "total", human(total));
+        }
+        out
+    }
+}
+
+pub fn human(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1 << 20) as f64),
+        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{b} B"),
+    }
+}

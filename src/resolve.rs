@@ -1,0 +1,290 @@
+//! Stage 2, "resolve base": finds the base image's manifest and config for each
+//! wanted platform, from a registry (mirrors applied) or an OCI layout dir,
+//! and fetches base blobs into the cache when a later stage needs their bytes.
+
+use crate::cache::Cache;
+use crate::digest::{Digest, HashingWriter};
+use crate::facts::{glibc_version_in, LayerScan};
+use crate::oci::{self, Descriptor, Index, Manifest};
+use crate::platform::Platform;
+use crate::reference::Reference;
+use crate::registry::{RegistryClient, RegistryError};
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// Where the base's manifests and blobs are read from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BaseLocation {
+    /// The registry actually contacted (a mirror when one is configured).
+    Registry { registry: String, repository: String },
+    /// An OCI image layout dir (e.g. from `slipway bundle`).
+    Layout(PathBuf),
+}
+
+#[derive(Clone, Debug)]
+pub struct BaseImage {
+    /// The reference as the recipe names it, normalised (for annotations).
+    pub name: Reference,
+    pub location: BaseLocation,
+    /// Digest of what the name points at (the index for multi-platform bases).
+    pub top_digest: Digest,
+    pub manifest_digest: Digest,
+    pub manifest: Manifest,
+    /// The config kept as raw JSON so fields oci-spec doesn't know survive.
+    pub config: serde_json::Value,
+    pub platform: Platform,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("base image `{base}` has no manifest for `{wanted}` (it has: {available})")]
+    NoPlatform { base: String, wanted: String, available: String },
+    #[error("base image `{base}`: {message}")]
+    Bad { base: String, message: String },
+    #[error("OCI layout `{}`: {message}", path.display())]
+    Layout { path: PathBuf, message: String },
+    #[error("blob `{}` does not match its digest `{expected}` (it hashes to `{actual}`)", path.display())]
+    BlobMismatch { path: PathBuf, expected: Digest, actual: Digest },
+    #[error("cache: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl ResolveError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            ResolveError::Registry(e) => e.hint(),
+            ResolveError::NoPlatform { .. } => Some("pick platforms the base image has, in the recipe's `platforms`".into()),
+            ResolveError::BlobMismatch { .. } => Some("the file is corrupt or was changed: re-create the bundle or layout".into()),
+            _ => None,
+        }
+    }
+}
+
+/// Resolves the base for each platform. `mirrors` maps a registry host to the
+/// host that serves it (e.g. `docker.io` → `mirror.internal:5000`).
+pub async fn resolve(
+    client: &RegistryClient,
+    name: &Reference,
+    layout: Option<&Path>,
+    mirrors: &BTreeMap<String, String>,
+    platforms: &[Platform],
+) -> Result<Vec<BaseImage>, ResolveError> {
+    let location = match layout {
+        Some(dir) => BaseLocation::Layout(dir.to_path_buf()),
+        None => BaseLocation::Registry {
+            registry: mirrors.get(&name.registry).cloned().unwrap_or_else(|| name.registry.clone()),
+            repository: name.repository.clone(),
+        },
+    };
+    let top = fetch_top(client, name, &location).await?;
+    let base = name.to_string();
+    let mut images = Vec::new();
+    for wanted in platforms {
+        let (manifest_bytes, manifest_digest) = if oci::is_index(&top.media_type) {
+            let index: Index = parse_json(&top.bytes, &base, "index")?;
+            let entry = pick_platform(&index, wanted).ok_or_else(|| ResolveError::NoPlatform {
+                base: base.clone(),
+                wanted: wanted.to_string(),
+                available: available_platforms(&index),
+            })?;
+            (fetch_manifest(client, &location, &entry.digest).await?, entry.digest.clone())
+        } else if oci::is_manifest(&top.media_type) {
+            (top.bytes.clone(), top.digest.clone())
+        } else {
+            return Err(ResolveError::Bad { base, message: format!("unsupported manifest media type `{}`", top.media_type) });
+        };
+        let manifest: Manifest = parse_json(&manifest_bytes, &base, "manifest")?;
+        let config_bytes = fetch_small_blob(client, &location, &manifest.config.digest).await?;
+        let config: serde_json::Value = parse_json(&config_bytes, &base, "config")?;
+        let platform = config_platform(&config);
+        if !wanted.matches(&platform) {
+            return Err(ResolveError::NoPlatform { base, wanted: wanted.to_string(), available: platform.to_string() });
+        }
+        let diff_ids = config["rootfs"]["diff_ids"].as_array().map_or(0, Vec::len);
+        if diff_ids != manifest.layers.len() {
+            return Err(ResolveError::Bad {
+                base,
+                message: format!("{} layers but {} diff_ids in the config", manifest.layers.len(), diff_ids),
+            });
+        }
+        images.push(BaseImage {
+            name: name.clone(),
+            location: location.clone(),
+            top_digest: top.digest.clone(),
+            manifest_digest,
+            manifest,
+            config,
+            platform: wanted.clone(),
+        });
+    }
+    Ok(images)
+}
+
+struct Top {
+    bytes: Vec<u8>,
+    media_type: String,
+    digest: Digest,
+}
+
+async fn fetch_top(client: &RegistryClient, name: &Reference, location: &BaseLocation) -> Result<Top, ResolveError> {
+    match location {
+        BaseLocation::Registry { registry, repository } => {
+            let m = client.get_manifest(registry, repository, &name.reference_str()).await?;
+            Ok(Top { bytes: m.bytes, media_type: m.media_type, digest: m.digest })
+        }
+        BaseLocation::Layout(dir) => {
+            let layout_err = |message: String| ResolveError::Layout { path: dir.clone(), message };
+            let index_bytes = std::fs::read(dir.join("index.json")).map_err(|e| layout_err(format!("cannot read index.json: {e}")))?;
+            let index: Index = serde_json::from_slice(&index_bytes).map_err(|e| layout_err(format!("index.json: {e}")))?;
+            let wanted_names = [name.to_string(), name.tag.clone().unwrap_or_default()];
+            let entry = match &name.digest {
+                Some(d) => index.manifests.iter().find(|m| &m.digest == d),
+                None => index.manifests.iter().find(|m| {
+                    m.annotations
+                        .as_ref()
+                        .and_then(|a| a.get("org.opencontainers.image.ref.name"))
+                        .is_some_and(|n| wanted_names.contains(n))
+                }),
+            };
+            let entry = match (entry, index.manifests.as_slice()) {
+                (Some(e), _) => e,
+                (None, [only]) => only,
+                (None, _) => return Err(layout_err(format!("no entry for `{name}` in index.json"))),
+            };
+            let bytes = read_layout_blob(dir, &entry.digest)?;
+            Ok(Top { bytes, media_type: entry.media_type.clone(), digest: entry.digest.clone() })
+        }
+    }
+}
+
+async fn fetch_manifest(client: &RegistryClient, location: &BaseLocation, digest: &Digest) -> Result<Vec<u8>, ResolveError> {
+    match location {
+        BaseLocation::Registry { registry, repository } => {
+            Ok(client.get_manifest(registry, repository, digest.as_str()).await?.bytes)
+        }
+        BaseLocation::Layout(dir) => read_layout_blob(dir, digest),
+    }
+}
+
+async fn fetch_small_blob(client: &RegistryClient, location: &BaseLocation, digest: &Digest) -> Result<Vec<u8>, ResolveError> {
+    match location {
+        BaseLocation::Registry { registry, repository } => Ok(client.get_blob_bytes(registry, repository, digest).await?),
+        BaseLocation::Layout(dir) => read_layout_blob(dir, digest),
+    }
+}
+
+fn read_layout_blob(dir: &Path, digest: &Digest) -> Result<Vec<u8>, ResolveError> {
+    let path = dir.join("blobs/sha256").join(digest.hex());
+    let bytes = std::fs::read(&path).map_err(|e| ResolveError::Layout {
+        path: dir.to_path_buf(),
+        message: format!("missing blob `{digest}` ({e})"),
+    })?;
+    let actual = Digest::of(&bytes);
+    if &actual != digest {
+        return Err(ResolveError::BlobMismatch { path, expected: digest.clone(), actual });
+    }
+    Ok(bytes)
+}
+
+/// Makes sure a base blob is in the cache (digest checked) and returns its path.
+pub async fn fetch_blob(
+    client: &RegistryClient,
+    cache: &Cache,
+    location: &BaseLocation,
+    digest: &Digest,
+) -> Result<PathBuf, ResolveError> {
+    let dest = cache.blob_path(digest);
+    if dest.is_file() {
+        return Ok(dest);
+    }
+    match location {
+        BaseLocation::Registry { registry, repository } => {
+            client.pull_blob(registry, repository, digest, &dest).await?;
+        }
+        BaseLocation::Layout(dir) => {
+            let source = dir.join("blobs/sha256").join(digest.hex());
+            let tmp = cache.temp_dir("blob")?;
+            let staged = tmp.path().join("blob");
+            let mut reader = std::fs::File::open(&source).map_err(|e| ResolveError::Layout {
+                path: dir.clone(),
+                message: format!("missing blob `{digest}` ({e})"),
+            })?;
+            let mut writer = HashingWriter::new(std::fs::File::create(&staged)?);
+            std::io::copy(&mut reader, &mut writer)?;
+            let (_, actual, _) = writer.finish();
+            if &actual != digest {
+                return Err(ResolveError::BlobMismatch { path: source, expected: digest.clone(), actual });
+            }
+            cache.insert_blob(&staged, digest)?;
+        }
+    }
+    Ok(dest)
+}
+
+/// Lists the files of the base's layers (gzip'd or plain tars), in order,
+/// keeping what `facts` needs; whiteouts remove earlier entries.
+pub fn scan_layers(layer_files: &[PathBuf]) -> std::io::Result<LayerScan> {
+    let mut scan = LayerScan::default();
+    for file in layer_files {
+        let mut raw = std::fs::File::open(file)?;
+        let mut magic = [0u8; 2];
+        let gz = raw.read_exact(&mut magic).is_ok() && magic == [0x1f, 0x8b];
+        let raw = std::fs::File::open(file)?;
+        let reader: Box<dyn Read> = if gz { Box::new(flate2::read::GzDecoder::new(raw)) } else { Box::new(raw) };
+        let mut archive = tar::Archive::new(reader);
+        for entry in archive.entries()? {
+            let mut entry = entry?;
+            let path = entry.path()?.to_string_lossy().trim_start_matches("./").trim_end_matches('/').to_string();
+            let name = path.rsplit('/').next().unwrap_or(&path).to_string();
+            if let Some(hidden) = name.strip_prefix(".wh.") {
+                let dir = path.rsplit_once('/').map(|(d, _)| format!("{d}/")).unwrap_or_default();
+                scan.paths.remove(&format!("{dir}{hidden}"));
+                continue;
+            }
+            let target = entry.link_name()?.map(|t| t.to_string_lossy().into_owned());
+            let wants_content = (name == "libc.so.6" || path == "var/lib/dpkg/status") && entry.header().entry_type().is_file();
+            if wants_content && entry.size() < 16 << 20 {
+                let mut bytes = Vec::new();
+                entry.read_to_end(&mut bytes)?;
+                if let Some(v) = glibc_version_in(&bytes) {
+                    scan.glibc = Some(v);
+                }
+            }
+            scan.paths.insert(path, target);
+        }
+    }
+    Ok(scan)
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], base: &str, what: &str) -> Result<T, ResolveError> {
+    serde_json::from_slice(bytes).map_err(|e| ResolveError::Bad { base: base.to_string(), message: format!("its {what} is not valid: {e}") })
+}
+
+fn pick_platform<'a>(index: &'a Index, wanted: &Platform) -> Option<&'a Descriptor> {
+    index.manifests.iter().find(|m| {
+        let is_attestation = m.annotations.as_ref().is_some_and(|a| a.contains_key("vnd.docker.reference.type"));
+        !is_attestation && m.platform.as_ref().is_some_and(|p| wanted.matches(p))
+    })
+}
+
+fn available_platforms(index: &Index) -> String {
+    let names: Vec<String> = index
+        .manifests
+        .iter()
+        .filter_map(|m| m.platform.as_ref())
+        .filter(|p| p.os != "unknown")
+        .map(Platform::to_string)
+        .collect();
+    if names.is_empty() { "none".into() } else { names.join(", ") }
+}
+
+fn config_platform(config: &serde_json::Value) -> Platform {
+    Platform {
+        architecture: config["architecture"].as_str().unwrap_or("amd64").to_string(),
+        os: config["os"].as_str().unwrap_or("linux").to_string(),
+        variant: config["variant"].as_str().map(str::to_string),
+    }
+}
