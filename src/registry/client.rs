@@ -1,14 +1,21 @@
-//! Distribution API operations used by resolve (pulls) and publish (pushes).
+//! Distribution API operations used by resolve (pulls) and publish (pushes),
+//! with digest checks on everything fetched: the client, its options and the
+//! manifest operations (blobs are in `blobs`).
 
-use super::error::RegistryError;
+use super::auth::{pull_scope, push_scope};
+use super::error::{Context, RegistryError};
+use super::transport::{Body, Request, Transport};
 use crate::digest::Digest;
-use std::path::{Path, PathBuf};
+use reqwest::header::{HeaderMap, ACCEPT, CONTENT_TYPE};
+use reqwest::{Method, Response, StatusCode};
+use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Clone, Debug)]
 pub struct RegistryOptions {
     /// Registries (host[:port]) that may be spoken to over plain HTTP.
-    /// Loopback hosts (127.0.0.0/8, localhost, [::1]) always may.
+    /// Loopback hosts (127.0.0.0/8, localhost, [::1]) always may. A bare host
+    /// matches every port.
     pub insecure: Vec<String>,
     /// Timeout for connecting and for each read.
     pub timeout: Duration,
@@ -20,6 +27,18 @@ pub struct RegistryOptions {
     pub verbose: bool,
 }
 
+impl Default for RegistryOptions {
+    fn default() -> Self {
+        RegistryOptions {
+            insecure: Vec::new(),
+            timeout: Duration::from_secs(30),
+            retries: 4,
+            docker_config: None,
+            verbose: false,
+        }
+    }
+}
+
 /// A manifest or index as fetched, digest verified.
 #[derive(Clone, Debug)]
 pub struct FetchedManifest {
@@ -28,13 +47,25 @@ pub struct FetchedManifest {
     pub digest: Digest,
 }
 
+/// What manifests we can read, best first.
+const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
+    application/vnd.oci.image.manifest.v1+json, \
+    application/vnd.docker.distribution.manifest.list.v2+json, \
+    application/vnd.docker.distribution.manifest.v2+json";
+const MANIFEST_LIMIT: usize = 4 << 20;
+pub(super) const BLOB_BYTES_LIMIT: usize = 64 << 20;
+
 pub struct RegistryClient {
     pub options: RegistryOptions,
+    pub(super) transport: Transport,
 }
 
 impl RegistryClient {
     pub fn new(options: RegistryOptions) -> Result<RegistryClient, RegistryError> {
-        Ok(RegistryClient { options })
+        Ok(RegistryClient {
+            transport: Transport::new(options.clone())?,
+            options,
+        })
     }
 
     /// GET a manifest or index by tag or digest. The bytes are checked against
@@ -45,8 +76,41 @@ impl RegistryClient {
         repository: &str,
         reference: &str,
     ) -> Result<FetchedManifest, RegistryError> {
-        let _ = (registry, repository, reference);
-        todo!()
+        let context = Context::new("pull manifest", registry, repository).with_reference(reference);
+        let url = self
+            .transport
+            .url(&context, &format!("{repository}/manifests/{reference}"))?;
+        let request = Request::new(Method::GET, url).header(ACCEPT, MANIFEST_ACCEPT);
+        let response = self
+            .expect(
+                &context,
+                &request,
+                &[pull_scope(repository)],
+                StatusCode::OK,
+            )
+            .await?;
+        let headers = response.headers().clone();
+        let bytes = self
+            .transport
+            .read_limited(&context, &request, response, MANIFEST_LIMIT)
+            .await?;
+        let digest = Digest::of(&bytes);
+        let wanted = Digest::parse(reference).ok();
+        for expected in wanted.into_iter().chain(header_digest(&headers)) {
+            if expected != digest {
+                return Err(RegistryError::DigestMismatch {
+                    context: Box::new(context),
+                    expected,
+                    actual: digest,
+                });
+            }
+        }
+        let media_type = media_type(&headers, &bytes);
+        Ok(FetchedManifest {
+            bytes,
+            media_type,
+            digest,
+        })
     }
 
     /// HEAD a manifest: its digest if the registry has it.
@@ -56,68 +120,32 @@ impl RegistryClient {
         repository: &str,
         reference: &str,
     ) -> Result<Option<Digest>, RegistryError> {
-        let _ = (registry, repository, reference);
-        todo!()
-    }
-
-    /// GET a small blob (a config) into memory, digest checked.
-    pub async fn get_blob_bytes(
-        &self,
-        registry: &str,
-        repository: &str,
-        digest: &Digest,
-    ) -> Result<Vec<u8>, RegistryError> {
-        let _ = (registry, repository, digest);
-        todo!()
-    }
-
-    /// Stream a blob into `dest` (written to a temp file beside it, digest
-    /// checked, then renamed). Returns its size.
-    pub async fn pull_blob(
-        &self,
-        registry: &str,
-        repository: &str,
-        digest: &Digest,
-        dest: &Path,
-    ) -> Result<u64, RegistryError> {
-        let _ = (registry, repository, digest, dest);
-        todo!()
-    }
-
-    /// HEAD a blob: its size if the repository has it.
-    pub async fn blob_exists(
-        &self,
-        registry: &str,
-        repository: &str,
-        digest: &Digest,
-    ) -> Result<Option<u64>, RegistryError> {
-        let _ = (registry, repository, digest);
-        todo!()
-    }
-
-    /// Try a cross-repository mount from `from_repository` on the same registry.
-    /// Ok(true) when mounted; Ok(false) when the registry declined (caller uploads).
-    pub async fn mount_blob(
-        &self,
-        registry: &str,
-        repository: &str,
-        digest: &Digest,
-        from_repository: &str,
-    ) -> Result<bool, RegistryError> {
-        let _ = (registry, repository, digest, from_repository);
-        todo!()
-    }
-
-    /// Upload a blob from a file (re-opened on each retry). Returns bytes sent.
-    pub async fn push_blob(
-        &self,
-        registry: &str,
-        repository: &str,
-        digest: &Digest,
-        path: &Path,
-    ) -> Result<u64, RegistryError> {
-        let _ = (registry, repository, digest, path);
-        todo!()
+        let context =
+            Context::new("check manifest", registry, repository).with_reference(reference);
+        let url = self
+            .transport
+            .url(&context, &format!("{repository}/manifests/{reference}"))?;
+        let request = Request::new(Method::HEAD, url).header(ACCEPT, MANIFEST_ACCEPT);
+        let response = self
+            .transport
+            .send(&context, &request, &[pull_scope(repository)])
+            .await?;
+        match response.status() {
+            StatusCode::OK => match header_digest(response.headers()) {
+                Some(digest) => Ok(Some(digest)),
+                // Some registries leave the header off a HEAD: hash a GET.
+                None => Ok(Some(
+                    self.get_manifest(registry, repository, reference)
+                        .await?
+                        .digest,
+                )),
+            },
+            StatusCode::NOT_FOUND => Ok(None),
+            _ => Err(self
+                .transport
+                .error_from(&context, &request, response)
+                .await),
+        }
     }
 
     /// PUT a manifest or index under a tag or digest; returns its digest.
@@ -129,7 +157,125 @@ impl RegistryClient {
         media_type: &str,
         bytes: &[u8],
     ) -> Result<Digest, RegistryError> {
-        let _ = (registry, repository, reference, media_type, bytes);
-        todo!()
+        let context = Context::new("push manifest", registry, repository).with_reference(reference);
+        let url = self
+            .transport
+            .url(&context, &format!("{repository}/manifests/{reference}"))?;
+        let request = Request::new(Method::PUT, url)
+            .header(CONTENT_TYPE, media_type)
+            .body(Body::Bytes(bytes.to_vec()));
+        let response = self
+            .transport
+            .send(&context, &request, &[push_scope(repository)])
+            .await?;
+        if !response.status().is_success() {
+            return Err(self
+                .transport
+                .error_from(&context, &request, response)
+                .await);
+        }
+        Ok(header_digest(response.headers()).unwrap_or_else(|| Digest::of(bytes)))
+    }
+
+    /// Send, and turn any status but `wanted` into an error.
+    pub(super) async fn expect(
+        &self,
+        context: &Context,
+        request: &Request,
+        scopes: &[String],
+        wanted: StatusCode,
+    ) -> Result<Response, RegistryError> {
+        let response = self.transport.send(context, request, scopes).await?;
+        if response.status() == wanted {
+            Ok(response)
+        } else {
+            Err(self.transport.error_from(context, request, response).await)
+        }
+    }
+}
+
+pub(super) fn check_digest(
+    context: &Context,
+    expected: &Digest,
+    actual: Digest,
+) -> Result<(), RegistryError> {
+    if actual == *expected {
+        return Ok(());
+    }
+    Err(RegistryError::DigestMismatch {
+        context: Box::new(context.clone()),
+        expected: expected.clone(),
+        actual,
+    })
+}
+
+fn header_digest(headers: &HeaderMap) -> Option<Digest> {
+    headers
+        .get("docker-content-digest")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| Digest::parse(v.trim()).ok())
+}
+
+/// Content-Type, unless it is generic; then the manifest's own `mediaType`.
+fn media_type(headers: &HeaderMap, bytes: &[u8]) -> String {
+    let header = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_string())
+        .unwrap_or_default();
+    if header.starts_with("application/vnd.") {
+        return header;
+    }
+    #[derive(serde::Deserialize)]
+    struct Typed {
+        #[serde(rename = "mediaType")]
+        media_type: Option<String>,
+    }
+    serde_json::from_slice::<Typed>(bytes)
+        .ok()
+        .and_then(|t| t.media_type)
+        .unwrap_or(header)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+    use std::path::Path;
+
+    #[test]
+    fn futures_are_send_and_the_client_is_shared() {
+        fn send<T: Send>(_: &T) {}
+        fn shared<T: Send + Sync>() {}
+        shared::<RegistryClient>();
+        let client = RegistryClient::new(RegistryOptions::default()).unwrap();
+        let digest = Digest::of(b"");
+        send(&client.get_manifest("r", "a", "t"));
+        send(&client.manifest_digest("r", "a", "t"));
+        send(&client.get_blob_bytes("r", "a", &digest));
+        send(&client.pull_blob("r", "a", &digest, Path::new("x")));
+        send(&client.blob_exists("r", "a", &digest));
+        send(&client.mount_blob("r", "a", &digest, "b"));
+        send(&client.push_blob("r", "a", &digest, Path::new("x")));
+        send(&client.put_manifest("r", "a", "t", "m", b"{}"));
+    }
+
+    #[test]
+    fn media_type_from_header_or_body() {
+        let mut headers = HeaderMap::new();
+        let body = br#"{"mediaType":"application/vnd.oci.image.index.v1+json"}"#;
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        assert_eq!(
+            media_type(&headers, body),
+            "application/vnd.oci.image.index.v1+json"
+        );
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/vnd.oci.image.manifest.v1+json; charset=utf-8"),
+        );
+        assert_eq!(
+            media_type(&headers, body),
+            "application/vnd.oci.image.manifest.v1+json"
+        );
     }
 }

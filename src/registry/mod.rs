@@ -5,11 +5,19 @@
 //! re-auth on 401, or read docker's config.json (see DESIGN.md).
 //!
 //! Mirrors are not applied here: callers pick the host (see `resolve`).
+//!
+//! `client` (options, manifests) and `blobs` are the operations; `transport`
+//! sends with retries; `token` and `auth` answer challenges; `credentials`
+//! reads docker's config; `error` is the one error type.
 
 pub mod auth;
+mod blobs;
 pub mod client;
 pub mod credentials;
 pub mod error;
+mod token;
+mod transport;
 
 pub use client::{FetchedManifest, RegistryClient, RegistryOptions};
-pub use error::RegistryError;
+pub use credentials::{Credentials, Secret};
+pub use error::{RegistryError, TransportKind};

@@ -1,0 +1,321 @@
+//! Blob operations: HEAD, pull (digest checked, never left partial),
+//! cross-repository mount and upload (a new session and a re-opened file on
+//! each retry).
+
+use super::auth::{pull_scope, push_scope};
+use super::client::{check_digest, RegistryClient, BLOB_BYTES_LIMIT};
+use super::error::{Context, RegistryError};
+use super::transport::{backoff, protocol, transport_error, Body, Request};
+use crate::digest::{Digest, HashingWriter};
+use reqwest::header::{HeaderMap, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use reqwest::{Method, StatusCode, Url};
+use std::io::Write as _;
+use std::path::Path;
+use tokio::io::AsyncWriteExt;
+
+impl RegistryClient {
+    /// GET a small blob (a config) into memory, digest checked.
+    pub async fn get_blob_bytes(
+        &self,
+        registry: &str,
+        repository: &str,
+        digest: &Digest,
+    ) -> Result<Vec<u8>, RegistryError> {
+        let context = Context::new("pull blob", registry, repository).with_reference(digest);
+        let request = Request::new(Method::GET, self.blob_url(&context, digest)?);
+        let response = self
+            .expect(
+                &context,
+                &request,
+                &[pull_scope(repository)],
+                StatusCode::OK,
+            )
+            .await?;
+        let bytes = self
+            .transport
+            .read_limited(&context, &request, response, BLOB_BYTES_LIMIT)
+            .await?;
+        check_digest(&context, digest, Digest::of(&bytes))?;
+        Ok(bytes)
+    }
+
+    /// Stream a blob into `dest` (written to a temp file beside it, digest
+    /// checked, then renamed). Returns its size.
+    pub async fn pull_blob(
+        &self,
+        registry: &str,
+        repository: &str,
+        digest: &Digest,
+        dest: &Path,
+    ) -> Result<u64, RegistryError> {
+        let context = Context::new("pull blob", registry, repository).with_reference(digest);
+        let attempts = self.options.retries.max(1);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.pull_blob_once(&context, digest, dest).await {
+                Err(e) if e.is_temporary() && attempt < attempts => {
+                    tokio::time::sleep(backoff(attempt)).await
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn pull_blob_once(
+        &self,
+        context: &Context,
+        digest: &Digest,
+        dest: &Path,
+    ) -> Result<u64, RegistryError> {
+        let request = Request::new(Method::GET, self.blob_url(context, digest)?);
+        let mut response = self
+            .expect(
+                context,
+                &request,
+                &[pull_scope(&context.repository)],
+                StatusCode::OK,
+            )
+            .await?;
+        let dir = match dest.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        let io_error = |action, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| RegistryError::Io {
+                context: Box::new(context.clone()),
+                action,
+                path,
+                source,
+            }
+        };
+        let temp = tempfile::Builder::new()
+            .prefix(".partial-")
+            .tempfile_in(dir)
+            .map_err(io_error("create a file in", dir))?;
+        let mut file = tokio::fs::File::from_std(
+            temp.as_file()
+                .try_clone()
+                .map_err(io_error("write", temp.path()))?,
+        );
+        let mut hasher = HashingWriter::new(std::io::sink());
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| transport_error(context, &request.method, &request.url, e))?
+        {
+            hasher.write_all(&chunk).expect("hashing into a sink");
+            file.write_all(&chunk)
+                .await
+                .map_err(io_error("write", temp.path()))?;
+        }
+        file.flush().await.map_err(io_error("write", temp.path()))?;
+        drop(file);
+        let (_, actual, size) = hasher.finish();
+        check_digest(context, digest, actual)?;
+        temp.persist(dest)
+            .map_err(|e| io_error("write", dest)(e.error))?;
+        Ok(size)
+    }
+
+    /// HEAD a blob: its size if the repository has it.
+    pub async fn blob_exists(
+        &self,
+        registry: &str,
+        repository: &str,
+        digest: &Digest,
+    ) -> Result<Option<u64>, RegistryError> {
+        let context = Context::new("check blob", registry, repository).with_reference(digest);
+        let request = Request::new(Method::HEAD, self.blob_url(&context, digest)?);
+        let response = self
+            .transport
+            .send(&context, &request, &[pull_scope(repository)])
+            .await?;
+        match response.status() {
+            StatusCode::OK => {
+                let size = response
+                    .headers()
+                    .get(CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse().ok());
+                match size {
+                    Some(size) => Ok(Some(size)),
+                    None => Err(protocol(
+                        &context,
+                        "the answer has no Content-Length".into(),
+                    )),
+                }
+            }
+            StatusCode::NOT_FOUND => Ok(None),
+            _ => Err(self
+                .transport
+                .error_from(&context, &request, response)
+                .await),
+        }
+    }
+
+    /// Try a cross-repository mount from `from_repository` on the same registry.
+    /// Ok(true) when mounted; Ok(false) when the registry declined (caller uploads).
+    pub async fn mount_blob(
+        &self,
+        registry: &str,
+        repository: &str,
+        digest: &Digest,
+        from_repository: &str,
+    ) -> Result<bool, RegistryError> {
+        let context = Context::new("mount blob", registry, repository).with_reference(digest);
+        let mut url = self
+            .transport
+            .url(&context, &format!("{repository}/blobs/uploads/"))?;
+        url.query_pairs_mut()
+            .append_pair("mount", digest.as_str())
+            .append_pair("from", from_repository);
+        let request = Request::new(Method::POST, url);
+        let scopes = [push_scope(repository), pull_scope(from_repository)];
+        let response = match self.transport.send(&context, &request, &scopes).await {
+            Ok(response) => response,
+            // The token server refused the source's pull scope: upload instead.
+            Err(RegistryError::Status { status, .. }) if (400..500).contains(&status) => {
+                return Ok(false)
+            }
+            Err(e) => return Err(e),
+        };
+        match response.status() {
+            StatusCode::CREATED => Ok(true),
+            StatusCode::ACCEPTED => {
+                // An upload session was opened instead: cancel it.
+                if let Ok(location) = location(&context, &request.url, response.headers()) {
+                    let cancel = Request::new(Method::DELETE, location);
+                    let _ = self
+                        .transport
+                        .send_with(&context, &cancel, &scopes, 1)
+                        .await;
+                }
+                Ok(false)
+            }
+            status if status.is_client_error() => Ok(false),
+            _ => Err(self
+                .transport
+                .error_from(&context, &request, response)
+                .await),
+        }
+    }
+
+    /// Upload a blob from a file (re-opened on each retry). Returns bytes sent.
+    pub async fn push_blob(
+        &self,
+        registry: &str,
+        repository: &str,
+        digest: &Digest,
+        path: &Path,
+    ) -> Result<u64, RegistryError> {
+        let context = Context::new("push blob", registry, repository).with_reference(digest);
+        let attempts = self.options.retries.max(1);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            // Each attempt opens a new upload session and re-opens the file.
+            match self.push_blob_once(&context, digest, path).await {
+                Err(e) if e.is_temporary() && attempt < attempts => {
+                    let delay = match &e {
+                        RegistryError::Status {
+                            retry_after: Some(delay),
+                            ..
+                        } => *delay,
+                        _ => backoff(attempt),
+                    };
+                    tokio::time::sleep(delay).await
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn push_blob_once(
+        &self,
+        context: &Context,
+        digest: &Digest,
+        path: &Path,
+    ) -> Result<u64, RegistryError> {
+        let size = tokio::fs::metadata(path)
+            .await
+            .map_err(|source| RegistryError::Io {
+                context: Box::new(context.clone()),
+                action: "read",
+                path: path.to_path_buf(),
+                source,
+            })?
+            .len();
+        let scopes = [push_scope(&context.repository)];
+        let url = self
+            .transport
+            .url(context, &format!("{}/blobs/uploads/", context.repository))?;
+        let start = Request::new(Method::POST, url);
+        let response = self
+            .transport
+            .send_with(context, &start, &scopes, 1)
+            .await?;
+        if response.status() != StatusCode::ACCEPTED {
+            return Err(self.transport.error_from(context, &start, response).await);
+        }
+        let mut url = location(context, &start.url, response.headers())?;
+        url.query_pairs_mut().append_pair("digest", digest.as_str());
+        let put = Request::new(Method::PUT, url)
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .body(Body::File(path.to_path_buf()));
+        let response = self.transport.send_with(context, &put, &scopes, 1).await?;
+        if !response.status().is_success() {
+            return Err(self.transport.error_from(context, &put, response).await);
+        }
+        Ok(size)
+    }
+
+    fn blob_url(&self, context: &Context, digest: &Digest) -> Result<Url, RegistryError> {
+        self.transport
+            .url(context, &format!("{}/blobs/{digest}", context.repository))
+    }
+}
+
+/// The upload `Location`, absolute or relative to the request.
+fn location(context: &Context, base: &Url, headers: &HeaderMap) -> Result<Url, RegistryError> {
+    let value = headers
+        .get(LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| protocol(context, "the upload answer has no Location".into()))?;
+    base.join(value)
+        .map_err(|_| protocol(context, "the upload Location is not a valid URL".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    fn context() -> Context {
+        Context::new("push blob", "r", "app")
+    }
+
+    #[test]
+    fn locations_absolute_and_relative() {
+        let base = Url::parse("http://127.0.0.1:5000/v2/app/blobs/uploads/").unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            LOCATION,
+            HeaderValue::from_static("/v2/app/blobs/uploads/u1?_state=s"),
+        );
+        let mut url = location(&context(), &base, &headers).unwrap();
+        url.query_pairs_mut().append_pair("digest", "sha256:ab");
+        assert_eq!(
+            url.as_str(),
+            "http://127.0.0.1:5000/v2/app/blobs/uploads/u1?_state=s&digest=sha256%3Aab"
+        );
+        headers.insert(
+            LOCATION,
+            HeaderValue::from_static("https://cdn.example/up/u2"),
+        );
+        let mut url = location(&context(), &base, &headers).unwrap();
+        url.query_pairs_mut().append_pair("digest", "sha256:ab");
+        assert_eq!(url.as_str(), "https://cdn.example/up/u2?digest=sha256%3Aab");
+    }
+}

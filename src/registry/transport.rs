@@ -1,0 +1,451 @@
+//! HTTP for the registry client: the scheme per registry, a 401 answered
+//! once (see `token`) and the request sent again, retries with backoff, and
+//! request logging with secrets redacted.
+
+use super::auth::AuthCache;
+use super::client::RegistryOptions;
+use super::credentials::{Credentials, Secret};
+use super::error::{parse_api_errors, Context, RegistryError, TransportKind};
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_LENGTH};
+use reqwest::{Method, Response, StatusCode, Url};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A request that can be sent again: a file body is re-opened each time.
+pub struct Request {
+    pub method: Method,
+    pub url: Url,
+    pub headers: HeaderMap,
+    pub body: Body,
+}
+
+pub enum Body {
+    Empty,
+    Bytes(Vec<u8>),
+    File(PathBuf),
+}
+
+impl Request {
+    pub fn new(method: Method, url: Url) -> Request {
+        Request {
+            method,
+            url,
+            headers: HeaderMap::new(),
+            body: Body::Empty,
+        }
+    }
+
+    pub fn header(mut self, name: reqwest::header::HeaderName, value: &str) -> Request {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            self.headers.insert(name, value);
+        }
+        self
+    }
+
+    pub fn body(mut self, body: Body) -> Request {
+        self.body = body;
+        self
+    }
+}
+
+pub struct Transport {
+    pub(super) options: RegistryOptions,
+    remote: reqwest::Client,
+    /// Never proxied.
+    loopback: reqwest::Client,
+    pub(super) auth: AuthCache,
+    pub(super) credentials: tokio::sync::Mutex<HashMap<String, Option<Credentials>>>,
+}
+
+const RETRY_AFTER_CAP: Duration = Duration::from_secs(30);
+const BACKOFF_START: Duration = Duration::from_millis(200);
+const BACKOFF_CAP: Duration = Duration::from_secs(10);
+const ERROR_BODY_LIMIT: usize = 64 * 1024;
+
+impl Transport {
+    pub fn new(options: RegistryOptions) -> Result<Transport, RegistryError> {
+        let build = |proxied: bool| {
+            let mut builder = reqwest::Client::builder()
+                .user_agent(concat!("slipway/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(options.timeout)
+                .read_timeout(options.timeout);
+            if !proxied {
+                builder = builder.no_proxy();
+            }
+            builder.build().map_err(|e| RegistryError::Other {
+                registry: String::new(),
+                message: format!("cannot set up the HTTP client: {}", e.without_url()),
+            })
+        };
+        Ok(Transport {
+            remote: build(true)?,
+            loopback: build(false)?,
+            options,
+            auth: AuthCache::default(),
+            credentials: Default::default(),
+        })
+    }
+
+    /// `http://127.0.0.1:5000`, `https://registry-1.docker.io`.
+    pub fn base_url(&self, registry: &str) -> String {
+        let host = match registry {
+            "docker.io" | "index.docker.io" => "registry-1.docker.io",
+            other => other,
+        };
+        let plain = is_loopback(registry)
+            || self
+                .options
+                .insecure
+                .iter()
+                .any(|i| i == registry || i == host_of(registry));
+        format!("{}://{host}", if plain { "http" } else { "https" })
+    }
+
+    /// `<base>/v2/<path>`.
+    pub fn url(&self, context: &Context, path: &str) -> Result<Url, RegistryError> {
+        let text = format!("{}/v2/{path}", self.base_url(&context.registry));
+        Url::parse(&text).map_err(|_| protocol(context, format!("`{text}` is not a valid URL")))
+    }
+
+    /// Send with auth and the configured retries.
+    pub async fn send(
+        &self,
+        context: &Context,
+        request: &Request,
+        scopes: &[String],
+    ) -> Result<Response, RegistryError> {
+        self.send_with(context, request, scopes, self.options.retries)
+            .await
+    }
+
+    /// Send with auth: a 401 is answered (token or basic) and the request
+    /// sent once more. Non-2xx answers are returned for the caller to judge.
+    pub async fn send_with(
+        &self,
+        context: &Context,
+        request: &Request,
+        scopes: &[String],
+        attempts: u32,
+    ) -> Result<Response, RegistryError> {
+        let authorization = self.authorization(context, scopes).await?;
+        let response = self
+            .send_plain(context, request, authorization.as_ref(), attempts)
+            .await?;
+        if response.status() != StatusCode::UNAUTHORIZED {
+            return Ok(response);
+        }
+        let header = response
+            .headers()
+            .get(reqwest::header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        if !self
+            .answer_challenge(context, scopes, header.as_deref())
+            .await?
+        {
+            return Ok(response);
+        }
+        let authorization = self.authorization(context, scopes).await?;
+        self.send_plain(context, request, authorization.as_ref(), attempts)
+            .await
+    }
+
+    /// Send as is, retrying connection errors, 429 and 5xx.
+    pub(super) async fn send_plain(
+        &self,
+        context: &Context,
+        request: &Request,
+        authorization: Option<&Secret>,
+        attempts: u32,
+    ) -> Result<Response, RegistryError> {
+        let attempts = attempts.max(1);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let delay = match self.attempt(context, request, authorization).await {
+                Ok(response) if is_retryable(response.status()) && attempt < attempts => {
+                    retry_after(response.headers()).unwrap_or_else(|| backoff(attempt))
+                }
+                Ok(response) => return Ok(response),
+                Err(e) if e.is_temporary() && attempt < attempts => backoff(attempt),
+                Err(e) => return Err(e),
+            };
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    async fn attempt(
+        &self,
+        context: &Context,
+        request: &Request,
+        authorization: Option<&Secret>,
+    ) -> Result<Response, RegistryError> {
+        let client = match request.url.host_str() {
+            Some(host) if is_loopback(host) => &self.loopback,
+            _ => &self.remote,
+        };
+        let mut builder = client
+            .request(request.method.clone(), request.url.clone())
+            .headers(request.headers.clone());
+        if let Some(secret) = authorization {
+            let mut value = HeaderValue::from_str(secret.expose()).map_err(|_| {
+                protocol(
+                    context,
+                    "a credential holds characters not allowed in a header".into(),
+                )
+            })?;
+            value.set_sensitive(true);
+            builder = builder.header(AUTHORIZATION, value);
+        }
+        builder = match &request.body {
+            Body::Empty => builder,
+            Body::Bytes(bytes) => builder.body(bytes.clone()),
+            Body::File(path) => {
+                let io_error = |source| RegistryError::Io {
+                    context: Box::new(context.clone()),
+                    action: "read",
+                    path: path.clone(),
+                    source,
+                };
+                let file = tokio::fs::File::open(path).await.map_err(io_error)?;
+                let len = file.metadata().await.map_err(io_error)?.len();
+                let stream = tokio_util::io::ReaderStream::new(file);
+                builder
+                    .header(CONTENT_LENGTH, len)
+                    .body(reqwest::Body::wrap_stream(stream))
+            }
+        };
+        let result = builder.send().await;
+        if self.options.verbose {
+            let outcome = match &result {
+                Ok(response) => response.status().as_u16().to_string(),
+                Err(e) => format!("error: {}", classify(e)),
+            };
+            eprintln!(
+                "registry: {} {} -> {outcome}",
+                request.method,
+                redact_url(&request.url)
+            );
+        }
+        result.map_err(|e| transport_error(context, &request.method, &request.url, e))
+    }
+
+    /// A registry's non-success answer as an error, with its error codes.
+    pub async fn error_from(
+        &self,
+        context: &Context,
+        request: &Request,
+        response: Response,
+    ) -> RegistryError {
+        let status = response.status().as_u16();
+        let retry_after = retry_after(response.headers());
+        let body = self
+            .read_limited(context, request, response, ERROR_BODY_LIMIT)
+            .await
+            .unwrap_or_default();
+        RegistryError::Status {
+            context: Box::new(context.clone()),
+            method: request.method.to_string(),
+            url: redact_url(&request.url),
+            status,
+            errors: parse_api_errors(&body),
+            retry_after,
+        }
+    }
+
+    /// The whole body, refusing more than `limit` bytes.
+    pub async fn read_limited(
+        &self,
+        context: &Context,
+        request: &Request,
+        mut response: Response,
+        limit: usize,
+    ) -> Result<Vec<u8>, RegistryError> {
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| transport_error(context, &request.method, &request.url, e))?
+        {
+            if body.len() + chunk.len() > limit {
+                return Err(protocol(
+                    context,
+                    format!(
+                        "the answer to {} `{}` is larger than {limit} bytes",
+                        request.method,
+                        redact_url(&request.url)
+                    ),
+                ));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+}
+
+pub fn protocol(context: &Context, message: String) -> RegistryError {
+    RegistryError::Protocol {
+        context: Box::new(context.clone()),
+        message,
+    }
+}
+
+pub fn transport_error(
+    context: &Context,
+    method: &Method,
+    url: &Url,
+    error: reqwest::Error,
+) -> RegistryError {
+    RegistryError::Transport {
+        context: Box::new(context.clone()),
+        method: method.to_string(),
+        url: redact_url(url),
+        kind: classify(&error),
+        source: error.without_url(),
+    }
+}
+
+fn classify(error: &reqwest::Error) -> TransportKind {
+    if error.is_timeout() {
+        return TransportKind::Timeout;
+    }
+    let mut chain = String::new();
+    let mut refused = false;
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            refused |= io.kind() == std::io::ErrorKind::ConnectionRefused;
+        }
+        chain.push_str(&e.to_string().to_lowercase());
+        chain.push('\n');
+        source = e.source();
+    }
+    let tls = ["certificate", "tls", "ssl", "handshake", "corrupt message"]
+        .iter()
+        .any(|word| chain.contains(word));
+    if refused {
+        TransportKind::Refused
+    } else if tls {
+        TransportKind::Tls
+    } else if error.is_connect() || error.is_request() {
+        TransportKind::Connect
+    } else if error.is_body() || error.is_decode() {
+        TransportKind::Body
+    } else {
+        TransportKind::Other
+    }
+}
+
+fn is_retryable(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504)
+}
+
+/// 200 ms, 400 ms, 800 ms... capped at 10 s.
+pub fn backoff(attempt: u32) -> Duration {
+    let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(16));
+    BACKOFF_START.saturating_mul(factor).min(BACKOFF_CAP)
+}
+
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after)
+}
+
+/// `Retry-After: <seconds>`, capped at 30 s. (HTTP dates fall back to backoff.)
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let seconds: u64 = value.trim().parse().ok()?;
+    Some(Duration::from_secs(seconds).min(RETRY_AFTER_CAP))
+}
+
+/// The host of `host[:port]` (IPv6 in brackets kept as is).
+fn host_of(registry: &str) -> &str {
+    if registry.starts_with('[') {
+        return registry.split_inclusive(']').next().unwrap_or(registry);
+    }
+    registry.split(':').next().unwrap_or(registry)
+}
+
+/// 127.0.0.0/8, `localhost`, `[::1]`, with or without a port.
+pub fn is_loopback(registry: &str) -> bool {
+    let host = host_of(registry);
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A URL fit for logs and errors: no user info, no query (upload and
+/// redirect URLs may carry signatures or state), no fragment.
+pub fn redact_url(url: &Url) -> String {
+    let mut clean = url.clone();
+    let _ = clean.set_username("");
+    let _ = clean.set_password(None);
+    let had_query = clean.query().is_some();
+    clean.set_query(None);
+    clean.set_fragment(None);
+    let mut text = clean.to_string();
+    if had_query {
+        text.push_str("?<redacted>");
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transport(insecure: &[&str]) -> Transport {
+        Transport::new(RegistryOptions {
+            insecure: insecure.iter().map(|s| s.to_string()).collect(),
+            ..RegistryOptions::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn schemes() {
+        let t = transport(&["reg.lan:5000", "other.lan"]);
+        assert_eq!(t.base_url("127.0.0.1:5000"), "http://127.0.0.1:5000");
+        assert_eq!(t.base_url("127.1.2.3"), "http://127.1.2.3");
+        assert_eq!(t.base_url("localhost:5000"), "http://localhost:5000");
+        assert_eq!(t.base_url("[::1]:5000"), "http://[::1]:5000");
+        assert_eq!(t.base_url("reg.lan:5000"), "http://reg.lan:5000");
+        assert_eq!(t.base_url("reg.lan:6000"), "https://reg.lan:6000");
+        assert_eq!(t.base_url("other.lan:1234"), "http://other.lan:1234");
+        assert_eq!(t.base_url("docker.io"), "https://registry-1.docker.io");
+        assert_eq!(t.base_url("ghcr.io"), "https://ghcr.io");
+        assert_eq!(t.base_url("128.0.0.1"), "https://128.0.0.1");
+    }
+
+    #[test]
+    fn redacts_urls() {
+        let url =
+            Url::parse("https://user:pw@host:5000/v2/app/blobs/uploads/u?_state=abc&digest=x#f")
+                .unwrap();
+        let text = redact_url(&url);
+        assert_eq!(text, "https://host:5000/v2/app/blobs/uploads/u?<redacted>");
+        let url = Url::parse("http://h/token").unwrap();
+        assert_eq!(redact_url(&url), "http://h/token");
+    }
+
+    #[test]
+    fn retry_after_and_backoff() {
+        assert_eq!(parse_retry_after("5"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_retry_after(" 3600 "), Some(Duration::from_secs(30)));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        assert_eq!(backoff(1), Duration::from_millis(200));
+        assert_eq!(backoff(3), Duration::from_millis(800));
+        assert_eq!(backoff(40), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn request_headers_hide_secrets_in_debug() {
+        let mut value = HeaderValue::from_static("Bearer sekrit");
+        value.set_sensitive(true);
+        assert!(!format!("{value:?}").contains("sekrit"));
+    }
+}

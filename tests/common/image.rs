@@ -1,0 +1,137 @@
+//! A small valid image (one gzip layer, a config, an OCI manifest) and a
+//! helper that pushes it with the client.
+
+use slipway::digest::Digest;
+use slipway::registry::RegistryClient;
+use std::io::Write;
+use std::path::PathBuf;
+use tempfile::TempDir;
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+
+pub struct TestImage {
+    pub layer: Vec<u8>,
+    pub layer_digest: Digest,
+    pub diff_id: Digest,
+    pub config: Vec<u8>,
+    pub config_digest: Digest,
+    pub manifest: Vec<u8>,
+    pub manifest_digest: Digest,
+    /// Holds `layer` and `config` as files, for `push_blob`.
+    pub dir: TempDir,
+}
+
+impl TestImage {
+    /// An image whose one file, `/hello.txt`, holds `seed` (different seeds,
+    /// different digests).
+    pub fn new(seed: &str) -> TestImage {
+        let tar = layer_tar(seed.as_bytes());
+        let diff_id = Digest::of(&tar);
+        let mut gz = flate2::GzBuilder::new()
+            .mtime(0)
+            .write(Vec::new(), flate2::Compression::new(6));
+        gz.write_all(&tar).unwrap();
+        let layer = gz.finish().unwrap();
+        let layer_digest = Digest::of(&layer);
+        let config = serde_json::json!({
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {"Cmd": ["/bin/sh"]},
+            "rootfs": {"type": "layers", "diff_ids": [diff_id.as_str()]},
+        })
+        .to_string()
+        .into_bytes();
+        let config_digest = Digest::of(&config);
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": OCI_CONFIG, "digest": config_digest.as_str(), "size": config.len()},
+            "layers": [{"mediaType": OCI_LAYER_GZIP, "digest": layer_digest.as_str(), "size": layer.len()}],
+            "annotations": {"org.example.seed": seed},
+        })
+        .to_string()
+        .into_bytes();
+        let manifest_digest = Digest::of(&manifest);
+        let dir = tempfile::tempdir().expect("create the image's temp dir");
+        std::fs::write(dir.path().join("layer"), &layer).unwrap();
+        std::fs::write(dir.path().join("config"), &config).unwrap();
+        TestImage {
+            layer,
+            layer_digest,
+            diff_id,
+            config,
+            config_digest,
+            manifest,
+            manifest_digest,
+            dir,
+        }
+    }
+
+    pub fn layer_path(&self) -> PathBuf {
+        self.dir.path().join("layer")
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("config")
+    }
+}
+
+fn layer_tar(content: &[u8]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_ustar();
+    header.set_path("hello.txt").unwrap();
+    header.set_size(content.len() as u64);
+    header.set_mode(0o644);
+    header.set_mtime(0);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_cksum();
+    builder.append(&header, content).unwrap();
+    builder.into_inner().unwrap()
+}
+
+/// Push `image` (blobs the repository lacks, then the manifest under `tag`);
+/// returns the manifest digest the registry reports. Panics with the error
+/// and its hint on failure.
+pub async fn push_image(
+    client: &RegistryClient,
+    registry: &str,
+    repository: &str,
+    tag: &str,
+    image: &TestImage,
+) -> Digest {
+    let fail = |e: slipway::registry::RegistryError| -> ! { panic!("{e} (hint: {:?})", e.hint()) };
+    for (digest, path) in [
+        (&image.layer_digest, image.layer_path()),
+        (&image.config_digest, image.config_path()),
+    ] {
+        let present = client
+            .blob_exists(registry, repository, digest)
+            .await
+            .unwrap_or_else(|e| fail(e));
+        if present.is_none() {
+            client
+                .push_blob(registry, repository, digest, &path)
+                .await
+                .unwrap_or_else(|e| fail(e));
+        }
+    }
+    client
+        .put_manifest(registry, repository, tag, OCI_MANIFEST, &image.manifest)
+        .await
+        .unwrap_or_else(|e| fail(e))
+}
+
+/// Build a test image seeded with `registry/repository:tag` and push it.
+pub async fn push_test_image(
+    client: &RegistryClient,
+    registry: &str,
+    repository: &str,
+    tag: &str,
+) -> TestImage {
+    let image = TestImage::new(&format!("{registry}/{repository}:{tag}"));
+    push_image(client, registry, repository, tag, &image).await;
+    image
+}

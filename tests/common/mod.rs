@@ -1,0 +1,41 @@
+//! Shared integration-test harness: a real Distribution registry on
+//! 127.0.0.1 (plain, htpasswd or token auth), a token server for it, and a
+//! small test image to push, and a scripted fake server for failures.
+#![allow(dead_code)]
+
+pub mod fake_server;
+pub mod image;
+pub mod registry;
+pub mod token_server;
+
+/// Whether `tool` is an executable on PATH (or a path that exists).
+pub fn has_tool(tool: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &std::path::Path| {
+        p.metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if tool.contains('/') {
+        return executable(std::path::Path::new(tool));
+    }
+    std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).any(|dir| executable(&dir.join(tool))))
+        .unwrap_or(false)
+}
+
+/// True when the test must be skipped because `tool` is missing: in CI
+/// (`CI=true`) a missing tool is a failure instead.
+///
+/// ```ignore
+/// if skip_or_fail("docker-registry") { return; }
+/// ```
+pub fn skip_or_fail(tool: &str) -> bool {
+    if has_tool(tool) {
+        return false;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+        panic!("`{tool}` is required in CI but is not installed");
+    }
+    eprintln!("skipping: `{tool}` is not installed");
+    true
+}
