@@ -56,7 +56,12 @@ pub fn rfc3339(epoch: u64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs / 60 % 60, secs % 60)
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
 }
 
 pub fn assemble(
@@ -78,13 +83,20 @@ pub fn assemble(
     config["created"] = json!(created);
     apply_settings(&mut config["config"], settings);
     let object = config.as_object_mut().ok_or(AssembleError::BadBaseConfig)?;
-    let rootfs = object.entry("rootfs").or_insert_with(|| json!({"type": "layers", "diff_ids": []}));
-    let diff_ids = rootfs.get_mut("diff_ids").and_then(Value::as_array_mut).ok_or(AssembleError::BadBaseConfig)?;
+    let rootfs = object
+        .entry("rootfs")
+        .or_insert_with(|| json!({"type": "layers", "diff_ids": []}));
+    let diff_ids = rootfs
+        .get_mut("diff_ids")
+        .and_then(Value::as_array_mut)
+        .ok_or(AssembleError::BadBaseConfig)?;
     diff_ids.extend(new_layers.iter().map(|l| json!(l.record.diff_id)));
     let history = object.entry("history").or_insert_with(|| json!([]));
     let history = history.as_array_mut().ok_or(AssembleError::BadBaseConfig)?;
     for layer in new_layers {
-        history.push(json!({"created": created, "created_by": layer.created_by, "comment": "slipway"}));
+        history.push(
+            json!({"created": created, "created_by": layer.created_by, "comment": "slipway"}),
+        );
     }
     let diff_ids: Vec<Digest> = config["rootfs"]["diff_ids"]
         .as_array()
@@ -101,7 +113,11 @@ pub fn assemble(
         .iter()
         .map(|d| Descriptor {
             // Same bytes, OCI name: an OCI manifest should not carry Docker layer types.
-            media_type: if d.media_type == oci::DOCKER_LAYER_GZIP { oci::OCI_LAYER_GZIP.into() } else { d.media_type.clone() },
+            media_type: if d.media_type == oci::DOCKER_LAYER_GZIP {
+                oci::OCI_LAYER_GZIP.into()
+            } else {
+                d.media_type.clone()
+            },
             digest: d.digest.clone(),
             size: d.size,
             platform: None,
@@ -117,8 +133,14 @@ pub fn assemble(
         annotations: None,
     }));
     let mut annotations = BTreeMap::new();
-    annotations.insert("org.opencontainers.image.base.name".to_string(), base.name.to_string());
-    annotations.insert("org.opencontainers.image.base.digest".to_string(), base.top_digest.to_string());
+    annotations.insert(
+        "org.opencontainers.image.base.name".to_string(),
+        base.name.to_string(),
+    );
+    annotations.insert(
+        "org.opencontainers.image.base.digest".to_string(),
+        base.top_digest.to_string(),
+    );
     annotations.insert("org.opencontainers.image.created".to_string(), created);
     annotations.extend(extra_annotations.clone());
     annotations.extend(settings.annotations.clone());
@@ -149,7 +171,10 @@ pub fn assemble(
 }
 
 /// An OCI index over several platforms' manifests, in the recipe's order.
-pub fn index(images: &[AssembledImage], annotations: &BTreeMap<String, String>) -> (Vec<u8>, Digest) {
+pub fn index(
+    images: &[AssembledImage],
+    annotations: &BTreeMap<String, String>,
+) -> (Vec<u8>, Digest) {
     let index = Index {
         schema_version: 2,
         media_type: Some(oci::OCI_INDEX.into()),
@@ -184,7 +209,10 @@ fn apply_settings(config: &mut Value, settings: &ImageSettings) {
             .collect();
         for (key, value) in &settings.env {
             let line = format!("{key}={value}");
-            match env.iter_mut().find(|e| e.split_once('=').map(|(k, _)| k) == Some(key.as_str())) {
+            match env
+                .iter_mut()
+                .find(|e| e.split_once('=').map(|(k, _)| k) == Some(key.as_str()))
+            {
                 Some(existing) => *existing = line,
                 None => env.push(line),
             }
@@ -208,14 +236,26 @@ fn apply_settings(config: &mut Value, settings: &ImageSettings) {
         config["User"] = json!(user);
     }
     if !settings.ports.is_empty() {
-        let ports = config.as_object_mut().expect("made an object above").entry("ExposedPorts").or_insert_with(|| json!({}));
+        let ports = config
+            .as_object_mut()
+            .expect("made an object above")
+            .entry("ExposedPorts")
+            .or_insert_with(|| json!({}));
         for port in &settings.ports {
-            let port = if port.contains('/') { port.clone() } else { format!("{port}/tcp") };
+            let port = if port.contains('/') {
+                port.clone()
+            } else {
+                format!("{port}/tcp")
+            };
             ports[port] = json!({});
         }
     }
     if !settings.labels.is_empty() {
-        let labels = config.as_object_mut().expect("made an object above").entry("Labels").or_insert_with(|| json!({}));
+        let labels = config
+            .as_object_mut()
+            .expect("made an object above")
+            .entry("Labels")
+            .or_insert_with(|| json!({}));
         if !labels.is_object() {
             *labels = json!({});
         }
@@ -241,8 +281,20 @@ mod tests {
             manifest: Manifest {
                 schema_version: 2,
                 media_type: Some(oci::DOCKER_MANIFEST.into()),
-                config: Descriptor { media_type: oci::OCI_CONFIG.into(), digest: Digest::of(b"c"), size: 1, platform: None, annotations: None },
-                layers: vec![Descriptor { media_type: oci::DOCKER_LAYER_GZIP.into(), digest: layer, size: 10, platform: None, annotations: None }],
+                config: Descriptor {
+                    media_type: oci::OCI_CONFIG.into(),
+                    digest: Digest::of(b"c"),
+                    size: 1,
+                    platform: None,
+                    annotations: None,
+                },
+                layers: vec![Descriptor {
+                    media_type: oci::DOCKER_LAYER_GZIP.into(),
+                    digest: layer,
+                    size: 10,
+                    platform: None,
+                    annotations: None,
+                }],
                 annotations: None,
             },
             config: json!({
@@ -257,7 +309,12 @@ mod tests {
 
     fn layer(name: &str) -> NewLayer {
         NewLayer {
-            record: LayerRecord { digest: Digest::of(name.as_bytes()), diff_id: Digest::of(b"tar"), size: 3, uncompressed_size: 9 },
+            record: LayerRecord {
+                digest: Digest::of(name.as_bytes()),
+                diff_id: Digest::of(b"tar"),
+                size: 3,
+                uncompressed_size: 9,
+            },
             created_by: format!("slipway: {name}"),
         }
     }
@@ -266,15 +323,29 @@ mod tests {
     fn applies_settings_and_appends_layers() {
         let settings = ImageSettings {
             entrypoint: Some(vec!["uvicorn".into()]),
-            env: [("APP_ENV".to_string(), "production".to_string()), ("PATH".to_string(), "/x".to_string())].into(),
+            env: [
+                ("APP_ENV".to_string(), "production".to_string()),
+                ("PATH".to_string(), "/x".to_string()),
+            ]
+            .into(),
             ports: vec!["8000".into()],
             workdir: Some("/app".into()),
             ..Default::default()
         };
-        let img = assemble(&base(), &[layer("site-packages"), layer("app")], &settings, 0, &BTreeMap::new()).unwrap();
+        let img = assemble(
+            &base(),
+            &[layer("site-packages"), layer("app")],
+            &settings,
+            0,
+            &BTreeMap::new(),
+        )
+        .unwrap();
         let config: Value = serde_json::from_slice(&img.config).unwrap();
         assert_eq!(config["created"], "1970-01-01T00:00:00Z");
-        assert_eq!(config["config"]["Env"], json!(["PATH=/x", "PYTHON_VERSION=3.13.14", "APP_ENV=production"]));
+        assert_eq!(
+            config["config"]["Env"],
+            json!(["PATH=/x", "PYTHON_VERSION=3.13.14", "APP_ENV=production"])
+        );
         assert_eq!(config["config"]["Cmd"], Value::Null);
         assert_eq!(config["config"]["ExposedPorts"], json!({"8000/tcp": {}}));
         assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 3);
@@ -284,16 +355,42 @@ mod tests {
         assert_eq!(manifest.layers[0].media_type, oci::OCI_LAYER_GZIP);
         assert_eq!(img.new_from, 1);
         assert_eq!(manifest.config.digest, img.config_digest);
-        assert_eq!(manifest.annotations.unwrap()["org.opencontainers.image.base.name"], "docker.io/library/python:3.13-alpine");
+        assert_eq!(
+            manifest.annotations.unwrap()["org.opencontainers.image.base.name"],
+            "docker.io/library/python:3.13-alpine"
+        );
     }
 
     #[test]
     fn same_inputs_same_bytes_and_layer_limit() {
-        let a = assemble(&base(), &[layer("x")], &ImageSettings::default(), 7, &BTreeMap::new()).unwrap();
-        let b = assemble(&base(), &[layer("x")], &ImageSettings::default(), 7, &BTreeMap::new()).unwrap();
+        let a = assemble(
+            &base(),
+            &[layer("x")],
+            &ImageSettings::default(),
+            7,
+            &BTreeMap::new(),
+        )
+        .unwrap();
+        let b = assemble(
+            &base(),
+            &[layer("x")],
+            &ImageSettings::default(),
+            7,
+            &BTreeMap::new(),
+        )
+        .unwrap();
         assert_eq!(a.manifest, b.manifest);
         let many: Vec<NewLayer> = (0..127).map(|i| layer(&i.to_string())).collect();
-        assert!(matches!(assemble(&base(), &many, &ImageSettings::default(), 0, &BTreeMap::new()), Err(AssembleError::TooManyLayers(128))));
+        assert!(matches!(
+            assemble(
+                &base(),
+                &many,
+                &ImageSettings::default(),
+                0,
+                &BTreeMap::new()
+            ),
+            Err(AssembleError::TooManyLayers(128))
+        ));
     }
 
     #[test]

@@ -142,7 +142,7 @@ fn build_app_layers(opts: &BuildOptions, cache: &Cache, facts: &PythonFacts, own
     if recipe.app.bytecode {
         let sources = app::python_sources(&entries);
         let bkey = plan::bytecode_key(&key, &facts.version);
-        out.push(cached_layer(cache, &bkey, "slipway: app bytecode", LayerKind::AppBytecode, opts, || compile(opts, cache, facts, &sources, owner).map(|(dir, e)| (e, Some(dir))))?);
+        out.push(cached_layer(cache, &bkey, "slipway: app bytecode", LayerKind::AppBytecode, opts, || compile(opts, cache, facts, &sources, &entries, owner).map(|(dir, e)| (e, Some(dir))))?);
     }
     Ok(out)
 }
@@ -216,12 +216,12 @@ fn build_site_packages_layers(opts: &BuildOptions, cache: &Cache, facts: &Python
         interpreter: facts.interpreter.clone(),
     };
     let entries = sitepackages::collect(&staging, &layout, owner).map_err(|e| Error::wrap(ErrorKind::Dependencies, e, None))?;
-    let entries = layers::normalise(entries, owner);
+    let entries = layers::normalise(entries, Owner::default());
     let record = write_into_cache(cache, &key, &entries, opts.epoch)?;
     let mut out = vec![(NewLayer { record, created_by: label }, LayerKind::SitePackages, false)];
     if py.bytecode {
         let sources = app::python_sources(&entries);
-        let (_pyc_dir, pyc) = compile(opts, cache, facts, &sources, owner)?;
+        let (_pyc_dir, pyc) = compile(opts, cache, facts, &sources, &entries, owner)?;
         let record = write_into_cache(cache, &bkey, &pyc, opts.epoch)?;
         out.push((NewLayer { record, created_by: "slipway: site-packages bytecode".into() }, LayerKind::SitePackagesBytecode, false));
     }
@@ -260,11 +260,13 @@ fn write_into_cache(cache: &Cache, key: &str, entries: &[Entry], epoch: u64) -> 
 }
 
 /// Compiles `sources`; the returned dir holds the `.pyc` files the entries point at.
-fn compile(opts: &BuildOptions, cache: &Cache, facts: &PythonFacts, sources: &[(PathBuf, String)], owner: Owner) -> Result<(tempfile::TempDir, Vec<Entry>)> {
+/// `lower` is the layer the sources come from: the bytecode layer copies its
+/// directories' owners and modes.
+fn compile(opts: &BuildOptions, cache: &Cache, facts: &PythonFacts, sources: &[(PathBuf, String)], lower: &[Entry], owner: Owner) -> Result<(tempfile::TempDir, Vec<Entry>)> {
     let python = find_python(opts, facts)?;
     let scratch = cache.temp_dir("pyc").map_err(io("cannot create a temp dir in the cache"))?;
     let entries = bytecode::compile(&python, sources, scratch.path(), owner).map_err(|e| Error::wrap(ErrorKind::Input, e, None))?;
-    Ok((scratch, layers::normalise(entries, owner)))
+    Ok((scratch, layers::normalise_over(entries, lower)))
 }
 
 fn find_python(opts: &BuildOptions, facts: &PythonFacts) -> Result<PathBuf> {

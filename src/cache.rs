@@ -37,7 +37,9 @@ impl Cache {
         if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
             return PathBuf::from(dir).join("slipway");
         }
-        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/tmp"));
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/tmp"));
         home.join(".cache").join("slipway")
     }
 
@@ -45,7 +47,9 @@ impl Cache {
         for sub in ["blobs/sha256", "layers", "facts", "locks", "tmp"] {
             fs::create_dir_all(root.join(sub))?;
         }
-        Ok(Cache { root: root.to_path_buf() })
+        Ok(Cache {
+            root: root.to_path_buf(),
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -63,7 +67,9 @@ impl Cache {
     /// A scratch dir inside the cache (same file system, so renames are atomic);
     /// removed when dropped, so a killed build leaves only `tmp/` garbage.
     pub fn temp_dir(&self, prefix: &str) -> io::Result<tempfile::TempDir> {
-        tempfile::Builder::new().prefix(prefix).tempdir_in(self.root.join("tmp"))
+        tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir_in(self.root.join("tmp"))
     }
 
     /// Moves a finished file into the blob store under its digest.
@@ -84,20 +90,35 @@ impl Cache {
 
     /// The record for a layer key, if present and its blob is still there.
     pub fn layer(&self, key: &str) -> Option<LayerRecord> {
-        let record: LayerRecord = self.read_json(&self.root.join("layers").join(format!("{key}.json")))?;
+        let record: LayerRecord =
+            self.read_json(&self.root.join("layers").join(format!("{key}.json")))?;
         self.has_blob(&record.digest).then_some(record)
     }
 
     pub fn put_layer(&self, key: &str, record: &LayerRecord) -> io::Result<()> {
-        self.write_json(&self.root.join("layers").join(format!("{key}.json")), record)
+        self.write_json(
+            &self.root.join("layers").join(format!("{key}.json")),
+            record,
+        )
     }
 
     pub fn facts<T: DeserializeOwned>(&self, manifest: &Digest) -> Option<T> {
-        self.read_json(&self.root.join("facts").join(format!("{}.json", manifest.hex())))
+        self.read_json(
+            &self
+                .root
+                .join("facts")
+                .join(format!("{}.json", manifest.hex())),
+        )
     }
 
     pub fn put_facts<T: Serialize>(&self, manifest: &Digest, facts: &T) -> io::Result<()> {
-        self.write_json(&self.root.join("facts").join(format!("{}.json", manifest.hex())), facts)
+        self.write_json(
+            &self
+                .root
+                .join("facts")
+                .join(format!("{}.json", manifest.hex())),
+            facts,
+        )
     }
 
     /// Blocks until no other process is producing `key`.
@@ -135,10 +156,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache = Cache::open(dir.path()).unwrap();
         let digest = cache.put_blob_bytes(b"layer").unwrap();
-        let record = LayerRecord { digest: digest.clone(), diff_id: digest.clone(), size: 5, uncompressed_size: 5 };
+        let record = LayerRecord {
+            digest: digest.clone(),
+            diff_id: digest.clone(),
+            size: 5,
+            uncompressed_size: 5,
+        };
         cache.put_layer("k", &record).unwrap();
         assert_eq!(cache.layer("k"), Some(record));
         fs::remove_file(cache.blob_path(&digest)).unwrap();
-        assert_eq!(cache.layer("k"), None, "a record whose blob is gone is a miss");
+        assert_eq!(
+            cache.layer("k"),
+            None,
+            "a record whose blob is gone is a miss"
+        );
     }
 }

@@ -45,6 +45,12 @@ pub struct BuildArgs {
     /// Read the base image from this OCI layout dir instead of a registry.
     #[arg(long, value_name = "DIR")]
     pub base_layout: Option<PathBuf>,
+    /// Also look for wheels here (added to the recipe's `find_links`). Repeatable.
+    #[arg(long = "find-links", value_name = "DIR")]
+    pub find_links: Vec<String>,
+    /// Install only from find-links: uv gets no index and no network.
+    #[arg(long)]
+    pub offline: bool,
     /// A CPython of the base's minor version, used to compile bytecode.
     #[arg(long, value_name = "PATH", env = "SLIPWAY_PYTHON")]
     pub python: Option<PathBuf>,
@@ -107,6 +113,16 @@ async fn run_build(args: BuildArgs) -> Result<()> {
     if !args.platforms.is_empty() {
         recipe.platforms = args.platforms.iter().map(|p| Platform::parse(p).map_err(input_error)).collect::<Result<_>>()?;
     }
+    for link in &args.find_links {
+        let path = std::path::Path::new(link);
+        let link = if path.is_relative() && !link.contains("://") {
+            std::env::current_dir().map(|d| d.join(path).to_string_lossy().into_owned()).unwrap_or_else(|_| link.clone())
+        } else {
+            link.clone()
+        };
+        recipe.python.find_links.push(link);
+    }
+    recipe.python.offline |= args.offline;
     let destination = match (&args.push, &args.oci_layout, &args.docker_archive) {
         (Some(r), _, _) => Destination::Push(Reference::parse(r).map_err(|e| input_error(format!("--push: {e}")))?),
         (_, Some(dir), _) => Destination::OciLayout(dir.clone()),

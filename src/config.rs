@@ -29,9 +29,12 @@ pub fn default_path() -> Option<PathBuf> {
 
 /// Loads the config; a missing file is an empty config, a bad one an error.
 pub fn load(path: Option<&Path>) -> Result<Config, String> {
-    let Some(path) = path else { return Ok(Config::default()) };
+    let Some(path) = path else {
+        return Ok(Config::default());
+    };
     match std::fs::read_to_string(path) {
-        Ok(text) => toml::from_str(&text).map_err(|e| format!("config `{}`: {}", path.display(), e.to_string().trim_end())),
+        Ok(text) => toml::from_str(&text)
+            .map_err(|e| format!("config `{}`: {}", path.display(), e.to_string().trim_end())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
         Err(e) => Err(format!("cannot read config `{}`: {e}", path.display())),
     }
@@ -45,11 +48,18 @@ mod tests {
     fn parses_mirrors_and_rejects_unknown_keys() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
-        std::fs::write(&path, "insecure_registries = [\"r:5000\"]\n[mirrors]\n\"docker.io\" = \"127.0.0.1:5000\"\n").unwrap();
+        std::fs::write(
+            &path,
+            "insecure_registries = [\"r:5000\"]\n[mirrors]\n\"docker.io\" = \"127.0.0.1:5000\"\n",
+        )
+        .unwrap();
         let config = load(Some(&path)).unwrap();
         assert_eq!(config.mirrors["docker.io"], "127.0.0.1:5000");
         std::fs::write(&path, "mirror = 1\n").unwrap();
         assert!(load(Some(&path)).unwrap_err().contains("mirror"));
-        assert!(load(Some(&dir.path().join("none.toml"))).unwrap().mirrors.is_empty());
+        assert!(load(Some(&dir.path().join("none.toml")))
+            .unwrap()
+            .mirrors
+            .is_empty());
     }
 }

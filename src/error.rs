@@ -26,12 +26,26 @@ pub struct Error {
 
 impl Error {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
-        Error { kind, message: message.into(), hint: None, source: None }
+        Error {
+            kind,
+            message: message.into(),
+            hint: None,
+            source: None,
+        }
     }
 
     /// Wraps a stage's error: its Display becomes the message, its source chain is kept.
-    pub fn wrap<E: std::error::Error + Send + Sync + 'static>(kind: ErrorKind, error: E, hint: Option<String>) -> Error {
-        Error { kind, message: error.to_string(), hint, source: error.source().map(|s| s.to_string().into()) }
+    pub fn wrap<E: std::error::Error + Send + Sync + 'static>(
+        kind: ErrorKind,
+        error: E,
+        hint: Option<String>,
+    ) -> Error {
+        Error {
+            kind,
+            message: error.to_string(),
+            hint,
+            source: error.source().map(|s| s.to_string().into()),
+        }
     }
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Error {
@@ -52,7 +66,9 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
 
@@ -61,5 +77,10 @@ pub type Result<T> = std::result::Result<T, Error>;
 /// Adds "while doing X" context to I/O errors.
 pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
     let context = context.into();
-    move |e| Error { kind: ErrorKind::Other, message: context, hint: None, source: Some(Box::new(e)) }
+    move |e| Error {
+        kind: ErrorKind::Other,
+        message: context,
+        hint: None,
+        source: Some(Box::new(e)),
+    }
 }

@@ -42,7 +42,12 @@ pub enum FactsError {
     #[error("base image `{base}`: cannot tell its C library (no /lib/ld-musl-*.so.1 and no glibc loader)")]
     UnknownLibc { base: String },
     #[error("the recipe says {what} is `{stated}`, but base image `{base}` has `{found}`")]
-    Contradiction { base: String, what: &'static str, stated: String, found: String },
+    Contradiction {
+        base: String,
+        what: &'static str,
+        stated: String,
+        found: String,
+    },
 }
 
 impl FactsError {
@@ -57,9 +62,11 @@ impl FactsError {
 
 /// The Python version from an official-image style config (`PYTHON_VERSION=3.13.14`).
 pub fn config_python_version(config: &serde_json::Value) -> Option<String> {
-    config["config"]["Env"].as_array()?.iter().filter_map(|v| v.as_str()).find_map(|env| {
-        env.strip_prefix("PYTHON_VERSION=").map(str::to_string)
-    })
+    config["config"]["Env"]
+        .as_array()?
+        .iter()
+        .filter_map(|v| v.as_str())
+        .find_map(|env| env.strip_prefix("PYTHON_VERSION=").map(str::to_string))
 }
 
 /// Whether facts can be decided without looking inside the layers.
@@ -87,25 +94,44 @@ pub fn detect(
         .or_else(|| scan.and_then(scan_python_minor))
         .map(|(a, b)| format!("{a}.{b}"));
     let version = match (&stated.version, &found_minor) {
-        (Some(s), Some(f)) if parse_minor(s) != parse_minor(f) => return Err(contradiction("the Python version", s, f)),
+        (Some(s), Some(f)) if parse_minor(s) != parse_minor(f) => {
+            return Err(contradiction("the Python version", s, f))
+        }
         (_, Some(f)) => f.clone(),
-        (Some(s), None) => parse_minor(s).map(|(a, b)| format!("{a}.{b}")).unwrap_or_else(|| s.clone()),
-        (None, None) => return Err(FactsError::NoPython { base: base.to_string() }),
+        (Some(s), None) => parse_minor(s)
+            .map(|(a, b)| format!("{a}.{b}"))
+            .unwrap_or_else(|| s.clone()),
+        (None, None) => {
+            return Err(FactsError::NoPython {
+                base: base.to_string(),
+            })
+        }
     };
     let found_libc = scan.and_then(scan_libc);
     let libc = match (&stated.libc, &found_libc) {
-        (Some(s), Some(f)) if !same_libc(s, f) => return Err(contradiction("the C library", &s.to_string(), &f.to_string())),
+        (Some(s), Some(f)) if !same_libc(s, f) => {
+            return Err(contradiction(
+                "the C library",
+                &s.to_string(),
+                &f.to_string(),
+            ))
+        }
         (Some(s), _) => s.clone(),
         (None, Some(f)) => f.clone(),
-        (None, None) => return Err(FactsError::UnknownLibc { base: base.to_string() }),
+        (None, None) => {
+            return Err(FactsError::UnknownLibc {
+                base: base.to_string(),
+            })
+        }
     };
     // Official images put Python in /usr/local; distro Pythons live in /usr.
     let in_usr_local = |p: &str| scan.is_none_or(|s| s.paths.contains_key(p));
-    let prefix = if full_version.is_some() || in_usr_local(&format!("usr/local/bin/python{version}")) {
-        "/usr/local"
-    } else {
-        "/usr"
-    };
+    let prefix =
+        if full_version.is_some() || in_usr_local(&format!("usr/local/bin/python{version}")) {
+            "/usr/local"
+        } else {
+            "/usr"
+        };
     let found_interpreter = format!("{prefix}/bin/python{version}");
     let interpreter = match &stated.interpreter {
         Some(s) if scan.is_some_and(|scan| !scan.paths.contains_key(s.trim_start_matches('/'))) => {
@@ -114,7 +140,10 @@ pub fn detect(
         Some(s) => s.clone(),
         None => found_interpreter,
     };
-    let site_packages = stated.site_packages.clone().unwrap_or_else(|| format!("{prefix}/lib/python{version}/site-packages"));
+    let site_packages = stated
+        .site_packages
+        .clone()
+        .unwrap_or_else(|| format!("{prefix}/lib/python{version}/site-packages"));
     Ok(PythonFacts {
         version,
         full_version,
@@ -131,20 +160,29 @@ pub fn detect(
 fn same_libc(stated: &Libc, found: &Libc) -> bool {
     match (stated, found) {
         (Libc::Musl, Libc::Musl) => true,
-        (Libc::Glibc { .. }, Libc::Glibc { .. }) => stated == found || *stated == (Libc::Glibc { major: 2, minor: 28 }),
+        (Libc::Glibc { .. }, Libc::Glibc { .. }) => {
+            stated == found
+                || *stated
+                    == (Libc::Glibc {
+                        major: 2,
+                        minor: 28,
+                    })
+        }
         _ => false,
     }
 }
 
 fn scan_python_minor(scan: &LayerScan) -> Option<(u32, u32)> {
-    ["usr/local/bin/python3.", "usr/bin/python3."].iter().find_map(|prefix| {
-        scan.paths
-            .keys()
-            .filter_map(|p| p.strip_prefix(prefix))
-            .filter_map(|minor| minor.parse::<u32>().ok())
-            .max()
-            .map(|minor| (3, minor))
-    })
+    ["usr/local/bin/python3.", "usr/bin/python3."]
+        .iter()
+        .find_map(|prefix| {
+            scan.paths
+                .keys()
+                .filter_map(|p| p.strip_prefix(prefix))
+                .filter_map(|minor| minor.parse::<u32>().ok())
+                .max()
+                .map(|minor| (3, minor))
+        })
 }
 
 fn scan_libc(scan: &LayerScan) -> Option<Libc> {
@@ -173,7 +211,11 @@ pub fn glibc_version_in(bytes: &[u8]) -> Option<(u32, u32)> {
         return parse_minor(version.split(['-', '+']).next()?);
     }
     let i = text.find("release version ")?;
-    parse_minor(text[i + "release version ".len()..].split(|c: char| !(c.is_ascii_digit() || c == '.')).next()?)
+    parse_minor(
+        text[i + "release version ".len()..]
+            .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .next()?,
+    )
 }
 
 #[cfg(test)]
@@ -186,13 +228,23 @@ mod tests {
     }
 
     fn scan(paths: &[&str]) -> LayerScan {
-        LayerScan { paths: paths.iter().map(|p| (p.to_string(), None)).collect(), glibc: None }
+        LayerScan {
+            paths: paths.iter().map(|p| (p.to_string(), None)).collect(),
+            glibc: None,
+        }
     }
 
     #[test]
     fn official_alpine_facts() {
         let s = scan(&["lib/ld-musl-x86_64.so.1", "usr/local/bin/python3.13"]);
-        let f = detect("b", &Platform::host(), &alpine_config(), Some(&s), &StatedFacts::default()).unwrap();
+        let f = detect(
+            "b",
+            &Platform::host(),
+            &alpine_config(),
+            Some(&s),
+            &StatedFacts::default(),
+        )
+        .unwrap();
         assert_eq!(f.version, "3.13");
         assert_eq!(f.libc, Libc::Musl);
         assert_eq!(f.site_packages, "/usr/local/lib/python3.13/site-packages");
@@ -203,26 +255,61 @@ mod tests {
     fn version_from_layers_and_distro_python() {
         let mut s = scan(&["usr/bin/python3.11", "lib/x86_64-linux-gnu/libc.so.6"]);
         s.glibc = Some((2, 36));
-        let f = detect("b", &Platform::host(), &json!({}), Some(&s), &StatedFacts::default()).unwrap();
+        let f = detect(
+            "b",
+            &Platform::host(),
+            &json!({}),
+            Some(&s),
+            &StatedFacts::default(),
+        )
+        .unwrap();
         assert_eq!((f.version.as_str(), f.prefix.as_str()), ("3.11", "/usr"));
-        assert_eq!(f.libc, Libc::Glibc { major: 2, minor: 36 });
+        assert_eq!(
+            f.libc,
+            Libc::Glibc {
+                major: 2,
+                minor: 36
+            }
+        );
     }
 
     #[test]
     fn contradictions_and_missing_python_are_errors() {
         let s = scan(&["lib/ld-musl-x86_64.so.1"]);
-        let stated = StatedFacts { version: Some("3.12".into()), ..Default::default() };
+        let stated = StatedFacts {
+            version: Some("3.12".into()),
+            ..Default::default()
+        };
         let e = detect("b", &Platform::host(), &alpine_config(), Some(&s), &stated).unwrap_err();
         assert!(matches!(e, FactsError::Contradiction { .. }), "{e}");
-        let e = detect("b", &Platform::host(), &json!({}), Some(&s), &StatedFacts::default()).unwrap_err();
+        let e = detect(
+            "b",
+            &Platform::host(),
+            &json!({}),
+            Some(&s),
+            &StatedFacts::default(),
+        )
+        .unwrap_err();
         assert!(matches!(e, FactsError::NoPython { .. }));
-        let stated = StatedFacts { libc: Some(Libc::Glibc { major: 2, minor: 36 }), ..Default::default() };
+        let stated = StatedFacts {
+            libc: Some(Libc::Glibc {
+                major: 2,
+                minor: 36,
+            }),
+            ..Default::default()
+        };
         assert!(detect("b", &Platform::host(), &alpine_config(), Some(&s), &stated).is_err());
     }
 
     #[test]
     fn reads_glibc_versions() {
-        assert_eq!(glibc_version_in(b"GNU C Library (Debian GLIBC 2.36-9) stable release version 2.36."), Some((2, 36)));
-        assert_eq!(glibc_version_in(b"Package: libc6\nStatus: ok\nVersion: 2.36-9+deb12u7\n\n"), Some((2, 36)));
+        assert_eq!(
+            glibc_version_in(b"GNU C Library (Debian GLIBC 2.36-9) stable release version 2.36."),
+            Some((2, 36))
+        );
+        assert_eq!(
+            glibc_version_in(b"Package: libc6\nStatus: ok\nVersion: 2.36-9+deb12u7\n\n"),
+            Some((2, 36))
+        );
     }
 }

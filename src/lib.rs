@@ -4,20 +4,20 @@
 //! `recipe` → `resolve` (+ `facts`) → `plan` → `layers` → `assemble` → `publish`.
 //! `registry` and `cache` are the edges that touch the outside world.
 
+pub mod assemble;
+pub mod cache;
 pub mod digest;
+pub mod facts;
 pub mod layers;
 pub mod oci;
 pub mod platform;
-pub mod reference;
-pub mod registry;
-pub mod assemble;
-pub mod cache;
-pub mod facts;
 pub mod publish;
 pub mod recipe;
+pub mod reference;
+pub mod registry;
 pub mod resolve;
-// pub mod build; (enabled once layers land)
+pub mod build;
+pub mod config;
 pub mod error;
 pub mod plan;
 pub mod report;
-pub mod config;

@@ -57,16 +57,28 @@ pub fn app_key(entries: &[Entry], epoch: u64) -> io::Result<String> {
 /// (name, digest) of a file whose contents feed a key.
 pub fn file_digest(path: &Path) -> io::Result<(String, Digest)> {
     let (digest, _) = crate::digest::digest_file(path)?;
-    Ok((path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), digest))
+    Ok((
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        digest,
+    ))
 }
 
 /// Lists a local find-links dir (names and sizes) so adding a wheel changes the key.
 pub fn find_links_listing(link: &str) -> Vec<(String, u64)> {
     let dir = PathBuf::from(link);
-    let Ok(read) = std::fs::read_dir(&dir) else { return Vec::new() };
+    let Ok(read) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
     let mut files: Vec<(String, u64)> = read
         .filter_map(Result::ok)
-        .filter_map(|e| Some((e.file_name().to_string_lossy().into_owned(), e.metadata().ok()?.len())))
+        .filter_map(|e| {
+            Some((
+                e.file_name().to_string_lossy().into_owned(),
+                e.metadata().ok()?.len(),
+            ))
+        })
         .collect();
     files.sort();
     files
@@ -88,7 +100,10 @@ mod tests {
         std::fs::write(&file, "print(1)").unwrap();
         let entries = vec![Entry {
             path: "app/a.py".into(),
-            kind: EntryKind::File { source: file.clone(), size: 8 },
+            kind: EntryKind::File {
+                source: file.clone(),
+                size: 8,
+            },
             mode: 0o644,
             owner: Owner::default(),
         }];

@@ -33,14 +33,15 @@ pub const KNOWN_ARCHITECTURES: &[&str] = &["amd64", "arm64"];
 impl Platform {
     pub fn parse(text: &str) -> Result<Platform, String> {
         let parts: Vec<&str> = text.split('/').collect();
-        let (os, arch, variant) =
-            match parts.as_slice() {
-                [os, arch] => (*os, *arch, None),
-                [os, arch, variant] => (*os, *arch, Some(variant.to_string())),
-                _ => return Err(format!(
+        let (os, arch, variant) = match parts.as_slice() {
+            [os, arch] => (*os, *arch, None),
+            [os, arch, variant] => (*os, *arch, Some(variant.to_string())),
+            _ => {
+                return Err(format!(
                     "platform `{text}` is not of the form `os/arch[/variant]` (e.g. `linux/amd64`)"
-                )),
-            };
+                ))
+            }
+        };
         if os != "linux" {
             return Err(format!(
                 "platform `{text}`: only `linux` images are supported"

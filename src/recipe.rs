@@ -141,9 +141,17 @@ pub struct ImageSettings {
 #[derive(Debug, thiserror::Error)]
 pub enum RecipeError {
     #[error("cannot read recipe `{}`", path.display())]
-    Read { path: PathBuf, #[source] source: std::io::Error },
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("recipe `{}`: {message}", path.display())]
-    Invalid { path: PathBuf, message: String, hint: Option<String> },
+    Invalid {
+        path: PathBuf,
+        message: String,
+        hint: Option<String>,
+    },
 }
 
 impl RecipeError {
@@ -156,13 +164,20 @@ impl RecipeError {
 }
 
 pub fn load(path: &Path) -> Result<Recipe, RecipeError> {
-    let text = std::fs::read_to_string(path).map_err(|source| RecipeError::Read { path: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| RecipeError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
     parse(&text, path)
 }
 
 /// Parses recipe text; `path` names the file in errors and anchors relative paths.
 pub fn parse(text: &str, path: &Path) -> Result<Recipe, RecipeError> {
-    let invalid = |message: String, hint: Option<String>| RecipeError::Invalid { path: path.to_path_buf(), message, hint };
+    let invalid = |message: String, hint: Option<String>| RecipeError::Invalid {
+        path: path.to_path_buf(),
+        message,
+        hint,
+    };
     let raw: RawRecipe = toml::from_str(text).map_err(|e| {
         let message = e.to_string().trim_end().to_string();
         let hint = unknown_key_hint(&message);
@@ -170,13 +185,29 @@ pub fn parse(text: &str, path: &Path) -> Result<Recipe, RecipeError> {
     })?;
     let line_of = |key: &str| line_of_key(text, key);
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
-    let abs = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { dir.join(p) };
+    let dir = if dir.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        dir
+    };
+    let abs = |p: &Path| {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            dir.join(p)
+        }
+    };
 
-    let base = Reference::parse(&raw.base).map_err(|e| invalid(format!("{} (key `base`{})", e, line_of("base")), None))?;
+    let base = Reference::parse(&raw.base)
+        .map_err(|e| invalid(format!("{} (key `base`{})", e, line_of("base")), None))?;
     let mut platforms = Vec::new();
     for p in &raw.platforms {
-        let platform = Platform::parse(p).map_err(|e| invalid(format!("{e} (key `platforms`{})", line_of("platforms")), None))?;
+        let platform = Platform::parse(p).map_err(|e| {
+            invalid(
+                format!("{e} (key `platforms`{})", line_of("platforms")),
+                None,
+            )
+        })?;
         if !platforms.contains(&platform) {
             platforms.push(platform);
         }
@@ -186,7 +217,8 @@ pub fn parse(text: &str, path: &Path) -> Result<Recipe, RecipeError> {
     }
     let mut destinations = Vec::new();
     if let Some(push) = &raw.push {
-        let r = Reference::parse(push).map_err(|e| invalid(format!("{e} (key `push`{})", line_of("push")), None))?;
+        let r = Reference::parse(push)
+            .map_err(|e| invalid(format!("{e} (key `push`{})", line_of("push")), None))?;
         destinations.push(Destination::Push(r));
     }
     if let Some(dir) = &raw.oci_layout {
@@ -198,33 +230,60 @@ pub fn parse(text: &str, path: &Path) -> Result<Recipe, RecipeError> {
     if destinations.len() > 1 {
         return Err(invalid(
             "more than one of `push`, `oci_layout`, `docker_archive` is set".into(),
-            Some("keep one destination in the recipe and override it on the command line if needed".into()),
+            Some(
+                "keep one destination in the recipe and override it on the command line if needed"
+                    .into(),
+            ),
         ));
     }
-    let libc = match raw.python.libc.as_deref() {
-        None => None,
-        Some(text) => Some(parse_libc(text).map_err(|e| invalid(format!("{e} (key `python.libc`{})", line_of("libc")), None))?),
-    };
+    let libc =
+        match raw.python.libc.as_deref() {
+            None => None,
+            Some(text) => Some(parse_libc(text).map_err(|e| {
+                invalid(format!("{e} (key `python.libc`{})", line_of("libc")), None)
+            })?),
+        };
     if let Some(v) = &raw.python.version {
         if parse_minor(v).is_none() {
-            return Err(invalid(format!("`python.version` = `{v}` is not a Python version like `3.13`{}", line_of("version")), None));
+            return Err(invalid(
+                format!(
+                    "`python.version` = `{v}` is not a Python version like `3.13`{}",
+                    line_of("version")
+                ),
+                None,
+            ));
         }
     }
     let destination = raw.app.destination.clone().unwrap_or_else(|| "/app".into());
     if !destination.starts_with('/') {
-        return Err(invalid(format!("`app.destination` = `{destination}` must be an absolute path{}", line_of("destination")), None));
+        return Err(invalid(
+            format!(
+                "`app.destination` = `{destination}` must be an absolute path{}",
+                line_of("destination")
+            ),
+            None,
+        ));
     }
     for port in &raw.image.ports {
         if !valid_port(port) {
             return Err(invalid(
-                format!("`image.ports` entry `{port}` is not a port like `8000` or `8000/tcp`{}", line_of("ports")),
+                format!(
+                    "`image.ports` entry `{port}` is not a port like `8000` or `8000/tcp`{}",
+                    line_of("ports")
+                ),
                 None,
             ));
         }
     }
     for key in raw.image.env.keys() {
         if key.is_empty() || key.contains('=') {
-            return Err(invalid(format!("`image.env` key `{key}` is not a valid variable name{}", line_of("env")), None));
+            return Err(invalid(
+                format!(
+                    "`image.env` key `{key}` is not a valid variable name{}",
+                    line_of("env")
+                ),
+                None,
+            ));
         }
     }
     let bytecode = raw.python.bytecode.unwrap_or(true);
@@ -239,7 +298,12 @@ pub fn parse(text: &str, path: &Path) -> Result<Recipe, RecipeError> {
             project: raw.python.project.as_deref().map(abs),
             index_url: raw.python.index_url,
             extra_index_urls: raw.python.extra_index_urls,
-            find_links: raw.python.find_links.iter().map(|l| resolve_link(l, &dir)).collect(),
+            find_links: raw
+                .python
+                .find_links
+                .iter()
+                .map(|l| resolve_link(l, &dir))
+                .collect(),
             offline: raw.python.offline,
             allow_sdist: raw.python.allow_sdist,
             bytecode,
@@ -289,13 +353,18 @@ pub fn parse_libc(text: &str) -> Result<Libc, String> {
     if let Some(rest) = lower.strip_prefix("glibc") {
         let rest = rest.trim_start_matches(['-', ' ']);
         if rest.is_empty() {
-            return Ok(Libc::Glibc { major: 2, minor: 28 });
+            return Ok(Libc::Glibc {
+                major: 2,
+                minor: 28,
+            });
         }
         if let Some((major, minor)) = parse_minor(rest) {
             return Ok(Libc::Glibc { major, minor });
         }
     }
-    Err(format!("libc `{text}` is not `musl`, `glibc` or `glibc-2.NN`"))
+    Err(format!(
+        "libc `{text}` is not `musl`, `glibc` or `glibc-2.NN`"
+    ))
 }
 
 fn valid_port(port: &str) -> bool {
@@ -316,25 +385,57 @@ fn line_of_key(text: &str, key: &str) -> String {
     text.lines()
         .position(|line| {
             let line = line.trim_start();
-            line.strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with('='))
+            line.strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
         })
         .map(|i| format!(", line {}", i + 1))
         .unwrap_or_default()
 }
 
 const KNOWN_KEYS: &[&str] = &[
-    "base", "platforms", "source_date_epoch", "push", "oci_layout", "docker_archive", "python", "app", "image",
-    "requirements", "project", "index_url", "extra_index_urls", "find_links", "offline", "allow_sdist", "bytecode",
-    "version", "libc", "interpreter", "site_packages", "source", "destination", "excludes", "entrypoint", "cmd",
-    "workdir", "env", "ports", "user", "labels", "annotations",
+    "base",
+    "platforms",
+    "source_date_epoch",
+    "push",
+    "oci_layout",
+    "docker_archive",
+    "python",
+    "app",
+    "image",
+    "requirements",
+    "project",
+    "index_url",
+    "extra_index_urls",
+    "find_links",
+    "offline",
+    "allow_sdist",
+    "bytecode",
+    "version",
+    "libc",
+    "interpreter",
+    "site_packages",
+    "source",
+    "destination",
+    "excludes",
+    "entrypoint",
+    "cmd",
+    "workdir",
+    "env",
+    "ports",
+    "user",
+    "labels",
+    "annotations",
 ];
 
 /// toml says "unknown field `x`, expected one of ..."; suggest the closest key.
 fn unknown_key_hint(message: &str) -> Option<String> {
     let start = message.find("unknown field `")? + "unknown field `".len();
     let key = &message[start..start + message[start..].find('`')?];
-    let best = KNOWN_KEYS.iter().min_by_key(|known| edit_distance(key, known))?;
-    (edit_distance(key, best) <= 3).then(|| format!("did you mean `{best}`? (the README lists every recipe key)"))
+    let best = KNOWN_KEYS
+        .iter()
+        .min_by_key(|known| edit_distance(key, known))?;
+    (edit_distance(key, best) <= 3)
+        .then(|| format!("did you mean `{best}`? (the README lists every recipe key)"))
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {
@@ -345,7 +446,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
         row[0] = i + 1;
         for (j, cb) in b.iter().enumerate() {
             let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(row[j + 1] + 1);
+            row[j + 1] = (prev + usize::from(ca != *cb))
+                .min(row[j] + 1)
+                .min(row[j + 1] + 1);
             prev = cur;
         }
     }
@@ -377,14 +480,25 @@ mod tests {
         assert!(text.contains("line 3"), "{text}");
         assert!(text.contains("cmdd"), "{text}");
         assert!(text.contains("/r/recipe.toml"), "{text}");
-        assert_eq!(err.hint().unwrap(), "did you mean `cmd`? (the README lists every recipe key)");
+        assert_eq!(
+            err.hint().unwrap(),
+            "did you mean `cmd`? (the README lists every recipe key)"
+        );
     }
 
     #[test]
     fn wrong_types_and_bad_values_are_errors() {
-        assert!(parse_str("base = 3\n").unwrap_err().to_string().contains("line 1"));
-        let e = parse_str("base = \"python\"\nplatforms = [\"linux/s390x\"]\n").unwrap_err().to_string();
-        assert!(e.contains("unknown architecture") && e.contains("line 2"), "{e}");
+        assert!(parse_str("base = 3\n")
+            .unwrap_err()
+            .to_string()
+            .contains("line 1"));
+        let e = parse_str("base = \"python\"\nplatforms = [\"linux/s390x\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("unknown architecture") && e.contains("line 2"),
+            "{e}"
+        );
         assert!(parse_str("base = \"Bad:Ref:\"\n").is_err());
         assert!(parse_str("base = \"p\"\n[image]\nports = [\"http\"]\n").is_err());
         assert!(parse_str("base = \"p\"\npush = \"r:1\"\noci_layout = \"out\"\n").is_err());
@@ -396,6 +510,12 @@ mod tests {
         assert_eq!(r.python.requirements, vec![PathBuf::from("/r/req.txt")]);
         assert_eq!(r.app.source, Some(PathBuf::from("/r/src")));
         assert_eq!(r.destination, Some(Destination::OciLayout("/r/out".into())));
-        assert_eq!(r.python.stated.libc, Some(Libc::Glibc { major: 2, minor: 36 }));
+        assert_eq!(
+            r.python.stated.libc,
+            Some(Libc::Glibc {
+                major: 2,
+                minor: 36
+            })
+        );
     }
 }

@@ -64,7 +64,12 @@ pub struct PlatformReport {
 }
 
 impl PlatformReport {
-    pub fn new(image: &AssembledImage, _base: &BaseImage, facts: &PythonFacts, new: &[(crate::assemble::NewLayer, LayerKind, bool)]) -> PlatformReport {
+    pub fn new(
+        image: &AssembledImage,
+        _base: &BaseImage,
+        facts: &PythonFacts,
+        new: &[(crate::assemble::NewLayer, LayerKind, bool)],
+    ) -> PlatformReport {
         let layers = image
             .layers
             .iter()
@@ -119,31 +124,57 @@ impl BuildReport {
     pub fn attach_blob_actions(&mut self, blobs: Vec<BlobReport>) {
         for platform in &mut self.platforms {
             for layer in &mut platform.layers {
-                layer.action = blobs.iter().find(|b| b.digest == layer.digest).map(|b| b.action.clone());
+                layer.action = blobs
+                    .iter()
+                    .find(|b| b.digest == layer.digest)
+                    .map(|b| b.action.clone());
             }
         }
         self.blobs = blobs;
     }
 
     pub fn layers_built(&self) -> usize {
-        self.platforms.iter().flat_map(|p| &p.layers).filter(|l| !l.reused).count()
+        self.platforms
+            .iter()
+            .flat_map(|p| &p.layers)
+            .filter(|l| !l.reused)
+            .count()
     }
 
     /// The human summary: one table of layers per platform.
     pub fn table(&self) -> String {
         let mut out = String::new();
         for p in &self.platforms {
-            let _ = writeln!(out, "{}  {}  (Python {}, {})", p.platform, p.manifest_digest, p.python.version, p.python.libc);
-            let _ = writeln!(out, "  {:<24} {:>12} {:>14}  {:<9} {}", "layer", "compressed", "uncompressed", "cache", "digest");
+            let _ = writeln!(
+                out,
+                "{}  {}  (Python {}, {})",
+                p.platform, p.manifest_digest, p.python.version, p.python.libc
+            );
+            let _ = writeln!(
+                out,
+                "  {:<24} {:>12} {:>14}  {:<9} {}",
+                "layer", "compressed", "uncompressed", "cache", "digest"
+            );
             for l in &p.layers {
-                let kind = serde_json::to_value(l.kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+                let kind = serde_json::to_value(l.kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
                 let uncompressed = l.uncompressed_size.map(human).unwrap_or_else(|| "-".into());
                 let cache = match (l.kind, l.reused) {
                     (LayerKind::Base, _) => "base",
                     (_, true) => "reused",
                     (_, false) => "built",
                 };
-                let _ = writeln!(out, "  {:<24} {:>12} {:>14}  {:<9} {}", kind, human(l.size), uncompressed, cache, &l.digest.as_str()[..19]);
+                let _ = writeln!(
+                    out,
+                    "  {:<24} {:>12} {:>14}  {:<9} {}",
+                    kind,
+                    human(l.size),
+                    uncompressed,
+                    cache,
+                    &l.digest.as_str()[..19]
+                );
             }
             let total: u64 = p.layers.iter().map(|l| l.size).sum();
             let _ = writeln!(out, "  {:<24} {:>12}", "total", human(total));

@@ -17,7 +17,10 @@ use std::path::{Path, PathBuf};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BaseLocation {
     /// The registry actually contacted (a mirror when one is configured).
-    Registry { registry: String, repository: String },
+    Registry {
+        registry: String,
+        repository: String,
+    },
     /// An OCI image layout dir (e.g. from `slipway bundle`).
     Layout(PathBuf),
 }
@@ -41,13 +44,21 @@ pub enum ResolveError {
     #[error(transparent)]
     Registry(#[from] RegistryError),
     #[error("base image `{base}` has no manifest for `{wanted}` (it has: {available})")]
-    NoPlatform { base: String, wanted: String, available: String },
+    NoPlatform {
+        base: String,
+        wanted: String,
+        available: String,
+    },
     #[error("base image `{base}`: {message}")]
     Bad { base: String, message: String },
     #[error("OCI layout `{}`: {message}", path.display())]
     Layout { path: PathBuf, message: String },
     #[error("blob `{}` does not match its digest `{expected}` (it hashes to `{actual}`)", path.display())]
-    BlobMismatch { path: PathBuf, expected: Digest, actual: Digest },
+    BlobMismatch {
+        path: PathBuf,
+        expected: Digest,
+        actual: Digest,
+    },
     #[error("cache: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -56,8 +67,12 @@ impl ResolveError {
     pub fn hint(&self) -> Option<String> {
         match self {
             ResolveError::Registry(e) => e.hint(),
-            ResolveError::NoPlatform { .. } => Some("pick platforms the base image has, in the recipe's `platforms`".into()),
-            ResolveError::BlobMismatch { .. } => Some("the file is corrupt or was changed: re-create the bundle or layout".into()),
+            ResolveError::NoPlatform { .. } => {
+                Some("pick platforms the base image has, in the recipe's `platforms`".into())
+            }
+            ResolveError::BlobMismatch { .. } => {
+                Some("the file is corrupt or was changed: re-create the bundle or layout".into())
+            }
             _ => None,
         }
     }
@@ -75,7 +90,10 @@ pub async fn resolve(
     let location = match layout {
         Some(dir) => BaseLocation::Layout(dir.to_path_buf()),
         None => BaseLocation::Registry {
-            registry: mirrors.get(&name.registry).cloned().unwrap_or_else(|| name.registry.clone()),
+            registry: mirrors
+                .get(&name.registry)
+                .cloned()
+                .unwrap_or_else(|| name.registry.clone()),
             repository: name.repository.clone(),
         },
     };
@@ -90,24 +108,38 @@ pub async fn resolve(
                 wanted: wanted.to_string(),
                 available: available_platforms(&index),
             })?;
-            (fetch_manifest(client, &location, &entry.digest).await?, entry.digest.clone())
+            (
+                fetch_manifest(client, &location, &entry.digest).await?,
+                entry.digest.clone(),
+            )
         } else if oci::is_manifest(&top.media_type) {
             (top.bytes.clone(), top.digest.clone())
         } else {
-            return Err(ResolveError::Bad { base, message: format!("unsupported manifest media type `{}`", top.media_type) });
+            return Err(ResolveError::Bad {
+                base,
+                message: format!("unsupported manifest media type `{}`", top.media_type),
+            });
         };
         let manifest: Manifest = parse_json(&manifest_bytes, &base, "manifest")?;
         let config_bytes = fetch_small_blob(client, &location, &manifest.config.digest).await?;
         let config: serde_json::Value = parse_json(&config_bytes, &base, "config")?;
         let platform = config_platform(&config);
         if !wanted.matches(&platform) {
-            return Err(ResolveError::NoPlatform { base, wanted: wanted.to_string(), available: platform.to_string() });
+            return Err(ResolveError::NoPlatform {
+                base,
+                wanted: wanted.to_string(),
+                available: platform.to_string(),
+            });
         }
         let diff_ids = config["rootfs"]["diff_ids"].as_array().map_or(0, Vec::len);
         if diff_ids != manifest.layers.len() {
             return Err(ResolveError::Bad {
                 base,
-                message: format!("{} layers but {} diff_ids in the config", manifest.layers.len(), diff_ids),
+                message: format!(
+                    "{} layers but {} diff_ids in the config",
+                    manifest.layers.len(),
+                    diff_ids
+                ),
             });
         }
         images.push(BaseImage {
@@ -129,16 +161,34 @@ struct Top {
     digest: Digest,
 }
 
-async fn fetch_top(client: &RegistryClient, name: &Reference, location: &BaseLocation) -> Result<Top, ResolveError> {
+async fn fetch_top(
+    client: &RegistryClient,
+    name: &Reference,
+    location: &BaseLocation,
+) -> Result<Top, ResolveError> {
     match location {
-        BaseLocation::Registry { registry, repository } => {
-            let m = client.get_manifest(registry, repository, &name.reference_str()).await?;
-            Ok(Top { bytes: m.bytes, media_type: m.media_type, digest: m.digest })
+        BaseLocation::Registry {
+            registry,
+            repository,
+        } => {
+            let m = client
+                .get_manifest(registry, repository, &name.reference_str())
+                .await?;
+            Ok(Top {
+                bytes: m.bytes,
+                media_type: m.media_type,
+                digest: m.digest,
+            })
         }
         BaseLocation::Layout(dir) => {
-            let layout_err = |message: String| ResolveError::Layout { path: dir.clone(), message };
-            let index_bytes = std::fs::read(dir.join("index.json")).map_err(|e| layout_err(format!("cannot read index.json: {e}")))?;
-            let index: Index = serde_json::from_slice(&index_bytes).map_err(|e| layout_err(format!("index.json: {e}")))?;
+            let layout_err = |message: String| ResolveError::Layout {
+                path: dir.clone(),
+                message,
+            };
+            let index_bytes = std::fs::read(dir.join("index.json"))
+                .map_err(|e| layout_err(format!("cannot read index.json: {e}")))?;
+            let index: Index = serde_json::from_slice(&index_bytes)
+                .map_err(|e| layout_err(format!("index.json: {e}")))?;
             let wanted_names = [name.to_string(), name.tag.clone().unwrap_or_default()];
             let entry = match &name.digest {
                 Some(d) => index.manifests.iter().find(|m| &m.digest == d),
@@ -152,26 +202,47 @@ async fn fetch_top(client: &RegistryClient, name: &Reference, location: &BaseLoc
             let entry = match (entry, index.manifests.as_slice()) {
                 (Some(e), _) => e,
                 (None, [only]) => only,
-                (None, _) => return Err(layout_err(format!("no entry for `{name}` in index.json"))),
+                (None, _) => {
+                    return Err(layout_err(format!("no entry for `{name}` in index.json")))
+                }
             };
             let bytes = read_layout_blob(dir, &entry.digest)?;
-            Ok(Top { bytes, media_type: entry.media_type.clone(), digest: entry.digest.clone() })
+            Ok(Top {
+                bytes,
+                media_type: entry.media_type.clone(),
+                digest: entry.digest.clone(),
+            })
         }
     }
 }
 
-async fn fetch_manifest(client: &RegistryClient, location: &BaseLocation, digest: &Digest) -> Result<Vec<u8>, ResolveError> {
+async fn fetch_manifest(
+    client: &RegistryClient,
+    location: &BaseLocation,
+    digest: &Digest,
+) -> Result<Vec<u8>, ResolveError> {
     match location {
-        BaseLocation::Registry { registry, repository } => {
-            Ok(client.get_manifest(registry, repository, digest.as_str()).await?.bytes)
-        }
+        BaseLocation::Registry {
+            registry,
+            repository,
+        } => Ok(client
+            .get_manifest(registry, repository, digest.as_str())
+            .await?
+            .bytes),
         BaseLocation::Layout(dir) => read_layout_blob(dir, digest),
     }
 }
 
-async fn fetch_small_blob(client: &RegistryClient, location: &BaseLocation, digest: &Digest) -> Result<Vec<u8>, ResolveError> {
+async fn fetch_small_blob(
+    client: &RegistryClient,
+    location: &BaseLocation,
+    digest: &Digest,
+) -> Result<Vec<u8>, ResolveError> {
     match location {
-        BaseLocation::Registry { registry, repository } => Ok(client.get_blob_bytes(registry, repository, digest).await?),
+        BaseLocation::Registry {
+            registry,
+            repository,
+        } => Ok(client.get_blob_bytes(registry, repository, digest).await?),
         BaseLocation::Layout(dir) => read_layout_blob(dir, digest),
     }
 }
@@ -184,7 +255,11 @@ fn read_layout_blob(dir: &Path, digest: &Digest) -> Result<Vec<u8>, ResolveError
     })?;
     let actual = Digest::of(&bytes);
     if &actual != digest {
-        return Err(ResolveError::BlobMismatch { path, expected: digest.clone(), actual });
+        return Err(ResolveError::BlobMismatch {
+            path,
+            expected: digest.clone(),
+            actual,
+        });
     }
     Ok(bytes)
 }
@@ -201,8 +276,13 @@ pub async fn fetch_blob(
         return Ok(dest);
     }
     match location {
-        BaseLocation::Registry { registry, repository } => {
-            client.pull_blob(registry, repository, digest, &dest).await?;
+        BaseLocation::Registry {
+            registry,
+            repository,
+        } => {
+            client
+                .pull_blob(registry, repository, digest, &dest)
+                .await?;
         }
         BaseLocation::Layout(dir) => {
             let source = dir.join("blobs/sha256").join(digest.hex());
@@ -216,7 +296,11 @@ pub async fn fetch_blob(
             std::io::copy(&mut reader, &mut writer)?;
             let (_, actual, _) = writer.finish();
             if &actual != digest {
-                return Err(ResolveError::BlobMismatch { path: source, expected: digest.clone(), actual });
+                return Err(ResolveError::BlobMismatch {
+                    path: source,
+                    expected: digest.clone(),
+                    actual,
+                });
             }
             cache.insert_blob(&staged, digest)?;
         }
@@ -233,19 +317,32 @@ pub fn scan_layers(layer_files: &[PathBuf]) -> std::io::Result<LayerScan> {
         let mut magic = [0u8; 2];
         let gz = raw.read_exact(&mut magic).is_ok() && magic == [0x1f, 0x8b];
         let raw = std::fs::File::open(file)?;
-        let reader: Box<dyn Read> = if gz { Box::new(flate2::read::GzDecoder::new(raw)) } else { Box::new(raw) };
+        let reader: Box<dyn Read> = if gz {
+            Box::new(flate2::read::GzDecoder::new(raw))
+        } else {
+            Box::new(raw)
+        };
         let mut archive = tar::Archive::new(reader);
         for entry in archive.entries()? {
             let mut entry = entry?;
-            let path = entry.path()?.to_string_lossy().trim_start_matches("./").trim_end_matches('/').to_string();
+            let path = entry
+                .path()?
+                .to_string_lossy()
+                .trim_start_matches("./")
+                .trim_end_matches('/')
+                .to_string();
             let name = path.rsplit('/').next().unwrap_or(&path).to_string();
             if let Some(hidden) = name.strip_prefix(".wh.") {
-                let dir = path.rsplit_once('/').map(|(d, _)| format!("{d}/")).unwrap_or_default();
+                let dir = path
+                    .rsplit_once('/')
+                    .map(|(d, _)| format!("{d}/"))
+                    .unwrap_or_default();
                 scan.paths.remove(&format!("{dir}{hidden}"));
                 continue;
             }
             let target = entry.link_name()?.map(|t| t.to_string_lossy().into_owned());
-            let wants_content = (name == "libc.so.6" || path == "var/lib/dpkg/status") && entry.header().entry_type().is_file();
+            let wants_content = (name == "libc.so.6" || path == "var/lib/dpkg/status")
+                && entry.header().entry_type().is_file();
             if wants_content && entry.size() < 16 << 20 {
                 let mut bytes = Vec::new();
                 entry.read_to_end(&mut bytes)?;
@@ -259,13 +356,23 @@ pub fn scan_layers(layer_files: &[PathBuf]) -> std::io::Result<LayerScan> {
     Ok(scan)
 }
 
-fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], base: &str, what: &str) -> Result<T, ResolveError> {
-    serde_json::from_slice(bytes).map_err(|e| ResolveError::Bad { base: base.to_string(), message: format!("its {what} is not valid: {e}") })
+fn parse_json<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    base: &str,
+    what: &str,
+) -> Result<T, ResolveError> {
+    serde_json::from_slice(bytes).map_err(|e| ResolveError::Bad {
+        base: base.to_string(),
+        message: format!("its {what} is not valid: {e}"),
+    })
 }
 
 fn pick_platform<'a>(index: &'a Index, wanted: &Platform) -> Option<&'a Descriptor> {
     index.manifests.iter().find(|m| {
-        let is_attestation = m.annotations.as_ref().is_some_and(|a| a.contains_key("vnd.docker.reference.type"));
+        let is_attestation = m
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key("vnd.docker.reference.type"));
         !is_attestation && m.platform.as_ref().is_some_and(|p| wanted.matches(p))
     })
 }
@@ -278,12 +385,19 @@ fn available_platforms(index: &Index) -> String {
         .filter(|p| p.os != "unknown")
         .map(Platform::to_string)
         .collect();
-    if names.is_empty() { "none".into() } else { names.join(", ") }
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
 }
 
 fn config_platform(config: &serde_json::Value) -> Platform {
     Platform {
-        architecture: config["architecture"].as_str().unwrap_or("amd64").to_string(),
+        architecture: config["architecture"]
+            .as_str()
+            .unwrap_or("amd64")
+            .to_string(),
         os: config["os"].as_str().unwrap_or("linux").to_string(),
         variant: config["variant"].as_str().map(str::to_string),
     }

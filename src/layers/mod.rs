@@ -6,8 +6,11 @@
 
 pub mod app;
 pub mod bytecode;
+pub mod dockerignore;
+pub mod pgzip;
 pub mod sitepackages;
 pub mod tarball;
+pub mod wheelfix;
 
 use crate::digest::Digest;
 use std::path::PathBuf;
@@ -79,6 +82,42 @@ pub fn normalise(entries: Vec<Entry>, owner: Owner) -> Vec<Entry> {
     by_path.into_values().collect()
 }
 
+/// Like [`normalise`], for a layer stacked on `lower` (e.g. bytecode over the
+/// files it was compiled from): a missing parent copies `lower`'s entry for
+/// that directory, so the upper layer does not change its owner or mode;
+/// parents `lower` lacks get mode 0755, root-owned.
+pub fn normalise_over(entries: Vec<Entry>, lower: &[Entry]) -> Vec<Entry> {
+    let lower_dirs: std::collections::BTreeMap<&str, &Entry> = lower
+        .iter()
+        .filter(|e| e.kind == EntryKind::Dir)
+        .map(|e| (e.path.as_str(), e))
+        .collect();
+    let mut out = normalise(entries.clone(), Owner::default());
+    let given: std::collections::BTreeSet<&str> = entries.iter().map(|e| e.path.as_str()).collect();
+    for entry in &mut out {
+        if !given.contains(entry.path.as_str()) {
+            if let Some(dir) = lower_dirs.get(entry.path.as_str()) {
+                *entry = (*dir).clone();
+            }
+        }
+    }
+    out
+}
+
+/// The `.py` files among `entries`, as `(file on disk, absolute path in the
+/// image)`, in entry order: the inputs of a bytecode layer.
+pub fn python_sources(entries: &[Entry]) -> Vec<(PathBuf, String)> {
+    entries
+        .iter()
+        .filter_map(|entry| match &entry.kind {
+            EntryKind::File { source, .. } if entry.path.ends_with(".py") => {
+                Some((source.clone(), format!("/{}", entry.path)))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,5 +137,28 @@ mod tests {
         let out = normalise(vec![file("app/z.py"), file("app/pkg/a.py")], owner);
         let paths: Vec<&str> = out.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(paths, ["app", "app/pkg", "app/pkg/a.py", "app/z.py"]);
+    }
+
+    #[test]
+    fn normalise_over_copies_parents_from_the_lower_layer() {
+        let user = Owner {
+            uid: 1000,
+            gid: 1000,
+        };
+        let dir = |p: &str, mode, owner| Entry {
+            path: p.to_string(),
+            kind: EntryKind::Dir,
+            mode,
+            owner,
+        };
+        let lower = vec![
+            dir("srv", 0o755, Owner::default()),
+            dir("srv/app", 0o750, user),
+        ];
+        let upper = vec![dir("srv/app/__pycache__", 0o755, user)];
+        let out = normalise_over(upper, &lower);
+        assert_eq!(out[0], lower[0]);
+        assert_eq!(out[1], lower[1]);
+        assert_eq!(out[2].path, "srv/app/__pycache__");
     }
 }

@@ -1,2 +1,542 @@
 //! The site-packages layer: `uv pip install` for the TARGET platform into a
 //! staging prefix, then mapped onto the base interpreter's real paths.
+//!
+//! [`install`] runs uv (wheels only unless told otherwise, copies not links,
+//! no installer metadata, no bytecode, no interpreter downloads). [`collect`]
+//! turns the staging prefix into entries: `lib/python*/site-packages` (named
+//! after the interpreter uv ran, whatever the target version) goes to the
+//! image's site-packages, `bin` to its bin dir, anything else under the prefix
+//! (data files) to the same place under the image's prefix; console scripts
+//! get the image interpreter's shebang and RECORD files stay true.
+
+use super::wheelfix::{fix_record, record_hash, rewrite_shebang, Changes};
+use super::{normalise, Entry, EntryKind, Owner};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// What to install and how.
+#[derive(Clone, Debug)]
+pub struct UvInstall {
+    pub uv: PathBuf,
+    /// The CPython uv runs to install (ideally of the target's minor version:
+    /// `--prefix` names `lib/pythonX.Y` after it).
+    pub host_python: PathBuf,
+    /// Requirements files (`-r`).
+    pub requirements: Vec<PathBuf>,
+    /// uv's target triple, e.g. `x86_64-unknown-linux-musl`.
+    pub python_platform: String,
+    /// The base image's Python, e.g. `3.13`.
+    pub python_version: String,
+    pub index_url: Option<String>,
+    pub extra_index_urls: Vec<String>,
+    /// Wheel directories or URLs (`--find-links`).
+    pub find_links: Vec<String>,
+    /// No network: `--offline --no-index`, wheels from `find_links` only.
+    pub offline: bool,
+    /// Allow building sdists (on the host!) when no wheel fits.
+    pub allow_sdist: bool,
+    /// The prefix to install into; must not exist or be empty.
+    pub staging: PathBuf,
+}
+
+/// What [`install`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InstallReport {
+    /// `(name, version)` of every installed distribution, sorted.
+    pub packages: Vec<(String, String)>,
+    /// uv's stderr (its progress report).
+    pub log: String,
+}
+
+/// Where the image's interpreter lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PythonLayout {
+    /// e.g. `/usr/local/lib/python3.13/site-packages`.
+    pub site_packages: String,
+    /// e.g. `/usr/local/bin`.
+    pub bin_dir: String,
+    /// e.g. `/usr/local/bin/python3.13` (console scripts' shebang).
+    pub interpreter: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SitePackagesError {
+    #[error(
+        "no wheel of {} for `{platform}` (Python {python_version}); pick versions that \
+         ship one, or set `allow_sdist = true` to build on the host\n{detail}",
+        packages.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", ")
+    )]
+    NoWheel {
+        packages: Vec<String>,
+        platform: String,
+        python_version: String,
+        /// uv's explanation.
+        detail: String,
+    },
+    #[error("`uv pip install` failed ({status}):\n{stderr}")]
+    Uv { status: String, stderr: String },
+    #[error("could not run `{}`", uv.display())]
+    UvNotRunnable {
+        uv: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("staging dir `{}` is not empty", .0.display())]
+    StagingNotEmpty(PathBuf),
+    #[error("unexpected layout in staging dir: {0}")]
+    Layout(String),
+    #[error("`{path}` is a {kind}, which cannot be put in an image layer")]
+    SpecialFile { path: PathBuf, kind: &'static str },
+    #[error("file name `{}` is not valid UTF-8", .0.display())]
+    NonUtf8Name(PathBuf),
+    #[error("host paths remain in the installed files: {}", .0.join(", "))]
+    HostPathLeak(Vec<String>),
+    #[error("reading `{path}`")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> SitePackagesError + '_ {
+    move |source| SitePackagesError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The `uv pip install` command line for `spec`.
+pub fn command(spec: &UvInstall) -> Command {
+    let mut cmd = Command::new(&spec.uv);
+    cmd.args(["pip", "install", "--python"])
+        .arg(&spec.host_python)
+        .arg("--prefix")
+        .arg(&spec.staging)
+        .args(["--python-platform", &spec.python_platform])
+        .args(["--python-version", &spec.python_version])
+        .args([
+            "--link-mode",
+            "copy",
+            "--no-python-downloads",
+            "--no-installer-metadata",
+            "--no-compile-bytecode",
+            "--color",
+            "never",
+        ]);
+    if !spec.allow_sdist {
+        cmd.arg("--no-build");
+    }
+    if spec.offline {
+        cmd.args(["--offline", "--no-index"]);
+    } else {
+        if let Some(url) = &spec.index_url {
+            cmd.args(["--index-url", url]);
+        }
+        for url in &spec.extra_index_urls {
+            cmd.args(["--extra-index-url", url]);
+        }
+    }
+    for link in &spec.find_links {
+        cmd.args(["--find-links", link]);
+    }
+    for file in &spec.requirements {
+        cmd.arg("-r").arg(file);
+    }
+    cmd.env("UV_LINK_MODE", "copy")
+        .env("UV_NO_INSTALLER_METADATA", "1")
+        .env("UV_PYTHON_DOWNLOADS", "never")
+        .env_remove("UV_COMPILE_BYTECODE")
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Runs uv into `spec.staging` (created if missing).
+pub fn install(spec: &UvInstall) -> Result<InstallReport, SitePackagesError> {
+    let staging = &spec.staging;
+    std::fs::create_dir_all(staging).map_err(io_error(staging))?;
+    if std::fs::read_dir(staging)
+        .map_err(io_error(staging))?
+        .next()
+        .is_some()
+    {
+        return Err(SitePackagesError::StagingNotEmpty(staging.clone()));
+    }
+    let output = command(spec)
+        .output()
+        .map_err(|source| SitePackagesError::UvNotRunnable {
+            uv: spec.uv.clone(),
+            source,
+        })?;
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    if !output.status.success() {
+        let packages = packages_without_wheels(&stderr);
+        if !packages.is_empty() {
+            return Err(SitePackagesError::NoWheel {
+                packages,
+                platform: spec.python_platform.clone(),
+                python_version: spec.python_version.clone(),
+                detail: stderr.trim().to_string(),
+            });
+        }
+        return Err(SitePackagesError::Uv {
+            status: output.status.to_string(),
+            stderr: stderr.trim().to_string(),
+        });
+    }
+    let mut packages: Vec<(String, String)> = stderr
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("+ "))
+        .filter_map(|pkg| pkg.split_once("=="))
+        .map(|(name, version)| (name.to_string(), version.to_string()))
+        .collect();
+    packages.sort();
+    Ok(InstallReport {
+        packages,
+        log: stderr,
+    })
+}
+
+/// Names the packages uv's resolver error blames for lacking a usable wheel:
+/// "Wheels are required for `x`", "Wheels are available for `x` ... on the
+/// following platform", "x==1 has no usable wheels", "all versions of x have
+/// no usable wheels", "x==1 has no wheels with a matching platform tag".
+pub fn packages_without_wheels(stderr: &str) -> Vec<String> {
+    let mut names = std::collections::BTreeSet::new();
+    for hint in ["Wheels are required for `", "Wheels are available for `"] {
+        for (i, _) in stderr.match_indices(hint) {
+            let rest = &stderr[i + hint.len()..];
+            if let Some(end) = rest.find('`') {
+                names.insert(rest[..end].to_string());
+            }
+        }
+    }
+    for marker in [" has no usable wheels", " has no wheels with a matching"] {
+        for (i, _) in stderr.match_indices(marker) {
+            if let Some(word) = stderr[..i].split_whitespace().last() {
+                names.insert(bare_name(word));
+            }
+        }
+    }
+    for marker in [" have no usable wheels", " have no wheels with a matching"] {
+        for (i, _) in stderr.match_indices(marker) {
+            let before = &stderr[..i];
+            if let Some(j) = before.rfind("all versions of ") {
+                names.insert(bare_name(&before[j + "all versions of ".len()..]));
+            }
+        }
+    }
+    names.retain(|n| !n.is_empty());
+    names.into_iter().collect()
+}
+
+/// `pyyaml==5.3` → `pyyaml`.
+fn bare_name(word: &str) -> String {
+    let end = word
+        .find(|c: char| !(c.is_ascii_alphanumeric() || "-_.[]".contains(c)))
+        .unwrap_or(word.len());
+    let name = &word[..end];
+    name.split('[').next().unwrap_or(name).to_string()
+}
+
+/// Maps the staging prefix onto `layout`, fixing scripts and RECORDs in place
+/// first. Entries under site-packages, bin and the prefix get `owner`; the
+/// directories above them are root-owned (mode 0755). Fails if the staging
+/// dir's path remains in any file.
+pub fn collect(
+    staging: &Path,
+    layout: &PythonLayout,
+    owner: Owner,
+) -> Result<Vec<Entry>, SitePackagesError> {
+    let site_rel = find_site_dir(staging)?;
+    let map = PathMap::new(layout, site_rel.as_deref());
+    let changes = fix_staging(staging, site_rel.as_deref(), &layout.interpreter)?;
+
+    let mut entries = Vec::new();
+    let mut walk = walkdir::WalkDir::new(staging)
+        .follow_links(false)
+        .sort_by_file_name()
+        .min_depth(1)
+        .into_iter();
+    while let Some(item) = walk.next() {
+        let item = item.map_err(|e| {
+            let path = e.path().unwrap_or(staging).to_path_buf();
+            SitePackagesError::Io {
+                path,
+                source: e.into(),
+            }
+        })?;
+        let path = item.path();
+        let rel = path.strip_prefix(staging).expect("walk stays in its root");
+        let file_type = item.file_type();
+        if dropped(rel, file_type.is_dir()) || changes.dropped.contains(rel) {
+            if file_type.is_dir() {
+                walk.skip_current_dir();
+            }
+            continue;
+        }
+        let rel_str = rel
+            .to_str()
+            .ok_or_else(|| SitePackagesError::NonUtf8Name(path.to_path_buf()))?;
+        let Some(image_path) = map.image_path(rel_str)? else {
+            continue;
+        };
+        let meta = item.metadata().map_err(|e| SitePackagesError::Io {
+            path: path.to_path_buf(),
+            source: e.into(),
+        })?;
+        let (kind, mode) = if file_type.is_dir() {
+            (EntryKind::Dir, 0o755)
+        } else if file_type.is_file() {
+            let exec = meta.permissions().mode() & 0o111 != 0;
+            let kind = EntryKind::File {
+                source: path.to_path_buf(),
+                size: meta.len(),
+            };
+            (kind, if exec { 0o755 } else { 0o644 })
+        } else if file_type.is_symlink() {
+            let target = std::fs::read_link(path).map_err(io_error(path))?;
+            let target = target
+                .to_str()
+                .ok_or_else(|| SitePackagesError::NonUtf8Name(path.to_path_buf()))?;
+            let kind = EntryKind::Symlink {
+                target: target.to_string(),
+            };
+            (kind, 0o777)
+        } else {
+            return Err(SitePackagesError::SpecialFile {
+                path: path.to_path_buf(),
+                kind: if file_type.is_fifo() {
+                    "FIFO"
+                } else {
+                    "special file"
+                },
+            });
+        };
+        entries.push(Entry {
+            path: image_path,
+            kind,
+            mode,
+            owner,
+        });
+    }
+    let entries = normalise(entries, Owner::default());
+
+    let mut needles = vec![staging.to_string_lossy().into_owned()];
+    if let Ok(canonical) = staging.canonicalize() {
+        needles.push(canonical.to_string_lossy().into_owned());
+    }
+    let leaks = find_host_paths(&entries, &needles);
+    if !leaks.is_empty() {
+        return Err(SitePackagesError::HostPathLeak(leaks));
+    }
+    Ok(entries)
+}
+
+/// `lib/pythonX.Y/site-packages` relative to `staging`, if anything was installed.
+fn find_site_dir(staging: &Path) -> Result<Option<PathBuf>, SitePackagesError> {
+    let lib = staging.join("lib");
+    if !lib.exists() {
+        return Ok(None);
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir(&lib)
+        .map_err(io_error(&lib))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("python"))
+        .map(|e| {
+            PathBuf::from("lib")
+                .join(e.file_name())
+                .join("site-packages")
+        })
+        .filter(|rel| staging.join(rel).is_dir())
+        .collect();
+    match found.len() {
+        0 => Ok(None),
+        1 => Ok(found.pop()),
+        _ => Err(SitePackagesError::Layout(format!(
+            "several site-packages dirs: {found:?}"
+        ))),
+    }
+}
+
+/// Staging-relative paths → image paths.
+struct PathMap {
+    /// `(staging prefix, image prefix)`, most specific first.
+    rules: Vec<(String, String)>,
+}
+
+impl PathMap {
+    fn new(layout: &PythonLayout, site_rel: Option<&Path>) -> PathMap {
+        let site = layout.site_packages.trim_matches('/').to_string();
+        let bin = layout.bin_dir.trim_matches('/').to_string();
+        let mut rules = Vec::new();
+        if let Some(site_rel) = site_rel {
+            let site_rel = site_rel.to_string_lossy().into_owned();
+            let python_rel = site_rel.trim_end_matches("/site-packages").to_string();
+            rules.push((site_rel, site.clone()));
+            if let Some((python_dir, _)) = site.rsplit_once('/') {
+                rules.push((python_rel, python_dir.to_string()));
+            }
+        }
+        rules.push(("bin".to_string(), bin));
+        // Data files: the image prefix is site-packages minus `lib/pythonX.Y/site-packages`.
+        let parts: Vec<&str> = site.split('/').collect();
+        let n = parts.len();
+        if n >= 3 && parts[n - 1] == "site-packages" && parts[n - 3] == "lib" {
+            rules.push((String::new(), parts[..n - 3].join("/")));
+        }
+        PathMap { rules }
+    }
+
+    /// `Ok(None)` for the mapped dirs themselves and their ancestors (`lib`,
+    /// `lib/pythonX.Y`, `bin`: normalise adds those, root-owned); an error
+    /// for a path no rule places (data files when the image has no prefix).
+    fn image_path(&self, rel: &str) -> Result<Option<String>, SitePackagesError> {
+        for (from, to) in &self.rules {
+            if rel == from || from.starts_with(&format!("{rel}/")) {
+                return Ok(None);
+            }
+            let rest = if from.is_empty() {
+                Some(rel)
+            } else {
+                rel.strip_prefix(from.as_str())
+                    .and_then(|r| r.strip_prefix('/'))
+            };
+            if let Some(rest) = rest {
+                return Ok(Some(if to.is_empty() {
+                    rest.to_string()
+                } else {
+                    format!("{to}/{rest}")
+                }));
+            }
+        }
+        Err(SitePackagesError::Layout(format!(
+            "no place in the image for `{rel}`: site-packages is not under `<prefix>/lib/pythonX.Y/`"
+        )))
+    }
+}
+
+/// Left out wherever they are: uv's lock, bytecode (compiled separately).
+fn dropped(rel: &Path, is_dir: bool) -> bool {
+    if rel == Path::new(".lock") {
+        return true;
+    }
+    let name = rel.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    (is_dir && name == "__pycache__")
+        || (!is_dir && (name.ends_with(".pyc") || name.ends_with(".pyo")))
+}
+
+/// Rewrites console scripts, drops installer leftovers and fixes RECORDs, on disk.
+fn fix_staging(
+    staging: &Path,
+    site_rel: Option<&Path>,
+    interpreter: &str,
+) -> Result<Changes, SitePackagesError> {
+    let mut changes = Changes::default();
+    let bin = staging.join("bin");
+    if bin.is_dir() {
+        let mut scripts: Vec<_> = std::fs::read_dir(&bin)
+            .map_err(io_error(&bin))?
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .map(|e| e.path())
+            .collect();
+        scripts.sort();
+        for script in scripts {
+            let bytes = std::fs::read(&script).map_err(io_error(&script))?;
+            if let Some(new) = rewrite_shebang(&bytes, interpreter) {
+                if new != bytes {
+                    std::fs::write(&script, &new).map_err(io_error(&script))?;
+                }
+                let rel = script.strip_prefix(staging).expect("under staging");
+                changes
+                    .rewritten
+                    .insert(rel.to_path_buf(), (record_hash(&new), new.len() as u64));
+            }
+        }
+    }
+    let Some(site_rel) = site_rel else {
+        return Ok(changes);
+    };
+    let site = staging.join(site_rel);
+    let mut records = Vec::new();
+    for entry in walkdir::WalkDir::new(&site).sort_by_file_name() {
+        let entry = entry.map_err(|e| SitePackagesError::Io {
+            path: site.clone(),
+            source: e.into(),
+        })?;
+        let rel = entry.path().strip_prefix(staging).expect("under staging");
+        let in_dist_info = rel
+            .parent()
+            .and_then(|p| p.file_name())
+            .is_some_and(|n| n.to_string_lossy().ends_with(".dist-info"));
+        if !in_dist_info || !entry.file_type().is_file() {
+            continue;
+        }
+        match entry.file_name().to_str() {
+            Some("uv_cache.json") => {
+                changes.dropped.insert(rel.to_path_buf());
+            }
+            Some("direct_url.json") => {
+                let text = std::fs::read(entry.path()).map_err(io_error(entry.path()))?;
+                if memchr::memmem::find(&text, b"file://").is_some() {
+                    changes.dropped.insert(rel.to_path_buf());
+                }
+            }
+            Some("RECORD") => records.push(entry.path().to_path_buf()),
+            _ => {}
+        }
+    }
+    // RECORD lines for bytecode in `__pycache__` dirs go too.
+    for record in records {
+        let original = std::fs::read_to_string(&record).map_err(io_error(&record))?;
+        let without_bytecode = drop_bytecode_lines(&original);
+        let fixed = fix_record(&without_bytecode, site_rel, &changes).unwrap_or(without_bytecode);
+        if fixed != original {
+            std::fs::write(&record, fixed).map_err(io_error(&record))?;
+        }
+    }
+    Ok(changes)
+}
+
+fn drop_bytecode_lines(record: &str) -> String {
+    record
+        .split_inclusive('\n')
+        .filter(|line| {
+            let path = line.split(',').next().unwrap_or("");
+            !(path.contains("__pycache__/") || path.ends_with(".pyc"))
+        })
+        .collect()
+}
+
+/// Entry paths whose file bytes (or symlink target) contain any of `needles`,
+/// e.g. the staging dir or the host interpreter's path.
+pub fn find_host_paths(entries: &[Entry], needles: &[String]) -> Vec<String> {
+    let finders: Vec<memchr::memmem::Finder> = needles
+        .iter()
+        .filter(|n| !n.is_empty())
+        .map(|n| memchr::memmem::Finder::new(n.as_bytes()))
+        .collect();
+    let mut hits = Vec::new();
+    for entry in entries {
+        let found = match &entry.kind {
+            EntryKind::File { source, .. } => match std::fs::read(source) {
+                Ok(bytes) => finders.iter().any(|f| f.find(&bytes).is_some()),
+                Err(_) => false,
+            },
+            EntryKind::Symlink { target } => {
+                finders.iter().any(|f| f.find(target.as_bytes()).is_some())
+            }
+            EntryKind::Dir => false,
+        };
+        if found {
+            hits.push(entry.path.clone());
+        }
+    }
+    hits
+}
+
+#[cfg(test)]
+#[path = "sitepackages_tests.rs"]
+mod tests;

@@ -1,15 +1,250 @@
 //! Deterministic tar + gzip writer: entries in, one layer blob out, with the
 //! compressed digest and the uncompressed diff_id computed in one streaming pass.
+//!
+//! Headers are built by hand (GNU format): mtime = epoch, uid/gid from the
+//! entry, empty user/group names, no atime/ctime, no pax records. Paths longer
+//! than the header's 100 bytes get a GNU `././@LongLink` record (the tar crate
+//! emits it with mode 0644, 0/0 and mtime 0). The gzip stream comes from
+//! [`ParallelGzWriter`], whose bytes do not depend on the thread count.
 
-use super::{Entry, LayerBlob};
+use super::pgzip::ParallelGzWriter;
+use super::{Entry, EntryKind, LayerBlob};
+use crate::digest::HashingWriter;
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
 use std::path::Path;
+use tar::{EntryType, Header};
 
 /// gzip level used for every layer; changing it changes every digest.
 pub const GZIP_LEVEL: u32 = 6;
 
 /// Writes `entries` (already normalised: sorted, parents first) as a gzip'd tar
-/// to `out`, with every mtime set to `epoch`.
-pub fn write_layer(entries: &[Entry], epoch: u64, out: &Path) -> std::io::Result<LayerBlob> {
-    let _ = (entries, epoch, out);
-    todo!("tarball::write_layer")
+/// to `out`, with every mtime set to `epoch`, compressing on up to as many
+/// threads as the machine has (capped at 8).
+pub fn write_layer(entries: &[Entry], epoch: u64, out: &Path) -> io::Result<LayerBlob> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    write_layer_with_threads(entries, epoch, out, threads)
+}
+
+/// [`write_layer`] with an explicit compression thread count (same bytes for any count).
+pub fn write_layer_with_threads(
+    entries: &[Entry],
+    epoch: u64,
+    out: &Path,
+    threads: usize,
+) -> io::Result<LayerBlob> {
+    let file = BufWriter::with_capacity(1 << 16, File::create(out)?);
+    let gzip = ParallelGzWriter::new(HashingWriter::new(file), GZIP_LEVEL, threads);
+    let mut tar = tar::Builder::new(HashingWriter::new(gzip));
+    for entry in entries {
+        append(&mut tar, entry, epoch).map_err(|e| {
+            io::Error::new(e.kind(), format!("adding `{}` to layer: {e}", entry.path))
+        })?;
+    }
+    let (gzip, diff_id, uncompressed_size) = tar.into_inner()?.finish();
+    let (file, digest, size) = gzip.finish()?.finish();
+    let file = file.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    Ok(LayerBlob {
+        digest,
+        diff_id,
+        size,
+        uncompressed_size,
+        path: out.to_path_buf(),
+    })
+}
+
+fn append<W: Write>(tar: &mut tar::Builder<W>, entry: &Entry, epoch: u64) -> io::Result<()> {
+    let mut header = Header::new_gnu();
+    header.set_mode(entry.mode & 0o7777);
+    header.set_uid(entry.owner.uid);
+    header.set_gid(entry.owner.gid);
+    header.set_mtime(epoch);
+    match &entry.kind {
+        EntryKind::Dir => {
+            header.set_entry_type(EntryType::Directory);
+            header.set_size(0);
+            tar.append_data(&mut header, format!("{}/", entry.path), io::empty())
+        }
+        EntryKind::File { source, size } => {
+            header.set_entry_type(EntryType::Regular);
+            header.set_size(*size);
+            let file = File::open(source)?;
+            let reader = ExactReader {
+                inner: file.take(*size),
+                left: *size,
+            };
+            tar.append_data(&mut header, &entry.path, reader)
+        }
+        EntryKind::Symlink { target } => {
+            header.set_entry_type(EntryType::Symlink);
+            header.set_size(0);
+            tar.append_link(&mut header, &entry.path, target)
+        }
+    }
+}
+
+/// Yields exactly the size recorded in the entry, or fails if the file shrank
+/// (a file that grew is cut by `take`; either way the tar stays well-formed).
+struct ExactReader<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Read for ExactReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            return Ok(0);
+        }
+        let n = self.inner.read(buf)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "file shrank since it was listed",
+            ));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layers::{normalise, Owner};
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::PathBuf;
+    use std::process::Command;
+
+    fn file(path: &str, source: &Path, mode: u32) -> Entry {
+        Entry {
+            path: path.to_string(),
+            kind: EntryKind::File {
+                source: source.to_path_buf(),
+                size: std::fs::metadata(source).unwrap().len(),
+            },
+            mode,
+            owner: Owner::default(),
+        }
+    }
+
+    /// A small tree on disk with the given file mtime and permission bits.
+    fn sources(dir: &Path, mtime: i64, perm: u32) -> Vec<Entry> {
+        std::fs::create_dir_all(dir).unwrap();
+        let long = format!("app/{}/deep.py", "d".repeat(120));
+        let mut entries = Vec::new();
+        for (name, body) in [
+            ("a.py", "print('a')\n"),
+            ("b.txt", "bee\n"),
+            ("deep.py", "x = 1\n"),
+        ] {
+            let p = dir.join(name);
+            std::fs::write(&p, body).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(perm)).unwrap();
+            let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime as u64);
+            std::fs::File::options()
+                .write(true)
+                .open(&p)
+                .unwrap()
+                .set_modified(t)
+                .unwrap();
+        }
+        entries.push(file("app/a.py", &dir.join("a.py"), 0o644));
+        entries.push(file("app/b.txt", &dir.join("b.txt"), 0o755));
+        entries.push(file(&long, &dir.join("deep.py"), 0o644));
+        entries.push(Entry {
+            path: "app/link".into(),
+            kind: EntryKind::Symlink {
+                target: format!("{}/deep.py", "d".repeat(120)),
+            },
+            mode: 0o777,
+            owner: Owner::default(),
+        });
+        normalise(entries, Owner::default())
+    }
+
+    fn tar_tv(path: &Path) -> String {
+        let out = Command::new("tar")
+            .args(["--numeric-owner", "--full-time", "-tvzf"])
+            .arg(path)
+            .env("TZ", "UTC")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    #[test]
+    fn same_entries_give_same_bytes_whatever_the_source_metadata() {
+        let dir = tempfile::tempdir().unwrap();
+        let one = sources(&dir.path().join("one"), 1_000_000, 0o600);
+        let two = sources(&dir.path().join("two"), 2_000_000, 0o640);
+        let a = write_layer_with_threads(&one, 0, &dir.path().join("a.tgz"), 1).unwrap();
+        let b = write_layer_with_threads(&two, 0, &dir.path().join("b.tgz"), 2).unwrap();
+        let c = write_layer(&one, 0, &dir.path().join("c.tgz")).unwrap();
+        let bytes = |p: &PathBuf| std::fs::read(p).unwrap();
+        assert_eq!(bytes(&a.path), bytes(&b.path));
+        assert_eq!(bytes(&a.path), bytes(&c.path));
+        assert_eq!((&a.digest, &a.diff_id), (&b.digest, &b.diff_id));
+        assert_eq!(a.size, bytes(&a.path).len() as u64);
+        assert_eq!(a.digest, crate::digest::Digest::of(&bytes(&a.path)));
+        let mut tar = Vec::new();
+        flate2::read::GzDecoder::new(&bytes(&a.path)[..])
+            .read_to_end(&mut tar)
+            .unwrap();
+        assert_eq!(a.diff_id, crate::digest::Digest::of(&tar));
+        assert_eq!(a.uncompressed_size, tar.len() as u64);
+    }
+
+    #[test]
+    fn system_tar_lists_entries_in_order_with_fixed_owner_and_mtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let entries = sources(&dir.path().join("src"), 1_234_567, 0o600);
+        let blob = write_layer(&entries, 86400, &dir.path().join("l.tgz")).unwrap();
+        let listing = tar_tv(&blob.path);
+        let lines: Vec<&str> = listing.lines().collect();
+        assert_eq!(lines.len(), entries.len(), "{listing}");
+        for (line, entry) in lines.iter().zip(&entries) {
+            assert!(line.contains(" 0/0 "), "{line}");
+            assert!(line.contains("1970-01-02 00:00:00"), "{line}");
+            let name = match entry.kind {
+                EntryKind::Dir => format!(" {}/", entry.path),
+                EntryKind::Symlink { ref target } => format!(" {} -> {target}", entry.path),
+                EntryKind::File { .. } => format!(" {}", entry.path),
+            };
+            assert!(line.ends_with(&name), "{line} vs {name}");
+        }
+        assert!(lines[0].starts_with("drwxr-xr-x"), "{}", lines[0]);
+        let b = lines.iter().find(|l| l.ends_with("app/b.txt")).unwrap();
+        assert!(b.starts_with("-rwxr-xr-x"), "{b}");
+    }
+
+    #[test]
+    fn owner_is_taken_from_the_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("f");
+        std::fs::write(&src, "x").unwrap();
+        let mut entry = file("f", &src, 0o644);
+        entry.owner = Owner {
+            uid: 1000,
+            gid: 2000,
+        };
+        let blob = write_layer(&[entry], 0, &dir.path().join("l.tgz")).unwrap();
+        assert!(tar_tv(&blob.path).contains(" 1000/2000 "));
+    }
+
+    #[test]
+    fn a_file_that_shrank_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("f");
+        std::fs::write(&src, "hello").unwrap();
+        let entry = file("f", &src, 0o644);
+        std::fs::write(&src, "hi").unwrap();
+        let err = write_layer(&[entry], 0, &dir.path().join("l.tgz")).unwrap_err();
+        assert!(err.to_string().contains("shrank"), "{err}");
+    }
 }

@@ -14,9 +14,17 @@ pub enum ArchiveError {
     #[error("a docker-archive holds one platform, but this build has {0}")]
     SeveralPlatforms(usize),
     #[error("layer `{digest}` decompresses to `{actual}`, not its diff_id `{expected}`")]
-    DiffIdMismatch { digest: Digest, expected: Digest, actual: Digest },
+    DiffIdMismatch {
+        digest: Digest,
+        expected: Digest,
+        actual: Digest,
+    },
     #[error("writing `{}`", path.display())]
-    Io { path: PathBuf, #[source] source: io::Error },
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
 }
 
 impl ArchiveError {
@@ -40,20 +48,34 @@ pub fn write(
     }
     let io_err = |path: &Path| {
         let path = path.to_path_buf();
-        move |source| ArchiveError::Io { path: path.clone(), source }
+        move |source| ArchiveError::Io {
+            path: path.clone(),
+            source,
+        }
     };
     let (img, _) = image.images[0];
-    let dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let temp = tempfile::Builder::new().prefix(".slipway-archive-").tempfile_in(dir).map_err(io_err(dir))?;
+    let temp = tempfile::Builder::new()
+        .prefix(".slipway-archive-")
+        .tempfile_in(dir)
+        .map_err(io_err(dir))?;
     let mut tar = tar::Builder::new(BufWriter::new(temp.reopen().map_err(io_err(file))?));
     let mut reports = Vec::new();
     let mut layer_names = Vec::new();
     for (layer, diff_id) in img.layers.iter().zip(&img.diff_ids) {
         let unpacked = scratch.join(format!("{}.tar", diff_id.hex()));
-        let actual = decompress(&local_blob(&layer.digest), &unpacked).map_err(io_err(&unpacked))?;
+        let actual =
+            decompress(&local_blob(&layer.digest), &unpacked).map_err(io_err(&unpacked))?;
         if &actual != diff_id {
-            return Err(ArchiveError::DiffIdMismatch { digest: layer.digest.clone(), expected: diff_id.clone(), actual });
+            return Err(ArchiveError::DiffIdMismatch {
+                digest: layer.digest.clone(),
+                expected: diff_id.clone(),
+                actual,
+            });
         }
         let name = format!("blobs/sha256/{}", diff_id.hex());
         if !layer_names.contains(&name) {
@@ -61,20 +83,39 @@ pub fn write(
         }
         std::fs::remove_file(&unpacked).map_err(io_err(&unpacked))?;
         layer_names.push(name);
-        reports.push(BlobReport { digest: layer.digest.clone(), action: BlobAction::Written, bytes_sent: 0 });
+        reports.push(BlobReport {
+            digest: layer.digest.clone(),
+            action: BlobAction::Written,
+            bytes_sent: 0,
+        });
     }
     let config_name = format!("blobs/sha256/{}", img.config_digest.hex());
     append_bytes(&mut tar, &config_name, &img.config).map_err(io_err(file))?;
     let repo_tags: Vec<String> = repo_tag
-        .map(|r| format!("{}/{}:{}", r.registry, r.repository, r.tag.as_deref().unwrap_or("latest")))
+        .map(|r| {
+            format!(
+                "{}/{}:{}",
+                r.registry,
+                r.repository,
+                r.tag.as_deref().unwrap_or("latest")
+            )
+        })
         .into_iter()
         .collect();
     let manifest = serde_json::json!([{ "Config": config_name, "RepoTags": repo_tags, "Layers": layer_names }]);
-    append_bytes(&mut tar, "manifest.json", &serde_json::to_vec(&manifest).expect("JSON")).map_err(io_err(file))?;
+    append_bytes(
+        &mut tar,
+        "manifest.json",
+        &serde_json::to_vec(&manifest).expect("JSON"),
+    )
+    .map_err(io_err(file))?;
     let mut out = tar.into_inner().map_err(io_err(file))?;
     out.flush().map_err(io_err(file))?;
     out.get_ref().sync_all().map_err(io_err(file))?;
-    temp.persist(file).map_err(|e| ArchiveError::Io { path: file.to_path_buf(), source: e.error })?;
+    temp.persist(file).map_err(|e| ArchiveError::Io {
+        path: file.to_path_buf(),
+        source: e.error,
+    })?;
     Ok(reports)
 }
 
@@ -86,7 +127,11 @@ fn decompress(blob: &Path, dest: &Path) -> io::Result<Digest> {
         File::open(blob)?.read_exact(&mut head).is_ok() && head == [0x1f, 0x8b]
     };
     let input = File::open(blob)?;
-    let mut reader: Box<dyn io::Read> = if gz { Box::new(flate2::read::GzDecoder::new(input)) } else { Box::new(input) };
+    let mut reader: Box<dyn io::Read> = if gz {
+        Box::new(flate2::read::GzDecoder::new(input))
+    } else {
+        Box::new(input)
+    };
     let mut writer = HashingWriter::new(BufWriter::new(File::create(dest)?));
     io::copy(&mut reader, &mut writer)?;
     let (mut inner, digest, _) = writer.finish();

@@ -11,10 +11,20 @@ use std::path::{Path, PathBuf};
 
 /// Writes the image to `dir` with `tag` as its `org.opencontainers.image.ref.name`.
 /// `local_blob` gives the cached file of every blob the image references.
-pub fn write(image: &Publishable, dir: &Path, tag: &str, local_blob: &dyn Fn(&Digest) -> PathBuf) -> io::Result<Vec<BlobReport>> {
-    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+pub fn write(
+    image: &Publishable,
+    dir: &Path,
+    tag: &str,
+    local_blob: &dyn Fn(&Digest) -> PathBuf,
+) -> io::Result<Vec<BlobReport>> {
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     fs::create_dir_all(parent)?;
-    let staging = tempfile::Builder::new().prefix(".slipway-layout-").tempdir_in(parent)?;
+    let staging = tempfile::Builder::new()
+        .prefix(".slipway-layout-")
+        .tempdir_in(parent)?;
     let blobs = staging.path().join("blobs/sha256");
     fs::create_dir_all(&blobs)?;
     let mut reports = Vec::new();
@@ -41,7 +51,11 @@ pub fn write(image: &Publishable, dir: &Path, tag: &str, local_blob: &dyn Fn(&Di
             if fs::hard_link(&source, &dest).is_err() {
                 fs::copy(&source, &dest)?;
             }
-            reports.push(BlobReport { digest: layer.digest.clone(), action: BlobAction::Written, bytes_sent: 0 });
+            reports.push(BlobReport {
+                digest: layer.digest.clone(),
+                action: BlobAction::Written,
+                bytes_sent: 0,
+            });
         }
     }
     let (media_type, top) = image.top();
@@ -52,13 +66,26 @@ pub fn write(image: &Publishable, dir: &Path, tag: &str, local_blob: &dyn Fn(&Di
             media_type: media_type.into(),
             digest: Digest::of(top),
             size: top.len() as u64,
-            platform: if image.index.is_none() { Some(image.images[0].0.platform.clone()) } else { None },
-            annotations: Some(BTreeMap::from([("org.opencontainers.image.ref.name".to_string(), tag.to_string())])),
+            platform: if image.index.is_none() {
+                Some(image.images[0].0.platform.clone())
+            } else {
+                None
+            },
+            annotations: Some(BTreeMap::from([(
+                "org.opencontainers.image.ref.name".to_string(),
+                tag.to_string(),
+            )])),
         }],
         annotations: None,
     };
-    fs::write(staging.path().join("index.json"), oci::to_canonical_bytes(&index))?;
-    fs::write(staging.path().join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    fs::write(
+        staging.path().join("index.json"),
+        oci::to_canonical_bytes(&index),
+    )?;
+    fs::write(
+        staging.path().join("oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )?;
     replace_dir(staging, dir)?;
     Ok(reports)
 }

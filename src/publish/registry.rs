@@ -41,11 +41,20 @@ enum Origin {
     Cache,
 }
 
-pub async fn push(client: &RegistryClient, cache: &Cache, image: &Publishable<'_>, dest: &Reference) -> Result<Vec<BlobReport>, PushError> {
+pub async fn push(
+    client: &RegistryClient,
+    cache: &Cache,
+    image: &Publishable<'_>,
+    dest: &Reference,
+) -> Result<Vec<BlobReport>, PushError> {
     let mut blobs: BTreeMap<Digest, Origin> = BTreeMap::new();
     for (img, base) in &image.images {
         for (i, layer) in img.layers.iter().enumerate() {
-            let origin = if i < img.new_from { Origin::Base(base.location.clone()) } else { Origin::Cache };
+            let origin = if i < img.new_from {
+                Origin::Base(base.location.clone())
+            } else {
+                Origin::Cache
+            };
             blobs.entry(layer.digest.clone()).or_insert(origin);
         }
         cache.put_blob_bytes(&img.config)?;
@@ -60,31 +69,80 @@ pub async fn push(client: &RegistryClient, cache: &Cache, image: &Publishable<'_
     match &image.index {
         Some((bytes, _)) => {
             for (img, _) in &image.images {
-                client.put_manifest(&dest.registry, &dest.repository, img.manifest_digest.as_str(), crate::oci::OCI_MANIFEST, &img.manifest).await?;
+                client
+                    .put_manifest(
+                        &dest.registry,
+                        &dest.repository,
+                        img.manifest_digest.as_str(),
+                        crate::oci::OCI_MANIFEST,
+                        &img.manifest,
+                    )
+                    .await?;
             }
-            client.put_manifest(&dest.registry, &dest.repository, &tag, crate::oci::OCI_INDEX, bytes).await?;
+            client
+                .put_manifest(
+                    &dest.registry,
+                    &dest.repository,
+                    &tag,
+                    crate::oci::OCI_INDEX,
+                    bytes,
+                )
+                .await?;
         }
         None => {
             let (media_type, bytes) = image.top();
-            client.put_manifest(&dest.registry, &dest.repository, &tag, media_type, bytes).await?;
+            client
+                .put_manifest(&dest.registry, &dest.repository, &tag, media_type, bytes)
+                .await?;
         }
     }
     Ok(reports)
 }
 
-async fn push_one(client: &RegistryClient, cache: &Cache, dest: &Reference, digest: &Digest, origin: &Origin) -> Result<BlobReport, PushError> {
-    let report = |action, bytes_sent| Ok(BlobReport { digest: digest.clone(), action, bytes_sent });
-    if client.blob_exists(&dest.registry, &dest.repository, digest).await?.is_some() {
+async fn push_one(
+    client: &RegistryClient,
+    cache: &Cache,
+    dest: &Reference,
+    digest: &Digest,
+    origin: &Origin,
+) -> Result<BlobReport, PushError> {
+    let report = |action, bytes_sent| {
+        Ok(BlobReport {
+            digest: digest.clone(),
+            action,
+            bytes_sent,
+        })
+    };
+    if client
+        .blob_exists(&dest.registry, &dest.repository, digest)
+        .await?
+        .is_some()
+    {
         return report(BlobAction::Existing, 0);
     }
     if let Origin::Base(location) = origin {
-        if let BaseLocation::Registry { registry, repository } = location {
-            if registry == &dest.registry && client.mount_blob(&dest.registry, &dest.repository, digest, repository).await? {
+        if let BaseLocation::Registry {
+            registry,
+            repository,
+        } = location
+        {
+            if registry == &dest.registry
+                && client
+                    .mount_blob(&dest.registry, &dest.repository, digest, repository)
+                    .await?
+            {
                 return report(BlobAction::Mounted, 0);
             }
         }
         resolve::fetch_blob(client, cache, location, digest).await?;
     }
-    let sent = client.push_blob(&dest.registry, &dest.repository, digest, &cache.blob_path(digest)).await?;
+    let sent = client
+        .push_blob(
+            &dest.registry,
+            &dest.repository,
+            digest,
+            &cache.blob_path(digest),
+        )
+        .await?;
     report(BlobAction::Uploaded, sent)
 }

@@ -1,0 +1,337 @@
+//! `.dockerignore` patterns with Docker's semantics (moby/patternmatcher):
+//! patterns are relative to the context root (a leading `/` is dropped, paths
+//! are cleaned so `build/` means `build`), `*` and `?` stop at `/`, `**` spans
+//! any number of directories, `[...]` classes and `\` escapes work, `!`
+//! re-includes, the last matching pattern wins, and a pattern that matches a
+//! parent directory matches everything under it.
+
+/// One compiled pattern.
+#[derive(Clone, Debug)]
+pub struct Pattern {
+    /// The cleaned pattern text (without `!`).
+    text: String,
+    exclusion: bool,
+    tokens: Vec<Token>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Token {
+    Char(char),
+    /// `*`: any run of characters except `/`.
+    Star,
+    /// `?`: one character except `/`.
+    Any,
+    /// `**/` or a leading `**`: any number of whole directories, including none.
+    Dirs,
+    /// `**` at the end: anything at all.
+    Rest,
+    Class {
+        negated: bool,
+        items: Vec<(char, char)>,
+    },
+}
+
+impl Pattern {
+    /// Parses one pattern line (already trimmed, not a comment, not empty).
+    pub fn parse(line: &str) -> Result<Pattern, String> {
+        let (exclusion, body) = match line.strip_prefix('!') {
+            Some(rest) => (true, rest.trim()),
+            None => (false, line),
+        };
+        let text = clean(body);
+        let tokens = compile(&text)?;
+        Ok(Pattern {
+            text,
+            exclusion,
+            tokens,
+        })
+    }
+
+    /// The cleaned pattern, without `!`.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    pub fn is_exclusion(&self) -> bool {
+        self.exclusion
+    }
+
+    /// Whether `path` (relative, `/`-separated) matches this pattern exactly.
+    pub fn matches(&self, path: &str) -> bool {
+        let chars: Vec<char> = path.chars().collect();
+        matches_at(&self.tokens, &chars)
+    }
+
+    /// Whether `path` or one of its parent directories matches.
+    fn matches_or_parent(&self, path: &str) -> bool {
+        if self.matches(path) {
+            return true;
+        }
+        path.match_indices('/')
+            .any(|(i, _)| self.matches(&path[..i]))
+    }
+
+    /// Whether some path under `dir` might be re-included by this `!` pattern,
+    /// so an excluded `dir` must still be walked (conservative: true whenever
+    /// the pattern's literal start is compatible with `dir/`).
+    fn may_match_under(&self, dir: &str) -> bool {
+        let dir_slash = format!("{dir}/");
+        let literal: String = self
+            .tokens
+            .iter()
+            .map_while(|t| match t {
+                Token::Char(c) => Some(*c),
+                _ => None,
+            })
+            .collect();
+        let whole = literal.chars().count() == self.tokens.len();
+        if whole {
+            return format!("{literal}/").starts_with(&dir_slash) && literal.len() > dir.len();
+        }
+        literal.starts_with(&dir_slash) || dir_slash.starts_with(&literal)
+    }
+}
+
+/// An ordered list of patterns, evaluated Docker's way.
+#[derive(Clone, Debug, Default)]
+pub struct Matcher {
+    patterns: Vec<Pattern>,
+}
+
+impl Matcher {
+    pub fn push(&mut self, pattern: Pattern) {
+        self.patterns.push(pattern);
+    }
+
+    /// Parses `.dockerignore` text: one pattern per line, `#` comments, blank
+    /// lines skipped, surrounding spaces trimmed, a UTF-8 BOM dropped.
+    pub fn add_file_text(&mut self, text: &str) -> Result<(), (String, String)> {
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        for line in text.lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            self.push(Pattern::parse(line).map_err(|e| (line.to_string(), e))?);
+        }
+        Ok(())
+    }
+
+    /// Whether `path` (relative to the root, `/`-separated) is excluded.
+    pub fn is_excluded(&self, path: &str) -> bool {
+        let mut excluded = false;
+        for pattern in &self.patterns {
+            // An exclusion only matters once excluded, an inclusion only before.
+            if pattern.exclusion != excluded {
+                continue;
+            }
+            if pattern.matches_or_parent(path) {
+                excluded = !pattern.exclusion;
+            }
+        }
+        excluded
+    }
+
+    /// For an excluded directory: whether any `!` pattern could re-include
+    /// something below it, so the walk must go in.
+    pub fn must_descend(&self, dir: &str) -> bool {
+        self.patterns
+            .iter()
+            .any(|p| p.exclusion && p.may_match_under(dir))
+    }
+}
+
+/// Go's `filepath.Clean` on a `/` path, then a leading `/` dropped.
+fn clean(pattern: &str) -> String {
+    let rooted = pattern.starts_with('/');
+    let mut parts: Vec<&str> = Vec::new();
+    for part in pattern.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                if parts.last().is_some_and(|p| *p != "..") {
+                    parts.pop();
+                } else if !rooted {
+                    parts.push("..");
+                }
+            }
+            other => parts.push(other),
+        }
+    }
+    let joined = parts.join("/");
+    if joined.is_empty() {
+        ".".to_string()
+    } else {
+        joined
+    }
+}
+
+fn compile(text: &str) -> Result<Vec<Token>, String> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut tokens = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        i += 1;
+        match c {
+            '*' if chars.get(i) == Some(&'*') => {
+                i += 1;
+                if chars.get(i) == Some(&'/') {
+                    i += 1;
+                }
+                tokens.push(if i == chars.len() {
+                    Token::Rest
+                } else {
+                    Token::Dirs
+                });
+            }
+            '*' => tokens.push(Token::Star),
+            '?' => tokens.push(Token::Any),
+            '\\' => match chars.get(i) {
+                Some(&next) => {
+                    tokens.push(Token::Char(next));
+                    i += 1;
+                }
+                None => tokens.push(Token::Char('\\')),
+            },
+            '[' => {
+                let (token, next) = class(&chars, i)?;
+                tokens.push(token);
+                i = next;
+            }
+            other => tokens.push(Token::Char(other)),
+        }
+    }
+    Ok(tokens)
+}
+
+/// Parses a `[...]` class starting just after `[`; returns it and the index after `]`.
+fn class(chars: &[char], mut i: usize) -> Result<(Token, usize), String> {
+    let negated = chars.get(i) == Some(&'^');
+    if negated {
+        i += 1;
+    }
+    let mut items = Vec::new();
+    let mut first = true;
+    loop {
+        let c = match chars.get(i) {
+            None => return Err("unterminated `[` character class".to_string()),
+            Some(']') if !first => return Ok((Token::Class { negated, items }, i + 1)),
+            Some('\\') => {
+                i += 1;
+                *chars.get(i).ok_or("trailing `\\` in character class")?
+            }
+            Some(&c) => c,
+        };
+        first = false;
+        i += 1;
+        if chars.get(i) == Some(&'-') && chars.get(i + 1).is_some_and(|&n| n != ']') {
+            let mut hi = chars[i + 1];
+            i += 2;
+            if hi == '\\' {
+                hi = *chars.get(i).ok_or("trailing `\\` in character class")?;
+                i += 1;
+            }
+            if hi < c {
+                return Err(format!("bad range `{c}-{hi}` in character class"));
+            }
+            items.push((c, hi));
+        } else {
+            items.push((c, c));
+        }
+    }
+}
+
+fn matches_at(tokens: &[Token], path: &[char]) -> bool {
+    let Some((token, rest)) = tokens.split_first() else {
+        return path.is_empty();
+    };
+    match token {
+        Token::Char(c) => path.first() == Some(c) && matches_at(rest, &path[1..]),
+        Token::Any => path.first().is_some_and(|&c| c != '/') && matches_at(rest, &path[1..]),
+        Token::Class { negated, items } => path.first().is_some_and(|&c| {
+            let inside = items.iter().any(|&(lo, hi)| lo <= c && c <= hi);
+            c != '/' && inside != *negated && matches_at(rest, &path[1..])
+        }),
+        Token::Star => {
+            let run = path.iter().take_while(|&&c| c != '/').count();
+            (0..=run).any(|n| matches_at(rest, &path[n..]))
+        }
+        Token::Rest => true,
+        Token::Dirs => {
+            // "(.*/)?": nothing, or anything that ends with a `/`.
+            matches_at(rest, path)
+                || (0..path.len()).any(|i| path[i] == '/' && matches_at(rest, &path[i + 1..]))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matcher(lines: &str) -> Matcher {
+        let mut m = Matcher::default();
+        m.add_file_text(lines).unwrap();
+        m
+    }
+
+    #[test]
+    fn patterns_are_anchored_at_the_root() {
+        let m = matcher("*.md\n/build/\n# comment\n\n  docs/*.txt  \n");
+        assert!(m.is_excluded("README.md"));
+        assert!(!m.is_excluded("pkg/README.md"), "`*` stops at `/`");
+        assert!(m.is_excluded("build"));
+        assert!(m.is_excluded("build/x/y.py"), "parent dir matched");
+        assert!(!m.is_excluded("src/build"));
+        assert!(m.is_excluded("docs/a.txt"));
+        assert!(!m.is_excluded("docs/sub/a.txt"));
+        assert!(!m.is_excluded("# comment"));
+    }
+
+    #[test]
+    fn double_star_spans_directories() {
+        let m = matcher("**/*.log\nsrc/**/tmp\nvendor/**\n");
+        assert!(m.is_excluded("a.log"));
+        assert!(m.is_excluded("x/y/a.log"));
+        assert!(m.is_excluded("src/tmp"));
+        assert!(m.is_excluded("src/a/b/tmp/file"));
+        assert!(m.is_excluded("vendor/x"));
+        assert!(
+            !m.is_excluded("vendor"),
+            "`vendor/**` needs something below"
+        );
+    }
+
+    #[test]
+    fn last_match_wins_and_bang_reincludes() {
+        let m = matcher("*.md\n!README.md\ndocs\n!docs/keep.md\n");
+        assert!(m.is_excluded("CHANGES.md"));
+        assert!(!m.is_excluded("README.md"));
+        assert!(m.is_excluded("docs/other.md"));
+        assert!(!m.is_excluded("docs/keep.md"));
+        assert!(m.must_descend("docs"));
+        assert!(!m.must_descend("build"));
+    }
+
+    #[test]
+    fn classes_questions_and_escapes() {
+        let m = matcher("file?.txt\n[a-c]*.py\n[^x]y\n\\*star\n");
+        assert!(m.is_excluded("file1.txt"));
+        assert!(!m.is_excluded("file10.txt"));
+        assert!(m.is_excluded("b_mod.py"));
+        assert!(!m.is_excluded("d_mod.py"));
+        assert!(m.is_excluded("zy"));
+        assert!(!m.is_excluded("xy"));
+        assert!(m.is_excluded("*star"));
+        assert!(!m.is_excluded("astar"));
+        assert!(Pattern::parse("[abc").is_err());
+    }
+
+    #[test]
+    fn cleaning_follows_go() {
+        assert_eq!(clean("/a/./b//c/"), "a/b/c");
+        assert_eq!(clean("a/../b"), "b");
+        assert_eq!(clean("/"), ".");
+    }
+}

@@ -1,0 +1,350 @@
+//! Deterministic parallel gzip (pigz-style) on flate2's zlib-rs backend.
+//!
+//! The input is cut into fixed [`CHUNK`]-byte pieces. Each piece is raw-deflated
+//! on its own, primed with the previous piece's last 32 KiB as a preset
+//! dictionary and ended with a sync flush (the last one with a final block), so
+//! the pieces concatenate into one deflate stream inside one gzip member. The
+//! crc32 is combined piece by piece. The bytes depend only on the input and the
+//! level, never on the thread count or on how the input was split into writes.
+
+use flate2::{Compress, Compression, Crc, FlushCompress, Status};
+use std::collections::VecDeque;
+use std::io::{self, Write};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+/// Uncompressed bytes per independently compressed piece.
+pub const CHUNK: usize = 1 << 20;
+/// Deflate's window: the preset dictionary is this much of the previous piece.
+const WINDOW: usize = 32 * 1024;
+/// gzip header: magic, deflate, no flags, mtime 0, no extra flags, OS 255 (unknown).
+const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
+
+struct Job {
+    input: Vec<u8>,
+    dictionary: Vec<u8>,
+    last: bool,
+    level: u32,
+    reply: SyncSender<io::Result<Piece>>,
+}
+
+struct Piece {
+    compressed: Vec<u8>,
+    crc: Crc,
+}
+
+/// A `Write` that gzips into `inner` using up to `threads` threads, with at most
+/// `2 * threads` pieces in flight (bounded memory).
+pub struct ParallelGzWriter<W: Write> {
+    inner: W,
+    level: u32,
+    buffer: Vec<u8>,
+    dictionary: Vec<u8>,
+    crc: Crc,
+    total_in: u64,
+    pending: VecDeque<Receiver<io::Result<Piece>>>,
+    max_pending: usize,
+    pool: Option<Pool>,
+    header_written: bool,
+}
+
+/// Worker threads fed through one shared queue; dropping it stops and joins them.
+struct Pool {
+    jobs: Option<Sender<Job>>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl Pool {
+    fn new(threads: usize) -> Pool {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        let workers = (0..threads)
+            .map(|_| {
+                let rx = Arc::clone(&rx);
+                std::thread::spawn(move || loop {
+                    let job = match rx.lock() {
+                        Ok(guard) => guard.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok(job) = job else { return };
+                    let piece = compress_piece(&job.input, &job.dictionary, job.last, job.level);
+                    let _ = job.reply.send(piece);
+                })
+            })
+            .collect();
+        Pool {
+            jobs: Some(tx),
+            workers,
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.jobs = None;
+        for worker in self.workers.drain(..) {
+            let _ = worker.join();
+        }
+    }
+}
+
+impl<W: Write> ParallelGzWriter<W> {
+    /// `threads` <= 1 compresses on the calling thread (same bytes as any other count).
+    pub fn new(inner: W, level: u32, threads: usize) -> Self {
+        ParallelGzWriter {
+            inner,
+            level,
+            buffer: Vec::with_capacity(CHUNK),
+            dictionary: Vec::new(),
+            crc: Crc::new(),
+            total_in: 0,
+            pending: VecDeque::new(),
+            max_pending: 2 * threads.max(1),
+            pool: (threads > 1).then(|| Pool::new(threads)),
+            header_written: false,
+        }
+    }
+
+    /// Uncompressed bytes written so far.
+    pub fn total_in(&self) -> u64 {
+        self.total_in
+    }
+
+    /// Compresses what is buffered, writes the trailer and returns the inner writer.
+    pub fn finish(mut self) -> io::Result<W> {
+        self.submit(true)?;
+        while !self.pending.is_empty() {
+            self.write_oldest()?;
+        }
+        let mut trailer = [0u8; 8];
+        trailer[..4].copy_from_slice(&self.crc.sum().to_le_bytes());
+        trailer[4..].copy_from_slice(&(self.total_in as u32).to_le_bytes());
+        self.inner.write_all(&trailer)?;
+        self.inner.flush()?;
+        Ok(self.inner)
+    }
+
+    fn submit(&mut self, last: bool) -> io::Result<()> {
+        if !self.header_written {
+            self.inner.write_all(&HEADER)?;
+            self.header_written = true;
+        }
+        let input = std::mem::replace(&mut self.buffer, Vec::with_capacity(CHUNK));
+        let dictionary = std::mem::take(&mut self.dictionary);
+        if !last {
+            self.dictionary = input[input.len() - WINDOW..].to_vec();
+        }
+        let (reply, receive) = mpsc::sync_channel(1);
+        match self.pool.as_ref().and_then(|pool| pool.jobs.as_ref()) {
+            Some(jobs) => {
+                let job = Job {
+                    input,
+                    dictionary,
+                    last,
+                    level: self.level,
+                    reply,
+                };
+                jobs.send(job)
+                    .map_err(|_| io::Error::other("gzip worker threads stopped"))?;
+            }
+            None => {
+                let _ = reply.send(compress_piece(&input, &dictionary, last, self.level));
+            }
+        }
+        self.pending.push_back(receive);
+        while self.pending.len() >= self.max_pending {
+            self.write_oldest()?;
+        }
+        Ok(())
+    }
+
+    fn write_oldest(&mut self) -> io::Result<()> {
+        let Some(receive) = self.pending.pop_front() else {
+            return Ok(());
+        };
+        let piece = receive
+            .recv()
+            .map_err(|_| io::Error::other("gzip worker thread panicked"))??;
+        self.crc.combine(&piece.crc);
+        self.inner.write_all(&piece.compressed)
+    }
+}
+
+impl<W: Write> Write for ParallelGzWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let room = CHUNK - self.buffer.len();
+        let n = room.min(buf.len());
+        self.buffer.extend_from_slice(&buf[..n]);
+        self.total_in += n as u64;
+        if self.buffer.len() == CHUNK {
+            self.submit(false)?;
+        }
+        Ok(n)
+    }
+
+    /// Flushes the inner writer only: flushing mid-piece would change the bytes.
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn compress_piece(input: &[u8], dictionary: &[u8], last: bool, level: u32) -> io::Result<Piece> {
+    let mut compress = Compress::new(Compression::new(level), false);
+    if !dictionary.is_empty() {
+        compress
+            .set_dictionary(dictionary)
+            .map_err(io::Error::other)?;
+    }
+    let flush = if last {
+        FlushCompress::Finish
+    } else {
+        FlushCompress::Sync
+    };
+    let mut compressed = Vec::with_capacity(input.len() + input.len() / 8 + 1024);
+    loop {
+        let consumed = compress.total_in() as usize;
+        let status = compress
+            .compress_vec(&input[consumed..], &mut compressed, flush)
+            .map_err(io::Error::other)?;
+        let all_in = compress.total_in() as usize == input.len();
+        let room_left = compressed.len() < compressed.capacity();
+        match status {
+            Status::StreamEnd => break,
+            Status::Ok | Status::BufError if !last && all_in && room_left => break,
+            Status::Ok | Status::BufError => compressed.reserve(64 * 1024),
+        }
+    }
+    let mut crc = Crc::new();
+    crc.update(input);
+    Ok(Piece { compressed, crc })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    /// Compressible but not trivial: text-like bytes from a small LCG.
+    pub(crate) fn sample(len: usize) -> Vec<u8> {
+        let words: [&[u8]; 8] = [
+            b"import ",
+            b"def ",
+            b"return ",
+            b"self",
+            b"(x, y)",
+            b"\n    ",
+            b"pydantic",
+            b" = ",
+        ];
+        let mut out = Vec::with_capacity(len + 16);
+        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+        while out.len() < len {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let r = (state >> 33) as usize;
+            if r.is_multiple_of(5) {
+                out.push((r >> 8) as u8);
+            } else {
+                out.extend_from_slice(words[r % 8]);
+            }
+        }
+        out.truncate(len);
+        out
+    }
+
+    fn gz(data: &[u8], threads: usize, write_size: usize) -> Vec<u8> {
+        let mut w = ParallelGzWriter::new(Vec::new(), 6, threads);
+        for part in data.chunks(write_size.max(1)) {
+            w.write_all(part).unwrap();
+        }
+        w.finish().unwrap()
+    }
+
+    fn gunzip(data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(data)
+            .read_to_end(&mut out)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn same_bytes_for_any_thread_count_and_write_pattern() {
+        for len in [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 12345] {
+            let data = sample(len);
+            let one = gz(&data, 1, 1 << 16);
+            assert_eq!(gunzip(&one), data, "round trip, len {len}");
+            assert_eq!(one, gz(&data, 2, 7777), "2 threads, len {len}");
+            assert_eq!(one, gz(&data, 3, CHUNK * 2), "3 threads, len {len}");
+            assert_eq!(&one[..10], &HEADER);
+        }
+    }
+
+    #[test]
+    fn system_gzip_accepts_it() {
+        let data = sample(2 * CHUNK + 999);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.gz");
+        std::fs::write(&path, gz(&data, 2, 1 << 20)).unwrap();
+        let status = std::process::Command::new("gzip")
+            .arg("-t")
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let out = std::process::Command::new("gzip")
+            .arg("-dc")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert_eq!(out.stdout, data);
+    }
+}
+
+#[cfg(test)]
+mod bench {
+    use super::*;
+
+    /// `cargo test --release --lib pgzip::bench -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn throughput() {
+        let mut data = Vec::new();
+        for entry in walkdir::WalkDir::new("/usr/lib").sort_by_file_name() {
+            let Ok(entry) = entry else { continue };
+            if entry.file_type().is_file() {
+                if let Ok(bytes) = std::fs::read(entry.path()) {
+                    data.extend_from_slice(&bytes);
+                }
+            }
+            if data.len() > 200 << 20 {
+                break;
+            }
+        }
+        let mut reference = None;
+        for threads in [1, 2, 4] {
+            let start = std::time::Instant::now();
+            let mut w = ParallelGzWriter::new(Vec::new(), 6, threads);
+            w.write_all(&data).unwrap();
+            let out = w.finish().unwrap();
+            let secs = start.elapsed().as_secs_f64();
+            println!(
+                "{threads} threads: {:.0} MB/s, ratio {:.3}",
+                data.len() as f64 / secs / 1e6,
+                out.len() as f64 / data.len() as f64
+            );
+            assert_eq!(reference.get_or_insert_with(|| out.clone()), &out);
+        }
+        let start = std::time::Instant::now();
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), Compression::new(6));
+        e.write_all(&data).unwrap();
+        let out = e.finish().unwrap();
+        println!(
+            "GzEncoder: {:.0} MB/s, ratio {:.3}",
+            data.len() as f64 / start.elapsed().as_secs_f64() / 1e6,
+            out.len() as f64 / data.len() as f64
+        );
+    }
+}

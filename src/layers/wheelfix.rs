@@ -1,0 +1,245 @@
+//! Fixes to what uv leaves in a staging prefix, so it can move into the image:
+//! console-script shebangs pointing at the image's interpreter, and `RECORD`
+//! files kept true (hashes and sizes of rewritten scripts, no lines for files
+//! that are left out).
+
+use base64::Engine as _;
+use sha2::{Digest as _, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Component, Path, PathBuf};
+
+/// `sha256=<urlsafe base64, no padding>` as written in `RECORD`.
+pub fn record_hash(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    format!(
+        "sha256={}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
+    )
+}
+
+/// Rewrites a script's interpreter line to `#!<interpreter>` when it runs a
+/// Python: either uv's `#!/abs/path/python3.x [args]`, or its `/bin/sh`
+/// launcher for long or spaced paths (`'''exec' '<path>' [args] "$0" "$@"`).
+/// Other scripts (shell, `#!/usr/bin/env python`, binaries) give `None`.
+pub fn rewrite_shebang(script: &[u8], interpreter: &str) -> Option<Vec<u8>> {
+    let launcher = b"#!/bin/sh\n'''exec' '";
+    let (args, rest) = if let Some(after) = script.strip_prefix(launcher.as_slice()) {
+        let mut lines = after.splitn(3, |&b| b == b'\n');
+        let exec_line = lines.next()?;
+        let closing = lines.next()?;
+        let rest = lines.next().unwrap_or(b"");
+        if closing != b"' '''" {
+            return None;
+        }
+        let exec_line = std::str::from_utf8(exec_line).ok()?;
+        let (path, tail) = exec_line.split_once("' ")?;
+        let args = tail.strip_suffix("\"$0\" \"$@\"")?.trim();
+        if !is_python(path) {
+            return None;
+        }
+        (args.to_string(), rest)
+    } else {
+        let body = script.strip_prefix(b"#!")?;
+        let end = body.iter().position(|&b| b == b'\n')?;
+        let line = std::str::from_utf8(&body[..end])
+            .ok()?
+            .trim_end_matches('\r');
+        let (path, args) = line
+            .trim_start()
+            .split_once(' ')
+            .unwrap_or((line.trim_start(), ""));
+        if !is_python(path) {
+            return None;
+        }
+        (args.trim().to_string(), &body[end + 1..])
+    };
+    let mut out = format!("#!{interpreter}").into_bytes();
+    if !args.is_empty() {
+        out.push(b' ');
+        out.extend_from_slice(args.as_bytes());
+    }
+    out.push(b'\n');
+    out.extend_from_slice(rest);
+    Some(out)
+}
+
+fn is_python(path: &str) -> bool {
+    let path = Path::new(path);
+    path.is_absolute()
+        && path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("python"))
+}
+
+/// What changed in the staging dir, as paths relative to it.
+#[derive(Default, Debug)]
+pub struct Changes {
+    /// Rewritten files: new `(hash, size)`.
+    pub rewritten: BTreeMap<PathBuf, (String, u64)>,
+    /// Files left out of the layer.
+    pub dropped: BTreeSet<PathBuf>,
+}
+
+/// Rewrites `record` (the text of `<site_dir>/<name>.dist-info/RECORD`, whose
+/// paths are relative to `site_rel`, the site-packages dir relative to the
+/// staging root): drops lines of dropped files and updates rewritten ones.
+/// Returns `None` when nothing changes.
+pub fn fix_record(record: &str, site_rel: &Path, changes: &Changes) -> Option<String> {
+    let mut changed = false;
+    let mut out = String::with_capacity(record.len());
+    for line in record.split_inclusive('\n') {
+        let content = line.trim_end_matches(['\n', '\r']);
+        let Some((path, _)) = split_record_line(content) else {
+            out.push_str(line);
+            continue;
+        };
+        let staged = lexical_join(site_rel, Path::new(&path));
+        match staged {
+            Some(p) if changes.dropped.contains(&p) => changed = true,
+            Some(p) if changes.rewritten.contains_key(&p) => {
+                let (hash, size) = &changes.rewritten[&p];
+                let new = format!("{},{hash},{size}\n", quote_csv(&path));
+                changed |= new != line;
+                out.push_str(&new);
+            }
+            _ => out.push_str(line),
+        }
+    }
+    changed.then_some(out)
+}
+
+/// `(path, rest)` of a RECORD line, undoing CSV quoting of the path.
+fn split_record_line(line: &str) -> Option<(String, &str)> {
+    if let Some(quoted) = line.strip_prefix('"') {
+        let mut path = String::new();
+        let mut chars = quoted.char_indices();
+        while let Some((i, c)) = chars.next() {
+            if c == '"' {
+                if quoted[i + 1..].starts_with('"') {
+                    path.push('"');
+                    chars.next();
+                } else {
+                    return Some((path, quoted[i + 1..].strip_prefix(',')?));
+                }
+            } else {
+                path.push(c);
+            }
+        }
+        None
+    } else {
+        let (path, rest) = line.split_once(',')?;
+        Some((path.to_string(), rest))
+    }
+}
+
+fn quote_csv(path: &str) -> String {
+    if path.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", path.replace('"', "\"\""))
+    } else {
+        path.to_string()
+    }
+}
+
+/// `base/rel` normalised without touching the disk; `None` if it climbs out
+/// of the staging root or `rel` is absolute.
+fn lexical_join(base: &Path, rel: &Path) -> Option<PathBuf> {
+    if rel.is_absolute() {
+        return None;
+    }
+    let mut parts: Vec<&std::ffi::OsStr> = Vec::new();
+    for component in base.components().chain(rel.components()) {
+        match component {
+            Component::Normal(name) => parts.push(name),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                parts.pop()?;
+            }
+            Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(parts.iter().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BODY: &str = "# -*- coding: utf-8 -*-\nimport sys\nfrom uvicorn.main import main\n";
+
+    #[test]
+    fn plain_shebangs_are_rewritten() {
+        let script = format!("#!/root/.pyenv/versions/3.13.0/bin/python3.13\n{BODY}");
+        let out = rewrite_shebang(script.as_bytes(), "/usr/local/bin/python3.13").unwrap();
+        assert_eq!(
+            out,
+            format!("#!/usr/local/bin/python3.13\n{BODY}").as_bytes()
+        );
+        let with_args = format!("#!/opt/py/bin/python -E\n{BODY}");
+        let out = rewrite_shebang(with_args.as_bytes(), "/usr/bin/python3").unwrap();
+        assert_eq!(out, format!("#!/usr/bin/python3 -E\n{BODY}").as_bytes());
+    }
+
+    #[test]
+    fn sh_launchers_are_rewritten() {
+        let script = format!(
+            "#!/bin/sh\n'''exec' '/tmp/with space/python3.13' \"$0\" \"$@\"\n' '''\n{BODY}"
+        );
+        let out = rewrite_shebang(script.as_bytes(), "/usr/local/bin/python3.13").unwrap();
+        assert_eq!(
+            out,
+            format!("#!/usr/local/bin/python3.13\n{BODY}").as_bytes()
+        );
+    }
+
+    #[test]
+    fn other_scripts_are_left_alone() {
+        for script in [
+            "#!/bin/sh\necho hi\n",
+            "#!/usr/bin/env python3\nprint(1)\n",
+            "no shebang",
+            "\x7fELF...",
+        ] {
+            assert_eq!(
+                rewrite_shebang(script.as_bytes(), "/usr/bin/python3"),
+                None,
+                "{script}"
+            );
+        }
+    }
+
+    #[test]
+    fn records_drop_and_update_lines() {
+        let record = "../../../bin/uvicorn,sha256=old,321\n\
+                      uvicorn/__init__.py,sha256=abc,10\n\
+                      \"odd,name.py\",sha256=def,5\n\
+                      demo-1.0.dist-info/uv_cache.json,sha256=x,40\n\
+                      demo-1.0.dist-info/RECORD,,\n";
+        let site = Path::new("lib/python3.13/site-packages");
+        let mut changes = Changes::default();
+        changes
+            .rewritten
+            .insert(PathBuf::from("bin/uvicorn"), ("sha256=new".into(), 300));
+        changes
+            .dropped
+            .insert(site.join("demo-1.0.dist-info/uv_cache.json"));
+        changes.dropped.insert(site.join("odd,name.py"));
+        let out = fix_record(record, site, &changes).unwrap();
+        assert_eq!(
+            out,
+            "../../../bin/uvicorn,sha256=new,300\n\
+             uvicorn/__init__.py,sha256=abc,10\n\
+             demo-1.0.dist-info/RECORD,,\n"
+        );
+        assert_eq!(fix_record(&out, site, &changes), None, "already fixed");
+    }
+
+    #[test]
+    fn record_hash_is_urlsafe_unpadded() {
+        // Known value: sha256 of "" in urlsafe base64 without padding.
+        assert_eq!(
+            record_hash(b""),
+            "sha256=47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU"
+        );
+    }
+}
