@@ -138,7 +138,7 @@ fn build_app_layers(opts: &BuildOptions, cache: &Cache, facts: &PythonFacts, own
     })
     .map_err(|e| Error::wrap(ErrorKind::Input, e, Some(format!("fix the source tree under `{}` or exclude the file in the recipe's `[app] excludes`", source_dir.display()))))?;
     let key = plan::app_key(&entries, opts.epoch).map_err(io("cannot read the app's files"))?;
-    let mut out = vec![cached_layer(cache, &key, &format!("slipway: app {} → {}", source_dir.display(), recipe.app.destination), LayerKind::App, opts, || Ok((entries.clone(), None)))?];
+    let mut out = vec![cached_layer(cache, &key, &format!("slipway: app → {}", recipe.app.destination), LayerKind::App, opts, || Ok((entries.clone(), None)))?];
     if recipe.app.bytecode {
         let sources = app::python_sources(&entries);
         let bkey = plan::bytecode_key(&key, &facts.version);

@@ -10,6 +10,7 @@ pub mod dockerignore;
 pub mod pgzip;
 pub mod sitepackages;
 pub mod tarball;
+pub mod uv;
 pub mod wheelfix;
 
 use crate::digest::Digest;

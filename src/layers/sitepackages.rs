@@ -9,45 +9,11 @@
 //! (data files) to the same place under the image's prefix; console scripts
 //! get the image interpreter's shebang and RECORD files stay true.
 
+pub use super::uv::{command, install, packages_without_wheels, InstallReport, UvInstall};
 use super::wheelfix::{fix_record, record_hash, rewrite_shebang, Changes};
 use super::{normalise, Entry, EntryKind, Owner};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-
-/// What to install and how.
-#[derive(Clone, Debug)]
-pub struct UvInstall {
-    pub uv: PathBuf,
-    /// The CPython uv runs to install (ideally of the target's minor version:
-    /// `--prefix` names `lib/pythonX.Y` after it).
-    pub host_python: PathBuf,
-    /// Requirements files (`-r`).
-    pub requirements: Vec<PathBuf>,
-    /// uv's target triple, e.g. `x86_64-unknown-linux-musl`.
-    pub python_platform: String,
-    /// The base image's Python, e.g. `3.13`.
-    pub python_version: String,
-    pub index_url: Option<String>,
-    pub extra_index_urls: Vec<String>,
-    /// Wheel directories or URLs (`--find-links`).
-    pub find_links: Vec<String>,
-    /// No network: `--offline --no-index`, wheels from `find_links` only.
-    pub offline: bool,
-    /// Allow building sdists (on the host!) when no wheel fits.
-    pub allow_sdist: bool,
-    /// The prefix to install into; must not exist or be empty.
-    pub staging: PathBuf,
-}
-
-/// What [`install`] did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct InstallReport {
-    /// `(name, version)` of every installed distribution, sorted.
-    pub packages: Vec<(String, String)>,
-    /// uv's stderr (its progress report).
-    pub log: String,
-}
 
 /// Where the image's interpreter lives.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -100,144 +66,11 @@ pub enum SitePackagesError {
     },
 }
 
-fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> SitePackagesError + '_ {
+pub(super) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> SitePackagesError + '_ {
     move |source| SitePackagesError::Io {
         path: path.to_path_buf(),
         source,
     }
-}
-
-/// The `uv pip install` command line for `spec`.
-pub fn command(spec: &UvInstall) -> Command {
-    let mut cmd = Command::new(&spec.uv);
-    cmd.args(["pip", "install", "--python"])
-        .arg(&spec.host_python)
-        .arg("--prefix")
-        .arg(&spec.staging)
-        .args(["--python-platform", &spec.python_platform])
-        .args(["--python-version", &spec.python_version])
-        .args([
-            "--link-mode",
-            "copy",
-            "--no-python-downloads",
-            "--no-installer-metadata",
-            "--no-compile-bytecode",
-            "--color",
-            "never",
-        ]);
-    if !spec.allow_sdist {
-        cmd.arg("--no-build");
-    }
-    if spec.offline {
-        cmd.args(["--offline", "--no-index"]);
-    } else {
-        if let Some(url) = &spec.index_url {
-            cmd.args(["--index-url", url]);
-        }
-        for url in &spec.extra_index_urls {
-            cmd.args(["--extra-index-url", url]);
-        }
-    }
-    for link in &spec.find_links {
-        cmd.args(["--find-links", link]);
-    }
-    for file in &spec.requirements {
-        cmd.arg("-r").arg(file);
-    }
-    cmd.env("UV_LINK_MODE", "copy")
-        .env("UV_NO_INSTALLER_METADATA", "1")
-        .env("UV_PYTHON_DOWNLOADS", "never")
-        .env_remove("UV_COMPILE_BYTECODE")
-        .stdin(Stdio::null());
-    cmd
-}
-
-/// Runs uv into `spec.staging` (created if missing).
-pub fn install(spec: &UvInstall) -> Result<InstallReport, SitePackagesError> {
-    let staging = &spec.staging;
-    std::fs::create_dir_all(staging).map_err(io_error(staging))?;
-    if std::fs::read_dir(staging)
-        .map_err(io_error(staging))?
-        .next()
-        .is_some()
-    {
-        return Err(SitePackagesError::StagingNotEmpty(staging.clone()));
-    }
-    let output = command(spec)
-        .output()
-        .map_err(|source| SitePackagesError::UvNotRunnable {
-            uv: spec.uv.clone(),
-            source,
-        })?;
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    if !output.status.success() {
-        let packages = packages_without_wheels(&stderr);
-        if !packages.is_empty() {
-            return Err(SitePackagesError::NoWheel {
-                packages,
-                platform: spec.python_platform.clone(),
-                python_version: spec.python_version.clone(),
-                detail: stderr.trim().to_string(),
-            });
-        }
-        return Err(SitePackagesError::Uv {
-            status: output.status.to_string(),
-            stderr: stderr.trim().to_string(),
-        });
-    }
-    let mut packages: Vec<(String, String)> = stderr
-        .lines()
-        .filter_map(|line| line.trim().strip_prefix("+ "))
-        .filter_map(|pkg| pkg.split_once("=="))
-        .map(|(name, version)| (name.to_string(), version.to_string()))
-        .collect();
-    packages.sort();
-    Ok(InstallReport {
-        packages,
-        log: stderr,
-    })
-}
-
-/// Names the packages uv's resolver error blames for lacking a usable wheel:
-/// "Wheels are required for `x`", "Wheels are available for `x` ... on the
-/// following platform", "x==1 has no usable wheels", "all versions of x have
-/// no usable wheels", "x==1 has no wheels with a matching platform tag".
-pub fn packages_without_wheels(stderr: &str) -> Vec<String> {
-    let mut names = std::collections::BTreeSet::new();
-    for hint in ["Wheels are required for `", "Wheels are available for `"] {
-        for (i, _) in stderr.match_indices(hint) {
-            let rest = &stderr[i + hint.len()..];
-            if let Some(end) = rest.find('`') {
-                names.insert(rest[..end].to_string());
-            }
-        }
-    }
-    for marker in [" has no usable wheels", " has no wheels with a matching"] {
-        for (i, _) in stderr.match_indices(marker) {
-            if let Some(word) = stderr[..i].split_whitespace().last() {
-                names.insert(bare_name(word));
-            }
-        }
-    }
-    for marker in [" have no usable wheels", " have no wheels with a matching"] {
-        for (i, _) in stderr.match_indices(marker) {
-            let before = &stderr[..i];
-            if let Some(j) = before.rfind("all versions of ") {
-                names.insert(bare_name(&before[j + "all versions of ".len()..]));
-            }
-        }
-    }
-    names.retain(|n| !n.is_empty());
-    names.into_iter().collect()
-}
-
-/// `pyyaml==5.3` → `pyyaml`.
-fn bare_name(word: &str) -> String {
-    let end = word
-        .find(|c: char| !(c.is_ascii_alphanumeric() || "-_.[]".contains(c)))
-        .unwrap_or(word.len());
-    let name = &word[..end];
-    name.split('[').next().unwrap_or(name).to_string()
 }
 
 /// Maps the staging prefix onto `layout`, fixing scripts and RECORDs in place

@@ -1,5 +1,7 @@
 use super::*;
 use crate::layers::bytecode::find_python;
+use crate::layers::wheelfix::record_hash;
+use std::process::Command;
 
 const LAYOUT_ROOT: &str = "usr/local/lib/python3.13/site-packages";
 
