@@ -36,18 +36,31 @@ pub async fn build(client: &RegistryClient, opts: &BuildOptions) -> Result<Build
     let started = Instant::now();
     let mut timings = Timings::default();
     let recipe = &opts.recipe;
-    let cache = Cache::open(&opts.cache_dir).map_err(io(format!("cannot open cache dir `{}`", opts.cache_dir.display())))?;
+    let cache = Cache::open(&opts.cache_dir).map_err(io(format!(
+        "cannot open cache dir `{}`",
+        opts.cache_dir.display()
+    )))?;
     let log = &opts.log;
 
     log.step(&format!("resolving base `{}`", recipe.base));
     let t = Instant::now();
-    let bases = resolve::resolve(client, &recipe.base, opts.base_layout.as_deref(), &opts.mirrors, &recipe.platforms)
-        .await
-        .map_err(|e| {
-            let hint = e.hint();
-            let kind = if matches!(e, resolve::ResolveError::Registry(_)) { ErrorKind::Registry } else { ErrorKind::Input };
-            Error::wrap(kind, e, hint)
-        })?;
+    let bases = resolve::resolve(
+        client,
+        &recipe.base,
+        opts.base_layout.as_deref(),
+        &opts.mirrors,
+        &recipe.platforms,
+    )
+    .await
+    .map_err(|e| {
+        let hint = e.hint();
+        let kind = if matches!(e, resolve::ResolveError::Registry(_)) {
+            ErrorKind::Registry
+        } else {
+            ErrorKind::Input
+        };
+        Error::wrap(kind, e, hint)
+    })?;
     let mut all_facts = Vec::new();
     for base in &bases {
         all_facts.push(base_facts(client, &cache, base, recipe).await?);
@@ -66,14 +79,32 @@ pub async fn build(client: &RegistryClient, opts: &BuildOptions) -> Result<Build
         let mut new_layers = build_site_packages_layers(opts, &cache, facts, owner)?;
         new_layers.extend(app_layers.iter().cloned());
         let annotations = BTreeMap::new();
-        let image = assemble::assemble(base, &new_layers.iter().map(|(l, _, _)| l.clone()).collect::<Vec<_>>(), &recipe.image, opts.epoch, &annotations)
-            .map_err(|e| Error::wrap(ErrorKind::Input, e, Some("use fewer layers in the base image".into())))?;
+        let image = assemble::assemble(
+            base,
+            &new_layers
+                .iter()
+                .map(|(l, _, _)| l.clone())
+                .collect::<Vec<_>>(),
+            &recipe.image,
+            opts.epoch,
+            &annotations,
+        )
+        .map_err(|e| {
+            Error::wrap(
+                ErrorKind::Input,
+                e,
+                Some("use fewer layers in the base image".into()),
+            )
+        })?;
         platform_reports.push(PlatformReport::new(&image, base, facts, &new_layers));
         images.push(image);
     }
     timings.site_packages = t.elapsed().as_secs_f64();
     let index = (images.len() > 1).then(|| assemble::index(&images, &BTreeMap::new()));
-    let publishable = Publishable { images: images.iter().zip(&bases).collect(), index };
+    let publishable = Publishable {
+        images: images.iter().zip(&bases).collect(),
+        index,
+    };
 
     let t = Instant::now();
     let blobs = publish_to(client, &cache, &publishable, &opts.destination, log).await?;
@@ -95,7 +126,12 @@ pub async fn build(client: &RegistryClient, opts: &BuildOptions) -> Result<Build
 /// Facts for one platform's base: from the cache, else the config (+ a scan
 /// of the base layers when the config alone can't tell), then checked
 /// against what the recipe states.
-async fn base_facts(client: &RegistryClient, cache: &Cache, base: &BaseImage, recipe: &Recipe) -> Result<PythonFacts> {
+async fn base_facts(
+    client: &RegistryClient,
+    cache: &Cache,
+    base: &BaseImage,
+    recipe: &Recipe,
+) -> Result<PythonFacts> {
     let stated = &recipe.python.stated;
     let name = base.name.to_string();
     let scan = if facts::needs_scan(&base.config, stated) {
@@ -104,14 +140,19 @@ async fn base_facts(client: &RegistryClient, cache: &Cache, base: &BaseImage, re
             None => {
                 let mut files = Vec::new();
                 for layer in &base.manifest.layers {
-                    let path = resolve::fetch_blob(client, cache, &base.location, &layer.digest).await.map_err(|e| {
-                        let hint = e.hint();
-                        Error::wrap(ErrorKind::Registry, e, hint)
-                    })?;
+                    let path = resolve::fetch_blob(client, cache, &base.location, &layer.digest)
+                        .await
+                        .map_err(|e| {
+                            let hint = e.hint();
+                            Error::wrap(ErrorKind::Registry, e, hint)
+                        })?;
                     files.push(path);
                 }
-                let scan = resolve::scan_layers(&files).map_err(io(format!("cannot read the layers of base `{name}`")))?;
-                cache.put_facts(&base.manifest_digest, &scan).map_err(io("cannot write to the cache"))?;
+                let scan = resolve::scan_layers(&files)
+                    .map_err(io(format!("cannot read the layers of base `{name}`")))?;
+                cache
+                    .put_facts(&base.manifest_digest, &scan)
+                    .map_err(io("cannot write to the cache"))?;
                 Some(scan)
             }
         }
@@ -127,9 +168,16 @@ async fn base_facts(client: &RegistryClient, cache: &Cache, base: &BaseImage, re
 /// (layer, kind, reused?)
 type Built = (NewLayer, LayerKind, bool);
 
-fn build_app_layers(opts: &BuildOptions, cache: &Cache, facts: &PythonFacts, owner: Owner) -> Result<Vec<Built>> {
+fn build_app_layers(
+    opts: &BuildOptions,
+    cache: &Cache,
+    facts: &PythonFacts,
+    owner: Owner,
+) -> Result<Vec<Built>> {
     let recipe = &opts.recipe;
-    let Some(source_dir) = &recipe.app.source else { return Ok(Vec::new()) };
+    let Some(source_dir) = &recipe.app.source else {
+        return Ok(Vec::new());
+    };
     let entries = app::collect(&app::AppSource {
         source_dir,
         destination: &recipe.app.destination,
@@ -138,16 +186,38 @@ fn build_app_layers(opts: &BuildOptions, cache: &Cache, facts: &PythonFacts, own
     })
     .map_err(|e| Error::wrap(ErrorKind::Input, e, Some(format!("fix the source tree under `{}` or exclude the file in the recipe's `[app] excludes`", source_dir.display()))))?;
     let key = plan::app_key(&entries, opts.epoch).map_err(io("cannot read the app's files"))?;
-    let mut out = vec![cached_layer(cache, &key, &format!("slipway: app → {}", recipe.app.destination), LayerKind::App, opts, || Ok((entries.clone(), None)))?];
+    let mut out = vec![cached_layer(
+        cache,
+        &key,
+        &format!("slipway: app → {}", recipe.app.destination),
+        LayerKind::App,
+        opts,
+        || Ok((entries.clone(), None)),
+    )?];
     if recipe.app.bytecode {
         let sources = app::python_sources(&entries);
         let bkey = plan::bytecode_key(&key, &facts.version);
-        out.push(cached_layer(cache, &bkey, "slipway: app bytecode", LayerKind::AppBytecode, opts, || compile(opts, cache, facts, &sources, &entries, owner).map(|(dir, e)| (e, Some(dir))))?);
+        out.push(cached_layer(
+            cache,
+            &bkey,
+            "slipway: app bytecode",
+            LayerKind::AppBytecode,
+            opts,
+            || {
+                compile(opts, cache, facts, &sources, &entries, owner)
+                    .map(|(dir, e)| (e, Some(dir)))
+            },
+        )?);
     }
     Ok(out)
 }
 
-fn build_site_packages_layers(opts: &BuildOptions, cache: &Cache, facts: &PythonFacts, owner: Owner) -> Result<Vec<Built>> {
+fn build_site_packages_layers(
+    opts: &BuildOptions,
+    cache: &Cache,
+    facts: &PythonFacts,
+    owner: Owner,
+) -> Result<Vec<Built>> {
     let py = &opts.recipe.python;
     if py.requirements.is_empty() && py.project.is_none() {
         return Ok(Vec::new());
@@ -156,8 +226,14 @@ fn build_site_packages_layers(opts: &BuildOptions, cache: &Cache, facts: &Python
     let mut requirement_files = Vec::new();
     for file in &py.requirements {
         requirement_files.push(plan::file_digest(file).map_err(|e| {
-            Error::new(ErrorKind::Input, format!("cannot read requirements file `{}`: {e}", file.display()))
-                .with_hint(format!("fix `[python] requirements` in `{}`", opts.recipe.file.display()))
+            Error::new(
+                ErrorKind::Input,
+                format!("cannot read requirements file `{}`: {e}", file.display()),
+            )
+            .with_hint(format!(
+                "fix `[python] requirements` in `{}`",
+                opts.recipe.file.display()
+            ))
         })?);
     }
     let uv_version = uv_version(&opts.uv)?;
@@ -168,7 +244,11 @@ fn build_site_packages_layers(opts: &BuildOptions, cache: &Cache, facts: &Python
         requirement_files,
         index_url: py.index_url.as_deref(),
         extra_index_urls: &py.extra_index_urls,
-        find_links: py.find_links.iter().map(|l| (l.clone(), plan::find_links_listing(l))).collect(),
+        find_links: py
+            .find_links
+            .iter()
+            .map(|l| (l.clone(), plan::find_links_listing(l)))
+            .collect(),
         offline: py.offline,
         allow_sdist: py.allow_sdist,
         epoch: opts.epoch,
@@ -176,26 +256,60 @@ fn build_site_packages_layers(opts: &BuildOptions, cache: &Cache, facts: &Python
     };
     let key = plan::site_packages_key(&inputs);
     let bkey = plan::bytecode_key(&key, &facts.version);
-    let label = format!("slipway: site-packages for {} ({python_platform})", facts.platform);
+    let label = format!(
+        "slipway: site-packages for {} ({python_platform})",
+        facts.platform
+    );
     let _lock = cache.lock(&key).map_err(io("cannot lock the cache"))?;
-    if let (Some(layer), Some(bytecode)) = (cache.layer(&key), cache.layer(&bkey).filter(|_| py.bytecode)) {
+    if let (Some(layer), Some(bytecode)) = (
+        cache.layer(&key),
+        cache.layer(&bkey).filter(|_| py.bytecode),
+    ) {
         opts.log.cache(&key, true);
         return Ok(vec![
-            (NewLayer { record: layer, created_by: label }, LayerKind::SitePackages, true),
-            (NewLayer { record: bytecode, created_by: "slipway: site-packages bytecode".into() }, LayerKind::SitePackagesBytecode, true),
+            (
+                NewLayer {
+                    record: layer,
+                    created_by: label,
+                },
+                LayerKind::SitePackages,
+                true,
+            ),
+            (
+                NewLayer {
+                    record: bytecode,
+                    created_by: "slipway: site-packages bytecode".into(),
+                },
+                LayerKind::SitePackagesBytecode,
+                true,
+            ),
         ]);
     }
     if !py.bytecode {
         if let Some(layer) = cache.layer(&key) {
             opts.log.cache(&key, true);
-            return Ok(vec![(NewLayer { record: layer, created_by: label }, LayerKind::SitePackages, true)]);
+            return Ok(vec![(
+                NewLayer {
+                    record: layer,
+                    created_by: label,
+                },
+                LayerKind::SitePackages,
+                true,
+            )]);
         }
     }
     opts.log.cache(&key, false);
-    opts.log.step(&format!("installing wheels for {python_platform}, Python {}", facts.version));
-    let scratch = cache.temp_dir("site-packages").map_err(io("cannot create a temp dir in the cache"))?;
+    opts.log.step(&format!(
+        "installing wheels for {python_platform}, Python {}",
+        facts.version
+    ));
+    let scratch = cache
+        .temp_dir("site-packages")
+        .map_err(io("cannot create a temp dir in the cache"))?;
     let staging = scratch.path().join("prefix");
-    let host_python = find_python(opts, facts).ok().unwrap_or_else(|| PathBuf::from("python3"));
+    let host_python = find_python(opts, facts)
+        .ok()
+        .unwrap_or_else(|| PathBuf::from("python3"));
     sitepackages::install(&sitepackages::UvInstall {
         uv: opts.uv.clone(),
         host_python,
@@ -215,15 +329,30 @@ fn build_site_packages_layers(opts: &BuildOptions, cache: &Cache, facts: &Python
         bin_dir: facts.bin_dir.clone(),
         interpreter: facts.interpreter.clone(),
     };
-    let entries = sitepackages::collect(&staging, &layout, owner).map_err(|e| Error::wrap(ErrorKind::Dependencies, e, None))?;
+    let entries = sitepackages::collect(&staging, &layout, owner)
+        .map_err(|e| Error::wrap(ErrorKind::Dependencies, e, None))?;
     let entries = layers::normalise(entries, Owner::default());
     let record = write_into_cache(cache, &key, &entries, opts.epoch)?;
-    let mut out = vec![(NewLayer { record, created_by: label }, LayerKind::SitePackages, false)];
+    let mut out = vec![(
+        NewLayer {
+            record,
+            created_by: label,
+        },
+        LayerKind::SitePackages,
+        false,
+    )];
     if py.bytecode {
         let sources = app::python_sources(&entries);
         let (_pyc_dir, pyc) = compile(opts, cache, facts, &sources, &entries, owner)?;
         let record = write_into_cache(cache, &bkey, &pyc, opts.epoch)?;
-        out.push((NewLayer { record, created_by: "slipway: site-packages bytecode".into() }, LayerKind::SitePackagesBytecode, false));
+        out.push((
+            NewLayer {
+                record,
+                created_by: "slipway: site-packages bytecode".into(),
+            },
+            LayerKind::SitePackagesBytecode,
+            false,
+        ));
     }
     Ok(out)
 }
@@ -247,43 +376,86 @@ fn cached_layer(
         }
     };
     opts.log.cache(key, reused);
-    Ok((NewLayer { record, created_by: created_by.to_string() }, kind, reused))
+    Ok((
+        NewLayer {
+            record,
+            created_by: created_by.to_string(),
+        },
+        kind,
+        reused,
+    ))
 }
 
-fn write_into_cache(cache: &Cache, key: &str, entries: &[Entry], epoch: u64) -> Result<LayerRecord> {
-    let scratch = cache.temp_dir("layer").map_err(io("cannot create a temp dir in the cache"))?;
-    let blob = tarball::write_layer(entries, epoch, &scratch.path().join("layer.tar.gz")).map_err(io(format!("cannot write layer `{key}`")))?;
-    cache.insert_blob(&blob.path, &blob.digest).map_err(io("cannot write to the cache"))?;
-    let record = LayerRecord { digest: blob.digest, diff_id: blob.diff_id, size: blob.size, uncompressed_size: blob.uncompressed_size };
-    cache.put_layer(key, &record).map_err(io("cannot write to the cache"))?;
+fn write_into_cache(
+    cache: &Cache,
+    key: &str,
+    entries: &[Entry],
+    epoch: u64,
+) -> Result<LayerRecord> {
+    let scratch = cache
+        .temp_dir("layer")
+        .map_err(io("cannot create a temp dir in the cache"))?;
+    let blob = tarball::write_layer(entries, epoch, &scratch.path().join("layer.tar.gz"))
+        .map_err(io(format!("cannot write layer `{key}`")))?;
+    cache
+        .insert_blob(&blob.path, &blob.digest)
+        .map_err(io("cannot write to the cache"))?;
+    let record = LayerRecord {
+        digest: blob.digest,
+        diff_id: blob.diff_id,
+        size: blob.size,
+        uncompressed_size: blob.uncompressed_size,
+    };
+    cache
+        .put_layer(key, &record)
+        .map_err(io("cannot write to the cache"))?;
     Ok(record)
 }
 
 /// Compiles `sources`; the returned dir holds the `.pyc` files the entries point at.
 /// `lower` is the layer the sources come from: the bytecode layer copies its
 /// directories' owners and modes.
-fn compile(opts: &BuildOptions, cache: &Cache, facts: &PythonFacts, sources: &[(PathBuf, String)], lower: &[Entry], owner: Owner) -> Result<(tempfile::TempDir, Vec<Entry>)> {
+fn compile(
+    opts: &BuildOptions,
+    cache: &Cache,
+    facts: &PythonFacts,
+    sources: &[(PathBuf, String)],
+    lower: &[Entry],
+    owner: Owner,
+) -> Result<(tempfile::TempDir, Vec<Entry>)> {
     let python = find_python(opts, facts)?;
-    let scratch = cache.temp_dir("pyc").map_err(io("cannot create a temp dir in the cache"))?;
-    let entries = bytecode::compile(&python, sources, scratch.path(), owner).map_err(|e| Error::wrap(ErrorKind::Input, e, None))?;
+    let scratch = cache
+        .temp_dir("pyc")
+        .map_err(io("cannot create a temp dir in the cache"))?;
+    let entries = bytecode::compile(&python, sources, scratch.path(), owner)
+        .map_err(|e| Error::wrap(ErrorKind::Input, e, None))?;
     Ok((scratch, layers::normalise_over(entries, lower)))
 }
 
 fn find_python(opts: &BuildOptions, facts: &PythonFacts) -> Result<PathBuf> {
-    bytecode::find_python(&facts.version, opts.python.as_deref()).map_err(|e| Error::wrap(ErrorKind::Input, e, None))
+    bytecode::find_python(&facts.version, opts.python.as_deref())
+        .map_err(|e| Error::wrap(ErrorKind::Input, e, None))
 }
 
 fn uv_version(uv: &Path) -> Result<String> {
-    let out = std::process::Command::new(uv).arg("--version").output().map_err(|e| {
-        Error::new(ErrorKind::Input, format!("cannot run uv (`{}`): {e}", uv.display()))
+    let out = std::process::Command::new(uv)
+        .arg("--version")
+        .output()
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::Input,
+                format!("cannot run uv (`{}`): {e}", uv.display()),
+            )
             .with_hint("install uv (`pip install uv`) or point `--uv` / `SLIPWAY_UV` at it")
-    })?;
+        })?;
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// `1000`, `1000:1000` or `app` (a name: files stay root-owned; only the config says `app`).
 pub fn owner_of(user: Option<&str>) -> Owner {
-    let Some(user) = user else { return Owner::default() };
+    let Some(user) = user else {
+        return Owner::default();
+    };
     let (u, g) = user.split_once(':').unwrap_or((user, user));
     match (u.parse(), g.parse()) {
         (Ok(uid), Ok(gid)) => Owner { uid, gid },
@@ -292,15 +464,23 @@ pub fn owner_of(user: Option<&str>) -> Owner {
     }
 }
 
-async fn publish_to(client: &RegistryClient, cache: &Cache, image: &Publishable<'_>, dest: &Destination, log: &crate::report::Log) -> Result<Vec<BlobReport>> {
+async fn publish_to(
+    client: &RegistryClient,
+    cache: &Cache,
+    image: &Publishable<'_>,
+    dest: &Destination,
+    log: &crate::report::Log,
+) -> Result<Vec<BlobReport>> {
     if !matches!(dest, Destination::Push(_)) {
         // Layouts and archives hold every blob: bring base layers into the cache.
         for (img, base) in &image.images {
             for layer in &img.layers[..img.new_from] {
-                resolve::fetch_blob(client, cache, &base.location, &layer.digest).await.map_err(|e| {
-                    let hint = e.hint();
-                    Error::wrap(ErrorKind::Registry, e, hint)
-                })?;
+                resolve::fetch_blob(client, cache, &base.location, &layer.digest)
+                    .await
+                    .map_err(|e| {
+                        let hint = e.hint();
+                        Error::wrap(ErrorKind::Registry, e, hint)
+                    })?;
             }
         }
     }
@@ -308,18 +488,23 @@ async fn publish_to(client: &RegistryClient, cache: &Cache, image: &Publishable<
     match dest {
         Destination::Push(reference) => {
             log.step(&format!("pushing to `{reference}`"));
-            publish::registry::push(client, cache, image, reference).await.map_err(|e| {
-                let hint = e.hint();
-                Error::wrap(ErrorKind::Registry, e, hint)
-            })
+            publish::registry::push(client, cache, image, reference)
+                .await
+                .map_err(|e| {
+                    let hint = e.hint();
+                    Error::wrap(ErrorKind::Registry, e, hint)
+                })
         }
         Destination::OciLayout(dir) => {
             log.step(&format!("writing OCI layout `{}`", dir.display()));
-            publish::layout::write(image, dir, "latest", &local).map_err(io(format!("cannot write OCI layout `{}`", dir.display())))
+            publish::layout::write(image, dir, "latest", &local)
+                .map_err(io(format!("cannot write OCI layout `{}`", dir.display())))
         }
         Destination::DockerArchive(file) => {
             log.step(&format!("writing docker archive `{}`", file.display()));
-            let scratch = cache.temp_dir("archive").map_err(io("cannot create a temp dir in the cache"))?;
+            let scratch = cache
+                .temp_dir("archive")
+                .map_err(io("cannot create a temp dir in the cache"))?;
             publish::archive::write(image, file, None, scratch.path(), &local).map_err(|e| {
                 let hint = e.hint();
                 Error::wrap(ErrorKind::Other, e, hint)

@@ -5,19 +5,19 @@
 //! `registry` and `cache` are the edges that touch the outside world.
 
 pub mod assemble;
+pub mod build;
 pub mod cache;
+pub mod config;
 pub mod digest;
+pub mod error;
 pub mod facts;
 pub mod layers;
 pub mod oci;
+pub mod plan;
 pub mod platform;
 pub mod publish;
 pub mod recipe;
 pub mod reference;
 pub mod registry;
-pub mod resolve;
-pub mod build;
-pub mod config;
-pub mod error;
-pub mod plan;
 pub mod report;
+pub mod resolve;

@@ -152,8 +152,8 @@ impl BuildReport {
             );
             let _ = writeln!(
                 out,
-                "  {:<24} {:>12} {:>14}  {:<9} {}",
-                "layer", "compressed", "uncompressed", "cache", "digest"
+                "  {:<24} {:>12} {:>14}  {:<9} digest",
+                "layer", "compressed", "uncompressed", "cache"
             );
             for l in &p.layers {
                 let kind = serde_json::to_value(l.kind)

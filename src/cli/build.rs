@@ -1,0 +1,120 @@
+//! `slipway build`: recipe → image, published.
+
+use super::{input_error, registry_client, CommonArgs};
+use clap::Args;
+use slipway::build::{self, BuildOptions};
+use slipway::error::{Error, ErrorKind, Result};
+use slipway::platform::Platform;
+use slipway::recipe::{self, Destination};
+use slipway::reference::Reference;
+use slipway::report::Log;
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct BuildArgs {
+    /// The recipe file (TOML; see the README for every key).
+    pub recipe: PathBuf,
+    /// Push to this registry reference (overrides the recipe's destination).
+    #[arg(long, value_name = "REF", conflicts_with_all = ["oci_layout", "docker_archive"])]
+    pub push: Option<String>,
+    /// Write an OCI image layout to this dir (overrides the recipe's destination).
+    #[arg(long, value_name = "DIR", conflicts_with = "docker_archive")]
+    pub oci_layout: Option<PathBuf>,
+    /// Write a docker-archive tar to this file (overrides the recipe's destination).
+    #[arg(long, value_name = "FILE")]
+    pub docker_archive: Option<PathBuf>,
+    /// Build for these platforms instead of the recipe's (repeatable, e.g. linux/arm64).
+    #[arg(long = "platform", value_name = "OS/ARCH")]
+    pub platforms: Vec<String>,
+    /// Read the base image from this OCI layout dir instead of a registry.
+    #[arg(long, value_name = "DIR")]
+    pub base_layout: Option<PathBuf>,
+    /// Also look for wheels here (added to the recipe's `find_links`). Repeatable.
+    #[arg(long = "find-links", value_name = "DIR")]
+    pub find_links: Vec<String>,
+    /// Install only from find-links: uv gets no index and no network.
+    #[arg(long)]
+    pub offline: bool,
+    /// A CPython of the base's minor version, used to compile bytecode.
+    #[arg(long, value_name = "PATH", env = "SLIPWAY_PYTHON")]
+    pub python: Option<PathBuf>,
+    /// The uv executable.
+    #[arg(long, value_name = "PATH", env = "SLIPWAY_UV", default_value = "uv")]
+    pub uv: PathBuf,
+    /// Timestamp for every file and the config's `created` (also read from the recipe).
+    #[arg(long, env = "SOURCE_DATE_EPOCH", value_name = "SECONDS")]
+    pub source_date_epoch: Option<u64>,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+pub async fn run(args: BuildArgs) -> Result<()> {
+    let mut recipe = recipe::load(&args.recipe).map_err(|e| {
+        let hint = e.hint();
+        Error::wrap(ErrorKind::Input, e, hint)
+    })?;
+    if !args.platforms.is_empty() {
+        recipe.platforms = args
+            .platforms
+            .iter()
+            .map(|p| Platform::parse(p).map_err(input_error))
+            .collect::<Result<_>>()?;
+    }
+    for link in &args.find_links {
+        let path = std::path::Path::new(link);
+        let link = if path.is_relative() && !link.contains("://") {
+            std::env::current_dir()
+                .map(|d| d.join(path).to_string_lossy().into_owned())
+                .unwrap_or_else(|_| link.clone())
+        } else {
+            link.clone()
+        };
+        recipe.python.find_links.push(link);
+    }
+    recipe.python.offline |= args.offline;
+    let destination = match (&args.push, &args.oci_layout, &args.docker_archive) {
+        (Some(r), _, _) => Destination::Push(Reference::parse(r).map_err(|e| input_error(format!("--push: {e}")))?),
+        (_, Some(dir), _) => Destination::OciLayout(dir.clone()),
+        (_, _, Some(file)) => Destination::DockerArchive(file.clone()),
+        _ => recipe.destination.clone().ok_or_else(|| {
+            input_error(format!("recipe `{}` says nowhere to put the image", args.recipe.display()))
+                .with_hint("pass `--push REGISTRY/REPO:TAG`, `--oci-layout DIR` or `--docker-archive FILE`, or set `push` in the recipe")
+        })?,
+    };
+    let common = &args.common;
+    let (client, mirrors) = registry_client(common)?;
+    let log = Log {
+        quiet: common.quiet || common.json,
+        verbose: common.verbose,
+    };
+    let options = BuildOptions {
+        epoch: args
+            .source_date_epoch
+            .or(recipe.source_date_epoch)
+            .unwrap_or(0),
+        recipe,
+        destination,
+        cache_dir: common
+            .cache_dir
+            .clone()
+            .unwrap_or_else(slipway::cache::Cache::default_dir),
+        mirrors,
+        base_layout: args.base_layout.clone(),
+        python: args.python.clone(),
+        uv: args.uv.clone(),
+        log,
+    };
+    let report = build::build(&client, &options).await?;
+    if common.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("report serialises")
+        );
+    } else {
+        if !common.quiet {
+            eprint!("{}", report.table());
+        }
+        println!("{}@{}", report.destination, report.digest);
+    }
+    Ok(())
+}

@@ -1,0 +1,119 @@
+//! Command-line arguments (clap derive; doc comments are the help text) and
+//! the thin glue from arguments to library calls, one file per subcommand.
+
+pub mod build;
+pub mod bundle;
+pub mod init;
+pub mod inspect;
+
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use slipway::error::{Error, ErrorKind, Result};
+use slipway::registry::{RegistryClient, RegistryOptions};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Build small, reproducible OCI images for Python apps — no Docker daemon, no root.
+#[derive(Parser, Debug)]
+#[command(name = "slipway", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Build the image a recipe describes and publish it (registry, OCI layout or docker archive).
+    Build(Box<build::BuildArgs>),
+    /// Show an image's platforms, layers, history, config and the weight of each Python distribution.
+    Inspect(inspect::InspectArgs),
+    /// Gather everything a recipe needs (base image, wheels) into one dir for air-gapped builds.
+    Bundle(bundle::BundleArgs),
+    /// Write a commented recipe for the project in the current (or given) dir.
+    Init(init::InitArgs),
+    /// Print shell completions (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Args, Debug)]
+pub struct CommonArgs {
+    /// Cache dir for layers and base blobs [default: $XDG_CACHE_HOME/slipway].
+    #[arg(long, value_name = "DIR", env = "SLIPWAY_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Allow plain HTTP to this registry (loopback registries always may). Repeatable.
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub insecure_registries: Vec<String>,
+    /// Pull images of registry FROM from registry TO (e.g. docker.io=mirror:5000). Repeatable.
+    #[arg(long = "registry-mirror", value_name = "FROM=TO")]
+    pub mirrors: Vec<String>,
+    /// The slipway config file [default: ~/.config/slipway/config.toml].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Attempts per registry request on 429/5xx/connection errors.
+    #[arg(long, default_value_t = 5)]
+    pub retries: u32,
+    /// Seconds to wait for a registry to connect or answer.
+    #[arg(long, default_value_t = 60)]
+    pub timeout: u64,
+    /// Print one JSON document describing the result instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Print nothing but errors (and the result).
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Print each registry request (credentials redacted) and each cache decision.
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
+pub async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Build(args) => build::run(*args).await,
+        Command::Inspect(args) => inspect::run(args).await,
+        Command::Bundle(args) => bundle::run(args).await,
+        Command::Init(args) => init::run(args),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "slipway",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
+    }
+}
+
+pub fn input_error(message: String) -> Error {
+    Error::new(ErrorKind::Input, message)
+}
+
+/// A registry client plus the mirrors to use for pulls, from flags and the config file.
+pub fn registry_client(
+    common: &CommonArgs,
+) -> Result<(RegistryClient, std::collections::BTreeMap<String, String>)> {
+    let config_path = common.config.clone().or_else(slipway::config::default_path);
+    let config = slipway::config::load(config_path.as_deref()).map_err(input_error)?;
+    let mut mirrors = config.mirrors;
+    for m in &common.mirrors {
+        let (from, to) = m.split_once('=').ok_or_else(|| {
+            input_error(format!(
+                "--registry-mirror `{m}` is not FROM=TO (e.g. docker.io=mirror:5000)"
+            ))
+        })?;
+        mirrors.insert(from.to_string(), to.to_string());
+    }
+    let mut insecure = config.insecure_registries;
+    insecure.extend(common.insecure_registries.iter().cloned());
+    let options = RegistryOptions {
+        insecure,
+        timeout: Duration::from_secs(common.timeout),
+        retries: common.retries,
+        docker_config: None,
+        verbose: common.verbose,
+    };
+    let client = RegistryClient::new(options).map_err(|e| {
+        let hint = e.hint();
+        Error::wrap(ErrorKind::Registry, e, hint)
+    })?;
+    Ok((client, mirrors))
+}
