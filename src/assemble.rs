@@ -34,8 +34,12 @@ pub struct AssembledImage {
 
 #[derive(Debug, thiserror::Error)]
 pub enum AssembleError {
-    #[error("the image would have {0} layers; container runtimes refuse more than 127")]
-    TooManyLayers(usize),
+    #[error("the image would have {} layers ({base_layers} from base `{base}` + {new_layers} new); container runtimes refuse more than 127", base_layers + new_layers)]
+    TooManyLayers {
+        base: String,
+        base_layers: usize,
+        new_layers: usize,
+    },
     #[error("base image config is not a JSON object with `config` and `rootfs`")]
     BadBaseConfig,
 }
@@ -71,9 +75,12 @@ pub fn assemble(
     epoch: u64,
     extra_annotations: &BTreeMap<String, String>,
 ) -> Result<AssembledImage, AssembleError> {
-    let total = base.manifest.layers.len() + new_layers.len();
-    if total > MAX_LAYERS {
-        return Err(AssembleError::TooManyLayers(total));
+    if base.manifest.layers.len() + new_layers.len() > MAX_LAYERS {
+        return Err(AssembleError::TooManyLayers {
+            base: base.name.to_string(),
+            base_layers: base.manifest.layers.len(),
+            new_layers: new_layers.len(),
+        });
     }
     let created = rfc3339(epoch);
     let mut config = base.config.clone();
@@ -389,7 +396,11 @@ mod tests {
                 0,
                 &BTreeMap::new()
             ),
-            Err(AssembleError::TooManyLayers(128))
+            Err(AssembleError::TooManyLayers {
+                base_layers: 1,
+                new_layers: 127,
+                ..
+            })
         ));
     }
 

@@ -6,7 +6,7 @@ use crate::assemble::{self, NewLayer};
 use crate::cache::{Cache, LayerRecord};
 use crate::error::{io, Error, ErrorKind, Result};
 use crate::facts::{self, PythonFacts};
-use crate::layers::{self, app, bytecode, sitepackages, tarball, Entry, Owner};
+use crate::layers::{self, app, bytecode, deps, sitepackages, tarball, Entry, Owner};
 use crate::plan;
 use crate::publish::{self, BlobReport, Publishable};
 use crate::recipe::{Destination, Recipe};
@@ -15,6 +15,7 @@ use crate::report::{BuildReport, LayerKind, PlatformReport, Timings};
 use crate::resolve::{self, BaseImage};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 pub struct BuildOptions {
@@ -25,6 +26,9 @@ pub struct BuildOptions {
     pub mirrors: BTreeMap<String, String>,
     /// Read the base from this OCI layout instead of a registry.
     pub base_layout: Option<PathBuf>,
+    /// Offline from a bundle (`slipway bundle`): its pinned wheels replace
+    /// the recipe's requirements sources (its base layout is `base_layout`).
+    pub bundle: Option<crate::bundle::Bundle>,
     /// CPython of the base's minor version for bytecode (else found).
     pub python: Option<PathBuf>,
     pub uv: PathBuf,
@@ -75,10 +79,11 @@ pub async fn build(client: &RegistryClient, opts: &BuildOptions) -> Result<Build
     let mut images = Vec::new();
     let mut platform_reports = Vec::new();
     let t = Instant::now();
+    // source, revision (git) and version (tag); created and base.* come from assemble.
+    let annotations = crate::provenance::for_build(recipe, &opts.destination);
     for (base, facts) in bases.iter().zip(&all_facts) {
         let mut new_layers = build_site_packages_layers(opts, &cache, facts, owner)?;
         new_layers.extend(app_layers.iter().cloned());
-        let annotations = BTreeMap::new();
         let image = assemble::assemble(
             base,
             &new_layers
@@ -100,7 +105,7 @@ pub async fn build(client: &RegistryClient, opts: &BuildOptions) -> Result<Build
         images.push(image);
     }
     timings.site_packages = t.elapsed().as_secs_f64();
-    let index = (images.len() > 1).then(|| assemble::index(&images, &BTreeMap::new()));
+    let index = (images.len() > 1).then(|| assemble::index(&images, &annotations));
     let publishable = Publishable {
         images: images.iter().zip(&bases).collect(),
         index,
@@ -110,6 +115,8 @@ pub async fn build(client: &RegistryClient, opts: &BuildOptions) -> Result<Build
     let blobs = publish_to(client, &cache, &publishable, &opts.destination, log).await?;
     timings.publish = t.elapsed().as_secs_f64();
     timings.total = started.elapsed().as_secs_f64();
+    timings.compress_seconds = COMPRESS_NANOS.load(Ordering::Relaxed) as f64 / 1e9;
+    timings.compress_bytes = COMPRESS_BYTES.load(Ordering::Relaxed);
     let mut report = BuildReport {
         destination: describe(&opts.destination),
         digest: publishable.digest(),
@@ -126,7 +133,7 @@ pub async fn build(client: &RegistryClient, opts: &BuildOptions) -> Result<Build
 /// Facts for one platform's base: from the cache, else the config (+ a scan
 /// of the base layers when the config alone can't tell), then checked
 /// against what the recipe states.
-async fn base_facts(
+pub async fn base_facts(
     client: &RegistryClient,
     cache: &Cache,
     base: &BaseImage,
@@ -184,7 +191,10 @@ fn build_app_layers(
         excludes: &recipe.app.excludes,
         owner,
     })
-    .map_err(|e| Error::wrap(ErrorKind::Input, e, Some(format!("fix the source tree under `{}` or exclude the file in the recipe's `[app] excludes`", source_dir.display()))))?;
+    .map_err(|e| {
+        let hint = e.hint(source_dir);
+        Error::wrap(ErrorKind::Input, e, hint)
+    })?;
     let key = plan::app_key(&entries, opts.epoch).map_err(io("cannot read the app's files"))?;
     let mut out = vec![cached_layer(
         cache,
@@ -223,33 +233,48 @@ fn build_site_packages_layers(
         return Ok(Vec::new());
     }
     let python_platform = facts.platform.uv_python_platform(&facts.libc);
-    let mut requirement_files = Vec::new();
-    for file in &py.requirements {
-        requirement_files.push(plan::file_digest(file).map_err(|e| {
-            Error::new(
-                ErrorKind::Input,
-                format!("cannot read requirements file `{}`: {e}", file.display()),
-            )
-            .with_hint(format!(
-                "fix `[python] requirements` in `{}`",
-                opts.recipe.file.display()
-            ))
-        })?);
-    }
+    let scratch = cache
+        .temp_dir("site-packages")
+        .map_err(io("cannot create a temp dir in the cache"))?;
+    let host_python = find_python(opts, facts)
+        .ok()
+        .unwrap_or_else(|| PathBuf::from("python3"));
+    let pinned = match &opts.bundle {
+        Some(bundle) => Some(bundle.pinned(&facts.platform).map_err(|e| {
+            let hint = e.hint();
+            Error::wrap(ErrorKind::Input, e, hint)
+        })?),
+        None => None,
+    };
+    let deps = deps::plan(&deps::Request {
+        python: py,
+        pinned: pinned.as_ref(),
+        uv: &opts.uv,
+        host_python: &host_python,
+        scratch: scratch.path(),
+    })
+    .map_err(|e| {
+        let hint = e.hint();
+        let kind = match e {
+            deps::DepsError::Read { .. } => ErrorKind::Input,
+            deps::DepsError::Project(_) => ErrorKind::Dependencies,
+        };
+        Error::wrap(kind, e, hint)
+    })?;
     let uv_version = uv_version(&opts.uv)?;
     let inputs = plan::SitePackagesInputs {
         uv_version: &uv_version,
         python_platform: &python_platform,
         facts,
-        requirement_files,
-        index_url: py.index_url.as_deref(),
-        extra_index_urls: &py.extra_index_urls,
-        find_links: py
+        requirement_files: deps.key_files.clone(),
+        index_url: deps.index_url.as_deref(),
+        extra_index_urls: &deps.extra_index_urls,
+        find_links: deps
             .find_links
             .iter()
             .map(|l| (l.clone(), plan::find_links_listing(l)))
             .collect(),
-        offline: py.offline,
+        offline: deps.offline,
         allow_sdist: py.allow_sdist,
         epoch: opts.epoch,
         owner,
@@ -303,27 +328,26 @@ fn build_site_packages_layers(
         "installing wheels for {python_platform}, Python {}",
         facts.version
     ));
-    let scratch = cache
-        .temp_dir("site-packages")
-        .map_err(io("cannot create a temp dir in the cache"))?;
     let staging = scratch.path().join("prefix");
-    let host_python = find_python(opts, facts)
-        .ok()
-        .unwrap_or_else(|| PathBuf::from("python3"));
     sitepackages::install(&sitepackages::UvInstall {
         uv: opts.uv.clone(),
         host_python,
-        requirements: py.requirements.clone(),
+        requirements: deps.requirements.clone(),
+        require_hashes: deps.require_hashes,
+        wheels: deps.wheels.clone(),
         python_platform: python_platform.clone(),
         python_version: facts.version.clone(),
-        index_url: py.index_url.clone(),
-        extra_index_urls: py.extra_index_urls.clone(),
-        find_links: py.find_links.clone(),
-        offline: py.offline,
+        index_url: deps.index_url.clone(),
+        extra_index_urls: deps.extra_index_urls.clone(),
+        find_links: deps.find_links.clone(),
+        offline: deps.offline,
         allow_sdist: py.allow_sdist,
         staging: staging.clone(),
     })
-    .map_err(|e| Error::wrap(ErrorKind::Dependencies, e, None))?;
+    .map_err(|e| {
+        let hint = opts.bundle.as_ref().map(|b| b.missing_hint());
+        Error::wrap(ErrorKind::Dependencies, e, hint)
+    })?;
     let layout = sitepackages::PythonLayout {
         site_packages: facts.site_packages.clone(),
         bin_dir: facts.bin_dir.clone(),
@@ -332,6 +356,7 @@ fn build_site_packages_layers(
     let entries = sitepackages::collect(&staging, &layout, owner)
         .map_err(|e| Error::wrap(ErrorKind::Dependencies, e, None))?;
     let entries = layers::normalise(entries, Owner::default());
+    opts.log.step("writing the site-packages layer");
     let record = write_into_cache(cache, &key, &entries, opts.epoch)?;
     let mut out = vec![(
         NewLayer {
@@ -343,6 +368,7 @@ fn build_site_packages_layers(
     )];
     if py.bytecode {
         let sources = app::python_sources(&entries);
+        opts.log.step("compiling site-packages bytecode");
         let (_pyc_dir, pyc) = compile(opts, cache, facts, &sources, &entries, owner)?;
         let record = write_into_cache(cache, &bkey, &pyc, opts.epoch)?;
         out.push((
@@ -370,6 +396,10 @@ fn cached_layer(
     let (record, reused) = match cache.layer(key) {
         Some(record) => (record, true),
         None => {
+            opts.log.step(&format!(
+                "building {}",
+                created_by.trim_start_matches("slipway: ")
+            ));
             // `_scratch` holds the entries' files until the layer is written.
             let (entries, _scratch) = entries()?;
             (write_into_cache(cache, key, &entries, opts.epoch)?, false)
@@ -386,6 +416,10 @@ fn cached_layer(
     ))
 }
 
+/// Time and bytes of layer writing, for the report's timings (one build per process).
+static COMPRESS_NANOS: AtomicU64 = AtomicU64::new(0);
+static COMPRESS_BYTES: AtomicU64 = AtomicU64::new(0);
+
 fn write_into_cache(
     cache: &Cache,
     key: &str,
@@ -395,8 +429,11 @@ fn write_into_cache(
     let scratch = cache
         .temp_dir("layer")
         .map_err(io("cannot create a temp dir in the cache"))?;
+    let started = Instant::now();
     let blob = tarball::write_layer(entries, epoch, &scratch.path().join("layer.tar.gz"))
         .map_err(io(format!("cannot write layer `{key}`")))?;
+    COMPRESS_NANOS.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    COMPRESS_BYTES.fetch_add(blob.uncompressed_size, Ordering::Relaxed);
     cache
         .insert_blob(&blob.path, &blob.digest)
         .map_err(io("cannot write to the cache"))?;

@@ -12,6 +12,10 @@ use std::path::{Path, PathBuf};
 
 pub struct Cache {
     root: PathBuf,
+    /// This process's scratch dir, `tmp/build-XXXX.d`, claimed by holding an
+    /// exclusive lock on `tmp/build-XXXX.lock` while the `Cache` lives.
+    tmp: PathBuf,
+    tmp_lock: Option<File>,
 }
 
 /// A finished layer as remembered by the cache (its bytes live in the blob store).
@@ -43,12 +47,20 @@ impl Cache {
         home.join(".cache").join("slipway")
     }
 
+    /// Opens (creating) the cache and claims a scratch dir for this process.
+    /// Scratch dirs of builds that are gone (killed: their lock is free)
+    /// are removed first, so a killed build leaves nothing behind for long.
     pub fn open(root: &Path) -> io::Result<Cache> {
         for sub in ["blobs/sha256", "layers", "facts", "locks", "tmp"] {
             fs::create_dir_all(root.join(sub))?;
         }
+        let tmp_root = root.join("tmp");
+        remove_stale_scratch(&tmp_root);
+        let (tmp, lock) = claim_scratch(&tmp_root)?;
         Ok(Cache {
             root: root.to_path_buf(),
+            tmp,
+            tmp_lock: Some(lock),
         })
     }
 
@@ -65,11 +77,11 @@ impl Cache {
     }
 
     /// A scratch dir inside the cache (same file system, so renames are atomic);
-    /// removed when dropped, so a killed build leaves only `tmp/` garbage.
+    /// removed when dropped. A killed build's are removed by the next `open`.
     pub fn temp_dir(&self, prefix: &str) -> io::Result<tempfile::TempDir> {
         tempfile::Builder::new()
             .prefix(prefix)
-            .tempdir_in(self.root.join("tmp"))
+            .tempdir_in(&self.tmp)
     }
 
     /// Moves a finished file into the blob store under its digest.
@@ -139,11 +151,84 @@ impl Cache {
     }
 
     fn write_atomic(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
-        let mut temp = tempfile::NamedTempFile::new_in(self.root.join("tmp"))?;
+        let mut temp = tempfile::NamedTempFile::new_in(&self.tmp)?;
         temp.write_all(bytes)?;
         temp.as_file().sync_all()?;
         temp.persist(path).map_err(|e| e.error)?;
         Ok(())
+    }
+}
+
+impl Drop for Cache {
+    fn drop(&mut self) {
+        // Still holding the lock: nobody else removes these meanwhile.
+        let _ = fs::remove_dir_all(&self.tmp);
+        let _ = fs::remove_file(self.tmp.with_extension("lock"));
+        drop(self.tmp_lock.take());
+    }
+}
+
+/// Creates `tmp/build-XXXX.lock`, locks it, then creates `tmp/build-XXXX.d`.
+fn claim_scratch(tmp_root: &Path) -> io::Result<(PathBuf, File)> {
+    use std::os::unix::fs::MetadataExt;
+    loop {
+        let (file, lock_path) = tempfile::Builder::new()
+            .prefix("build-")
+            .suffix(".lock")
+            .tempfile_in(tmp_root)?
+            .keep()
+            .map_err(|e| e.error)?;
+        fs2::FileExt::lock_exclusive(&file)?;
+        // A concurrent `remove_stale_scratch` may have taken the file for a
+        // dead build's between its creation and our lock: then start over.
+        let ours = file.metadata()?;
+        match fs::metadata(&lock_path) {
+            Ok(now) if now.dev() == ours.dev() && now.ino() == ours.ino() => {
+                let dir = lock_path.with_extension("d");
+                fs::create_dir(&dir)?;
+                return Ok((dir, file));
+            }
+            _ => continue,
+        }
+    }
+}
+
+/// Removes the scratch dirs whose owner is gone: `build-*.lock` files that
+/// can be locked (a live build holds its lock) with their `build-*.d` dirs,
+/// `.d` dirs without a lock file, and anything else older than a day
+/// (scratch of older versions that had no lock).
+fn remove_stale_scratch(tmp_root: &Path) {
+    let Ok(entries) = fs::read_dir(tmp_root) else {
+        return;
+    };
+    let day = std::time::Duration::from_secs(24 * 3600);
+    for entry in entries.filter_map(Result::ok) {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("build-") && name.ends_with(".lock") {
+            let Ok(file) = fs::OpenOptions::new().read(true).write(true).open(&path) else {
+                continue;
+            };
+            if fs2::FileExt::try_lock_exclusive(&file).is_ok() {
+                let _ = fs::remove_dir_all(path.with_extension("d"));
+                let _ = fs::remove_file(&path);
+            }
+        } else if name.starts_with("build-") && name.ends_with(".d") {
+            // Dirs are made only after their lock file exists and is locked.
+            if !path.with_extension("lock").exists() {
+                let _ = fs::remove_dir_all(&path);
+            }
+        } else {
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > day);
+            if old {
+                let _ = fs::remove_dir_all(&path).or_else(|_| fs::remove_file(&path));
+            }
+        }
     }
 }
 
@@ -170,5 +255,39 @@ mod tests {
             None,
             "a record whose blob is gone is a miss"
         );
+    }
+
+    fn tmp_entries(root: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(root.join("tmp"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn scratch_of_dead_builds_is_removed_and_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = Cache::open(dir.path()).unwrap();
+        let scratch = live.temp_dir("layer").unwrap();
+        // A killed build: its lock file (unlocked) and dir with a partial file.
+        let tmp = dir.path().join("tmp");
+        fs::write(tmp.join("build-dead.lock"), b"").unwrap();
+        fs::create_dir_all(tmp.join("build-dead.d/layer123")).unwrap();
+        fs::write(tmp.join("build-dead.d/layer123/layer.tar.gz"), b"partial").unwrap();
+        fs::create_dir_all(tmp.join("build-orphan.d")).unwrap();
+        // Fresh scratch of an older version (no lock): kept for a day.
+        fs::create_dir_all(tmp.join("site-packagesXYZ")).unwrap();
+        let second = Cache::open(dir.path()).unwrap();
+        let names = tmp_entries(dir.path());
+        assert!(!names.iter().any(|n| n.contains("dead") || n.contains("orphan")), "{names:?}");
+        assert!(scratch.path().is_dir(), "a live build's scratch is kept");
+        assert!(names.contains(&"site-packagesXYZ".to_string()));
+        assert_eq!(names.len(), 5, "two live builds' lock + dir, the old dir: {names:?}");
+        drop(scratch);
+        drop(live);
+        drop(second);
+        assert_eq!(tmp_entries(dir.path()), vec!["site-packagesXYZ".to_string()]);
     }
 }

@@ -41,12 +41,14 @@ pub enum FactsError {
     NoPython { base: String },
     #[error("base image `{base}`: cannot tell its C library (no /lib/ld-musl-*.so.1 and no glibc loader)")]
     UnknownLibc { base: String },
-    #[error("the recipe says {what} is `{stated}`, but base image `{base}` has `{found}`")]
+    #[error("the recipe says {what} is `{stated}` ({at}), but base image `{base}` has `{found}`")]
     Contradiction {
         base: String,
         what: &'static str,
         stated: String,
         found: String,
+        /// Where the recipe states it: "`python.version` in `recipe.toml`, line 7".
+        at: String,
     },
 }
 
@@ -81,11 +83,16 @@ pub fn detect(
     scan: Option<&LayerScan>,
     stated: &StatedFacts,
 ) -> Result<PythonFacts, FactsError> {
-    let contradiction = |what, stated: &str, found: &str| FactsError::Contradiction {
+    let at = |key: &str| {
+        let place = stated.origin.get(key).map_or("the recipe".into(), String::clone);
+        format!("`python.{key}` in {place}")
+    };
+    let contradiction = |what, key: &str, stated: &str, found: &str| FactsError::Contradiction {
         base: base.to_string(),
         what,
         stated: stated.to_string(),
         found: found.to_string(),
+        at: at(key),
     };
     let full_version = config_python_version(config);
     let found_minor = full_version
@@ -95,7 +102,7 @@ pub fn detect(
         .map(|(a, b)| format!("{a}.{b}"));
     let version = match (&stated.version, &found_minor) {
         (Some(s), Some(f)) if parse_minor(s) != parse_minor(f) => {
-            return Err(contradiction("the Python version", s, f))
+            return Err(contradiction("the Python version", "version", s, f))
         }
         (_, Some(f)) => f.clone(),
         (Some(s), None) => parse_minor(s)
@@ -108,10 +115,21 @@ pub fn detect(
         }
     };
     let found_libc = scan.and_then(scan_libc);
+    // Without a scan, the config's history still tells Alpine from Debian.
+    if let (Some(s), None, Some(family)) = (&stated.libc, &found_libc, history_libc(config)) {
+        if std::mem::discriminant(s) != std::mem::discriminant(&family) {
+            let found = match family {
+                Libc::Musl => "musl",
+                Libc::Glibc { .. } => "glibc",
+            };
+            return Err(contradiction("the C library", "libc", &s.to_string(), found));
+        }
+    }
     let libc = match (&stated.libc, &found_libc) {
         (Some(s), Some(f)) if !same_libc(s, f) => {
             return Err(contradiction(
                 "the C library",
+                "libc",
                 &s.to_string(),
                 &f.to_string(),
             ))
@@ -135,7 +153,12 @@ pub fn detect(
     let found_interpreter = format!("{prefix}/bin/python{version}");
     let interpreter = match &stated.interpreter {
         Some(s) if scan.is_some_and(|scan| !scan.paths.contains_key(s.trim_start_matches('/'))) => {
-            return Err(contradiction("the interpreter", s, &found_interpreter))
+            return Err(contradiction(
+                "the interpreter",
+                "interpreter",
+                s,
+                &found_interpreter,
+            ))
         }
         Some(s) => s.clone(),
         None => found_interpreter,
@@ -154,6 +177,24 @@ pub fn detect(
         interpreter,
         site_packages,
     })
+}
+
+/// The libc family the config's history names (`apk add`, an alpine rootfs:
+/// musl; `apt-get`, a debian rootfs: glibc), when it names exactly one.
+fn history_libc(config: &serde_json::Value) -> Option<Libc> {
+    let history = config["history"].as_array()?;
+    let text: String = history
+        .iter()
+        .filter_map(|h| h["created_by"].as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let musl = text.contains("apk add") || text.contains("alpine-minirootfs");
+    let glibc = text.contains("apt-get") || text.contains("debian") || text.contains("dnf install");
+    match (musl, glibc) {
+        (true, false) => Some(Libc::Musl),
+        (false, true) => Some(Libc::Glibc { major: 2, minor: 28 }),
+        _ => None,
+    }
 }
 
 /// A stated `glibc` with the default minor matches any glibc found.

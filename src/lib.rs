@@ -6,14 +6,19 @@
 
 pub mod assemble;
 pub mod build;
+pub mod bundle;
 pub mod cache;
 pub mod config;
 pub mod digest;
 pub mod error;
 pub mod facts;
+pub mod init;
+pub mod inspect;
 pub mod layers;
 pub mod oci;
 pub mod plan;
+pub mod progress;
+pub mod provenance;
 pub mod platform;
 pub mod publish;
 pub mod recipe;

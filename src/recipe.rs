@@ -112,6 +112,8 @@ pub struct PythonSettings {
 /// Facts about the base that the recipe states instead of leaving to detection.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StatedFacts {
+    /// Where each fact is stated, for errors: `"version"` → "`recipe.toml`, line 7".
+    pub origin: BTreeMap<String, String>,
     pub version: Option<String>,
     pub libc: Option<Libc>,
     pub interpreter: Option<String>,
@@ -180,7 +182,8 @@ pub fn parse(text: &str, path: &Path) -> Result<Recipe, RecipeError> {
     };
     let raw: RawRecipe = toml::from_str(text).map_err(|e| {
         let message = e.to_string().trim_end().to_string();
-        let hint = unknown_key_hint(&message);
+        let key = e.span().and_then(|span| key_at(text, span.start));
+        let hint = unknown_key_hint(&message).or_else(|| toml_hint(&message, key.as_deref()));
         invalid(message, hint)
     })?;
     let line_of = |key: &str| line_of_key(text, key);
@@ -198,14 +201,18 @@ pub fn parse(text: &str, path: &Path) -> Result<Recipe, RecipeError> {
         }
     };
 
-    let base = Reference::parse(&raw.base)
-        .map_err(|e| invalid(format!("{} (key `base`{})", e, line_of("base")), None))?;
+    let base = Reference::parse(&raw.base).map_err(|e| {
+        invalid(
+            format!("{} (key `base`{})", e, line_of("base")),
+            Some(REFERENCE_HINT.into()),
+        )
+    })?;
     let mut platforms = Vec::new();
     for p in &raw.platforms {
         let platform = Platform::parse(p).map_err(|e| {
             invalid(
                 format!("{e} (key `platforms`{})", line_of("platforms")),
-                None,
+                Some(PLATFORMS_HINT.into()),
             )
         })?;
         if !platforms.contains(&platform) {
@@ -217,8 +224,12 @@ pub fn parse(text: &str, path: &Path) -> Result<Recipe, RecipeError> {
     }
     let mut destinations = Vec::new();
     if let Some(push) = &raw.push {
-        let r = Reference::parse(push)
-            .map_err(|e| invalid(format!("{e} (key `push`{})", line_of("push")), None))?;
+        let r = Reference::parse(push).map_err(|e| {
+            invalid(
+                format!("{e} (key `push`{})", line_of("push")),
+                Some(REFERENCE_HINT.into()),
+            )
+        })?;
         destinations.push(Destination::Push(r));
     }
     if let Some(dir) = &raw.oci_layout {
@@ -240,7 +251,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Recipe, RecipeError> {
         match raw.python.libc.as_deref() {
             None => None,
             Some(text) => Some(parse_libc(text).map_err(|e| {
-                invalid(format!("{e} (key `python.libc`{})", line_of("libc")), None)
+                invalid(
+                    format!("{e} (key `python.libc`{})", line_of("libc")),
+                    Some("write `libc = \"musl\"` (Alpine) or `libc = \"glibc-2.36\"` (Debian), or leave it out to detect it".into()),
+                )
             })?),
         };
     if let Some(v) = &raw.python.version {
@@ -250,18 +264,26 @@ pub fn parse(text: &str, path: &Path) -> Result<Recipe, RecipeError> {
                     "`python.version` = `{v}` is not a Python version like `3.13`{}",
                     line_of("version")
                 ),
-                None,
+                Some("write the base's minor version, e.g. `version = \"3.13\"`, or leave it out to detect it".into()),
             ));
         }
     }
     let destination = raw.app.destination.clone().unwrap_or_else(|| "/app".into());
-    if !destination.starts_with('/') {
+    let dots = destination.split('/').any(|part| part == "." || part == "..");
+    if !destination.starts_with('/') || dots {
         return Err(invalid(
             format!(
-                "`app.destination` = `{destination}` must be an absolute path{}",
+                "`app.destination` = `{destination}` must be an absolute path without `.` or `..`{}",
                 line_of("destination")
             ),
-            None,
+            Some(format!(
+                "write the path inside the image, e.g. `destination = \"/{}\"`",
+                destination
+                    .split('/')
+                    .filter(|p| !p.is_empty() && *p != "." && *p != "..")
+                    .collect::<Vec<_>>()
+                    .join("/")
+            )),
         ));
     }
     for port in &raw.image.ports {
@@ -271,7 +293,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Recipe, RecipeError> {
                     "`image.ports` entry `{port}` is not a port like `8000` or `8000/tcp`{}",
                     line_of("ports")
                 ),
-                None,
+                Some("ports are 1-65535, optionally with `/tcp`, `/udp` or `/sctp`: `ports = [\"8000\", \"9000/udp\"]`".into()),
             ));
         }
     }
@@ -282,7 +304,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Recipe, RecipeError> {
                     "`image.env` key `{key}` is not a valid variable name{}",
                     line_of("env")
                 ),
-                None,
+                Some("names are non-empty and have no `=`: `env = { APP_ENV = \"production\" }`".into()),
             ));
         }
     }
@@ -308,6 +330,13 @@ pub fn parse(text: &str, path: &Path) -> Result<Recipe, RecipeError> {
             allow_sdist: raw.python.allow_sdist,
             bytecode,
             stated: StatedFacts {
+                origin: ["version", "libc", "interpreter", "site_packages"]
+                    .into_iter()
+                    .map(|key| {
+                        let at = format!("`{}`{}", path.display(), line_of(key));
+                        (key.to_string(), at)
+                    })
+                    .collect(),
                 version: raw.python.version,
                 libc,
                 interpreter: raw.python.interpreter,
@@ -391,6 +420,120 @@ fn line_of_key(text: &str, key: &str) -> String {
         .map(|i| format!(", line {}", i + 1))
         .unwrap_or_default()
 }
+
+pub const REFERENCE_HINT: &str = "references look like `python:3.13-alpine` or `registry.example:5000/team/app:1.0`: a lowercase repository, an optional `:tag` and/or `@sha256:` digest";
+pub const PLATFORMS_HINT: &str =
+    "supported platforms: `linux/amd64`, `linux/arm64` (e.g. `platforms = [\"linux/amd64\"]`)";
+
+/// Checks that the files and dirs a recipe names exist, before any work is
+/// done, naming the key and line: `[app] source`, `[python] requirements`
+/// and `[python] project`.
+pub fn check_inputs(recipe: &Recipe) -> Result<(), RecipeError> {
+    let text = std::fs::read_to_string(&recipe.file).unwrap_or_default();
+    let invalid = |message: String, hint: String| RecipeError::Invalid {
+        path: recipe.file.clone(),
+        message,
+        hint: Some(hint),
+    };
+    let relative = "relative paths are relative to the recipe's own dir";
+    if let Some(source) = &recipe.app.source {
+        if !source.is_dir() {
+            let what = if source.exists() { "is not a directory" } else { "does not exist" };
+            return Err(invalid(
+                format!(
+                    "`app.source` dir `{}` {what}{}",
+                    source.display(),
+                    line_of_key(&text, "source")
+                ),
+                format!("fix `[app] source` ({relative}), or remove it to build without an app layer"),
+            ));
+        }
+    }
+    for file in &recipe.python.requirements {
+        if let Err(e) = std::fs::File::open(file).and_then(|f| f.metadata()).and_then(|m| {
+            if m.is_file() {
+                Ok(())
+            } else {
+                Err(std::io::Error::other("not a regular file"))
+            }
+        }) {
+            return Err(invalid(
+                format!(
+                    "`python.requirements` file `{}` cannot be read: {e}{}",
+                    file.display(),
+                    line_of_key(&text, "requirements")
+                ),
+                format!("fix the path in `[python] requirements` ({relative})"),
+            ));
+        }
+    }
+    if let Some(project) = &recipe.python.project {
+        if !project.join("pyproject.toml").is_file() {
+            return Err(invalid(
+                format!(
+                    "`python.project` dir `{}` has no `pyproject.toml`{}",
+                    project.display(),
+                    line_of_key(&text, "project")
+                ),
+                format!("point `[python] project` at the dir holding `pyproject.toml` and `uv.lock` ({relative})"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The key assigned on the line holding byte `offset` of `text`, if any.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let start = text[..offset.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[start..].lines().next()?;
+    let key = line.split_once('=')?.0.trim().trim_matches('"');
+    (!key.is_empty()).then(|| key.rsplit('.').next().unwrap_or(key).to_string())
+}
+
+/// A hint for toml's "invalid type", "missing field" and syntax errors.
+fn toml_hint(message: &str, key: Option<&str>) -> Option<String> {
+    if message.contains("missing field `base`") {
+        return Some("every recipe needs a base image, e.g. `base = \"python:3.13-alpine\"`".into());
+    }
+    if !message.contains("invalid type") && !message.contains("invalid value") {
+        return Some("the recipe must be valid TOML (https://toml.io): check quotes, brackets and `key = value` pairs".into());
+    }
+    let example = EXAMPLES.iter().find(|(k, _)| Some(*k) == key).map(|(_, e)| *e)?;
+    Some(format!("write it like `{example}` (the README lists every recipe key)"))
+}
+
+/// A correctly typed example for each key, for "invalid type" hints.
+const EXAMPLES: &[(&str, &str)] = &[
+    ("base", "base = \"python:3.13-alpine\""),
+    ("platforms", "platforms = [\"linux/amd64\", \"linux/arm64\"]"),
+    ("source_date_epoch", "source_date_epoch = 1700000000"),
+    ("push", "push = \"registry.example:5000/team/app:1.0\""),
+    ("oci_layout", "oci_layout = \"out/oci\""),
+    ("docker_archive", "docker_archive = \"out/app.tar\""),
+    ("requirements", "requirements = [\"requirements.txt\"]"),
+    ("project", "project = \".\""),
+    ("index_url", "index_url = \"https://pypi.org/simple\""),
+    ("extra_index_urls", "extra_index_urls = [\"https://example.org/simple\"]"),
+    ("find_links", "find_links = [\"wheels\"]"),
+    ("offline", "offline = true"),
+    ("allow_sdist", "allow_sdist = false"),
+    ("bytecode", "bytecode = true"),
+    ("version", "version = \"3.13\""),
+    ("libc", "libc = \"musl\""),
+    ("interpreter", "interpreter = \"/usr/local/bin/python3.13\""),
+    ("site_packages", "site_packages = \"/usr/local/lib/python3.13/site-packages\""),
+    ("source", "source = \"src\""),
+    ("destination", "destination = \"/app\""),
+    ("excludes", "excludes = [\"tests\", \"*.log\"]"),
+    ("entrypoint", "entrypoint = [\"python\", \"-m\", \"app\"]"),
+    ("cmd", "cmd = [\"uvicorn\", \"app:app\"]"),
+    ("workdir", "workdir = \"/app\""),
+    ("env", "env = { APP_ENV = \"production\" }"),
+    ("ports", "ports = [\"8000/tcp\"]"),
+    ("user", "user = \"1000:1000\""),
+    ("labels", "labels = { \"org.opencontainers.image.title\" = \"app\" }"),
+    ("annotations", "annotations = { \"org.opencontainers.image.version\" = \"1.0\" }"),
+];
 
 const KNOWN_KEYS: &[&str] = &[
     "base",

@@ -53,6 +53,16 @@ impl Reference {
             }
             _ => (DOCKER_HUB.to_string(), name.to_string()),
         };
+        // `host:port` or `[v6]:port`; a bare `[v6]` has no port to check.
+        let port_part = registry.rsplit_once(':').filter(|_| !registry.ends_with(']'));
+        if let Some((host, port)) = port_part {
+            let port_ok = port.parse::<u16>().is_ok_and(|p| p > 0);
+            if host.is_empty() || !port_ok {
+                return Err(bad(&format!(
+                    "registry `{registry}` must be HOST or HOST:PORT with a port from 1 to 65535"
+                )));
+            }
+        }
         let registry = if registry == "index.docker.io" {
             DOCKER_HUB.to_string()
         } else {
@@ -159,6 +169,10 @@ mod tests {
             "a//b",
             "python@sha256:xyz",
             "x/:tag",
+            "localhost:99999/app",
+            "localhost:0/app",
+            "registry.example:http/app",
+            ":5000/app",
         ] {
             assert!(Reference::parse(bad).is_err(), "{bad} should be rejected");
         }

@@ -9,7 +9,9 @@ use crate::resolve::BaseImage;
 use serde::Serialize;
 use std::fmt::Write as _;
 
-/// Line-based progress on stderr (quiet: nothing but errors; verbose: cache decisions too).
+/// The build's progress on stderr: a thin handle on [`crate::progress`]
+/// (spinners on a terminal, plain lines in CI, nothing when quiet; verbose:
+/// cache decisions too). The first use installs the process's reporter.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Log {
     pub quiet: bool,
@@ -17,16 +19,27 @@ pub struct Log {
 }
 
 impl Log {
+    fn progress(&self) -> crate::progress::Progress {
+        crate::progress::current_or_install(self.quiet, self.verbose)
+    }
+
+    /// A new step (ends the previous one).
     pub fn step(&self, message: &str) {
-        if !self.quiet {
-            eprintln!("  {message}");
-        }
+        self.progress().step(message);
+    }
+
+    /// A detail of the running step (e.g. a line of uv's output).
+    pub fn detail(&self, message: &str) {
+        self.progress().detail(message);
     }
 
     pub fn cache(&self, key: &str, hit: bool) {
-        if self.verbose {
-            eprintln!("  cache {}: {key}", if hit { "hit" } else { "miss" });
-        }
+        self.progress().cache(key, hit);
+    }
+
+    /// Ends the running step and clears the bars: call before printing the result.
+    pub fn finish(&self) {
+        crate::progress::finish_current();
     }
 }
 
@@ -106,6 +119,9 @@ pub struct Timings {
     pub site_packages: f64,
     pub publish: f64,
     pub total: f64,
+    /// Seconds spent writing (tar + gzip) new layers, and their uncompressed bytes.
+    pub compress_seconds: f64,
+    pub compress_bytes: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -280,9 +280,14 @@ pub async fn fetch_blob(
             registry,
             repository,
         } => {
+            // Pulled into this build's scratch dir, then renamed into the
+            // store: a killed pull leaves no partial file among the blobs.
+            let tmp = cache.temp_dir("blob")?;
+            let staged = tmp.path().join("blob");
             client
-                .pull_blob(registry, repository, digest, &dest)
+                .pull_blob(registry, repository, digest, &staged)
                 .await?;
+            cache.insert_blob(&staged, digest)?;
         }
         BaseLocation::Layout(dir) => {
             let source = dir.join("blobs/sha256").join(digest.hex());

@@ -19,19 +19,29 @@ fn repo_root() -> PathBuf {
 /// The real wheels the tests install offline; made by `scripts/wheelhouse`.
 fn wheelhouse() -> Option<PathBuf> {
     let dir = repo_root().join("target/wheelhouse");
-    let has_wheels = std::fs::read_dir(&dir).is_ok_and(|mut d| d.any(|e| e.is_ok_and(|e| e.path().extension().is_some_and(|x| x == "whl"))));
+    let has_wheels = std::fs::read_dir(&dir).is_ok_and(|mut d| {
+        d.any(|e| e.is_ok_and(|e| e.path().extension().is_some_and(|x| x == "whl")))
+    });
     if has_wheels {
         return Some(dir);
     }
     if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-        panic!("no wheels in {}: run scripts/wheelhouse (scripts/setup does)", dir.display());
+        panic!(
+            "no wheels in {}: run scripts/wheelhouse (scripts/setup does)",
+            dir.display()
+        );
     }
-    eprintln!("skipping: no wheelhouse at {} (run scripts/wheelhouse)", dir.display());
+    eprintln!(
+        "skipping: no wheelhouse at {} (run scripts/wheelhouse)",
+        dir.display()
+    );
     None
 }
 
 fn tools_missing() -> bool {
-    ["docker-registry", "skopeo", "umoci", "uv"].iter().any(|t| skip_or_fail(t))
+    ["docker-registry", "skopeo", "umoci", "uv"]
+        .iter()
+        .any(|t| skip_or_fail(t))
 }
 
 /// Copies the committed python:3.13-alpine stand-in (all platforms) into `registry`.
@@ -43,13 +53,23 @@ fn push_alpine(registry: &Registry) {
         cmd.arg(format!("--dest-creds={user}:{pass}"));
     }
     cmd.arg(format!("oci:{}:3.13-alpine", layout.display()));
-    cmd.arg(format!("docker://{}/library/python:3.13-alpine", registry.addr()));
+    cmd.arg(format!(
+        "docker://{}/library/python:3.13-alpine",
+        registry.addr()
+    ));
     run_ok(&mut cmd);
 }
 
 fn run_ok(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?} failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
@@ -71,7 +91,11 @@ fn make_app(dir: &Path) {
 }
 
 fn write_recipe(dir: &Path, platforms: &str, extra: &str) -> PathBuf {
-    std::fs::copy(repo_root().join("recipes/fastapi-demo/requirements.txt"), dir.join("requirements.txt")).unwrap();
+    std::fs::copy(
+        repo_root().join("recipes/fastapi-demo/requirements.txt"),
+        dir.join("requirements.txt"),
+    )
+    .unwrap();
     let recipe = format!(
         r#"base = "python:3.13-alpine"
 platforms = {platforms}
@@ -105,7 +129,8 @@ impl Build<'_> {
     fn command(&self, recipe: &Path) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_slipway"));
         cmd.arg("build").arg(recipe);
-        cmd.arg("--registry-mirror").arg(format!("docker.io={}", self.registry.addr()));
+        cmd.arg("--registry-mirror")
+            .arg(format!("docker.io={}", self.registry.addr()));
         cmd.arg("--offline").arg("--find-links").arg(&self.wheels);
         cmd.env("SLIPWAY_CACHE_DIR", &self.cache);
         cmd.env("DOCKER_CONFIG", self.cache.join("no-docker-config"));
@@ -115,23 +140,41 @@ impl Build<'_> {
 
     /// Builds and pushes; returns the `--json` report.
     fn push(&self, recipe: &Path, image: &str) -> Value {
-        let out = run_ok(self.command(recipe).arg("--push").arg(format!("{}/{image}", self.registry.addr())).arg("--json"));
+        let out = run_ok(
+            self.command(recipe)
+                .arg("--push")
+                .arg(format!("{}/{image}", self.registry.addr()))
+                .arg("--json"),
+        );
         serde_json::from_slice(&out.stdout).expect("--json prints one JSON document")
     }
 }
 
 fn skopeo_raw(args: &[&str], image: &str) -> Vec<u8> {
     let mut cmd = Command::new("skopeo");
-    cmd.arg("inspect").arg("--tls-verify=false").args(args).arg(image);
+    cmd.arg("inspect")
+        .arg("--tls-verify=false")
+        .args(args)
+        .arg(image);
     run_ok(&mut cmd).stdout
 }
 
 /// skopeo copy to an OCI dir, then umoci unpack --rootless; returns the rootfs.
 fn unpack(image: &str, dir: &Path) -> PathBuf {
     let layout = dir.join("oci");
-    run_ok(Command::new("skopeo").args(["copy", "--quiet", "--src-tls-verify=false"]).arg(image).arg(format!("oci:{}:t", layout.display())));
+    run_ok(
+        Command::new("skopeo")
+            .args(["copy", "--quiet", "--src-tls-verify=false"])
+            .arg(image)
+            .arg(format!("oci:{}:t", layout.display())),
+    );
     let bundle = dir.join("bundle");
-    run_ok(Command::new("umoci").args(["unpack", "--rootless", "--image"]).arg(format!("{}:t", layout.display())).arg(&bundle));
+    run_ok(
+        Command::new("umoci")
+            .args(["unpack", "--rootless", "--image"])
+            .arg(format!("{}:t", layout.display()))
+            .arg(&bundle),
+    );
     bundle.join("rootfs")
 }
 
@@ -150,7 +193,11 @@ fn pushes_an_image_that_skopeo_and_umoci_accept() {
     let work = tempfile::tempdir().unwrap();
     make_app(&work.path().join("app"));
     let recipe = write_recipe(work.path(), r#"["linux/amd64"]"#, "");
-    let build = Build { registry: &registry, cache: work.path().join("cache"), wheels };
+    let build = Build {
+        registry: &registry,
+        cache: work.path().join("cache"),
+        wheels,
+    };
     let report = build.push(&recipe, "test/app:1");
     let digest = report["digest"].as_str().unwrap().to_string();
     let image = format!("docker://{}/test/app:1", registry.addr());
@@ -159,61 +206,141 @@ fn pushes_an_image_that_skopeo_and_umoci_accept() {
     let manifest = skopeo_raw(&["--raw"], &image);
     assert_eq!(format!("sha256:{}", sha256_hex(&manifest)), digest);
     let manifest: Value = serde_json::from_slice(&manifest).unwrap();
-    assert_eq!(manifest["mediaType"], "application/vnd.oci.image.manifest.v1+json");
-    assert_eq!(manifest["annotations"]["org.opencontainers.image.base.name"], "docker.io/library/python:3.13-alpine");
+    assert_eq!(
+        manifest["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    assert_eq!(
+        manifest["annotations"]["org.opencontainers.image.base.name"],
+        "docker.io/library/python:3.13-alpine"
+    );
 
-    let config: Value = serde_json::from_slice(&skopeo_raw(&["--config", "--raw"], &image)).unwrap();
-    let env: Vec<&str> = config["config"]["Env"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let config: Value =
+        serde_json::from_slice(&skopeo_raw(&["--config", "--raw"], &image)).unwrap();
+    let env: Vec<&str> = config["config"]["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
     assert!(env.contains(&"APP_ENV=production"), "{env:?}");
-    assert!(env.iter().any(|e| e.starts_with("PATH=/usr/local/bin")), "base Env kept: {env:?}");
+    assert!(
+        env.iter().any(|e| e.starts_with("PATH=/usr/local/bin")),
+        "base Env kept: {env:?}"
+    );
     assert!(env.contains(&"PYTHON_VERSION=3.13.14"), "{env:?}");
     assert_eq!(config["config"]["Cmd"][0], "uvicorn");
     assert_eq!(config["config"]["WorkingDir"], "/app");
     assert!(config["config"]["ExposedPorts"]["8000/tcp"].is_object());
-    assert_eq!(config["config"]["Labels"]["org.opencontainers.image.title"], "test-app");
+    assert_eq!(
+        config["config"]["Labels"]["org.opencontainers.image.title"],
+        "test-app"
+    );
     assert_eq!(config["created"], "1970-01-01T00:00:00Z");
     let diff_ids = config["rootfs"]["diff_ids"].as_array().unwrap();
     assert_eq!(diff_ids.len(), manifest["layers"].as_array().unwrap().len());
-    assert_eq!(diff_ids.len(), 2 + 4, "base layers + site-packages, its bytecode, app, app bytecode");
+    assert_eq!(
+        diff_ids.len(),
+        2 + 4,
+        "base layers + site-packages, its bytecode, app, app bytecode"
+    );
     let config_text = serde_json::to_string(&config).unwrap();
     assert!(!config_text.contains("planted-secret-value"));
-    assert!(!config_text.contains(&*work.path().to_string_lossy()), "no host paths in the config: {config_text}");
+    assert!(
+        !config_text.contains(&*work.path().to_string_lossy()),
+        "no host paths in the config: {config_text}"
+    );
 
     // umoci verifies every diff_id and size while unpacking.
     let rootfs = unpack(&image, work.path());
     let site = rootfs.join("usr/local/lib/python3.13/site-packages");
     assert!(site.join("fastapi/__init__.py").is_file());
-    assert!(site.join("fastapi/__pycache__/__init__.cpython-313.pyc").is_file(), "site-packages bytecode");
+    assert!(
+        site.join("fastapi/__pycache__/__init__.cpython-313.pyc")
+            .is_file(),
+        "site-packages bytecode"
+    );
     assert!(rootfs.join("app/app.py").is_file());
-    assert!(rootfs.join("app/__pycache__/app.cpython-313.pyc").is_file(), "app bytecode");
-    assert!(rootfs.join("app/pkg/__pycache__/__init__.cpython-313.pyc").is_file());
-    assert_eq!(std::fs::read_link(rootfs.join("app/link.py")).unwrap(), PathBuf::from("pkg/__init__.py"));
-    assert_eq!(std::fs::metadata(rootfs.join("app/run.sh")).unwrap().permissions().mode() & 0o777, 0o755);
-    assert_eq!(std::fs::metadata(rootfs.join("app/app.py")).unwrap().permissions().mode() & 0o777, 0o644);
+    assert!(
+        rootfs.join("app/__pycache__/app.cpython-313.pyc").is_file(),
+        "app bytecode"
+    );
+    assert!(rootfs
+        .join("app/pkg/__pycache__/__init__.cpython-313.pyc")
+        .is_file());
+    assert_eq!(
+        std::fs::read_link(rootfs.join("app/link.py")).unwrap(),
+        PathBuf::from("pkg/__init__.py")
+    );
+    assert_eq!(
+        std::fs::metadata(rootfs.join("app/run.sh"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o755
+    );
+    assert_eq!(
+        std::fs::metadata(rootfs.join("app/app.py"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o644
+    );
     for never in [".env", ".git", "notes", "__pycache__/x"] {
-        assert!(!rootfs.join("app").join(never).exists(), "{never} must not be in the image");
+        assert!(
+            !rootfs.join("app").join(never).exists(),
+            "{never} must not be in the image"
+        );
     }
     let uvicorn = std::fs::read_to_string(rootfs.join("usr/local/bin/uvicorn")).unwrap();
-    assert!(uvicorn.starts_with("#!/usr/local/bin/python3.13\n"), "shebang points at the image's interpreter: {uvicorn}");
+    assert!(
+        uvicorn.starts_with("#!/usr/local/bin/python3.13\n"),
+        "shebang points at the image's interpreter: {uvicorn}"
+    );
     // Wheels were chosen for the target: musllinux x86_64.
     let wheel = std::fs::read_dir(&site)
         .unwrap()
         .filter_map(Result::ok)
-        .find(|e| e.file_name().to_string_lossy().starts_with("pydantic_core-"))
+        .find(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("pydantic_core-")
+        })
         .expect("pydantic_core installed")
         .path()
         .join("WHEEL");
     let wheel = std::fs::read_to_string(wheel).unwrap();
-    assert!(wheel.contains("musllinux") && wheel.contains("x86_64"), "{wheel}");
+    assert!(
+        wheel.contains("musllinux") && wheel.contains("x86_64"),
+        "{wheel}"
+    );
     // No host paths anywhere in site-packages.
     let cache = build.cache.to_string_lossy().into_owned();
-    for entry in walkdir::WalkDir::new(&site).into_iter().filter_map(Result::ok).filter(|e| e.file_type().is_file()) {
+    for entry in walkdir::WalkDir::new(&site)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+    {
         let name = entry.file_name().to_string_lossy();
-        assert!(name != "uv_cache.json" && name != ".lock", "{}", entry.path().display());
+        assert!(
+            name != "uv_cache.json" && name != ".lock",
+            "{}",
+            entry.path().display()
+        );
         if name == "direct_url.json" || name == "RECORD" || name.ends_with(".py") {
             let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-            assert!(!text.contains(&cache), "host path in {}", entry.path().display());
-            assert!(name != "direct_url.json" || !text.contains("file://"), "{}", entry.path().display());
+            assert!(
+                !text.contains(&cache),
+                "host path in {}",
+                entry.path().display()
+            );
+            assert!(
+                name != "direct_url.json" || !text.contains("file://"),
+                "{}",
+                entry.path().display()
+            );
         }
     }
 }
@@ -233,16 +360,36 @@ fn same_recipe_from_two_copies_gives_the_same_digest() {
         // Different mtimes and permission noise on the second copy.
         let py = work.path().join("app/app.py");
         std::fs::set_permissions(&py, std::fs::Permissions::from_mode(umask_mode)).unwrap();
-        let when = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000 * (i + 1));
-        std::fs::File::options().write(true).open(&py).unwrap().set_modified(when).unwrap();
+        let when =
+            std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000 * (i + 1));
+        std::fs::File::options()
+            .write(true)
+            .open(&py)
+            .unwrap()
+            .set_modified(when)
+            .unwrap();
         let recipe = write_recipe(work.path(), r#"["linux/amd64"]"#, "");
-        let build = Build { registry: &registry, cache: work.path().join("cache"), wheels: wheels.clone() };
+        let build = Build {
+            registry: &registry,
+            cache: work.path().join("cache"),
+            wheels: wheels.clone(),
+        };
         let report = build.push(&recipe, &format!("test/repro:{i}"));
         digests.push(report);
     }
-    let layers = |r: &Value| r["platforms"][0]["layers"].as_array().unwrap().iter().map(|l| format!("{} {}", l["kind"], l["digest"])).collect::<Vec<_>>();
+    let layers = |r: &Value| {
+        r["platforms"][0]["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| format!("{} {}", l["kind"], l["digest"]))
+            .collect::<Vec<_>>()
+    };
     assert_eq!(layers(&digests[0]), layers(&digests[1]), "same layers");
-    assert_eq!(digests[0]["digest"], digests[1]["digest"], "two builds from two copies must give one digest");
+    assert_eq!(
+        digests[0]["digest"], digests[1]["digest"],
+        "two builds from two copies must give one digest"
+    );
 }
 
 #[test]
@@ -256,16 +403,29 @@ fn changing_one_app_file_rebuilds_only_the_app_layers() {
     let work = tempfile::tempdir().unwrap();
     make_app(&work.path().join("app"));
     let recipe = write_recipe(work.path(), r#"["linux/amd64"]"#, "");
-    let build = Build { registry: &registry, cache: work.path().join("cache"), wheels };
+    let build = Build {
+        registry: &registry,
+        cache: work.path().join("cache"),
+        wheels,
+    };
     let first = build.push(&recipe, "test/app:1");
     std::fs::write(work.path().join("app/pkg/__init__.py"), "VALUE = 2\n").unwrap();
     let second = build.push(&recipe, "test/app:2");
     assert_ne!(first["digest"], second["digest"]);
     let layers = second["platforms"][0]["layers"].as_array().unwrap();
-    let by_kind = |kind: &str| layers.iter().find(|l| l["kind"] == kind).unwrap_or_else(|| panic!("no {kind} layer"));
+    let by_kind = |kind: &str| {
+        layers
+            .iter()
+            .find(|l| l["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} layer"))
+    };
     for kind in ["site-packages", "site-packages-bytecode"] {
         assert_eq!(by_kind(kind)["reused"], true, "{kind} comes from the cache");
-        assert_eq!(by_kind(kind)["action"], "existing", "{kind} is not pushed again");
+        assert_eq!(
+            by_kind(kind)["action"],
+            "existing",
+            "{kind} is not pushed again"
+        );
     }
     for kind in ["app", "app-bytecode"] {
         assert_eq!(by_kind(kind)["reused"], false, "{kind} is rebuilt");
@@ -278,5 +438,9 @@ fn changing_one_app_file_rebuilds_only_the_app_layers() {
     // And nothing changed: no layer is built at all.
     let third = build.push(&recipe, "test/app:3");
     assert_eq!(third["digest"], second["digest"]);
-    assert!(third["platforms"][0]["layers"].as_array().unwrap().iter().all(|l| l["reused"] == true));
+    assert!(third["platforms"][0]["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|l| l["reused"] == true));
 }

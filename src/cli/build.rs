@@ -27,8 +27,12 @@ pub struct BuildArgs {
     #[arg(long = "platform", value_name = "OS/ARCH")]
     pub platforms: Vec<String>,
     /// Read the base image from this OCI layout dir instead of a registry.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "bundle")]
     pub base_layout: Option<PathBuf>,
+    /// Build offline from a bundle made by `slipway bundle` (a dir or a .tar):
+    /// the base from its layout, wheels from its wheelhouse, hash-checked.
+    #[arg(long, value_name = "DIR|FILE.tar")]
+    pub bundle: Option<PathBuf>,
     /// Also look for wheels here (added to the recipe's `find_links`). Repeatable.
     #[arg(long = "find-links", value_name = "DIR")]
     pub find_links: Vec<String>,
@@ -53,27 +57,26 @@ pub async fn run(args: BuildArgs) -> Result<()> {
         let hint = e.hint();
         Error::wrap(ErrorKind::Input, e, hint)
     })?;
+    recipe::check_inputs(&recipe).map_err(|e| {
+        let hint = e.hint();
+        Error::wrap(ErrorKind::Input, e, hint)
+    })?;
     if !args.platforms.is_empty() {
         recipe.platforms = args
             .platforms
             .iter()
-            .map(|p| Platform::parse(p).map_err(input_error))
+            .map(|p| {
+                Platform::parse(p)
+                    .map_err(|e| input_error(e).with_hint(recipe::PLATFORMS_HINT))
+            })
             .collect::<Result<_>>()?;
     }
     for link in &args.find_links {
-        let path = std::path::Path::new(link);
-        let link = if path.is_relative() && !link.contains("://") {
-            std::env::current_dir()
-                .map(|d| d.join(path).to_string_lossy().into_owned())
-                .unwrap_or_else(|_| link.clone())
-        } else {
-            link.clone()
-        };
-        recipe.python.find_links.push(link);
+        recipe.python.find_links.push(absolute_link(link));
     }
-    recipe.python.offline |= args.offline;
+    recipe.python.offline |= args.offline || args.bundle.is_some();
     let destination = match (&args.push, &args.oci_layout, &args.docker_archive) {
-        (Some(r), _, _) => Destination::Push(Reference::parse(r).map_err(|e| input_error(format!("--push: {e}")))?),
+        (Some(r), _, _) => Destination::Push(Reference::parse(r).map_err(|e| input_error(format!("--push: {e}")).with_hint(recipe::REFERENCE_HINT))?),
         (_, Some(dir), _) => Destination::OciLayout(dir.clone()),
         (_, _, Some(file)) => Destination::DockerArchive(file.clone()),
         _ => recipe.destination.clone().ok_or_else(|| {
@@ -81,11 +84,33 @@ pub async fn run(args: BuildArgs) -> Result<()> {
                 .with_hint("pass `--push REGISTRY/REPO:TAG`, `--oci-layout DIR` or `--docker-archive FILE`, or set `push` in the recipe")
         })?,
     };
+    slipway::publish::check_destination(&destination).map_err(|e| {
+        input_error(e).with_hint("pass a new path, an existing OCI layout dir, or remove what is there")
+    })?;
     let common = &args.common;
     let (client, mirrors) = registry_client(common)?;
     let log = Log {
         quiet: common.quiet || common.json,
         verbose: common.verbose,
+    };
+    let cache_dir = common
+        .cache_dir
+        .clone()
+        .unwrap_or_else(slipway::cache::Cache::default_dir);
+    let bundle = match &args.bundle {
+        Some(path) => {
+            let cache = slipway::cache::Cache::open(&cache_dir)
+                .map_err(slipway::error::io(format!("cannot open cache dir `{}`", cache_dir.display())))?;
+            Some(
+                slipway::bundle::Bundle::open(path, &recipe, &cache.root().join("tmp")).map_err(
+                    |e| {
+                        let hint = e.hint();
+                        Error::wrap(ErrorKind::Input, e, hint)
+                    },
+                )?,
+            )
+        }
+        None => None,
     };
     let options = BuildOptions {
         epoch: args
@@ -94,17 +119,20 @@ pub async fn run(args: BuildArgs) -> Result<()> {
             .unwrap_or(0),
         recipe,
         destination,
-        cache_dir: common
-            .cache_dir
-            .clone()
-            .unwrap_or_else(slipway::cache::Cache::default_dir),
+        cache_dir,
         mirrors,
-        base_layout: args.base_layout.clone(),
+        base_layout: bundle
+            .as_ref()
+            .map(|b| b.base_layout())
+            .or_else(|| args.base_layout.clone()),
+        bundle,
         python: args.python.clone(),
         uv: args.uv.clone(),
         log,
     };
-    let report = build::build(&client, &options).await?;
+    let result = build::build(&client, &options).await;
+    log.finish(); // spinners and bars gone before the table or the error
+    let report = result?;
     if common.json {
         println!(
             "{}",
@@ -117,4 +145,16 @@ pub async fn run(args: BuildArgs) -> Result<()> {
         println!("{}@{}", report.destination, report.digest);
     }
     Ok(())
+}
+
+/// A find-links dir given on the command line, made absolute (URLs as given).
+pub fn absolute_link(link: &str) -> String {
+    let path = std::path::Path::new(link);
+    if path.is_relative() && !link.contains("://") {
+        std::env::current_dir()
+            .map(|d| d.join(path).to_string_lossy().into_owned())
+            .unwrap_or_else(|_| link.to_string())
+    } else {
+        link.to_string()
+    }
 }

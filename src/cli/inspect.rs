@@ -1,14 +1,63 @@
-//! `slipway inspect`.
+//! `slipway inspect`: an image's platforms, layers, history, config,
+//! annotations and Python distributions, as a summary or `--json`.
 
+use super::{input_error, registry_client, CommonArgs};
 use clap::Args;
 use slipway::error::{Error, ErrorKind, Result};
+use slipway::inspect::{self, source::Source, InspectError, InspectOptions, Target};
 
 #[derive(Args, Debug)]
-pub struct InspectArgs {}
+pub struct InspectArgs {
+    /// The image: a registry reference (`registry.example:5000/team/app:1.0`,
+    /// `python:3.13-alpine`), `oci:DIR[:TAG]` (an OCI image layout) or
+    /// `docker-archive:FILE`.
+    pub image: String,
+    /// Only these platforms of a multi-platform image (repeatable, e.g. linux/arm64).
+    #[arg(long = "platform", value_name = "OS/ARCH")]
+    pub platforms: Vec<String>,
+    /// Don't read the layers: no uncompressed sizes and no Python breakdown
+    /// (only manifests and configs are fetched).
+    #[arg(long)]
+    pub no_contents: bool,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
 
-pub async fn run(_args: InspectArgs) -> Result<()> {
-    Err(Error::new(
-        ErrorKind::Other,
-        "`slipway inspect` is not implemented yet",
-    ))
+pub async fn run(args: InspectArgs) -> Result<()> {
+    let target = Target::parse(&args.image).map_err(input_error)?;
+    let common = &args.common;
+    let (client, mirrors) = registry_client(common)?;
+    let cache_dir = common
+        .cache_dir
+        .clone()
+        .unwrap_or_else(slipway::cache::Cache::default_dir);
+    let kind_of = |e: &InspectError| match e {
+        InspectError::Registry(_) | InspectError::Fetch(_) => ErrorKind::Registry,
+        InspectError::NotFound(_) | InspectError::Bad(_) => ErrorKind::Input,
+        InspectError::Io { .. } => match target {
+            Target::Registry(_) => ErrorKind::Other,
+            _ => ErrorKind::Input,
+        },
+    };
+    let wrap = |e: InspectError| {
+        let hint = e.hint();
+        Error::wrap(kind_of(&e), e, hint)
+    };
+    let source = Source::open(&target, &client, &cache_dir, &mirrors).map_err(wrap)?;
+    let options = InspectOptions {
+        platforms: &args.platforms,
+        contents: !args.no_contents,
+    };
+    let report = inspect::inspect(&source, &target.to_string(), &options)
+        .await
+        .map_err(wrap)?;
+    if common.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("report serialises")
+        );
+    } else {
+        print!("{}", inspect::render::render(&report));
+    }
+    Ok(())
 }

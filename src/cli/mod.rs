@@ -92,15 +92,13 @@ pub fn registry_client(
     common: &CommonArgs,
 ) -> Result<(RegistryClient, std::collections::BTreeMap<String, String>)> {
     let config_path = common.config.clone().or_else(slipway::config::default_path);
-    let config = slipway::config::load(config_path.as_deref()).map_err(input_error)?;
+    let config = slipway::config::load(config_path.as_deref())
+        .map_err(|e| input_error(e).with_hint(slipway::config::CONFIG_HINT))?;
     let mut mirrors = config.mirrors;
     for m in &common.mirrors {
-        let (from, to) = m.split_once('=').ok_or_else(|| {
-            input_error(format!(
-                "--registry-mirror `{m}` is not FROM=TO (e.g. docker.io=mirror:5000)"
-            ))
-        })?;
-        mirrors.insert(from.to_string(), to.to_string());
+        let (from, to) = slipway::config::parse_mirror(m)
+            .map_err(|e| input_error(e).with_hint(slipway::config::MIRROR_HINT))?;
+        mirrors.insert(from, to);
     }
     let mut insecure = config.insecure_registries;
     insecure.extend(common.insecure_registries.iter().cloned());

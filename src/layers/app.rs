@@ -27,6 +27,14 @@ pub const DEFAULT_EXCLUDES: &[&str] = &[
     ".tox",
     "*.pem",
     "*.key",
+    "*.p12",
+    "*.pfx",
+    "id_rsa",
+    "id_dsa",
+    "id_ecdsa",
+    "id_ed25519",
+    ".netrc",
+    ".pypirc",
 ];
 
 pub struct AppSource<'a> {
@@ -47,7 +55,7 @@ pub enum AppError {
     AbsoluteSymlink { path: PathBuf, target: String },
     #[error("`{path}` is a {kind}, which cannot be put in an image layer")]
     SpecialFile { path: PathBuf, kind: &'static str },
-    #[error("file name `{}` is not valid UTF-8", path.display())]
+    #[error("file name `{}` is not valid UTF-8", escaped(path))]
     NonUtf8Name { path: PathBuf },
     #[error("destination `{0}` must be an absolute path without `.` or `..`")]
     BadDestination(String),
@@ -59,6 +67,52 @@ pub enum AppError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl AppError {
+    /// How to fix it; `source_dir` is the recipe's `[app] source`.
+    pub fn hint(&self, source_dir: &Path) -> Option<String> {
+        let rel = |path: &Path| {
+            let rel = path.strip_prefix(source_dir).unwrap_or(path);
+            rel.to_string_lossy().into_owned()
+        };
+        let exclude = |path: &Path| format!("or add `{}` to `[app] excludes` in the recipe", rel(path));
+        match self {
+            AppError::MissingSource(_) => Some("fix `[app] source` in the recipe (relative to the recipe's dir)".into()),
+            AppError::SymlinkOutside { path, .. } => Some(format!(
+                "copy what it points at into the source dir and link to the copy, {}",
+                exclude(path)
+            )),
+            AppError::AbsoluteSymlink { path, .. } => Some(format!(
+                "replace it with a relative link (`ln -sfr TARGET {}`), {}",
+                rel(path),
+                exclude(path)
+            )),
+            AppError::SpecialFile { path, .. } => {
+                Some(format!("remove it from the source dir, {}", exclude(path)))
+            }
+            AppError::NonUtf8Name { path } => Some(format!(
+                "rename it to a UTF-8 name, or exclude it in `[app] excludes` (a pattern sees each invalid byte as `\u{fffd}`, so `{}` matches it)",
+                rel(path)
+            )),
+            AppError::BadDestination(_) => Some("write an absolute path inside the image, e.g. `destination = \"/app\"`".into()),
+            AppError::BadPattern { .. } => Some("fix the pattern in `[app] excludes` or the source dir's `.dockerignore`".into()),
+            AppError::Io { .. } => None,
+        }
+    }
+}
+
+/// A path with invalid UTF-8 bytes shown as `\xNN`.
+fn escaped(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = String::new();
+    for chunk in path.as_os_str().as_bytes().utf8_chunks() {
+        out.push_str(chunk.valid());
+        for byte in chunk.invalid() {
+            out.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    out
 }
 
 /// Walks the source dir and returns the layer's entries, normalised (sorted,

@@ -6,8 +6,10 @@
 
 pub mod app;
 pub mod bytecode;
+pub mod deps;
 pub mod dockerignore;
 pub mod pgzip;
+pub mod project;
 pub mod sitepackages;
 pub mod tarball;
 pub mod uv;

@@ -9,7 +9,10 @@
 //! (data files) to the same place under the image's prefix; console scripts
 //! get the image interpreter's shebang and RECORD files stay true.
 
-pub use super::uv::{command, install, packages_without_wheels, InstallReport, UvInstall};
+pub use super::uv::{
+    command, install, packages_not_found, packages_without_wheels, wheels_command, InstallReport,
+    UvInstall,
+};
 use super::wheelfix::{fix_record, record_hash, rewrite_shebang, Changes};
 use super::{normalise, Entry, EntryKind, Owner};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -37,6 +40,17 @@ pub enum SitePackagesError {
         packages: Vec<String>,
         platform: String,
         python_version: String,
+        /// uv's explanation.
+        detail: String,
+    },
+    #[error(
+        "{} not in the wheel dirs ({}) and the build is offline\n{detail}",
+        packages.iter().map(|p| format!("`{p}` is")).collect::<Vec<_>>().join(", "),
+        find_links.iter().map(|l| format!("`{l}`")).collect::<Vec<_>>().join(", ")
+    )]
+    NotInFindLinks {
+        packages: Vec<String>,
+        find_links: Vec<String>,
         /// uv's explanation.
         detail: String,
     },

@@ -18,6 +18,8 @@ fn spec(python: &Path, staging: &Path, platform: &str) -> UvInstall {
         uv: PathBuf::from("uv"),
         host_python: python.to_path_buf(),
         requirements: Vec::new(),
+        require_hashes: false,
+        wheels: Vec::new(),
         python_platform: platform.into(),
         python_version: "3.13".into(),
         index_url: None,

@@ -14,6 +14,11 @@ pub struct UvInstall {
     pub host_python: PathBuf,
     /// Requirements files (`-r`).
     pub requirements: Vec<PathBuf>,
+    /// Every requirement must be pinned with a hash (`--require-hashes`).
+    pub require_hashes: bool,
+    /// Local wheels installed after the requirements, without their
+    /// dependencies (a project's own wheel).
+    pub wheels: Vec<PathBuf>,
     /// uv's target triple, e.g. `x86_64-unknown-linux-musl`.
     pub python_platform: String,
     /// The base image's Python, e.g. `3.13`.
@@ -39,8 +44,26 @@ pub struct InstallReport {
     pub log: String,
 }
 
-/// The `uv pip install` command line for `spec`.
+/// The `uv pip install` command line for `spec`'s requirements files.
 pub fn command(spec: &UvInstall) -> Command {
+    let mut cmd = base_command(spec);
+    if spec.require_hashes {
+        cmd.arg("--require-hashes");
+    }
+    for file in &spec.requirements {
+        cmd.arg("-r").arg(file);
+    }
+    cmd
+}
+
+/// The `uv pip install --no-deps` command line for `spec`'s local wheels.
+pub fn wheels_command(spec: &UvInstall) -> Command {
+    let mut cmd = base_command(spec);
+    cmd.arg("--no-deps").args(&spec.wheels);
+    cmd
+}
+
+fn base_command(spec: &UvInstall) -> Command {
     let mut cmd = Command::new(&spec.uv);
     cmd.args(["pip", "install", "--python"])
         .arg(&spec.host_python)
@@ -73,9 +96,6 @@ pub fn command(spec: &UvInstall) -> Command {
     for link in &spec.find_links {
         cmd.args(["--find-links", link]);
     }
-    for file in &spec.requirements {
-        cmd.arg("-r").arg(file);
-    }
     cmd.env("UV_LINK_MODE", "copy")
         .env("UV_NO_INSTALLER_METADATA", "1")
         .env("UV_PYTHON_DOWNLOADS", "never")
@@ -95,39 +115,78 @@ pub fn install(spec: &UvInstall) -> Result<InstallReport, SitePackagesError> {
     {
         return Err(SitePackagesError::StagingNotEmpty(staging.clone()));
     }
-    let output = command(spec)
-        .output()
-        .map_err(|source| SitePackagesError::UvNotRunnable {
-            uv: spec.uv.clone(),
-            source,
-        })?;
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    if !output.status.success() {
-        let packages = packages_without_wheels(&stderr);
-        if !packages.is_empty() {
-            return Err(SitePackagesError::NoWheel {
-                packages,
-                platform: spec.python_platform.clone(),
-                python_version: spec.python_version.clone(),
-                detail: stderr.trim().to_string(),
-            });
-        }
-        return Err(SitePackagesError::Uv {
-            status: output.status.to_string(),
-            stderr: stderr.trim().to_string(),
-        });
+    let mut log = String::new();
+    if !spec.requirements.is_empty() {
+        log.push_str(&run(spec, command(spec))?);
     }
-    let mut packages: Vec<(String, String)> = stderr
+    if !spec.wheels.is_empty() {
+        log.push_str(&run(spec, wheels_command(spec))?);
+    }
+    let mut packages: Vec<(String, String)> = log
         .lines()
         .filter_map(|line| line.trim().strip_prefix("+ "))
         .filter_map(|pkg| pkg.split_once("=="))
         .map(|(name, version)| (name.to_string(), version.to_string()))
         .collect();
     packages.sort();
-    Ok(InstallReport {
-        packages,
-        log: stderr,
+    Ok(InstallReport { packages, log })
+}
+
+/// Runs one uv command; its stderr on success, a typed error on failure.
+fn run(spec: &UvInstall, mut cmd: Command) -> Result<String, SitePackagesError> {
+    // uv's stderr lines become the progress spinner's message as they come.
+    let output = crate::progress::output_with_details(&mut cmd).map_err(|source| {
+        SitePackagesError::UvNotRunnable {
+            uv: spec.uv.clone(),
+            source,
+        }
+    })?;
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    if output.status.success() {
+        return Ok(stderr);
+    }
+    let packages = packages_without_wheels(&stderr);
+    if !packages.is_empty() {
+        return Err(SitePackagesError::NoWheel {
+            packages,
+            platform: spec.python_platform.clone(),
+            python_version: spec.python_version.clone(),
+            detail: stderr.trim().to_string(),
+        });
+    }
+    if spec.offline {
+        let packages = packages_not_found(&stderr);
+        if !packages.is_empty() {
+            return Err(SitePackagesError::NotInFindLinks {
+                packages,
+                find_links: spec.find_links.clone(),
+                detail: stderr.trim().to_string(),
+            });
+        }
+    }
+    Err(SitePackagesError::Uv {
+        status: output.status.to_string(),
+        stderr: stderr.trim().to_string(),
     })
+}
+
+/// Names the packages an offline uv could not find: "Because x was not
+/// found in the provided package locations", "x was not found in the cache".
+pub fn packages_not_found(stderr: &str) -> Vec<String> {
+    let mut names = std::collections::BTreeSet::new();
+    for marker in [
+        " was not found in the provided package locations",
+        " was not found in the cache",
+        " was not found in the package registry",
+    ] {
+        for (i, _) in stderr.match_indices(marker) {
+            if let Some(word) = stderr[..i].split_whitespace().last() {
+                names.insert(bare_name(word));
+            }
+        }
+    }
+    names.retain(|n| !n.is_empty());
+    names.into_iter().collect()
 }
 
 /// Names the packages uv's resolver error blames for lacking a usable wheel:

@@ -7,6 +7,8 @@ pub mod layout;
 pub mod registry;
 
 use crate::assemble::AssembledImage;
+use crate::recipe::Destination;
+use std::path::Path;
 use crate::digest::Digest;
 use crate::resolve::BaseImage;
 
@@ -53,4 +55,37 @@ pub struct BlobReport {
     pub digest: Digest,
     pub action: BlobAction,
     pub bytes_sent: u64,
+}
+
+/// Refuses, before anything is built, a destination that publishing would
+/// fail on or that is not slipway's to replace: an OCI layout path that is
+/// a file, or a dir that is neither empty nor an OCI layout (writing a layout
+/// replaces the whole dir); an archive path that is a dir.
+pub fn check_destination(destination: &Destination) -> Result<(), String> {
+    match destination {
+        Destination::Push(_) => Ok(()),
+        Destination::OciLayout(dir) => check_layout_dir(dir).map_err(|why| {
+            format!("cannot write OCI layout `{}`: {why}", dir.display())
+        }),
+        Destination::DockerArchive(file) if file.is_dir() => Err(format!(
+            "cannot write docker archive `{}`: it is a directory",
+            file.display()
+        )),
+        Destination::DockerArchive(_) => Ok(()),
+    }
+}
+
+/// Ok if `dir` is absent, an empty dir or an OCI layout; else why not.
+pub(crate) fn check_layout_dir(dir: &Path) -> Result<(), String> {
+    let Ok(meta) = std::fs::symlink_metadata(dir) else {
+        return Ok(());
+    };
+    if !meta.is_dir() {
+        return Err("it exists and is not a directory".into());
+    }
+    let empty = std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_none());
+    if empty || dir.join("oci-layout").is_file() {
+        return Ok(());
+    }
+    Err("it is a directory that is not an OCI image layout (no `oci-layout` file), and writing a layout replaces the whole directory".into())
 }

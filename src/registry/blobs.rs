@@ -23,20 +23,24 @@ impl RegistryClient {
     ) -> Result<Vec<u8>, RegistryError> {
         let context = Context::new("pull blob", registry, repository).with_reference(digest);
         let request = Request::new(Method::GET, self.blob_url(&context, digest)?);
-        let response = self
-            .expect(
-                &context,
-                &request,
-                &[pull_scope(repository)],
-                StatusCode::OK,
-            )
-            .await?;
-        let bytes = self
-            .transport
-            .read_limited(&context, &request, response, BLOB_BYTES_LIMIT)
-            .await?;
-        check_digest(&context, digest, Digest::of(&bytes))?;
-        Ok(bytes)
+        // A body cut short is retried like a 503: the whole GET again.
+        self.retrying(|| async {
+            let response = self
+                .expect_once(
+                    &context,
+                    &request,
+                    &[pull_scope(repository)],
+                    StatusCode::OK,
+                )
+                .await?;
+            let bytes = self
+                .transport
+                .read_limited(&context, &request, response, BLOB_BYTES_LIMIT)
+                .await?;
+            check_digest(&context, digest, Digest::of(&bytes))?;
+            Ok(bytes)
+        })
+        .await
     }
 
     /// Stream a blob into `dest` (written to a temp file beside it, digest
@@ -49,17 +53,8 @@ impl RegistryClient {
         dest: &Path,
     ) -> Result<u64, RegistryError> {
         let context = Context::new("pull blob", registry, repository).with_reference(digest);
-        let attempts = self.options.retries.max(1);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.pull_blob_once(&context, digest, dest).await {
-                Err(e) if e.is_temporary() && attempt < attempts => {
-                    tokio::time::sleep(backoff(attempt)).await
-                }
-                result => return result,
-            }
-        }
+        self.retrying(|| self.pull_blob_once(&context, digest, dest))
+            .await
     }
 
     async fn pull_blob_once(
@@ -70,7 +65,7 @@ impl RegistryClient {
     ) -> Result<u64, RegistryError> {
         let request = Request::new(Method::GET, self.blob_url(context, digest)?);
         let mut response = self
-            .expect(
+            .expect_once(
                 context,
                 &request,
                 &[pull_scope(&context.repository)],
@@ -100,12 +95,15 @@ impl RegistryClient {
                 .map_err(io_error("write", temp.path()))?,
         );
         let mut hasher = HashingWriter::new(std::io::sink());
+        let label = format!("pull {}", &digest.as_str()[..digest.as_str().len().min(19)]);
+        let mut transfer = crate::progress::current().transfer(&label, response.content_length());
         while let Some(chunk) = response
             .chunk()
             .await
             .map_err(|e| transport_error(context, &request.method, &request.url, e))?
         {
             hasher.write_all(&chunk).expect("hashing into a sink");
+            transfer.advance(chunk.len() as u64);
             file.write_all(&chunk)
                 .await
                 .map_err(io_error("write", temp.path()))?;

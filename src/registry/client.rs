@@ -4,7 +4,7 @@
 
 use super::auth::{pull_scope, push_scope};
 use super::error::{Context, RegistryError};
-use super::transport::{Body, Request, Transport};
+use super::transport::{backoff, Body, Request, Transport};
 use crate::digest::Digest;
 use reqwest::header::{HeaderMap, ACCEPT, CONTENT_TYPE};
 use reqwest::{Method, Response, StatusCode};
@@ -81,25 +81,36 @@ impl RegistryClient {
             .transport
             .url(&context, &format!("{repository}/manifests/{reference}"))?;
         let request = Request::new(Method::GET, url).header(ACCEPT, MANIFEST_ACCEPT);
+        // A body cut short is retried like a 503: the whole GET again.
+        self.retrying(|| self.get_manifest_once(&context, &request, reference))
+            .await
+    }
+
+    async fn get_manifest_once(
+        &self,
+        context: &Context,
+        request: &Request,
+        reference: &str,
+    ) -> Result<FetchedManifest, RegistryError> {
         let response = self
-            .expect(
-                &context,
-                &request,
-                &[pull_scope(repository)],
+            .expect_once(
+                context,
+                request,
+                &[pull_scope(&context.repository)],
                 StatusCode::OK,
             )
             .await?;
         let headers = response.headers().clone();
         let bytes = self
             .transport
-            .read_limited(&context, &request, response, MANIFEST_LIMIT)
+            .read_limited(context, request, response, MANIFEST_LIMIT)
             .await?;
         let digest = Digest::of(&bytes);
         let wanted = Digest::parse(reference).ok();
         for expected in wanted.into_iter().chain(header_digest(&headers)) {
             if expected != digest {
                 return Err(RegistryError::DigestMismatch {
-                    context: Box::new(context),
+                    context: Box::new(context.clone()),
                     expected,
                     actual: digest,
                 });
@@ -177,15 +188,45 @@ impl RegistryClient {
         Ok(header_digest(response.headers()).unwrap_or_else(|| Digest::of(bytes)))
     }
 
-    /// Send, and turn any status but `wanted` into an error.
-    pub(super) async fn expect(
+    /// Runs one whole exchange (request and answer body) up to `retries`
+    /// times: a retryable status (429, 5xx), no answer, or a body cut short
+    /// or stalled start it over, after the answer's Retry-After or a backoff.
+    /// Each attempt sends once (see `expect_once`), so `--retries N` means N
+    /// attempts, not N per stage.
+    pub(super) async fn retrying<T, F, Fut>(&self, mut once: F) -> Result<T, RegistryError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, RegistryError>>,
+    {
+        let attempts = self.options.retries.max(1);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match once().await {
+                Err(e) if e.is_temporary() && attempt < attempts => {
+                    let delay = match &e {
+                        RegistryError::Status {
+                            retry_after: Some(delay),
+                            ..
+                        } => *delay,
+                        _ => backoff(attempt),
+                    };
+                    tokio::time::sleep(delay).await
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// Send once (a 401 answered), and turn any status but `wanted` into an error.
+    pub(super) async fn expect_once(
         &self,
         context: &Context,
         request: &Request,
         scopes: &[String],
         wanted: StatusCode,
     ) -> Result<Response, RegistryError> {
-        let response = self.transport.send(context, request, scopes).await?;
+        let response = self.transport.send_with(context, request, scopes, 1).await?;
         if response.status() == wanted {
             Ok(response)
         } else {

@@ -219,7 +219,7 @@ impl RegistryError {
                 status, context, ..
             } => match status {
                 401 => Some(format!(
-                    "check credentials: `docker login {registry}` or ~/.docker/config.json"
+                    "check the credentials for `{registry}`: `docker login {registry}` (config.json in $DOCKER_CONFIG or ~/.docker), or SLIPWAY_REGISTRY_USERNAME / SLIPWAY_REGISTRY_PASSWORD"
                 )),
                 403 => Some(format!(
                     "the credentials for `{registry}` are not allowed this on `{}`: check the account's permissions",
@@ -235,9 +235,17 @@ impl RegistryError {
                 _ => None,
             },
             RegistryError::Transport { kind, url, .. } => match kind {
-                TransportKind::Refused => Some(format!(
-                    "is the registry running at `{}`? use --insecure-registry for plain HTTP",
-                    url.split("/v2/").next().unwrap_or(url)
+                TransportKind::Refused => {
+                    let root = url.split("/v2/").next().unwrap_or(url);
+                    let plain = if root.starts_with("https://") {
+                        format!("; if it speaks plain HTTP, pass --insecure-registry `{registry}`")
+                    } else {
+                        String::new()
+                    };
+                    Some(format!("is the registry running at `{root}`? check its host and port{plain}"))
+                }
+                TransportKind::Connect => Some(format!(
+                    "cannot reach `{registry}`: check its name, the network, and any proxy settings"
                 )),
                 TransportKind::Tls => Some(format!(
                     "for a registry that speaks plain HTTP use --insecure-registry `{registry}`; for a private CA set SSL_CERT_FILE"

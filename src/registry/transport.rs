@@ -210,7 +210,16 @@ impl Transport {
                 };
                 let file = tokio::fs::File::open(path).await.map_err(io_error)?;
                 let len = file.metadata().await.map_err(io_error)?.len();
-                let stream = tokio_util::io::ReaderStream::new(file);
+                // Bytes sent feed a progress bar (see `crate::progress`).
+                let label = path.file_name().map_or_else(String::new, |n| {
+                    let n = n.to_string_lossy();
+                    format!("push sha256:{}", &n[..n.len().min(12)])
+                });
+                let mut transfer = crate::progress::current().transfer(&label, Some(len));
+                let stream = futures::TryStreamExt::inspect_ok(
+                    tokio_util::io::ReaderStream::new(file),
+                    move |chunk| transfer.advance(chunk.len() as u64),
+                );
                 builder
                     .header(CONTENT_LENGTH, len)
                     .body(reqwest::Body::wrap_stream(stream))
@@ -222,11 +231,11 @@ impl Transport {
                 Ok(response) => response.status().as_u16().to_string(),
                 Err(e) => format!("error: {}", classify(e)),
             };
-            eprintln!(
+            crate::progress::print_line(&format!(
                 "registry: {} {} -> {outcome}",
                 request.method,
                 redact_url(&request.url)
-            );
+            ));
         }
         result.map_err(|e| transport_error(context, &request.method, &request.url, e))
     }

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod fake_server;
+pub mod fault_proxy;
 pub mod image;
 pub mod registry;
 pub mod token_server;

@@ -1,0 +1,202 @@
+//! The bundle's `base/`: the resolved base image as an OCI image layout.
+//! The top document (index or manifest) is kept byte for byte, with the
+//! manifest, config and layers of every platform the recipe builds; blobs
+//! already in the layout with the right digest are kept, the rest come
+//! through the cache (digest checked) and are copied (checked again).
+
+use crate::cache::Cache;
+use crate::digest::{Digest, HashingWriter};
+use crate::oci::{self, Descriptor, Index};
+use crate::registry::RegistryClient;
+use crate::resolve::{self, BaseImage, BaseLocation, ResolveError};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BaseError {
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
+    #[error("`{}` does not match its digest `{expected}` (it hashes to `{actual}`)", path.display())]
+    Mismatch {
+        path: std::path::PathBuf,
+        expected: Digest,
+        actual: Digest,
+    },
+    #[error("writing the base layout: {0}")]
+    Io(#[from] io::Error),
+}
+
+impl BaseError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            BaseError::Resolve(e) => e.hint(),
+            BaseError::Registry(e) => e.hint(),
+            _ => None,
+        }
+    }
+}
+
+/// What writing the layout did.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct BaseCounts {
+    pub blobs: usize,
+    pub kept: usize,
+    pub copied: usize,
+    /// Hex digests of every blob the layout needs (the rest may be pruned).
+    #[serde(skip)]
+    pub wanted: BTreeSet<String>,
+    /// (media type, size) of the top document.
+    #[serde(skip)]
+    pub top: (String, u64),
+}
+
+/// Writes `bases` (one per platform, all from one reference) into the layout at `dir`.
+pub async fn write(
+    client: &RegistryClient,
+    cache: &Cache,
+    bases: &[BaseImage],
+    dir: &Path,
+) -> Result<BaseCounts, BaseError> {
+    let first = &bases[0];
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs)?;
+    let mut counts = BaseCounts::default();
+    let (top_bytes, top_type) = document(client, &first.location, &first.top_digest).await?;
+    counts.top = (top_type.clone(), top_bytes.len() as u64);
+    put_bytes(&blobs, &first.top_digest, &top_bytes, &mut counts)?;
+    for base in bases {
+        if base.manifest_digest != base.top_digest {
+            let (bytes, _) = document(client, &base.location, &base.manifest_digest).await?;
+            put_bytes(&blobs, &base.manifest_digest, &bytes, &mut counts)?;
+        }
+        let mut digests = vec![&base.manifest.config.digest];
+        digests.extend(base.manifest.layers.iter().map(|l| &l.digest));
+        for digest in digests {
+            let dest = blobs.join(digest.hex());
+            counts.blobs += 1;
+            if !counts.wanted.insert(digest.hex().to_string()) {
+                continue;
+            }
+            if matches(&dest, digest) {
+                counts.kept += 1;
+                continue;
+            }
+            let source = resolve::fetch_blob(client, cache, &base.location, digest).await?;
+            copy_checked(&source, &dest, digest)?;
+            counts.copied += 1;
+        }
+    }
+    let index = Index {
+        schema_version: 2,
+        media_type: Some(oci::OCI_INDEX.into()),
+        manifests: vec![Descriptor {
+            media_type: top_type,
+            digest: first.top_digest.clone(),
+            size: top_bytes.len() as u64,
+            platform: None,
+            annotations: Some(BTreeMap::from([(
+                "org.opencontainers.image.ref.name".to_string(),
+                first.name.to_string(),
+            )])),
+        }],
+        annotations: None,
+    };
+    write_atomic(&dir.join("index.json"), &oci::to_canonical_bytes(&index))?;
+    write_atomic(
+        &dir.join("oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )?;
+    Ok(counts)
+}
+
+/// A manifest or index by digest, with its media type.
+async fn document(
+    client: &RegistryClient,
+    location: &BaseLocation,
+    digest: &Digest,
+) -> Result<(Vec<u8>, String), BaseError> {
+    let bytes = match location {
+        BaseLocation::Registry {
+            registry,
+            repository,
+        } => {
+            let fetched = client
+                .get_manifest(registry, repository, digest.as_str())
+                .await?;
+            if !fetched.media_type.is_empty() && fetched.media_type != "application/json" {
+                return Ok((fetched.bytes, fetched.media_type));
+            }
+            fetched.bytes
+        }
+        BaseLocation::Layout(dir) => {
+            let path = dir.join("blobs/sha256").join(digest.hex());
+            let bytes = std::fs::read(&path)?;
+            let actual = Digest::of(&bytes);
+            if &actual != digest {
+                return Err(BaseError::Mismatch {
+                    path,
+                    expected: digest.clone(),
+                    actual,
+                });
+            }
+            bytes
+        }
+    };
+    let media_type = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|v| v["mediaType"].as_str().map(str::to_string))
+        .unwrap_or_else(|| oci::OCI_MANIFEST.to_string());
+    Ok((bytes, media_type))
+}
+
+fn matches(path: &Path, digest: &Digest) -> bool {
+    crate::digest::digest_file(path).is_ok_and(|(d, _)| &d == digest)
+}
+
+fn put_bytes(
+    blobs: &Path,
+    digest: &Digest,
+    bytes: &[u8],
+    counts: &mut BaseCounts,
+) -> Result<(), BaseError> {
+    counts.blobs += 1;
+    counts.wanted.insert(digest.hex().to_string());
+    let dest = blobs.join(digest.hex());
+    if std::fs::read(&dest).is_ok_and(|b| b == bytes) {
+        counts.kept += 1;
+        return Ok(());
+    }
+    write_atomic(&dest, bytes)?;
+    counts.copied += 1;
+    Ok(())
+}
+
+/// Copies `source` to `dest` through a temp file, checking the digest on the way.
+fn copy_checked(source: &Path, dest: &Path, digest: &Digest) -> Result<(), BaseError> {
+    let parent = dest.parent().unwrap_or(Path::new("."));
+    let mut temp = tempfile::NamedTempFile::new_in(parent)?;
+    let mut writer = HashingWriter::new(temp.as_file_mut());
+    io::copy(&mut std::fs::File::open(source)?, &mut writer)?;
+    let (_, actual, _) = writer.finish();
+    if &actual != digest {
+        return Err(BaseError::Mismatch {
+            path: source.to_path_buf(),
+            expected: digest.clone(),
+            actual,
+        });
+    }
+    temp.persist(dest).map_err(|e| e.error)?;
+    Ok(())
+}
+
+pub(super) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let parent = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent)?;
+    let mut temp = tempfile::NamedTempFile::new_in(parent)?;
+    io::Write::write_all(&mut temp, bytes)?;
+    temp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}

@@ -1,0 +1,671 @@
+//! `slipway init`: writes a commented recipe for a project dir by looking at
+//! what is there — `pyproject.toml` + `uv.lock` (a locked project),
+//! `requirements.txt`, an ASGI app (`FastAPI(`, `Starlette(`: run by uvicorn),
+//! a WSGI app (`Flask(`: run by gunicorn) or a console script in
+//! `[project.scripts]` (the entrypoint). [`detect`] looks, [`render`] writes.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// The recipe's file name in the project dir.
+pub const RECIPE_FILE: &str = "slipway.toml";
+
+/// Python version used when the project states none.
+pub const DEFAULT_PYTHON: &str = "3.13";
+
+/// How the dependencies are given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Dependencies {
+    /// `pyproject.toml` + `uv.lock`: `[python] project = "."`.
+    Project,
+    /// `pyproject.toml` without a lock: the lock must be made first.
+    ProjectUnlocked,
+    /// Requirements files, relative to the dir.
+    Requirements(Vec<String>),
+    None,
+}
+
+/// How the app is started.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Launch {
+    /// `uvicorn module:attr`.
+    Asgi {
+        target: String,
+        framework: &'static str,
+        file: String,
+    },
+    /// `gunicorn module:attr`.
+    Wsgi {
+        target: String,
+        framework: &'static str,
+        file: String,
+    },
+    /// A `[project.scripts]` name.
+    Script(String),
+    /// `python FILE` (a file with `if __name__ == "__main__"`).
+    File(String),
+    Unknown,
+}
+
+/// What `init` found in the dir.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Project {
+    pub name: String,
+    /// `3.13`, from `.python-version` or `requires-python`, else the default.
+    pub python: String,
+    pub dependencies: Dependencies,
+    pub launch: Launch,
+    /// The app's source dir relative to the project (`.` or `src`).
+    pub source: String,
+    /// Names of the dependencies the project states (lowercase), to check
+    /// the server is among them.
+    pub declared: Vec<String>,
+    /// Every `[project.scripts]` name.
+    pub scripts: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error("`{}` is not a dir", .0.display())]
+    NotADir(PathBuf),
+    #[error("`{}` already exists", .0.display())]
+    Exists(PathBuf),
+    #[error("`{}` is not valid TOML: {message}", path.display())]
+    BadPyproject { path: PathBuf, message: String },
+    #[error("cannot read or write `{}`", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl InitError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            InitError::Exists(_) => {
+                Some("pass `--force` to overwrite it, or `--print` to see the recipe".into())
+            }
+            _ => None,
+        }
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> InitError + '_ {
+    move |source| InitError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Looks at `dir` and says what kind of project it is.
+pub fn detect(dir: &Path) -> Result<Project, InitError> {
+    if !dir.is_dir() {
+        return Err(InitError::NotADir(dir.to_path_buf()));
+    }
+    let pyproject_path = dir.join("pyproject.toml");
+    let pyproject: Option<toml::Table> = match std::fs::read_to_string(&pyproject_path) {
+        Ok(text) => Some(
+            text.parse()
+                .map_err(|e: toml::de::Error| InitError::BadPyproject {
+                    path: pyproject_path.clone(),
+                    message: e.message().to_string(),
+                })?,
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(io_err(&pyproject_path)(e)),
+    };
+    let project = pyproject
+        .as_ref()
+        .and_then(|t| t.get("project"))
+        .and_then(|p| p.as_table());
+    let text = |key: &str| project.and_then(|p| p.get(key)).and_then(|v| v.as_str());
+    let name = text("name").map(str::to_string).unwrap_or_else(|| {
+        let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        dir.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "app".into())
+    });
+    let python = python_version(dir, text("requires-python"));
+    let scripts: Vec<String> = project
+        .and_then(|p| p.get("scripts"))
+        .and_then(|s| s.as_table())
+        .map(|s| s.keys().cloned().collect())
+        .unwrap_or_default();
+
+    let requirements: Vec<String> = [
+        "requirements.txt",
+        "requirements/prod.txt",
+        "requirements/base.txt",
+    ]
+    .iter()
+    .filter(|f| dir.join(f).is_file())
+    .take(1)
+    .map(|f| f.to_string())
+    .collect();
+    let dependencies = match (pyproject.is_some(), dir.join("uv.lock").is_file()) {
+        (true, true) => Dependencies::Project,
+        _ if !requirements.is_empty() => Dependencies::Requirements(requirements.clone()),
+        (true, false) => Dependencies::ProjectUnlocked,
+        _ => Dependencies::None,
+    };
+    let mut declared: Vec<String> = project
+        .and_then(|p| p.get("dependencies"))
+        .and_then(|d| d.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d.as_str())
+        .map(requirement_name)
+        .collect();
+    for file in &requirements {
+        let text = std::fs::read_to_string(dir.join(file)).map_err(io_err(&dir.join(file)))?;
+        declared.extend(
+            text.lines()
+                .map(|l| l.split('#').next().unwrap_or_default().trim())
+                .filter(|l| !l.is_empty() && !l.starts_with('-'))
+                .map(requirement_name),
+        );
+    }
+
+    let sources = python_files(dir);
+    let launch = find_app(dir, &sources)
+        .or_else(|| scripts.first().map(|s| Launch::Script(s.clone())))
+        .or_else(|| find_main(dir, &sources))
+        .unwrap_or(Launch::Unknown);
+    let in_src = |file: &str| file.starts_with("src/");
+    let source = match &launch {
+        Launch::Asgi { file, .. } | Launch::Wsgi { file, .. } | Launch::File(file)
+            if in_src(file) =>
+        {
+            "src".to_string()
+        }
+        _ => ".".to_string(),
+    };
+    Ok(Project {
+        name,
+        python,
+        dependencies,
+        launch,
+        source,
+        declared,
+        scripts,
+    })
+}
+
+/// `FastAPI[all]>=0.1 ; python_version>"3"` → `fastapi`.
+fn requirement_name(spec: &str) -> String {
+    let end = spec
+        .find(|c: char| !(c.is_ascii_alphanumeric() || "-_.".contains(c)))
+        .unwrap_or(spec.len());
+    spec[..end].to_ascii_lowercase().replace('_', "-")
+}
+
+/// `.python-version` (`3.13.1` → `3.13`), else the lowest minor `requires-python`
+/// allows if it pins one (`==3.12.*`, `~=3.12`), else the default.
+fn python_version(dir: &Path, requires: Option<&str>) -> String {
+    let minor = |text: &str| -> Option<String> {
+        let mut parts = text.trim().split('.');
+        let major = parts.next()?.trim();
+        let minor: String = parts
+            .next()?
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        (major == "3" && !minor.is_empty()).then(|| format!("3.{minor}"))
+    };
+    if let Ok(text) = std::fs::read_to_string(dir.join(".python-version")) {
+        if let Some(v) = text.lines().next().and_then(minor) {
+            return v;
+        }
+    }
+    if let Some(spec) = requires {
+        for clause in spec.split(',') {
+            let clause = clause.trim();
+            for op in ["==", "~="] {
+                if let Some(v) = clause.strip_prefix(op).and_then(minor) {
+                    return v;
+                }
+            }
+        }
+    }
+    DEFAULT_PYTHON.to_string()
+}
+
+/// `.py` files (relative, `/`-separated), shallow first, skipping
+/// virtualenvs, caches, tests and hidden dirs.
+fn python_files(dir: &Path) -> Vec<String> {
+    const SKIP: &[&str] = &[
+        "__pycache__",
+        "node_modules",
+        "venv",
+        "env",
+        "site-packages",
+        "build",
+        "dist",
+        "tests",
+        "test",
+        "docs",
+    ];
+    let mut files: Vec<String> = walkdir::WalkDir::new(dir)
+        .max_depth(5)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| {
+            let name = e.file_name().to_string_lossy();
+            e.depth() == 0
+                || !(name.starts_with('.')
+                    || (e.file_type().is_dir() && SKIP.contains(&name.as_ref())))
+        })
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file() && e.path().extension().is_some_and(|x| x == "py"))
+        .filter_map(|e| {
+            e.path()
+                .strip_prefix(dir)
+                .ok()
+                .map(|p| p.to_string_lossy().replace('\\', "/"))
+        })
+        .collect();
+    files.sort_by_key(|f| (f.matches('/').count(), f.clone()));
+    files
+}
+
+const ASGI: &[(&str, &str)] = &[
+    ("FastAPI(", "FastAPI"),
+    ("Starlette(", "Starlette"),
+    ("Litestar(", "Litestar"),
+    ("Quart(", "Quart"),
+];
+const WSGI: &[(&str, &str)] = &[("Flask(", "Flask")];
+
+/// The first file creating an ASGI or WSGI app object: `NAME = FastAPI(...)`.
+fn find_app(dir: &Path, files: &[String]) -> Option<Launch> {
+    for file in files {
+        let Ok(text) = std::fs::read_to_string(dir.join(file)) else {
+            continue;
+        };
+        for (frameworks, asgi) in [(ASGI, true), (WSGI, false)] {
+            for (needle, framework) in frameworks {
+                let Some(attr) = assigned_name(&text, needle) else {
+                    continue;
+                };
+                // A factory (`def create_app(): app = Flask(...)`) is called by the server.
+                let attr = if text.contains("def create_app(") && !asgi {
+                    "create_app()".to_string()
+                } else {
+                    attr
+                };
+                let module = file
+                    .strip_prefix("src/")
+                    .unwrap_or(file)
+                    .trim_end_matches(".py")
+                    .trim_end_matches("/__init__")
+                    .replace('/', ".");
+                let target = format!("{module}:{attr}");
+                let file = file.clone();
+                return Some(if asgi {
+                    Launch::Asgi {
+                        target,
+                        framework,
+                        file,
+                    }
+                } else {
+                    Launch::Wsgi {
+                        target,
+                        framework,
+                        file,
+                    }
+                });
+            }
+        }
+    }
+    None
+}
+
+/// `app` from a line `app = FastAPI(` (or `app: FastAPI = FastAPI(`).
+fn assigned_name(text: &str, needle: &str) -> Option<String> {
+    text.lines().find_map(|line| {
+        let i = line.find(needle)?;
+        let before = line[..i].trim_end();
+        let before = before.strip_suffix('=')?.trim_end();
+        let name = before.split(':').next()?.trim();
+        let valid = !name.is_empty()
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !name.starts_with(|c: char| c.is_ascii_digit());
+        valid.then(|| name.to_string())
+    })
+}
+
+/// A top-level `main.py`/`app.py`/`__main__.py`-like script with a main guard.
+fn find_main(dir: &Path, files: &[String]) -> Option<Launch> {
+    files
+        .iter()
+        .filter(|f| !f.contains('/') || f.starts_with("src/"))
+        .find(|f| {
+            std::fs::read_to_string(dir.join(f)).is_ok_and(|t| {
+                t.contains("__name__ == \"__main__\"") || t.contains("__name__ == '__main__'")
+            })
+        })
+        .map(|f| Launch::File(f.clone()))
+}
+
+/// TOML string (basic string, escaped).
+fn q(text: &str) -> String {
+    toml::Value::String(text.to_string()).to_string()
+}
+
+fn list(items: &[&str]) -> String {
+    let items: Vec<String> = items.iter().map(|s| q(s)).collect();
+    format!("[{}]", items.join(", "))
+}
+
+/// The recipe text for `project`, every key explained.
+pub fn render(project: &Project, base: Option<&str>) -> String {
+    let base = base
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("python:{}-slim", project.python));
+    let mut out = String::new();
+    let w = &mut out;
+    let _ = writeln!(
+        w,
+        "# slipway recipe for `{}`, written by `slipway init`.",
+        project.name
+    );
+    let _ = writeln!(
+        w,
+        "# Build: slipway build slipway.toml --push REGISTRY/REPO:TAG   (or --oci-layout DIR)"
+    );
+    let _ = writeln!(w, "# Every key is in the README's recipe reference; relative paths are relative to this file.\n");
+    let _ = writeln!(w, "# The image to build on: any image with CPython at its usual place (official python images).");
+    let _ = writeln!(
+        w,
+        "# `-slim` (Debian, glibc: manylinux wheels) is the safe choice; `-alpine` (musl:"
+    );
+    let _ = writeln!(w, "# musllinux wheels) is smaller. Pin a digest (`@sha256:...`) for fully reproducible builds.");
+    let _ = writeln!(w, "base = {}\n", q(&base));
+    let _ = writeln!(
+        w,
+        "# Platforms to build; wheels are picked per platform, no emulation needed."
+    );
+    let _ = writeln!(w, "# Add \"linux/arm64\" for an image index with both.");
+    let _ = writeln!(w, "platforms = [\"linux/amd64\"]\n");
+    let _ = writeln!(
+        w,
+        "# Where `slipway build` puts the image unless the command line says otherwise:"
+    );
+    let _ = writeln!(
+        w,
+        "# push = \"registry.example:5000/team/{}:latest\"",
+        project.name
+    );
+    let _ = writeln!(w, "# oci_layout = \"build/image\"\n");
+
+    let _ = writeln!(w, "[python]");
+    match &project.dependencies {
+        Dependencies::Project => {
+            let _ = writeln!(
+                w,
+                "# A dir with pyproject.toml + uv.lock: the locked dependencies are installed"
+            );
+            let _ = writeln!(
+                w,
+                "# (and the project itself when it is a package, with its console scripts)."
+            );
+            let _ = writeln!(w, "project = \".\"");
+        }
+        Dependencies::ProjectUnlocked => {
+            let _ = writeln!(
+                w,
+                "# pyproject.toml has no uv.lock beside it yet: run `uv lock` first. The locked"
+            );
+            let _ = writeln!(
+                w,
+                "# dependencies (and the project itself when it is a package) are installed."
+            );
+            let _ = writeln!(w, "project = \".\"");
+        }
+        Dependencies::Requirements(files) => {
+            let _ = writeln!(w, "# Requirements files installed into site-packages (pin versions for repeatable builds).");
+            let files: Vec<&str> = files.iter().map(String::as_str).collect();
+            let _ = writeln!(w, "requirements = {}", list(&files));
+        }
+        Dependencies::None => {
+            let _ = writeln!(
+                w,
+                "# No requirements.txt or pyproject.toml + uv.lock found: no dependencies."
+            );
+            let _ = writeln!(w, "# requirements = [\"requirements.txt\"]");
+        }
+    }
+    let _ = writeln!(
+        w,
+        "# Wheels only by default: a package without a wheel for the target is an error."
+    );
+    let _ = writeln!(w, "# allow_sdist = true");
+    let _ = writeln!(w, "# Install from local wheel dirs only (air-gapped): find_links = [\"wheels\"] and offline = true");
+    let _ = writeln!(
+        w,
+        "# Compile .pyc for site-packages and the app (faster start, bigger image)."
+    );
+    let _ = writeln!(w, "bytecode = true\n");
+
+    let _ = writeln!(w, "[app]");
+    let _ = writeln!(
+        w,
+        "# The app's files: copied to `destination`; .dockerignore is honoured and .git,"
+    );
+    let _ = writeln!(
+        w,
+        "# .env*, caches, virtualenvs and keys are always left out."
+    );
+    let _ = writeln!(w, "source = {}", q(&project.source));
+    let _ = writeln!(w, "destination = \"/app\"");
+    let _ = writeln!(w, "# More patterns to leave out (.dockerignore syntax):");
+    let _ = writeln!(w, "excludes = [\"tests\", \"*.md\", \"slipway.toml\"]\n");
+
+    let _ = writeln!(w, "[image]");
+    render_launch(w, project);
+    let _ = writeln!(w, "# The working directory of the process.");
+    let _ = writeln!(w, "workdir = \"/app\"");
+    let _ = writeln!(w, "# Environment variables, added to the base's.");
+    let _ = writeln!(w, "env = {{ PYTHONUNBUFFERED = \"1\" }}");
+    let _ = writeln!(
+        w,
+        "# Run as a non-root user (numeric ids also own the new layers' files):"
+    );
+    let _ = writeln!(w, "# user = \"1000:1000\"");
+    let _ = writeln!(
+        w,
+        "# Config labels and manifest annotations (source, revision, created, base are filled in)."
+    );
+    let _ = writeln!(
+        w,
+        "labels = {{ \"org.opencontainers.image.title\" = {} }}",
+        q(&project.name)
+    );
+    out
+}
+
+fn render_launch(w: &mut String, project: &Project) {
+    let missing = |server: &str| {
+        !project.declared.is_empty() && !project.declared.iter().any(|d| d == server)
+    };
+    let _ = match &project.launch {
+        Launch::Asgi {
+            target,
+            framework,
+            file,
+        } => {
+            let _ = writeln!(
+                w,
+                "# {framework} app in {file}, served by uvicorn (an ASGI server)."
+            );
+            if missing("uvicorn") {
+                let _ = writeln!(w, "# NOTE: uvicorn is not among the dependencies: add it.");
+            }
+            let _ = writeln!(
+                w,
+                "cmd = {}",
+                list(&["uvicorn", target, "--host", "0.0.0.0", "--port", "8000"])
+            );
+            writeln!(
+                w,
+                "# Ports the app listens on (documentation for runtimes).\nports = [\"8000/tcp\"]"
+            )
+        }
+        Launch::Wsgi {
+            target,
+            framework,
+            file,
+        } => {
+            let _ = writeln!(
+                w,
+                "# {framework} app in {file}, served by gunicorn (a WSGI server)."
+            );
+            if missing("gunicorn") {
+                let _ = writeln!(w, "# NOTE: gunicorn is not among the dependencies: add it.");
+            }
+            let _ = writeln!(
+                w,
+                "cmd = {}",
+                list(&["gunicorn", "--bind", "0.0.0.0:8000", target])
+            );
+            writeln!(
+                w,
+                "# Ports the app listens on (documentation for runtimes).\nports = [\"8000/tcp\"]"
+            )
+        }
+        Launch::Script(name) => {
+            let _ = writeln!(w, "# The console script `{name}` from [project.scripts] (installed in the image's bin dir).");
+            let others: Vec<&String> = project.scripts.iter().filter(|s| *s != name).collect();
+            if !others.is_empty() {
+                let _ = writeln!(
+                    w,
+                    "# Other scripts: {}",
+                    others
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            let _ = writeln!(
+                w,
+                "# Setting an entrypoint clears the base's CMD; `cmd` gives default arguments."
+            );
+            writeln!(w, "entrypoint = {}", list(&[name]))
+        }
+        Launch::File(file) => {
+            let _ = writeln!(
+                w,
+                "# {file} has a `__main__` guard: run it with the image's Python."
+            );
+            let file = file.strip_prefix("src/").unwrap_or(file);
+            writeln!(w, "cmd = {}", list(&["python", file]))
+        }
+        Launch::Unknown => {
+            let _ = writeln!(
+                w,
+                "# No app found (FastAPI/Starlette/Flask object, [project.scripts], __main__):"
+            );
+            writeln!(w, "# cmd = [\"python\", \"main.py\"]")
+        }
+    };
+}
+
+/// Detects, renders and writes `DIR/slipway.toml` (unless it exists and not `force`).
+pub fn write(dir: &Path, base: Option<&str>, force: bool) -> Result<(PathBuf, Project), InitError> {
+    let project = detect(dir)?;
+    let path = dir.join(RECIPE_FILE);
+    if path.exists() && !force {
+        return Err(InitError::Exists(path));
+    }
+    std::fs::write(&path, render(&project, base)).map_err(io_err(&path))?;
+    Ok((path, project))
+}
+
+/// What was found, one line each (for the CLI's stderr).
+pub fn summary(project: &Project) -> BTreeMap<&'static str, String> {
+    let mut out = BTreeMap::new();
+    out.insert("python", project.python.clone());
+    out.insert(
+        "dependencies",
+        match &project.dependencies {
+            Dependencies::Project => "pyproject.toml + uv.lock".into(),
+            Dependencies::ProjectUnlocked => "pyproject.toml (run `uv lock`)".into(),
+            Dependencies::Requirements(f) => f.join(", "),
+            Dependencies::None => "none found".into(),
+        },
+    );
+    out.insert(
+        "app",
+        match &project.launch {
+            Launch::Asgi {
+                target, framework, ..
+            } => format!("{framework} `{target}` (uvicorn)"),
+            Launch::Wsgi {
+                target, framework, ..
+            } => format!("{framework} `{target}` (gunicorn)"),
+            Launch::Script(s) => format!("console script `{s}`"),
+            Launch::File(f) => format!("`python {f}`"),
+            Launch::Unknown => "not found: set `cmd` in the recipe".into(),
+        },
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_assigned_app_objects() {
+        assert_eq!(
+            assigned_name("app = FastAPI(title='x')", "FastAPI("),
+            Some("app".into())
+        );
+        assert_eq!(
+            assigned_name("api: FastAPI = FastAPI()", "FastAPI("),
+            Some("api".into())
+        );
+        assert_eq!(assigned_name("x = make(FastAPI())", "FastAPI("), None);
+        assert_eq!(assigned_name("return Flask(__name__)", "Flask("), None);
+    }
+
+    #[test]
+    fn reads_requirement_names_and_versions() {
+        assert_eq!(requirement_name("FastAPI[all]>=0.1"), "fastapi");
+        assert_eq!(requirement_name("typing_extensions"), "typing-extensions");
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(python_version(dir.path(), Some("==3.12.*")), "3.12");
+        assert_eq!(python_version(dir.path(), Some(">=3.10")), DEFAULT_PYTHON);
+        std::fs::write(dir.path().join(".python-version"), "3.11.4\n").unwrap();
+        assert_eq!(python_version(dir.path(), None), "3.11");
+    }
+
+    #[test]
+    fn detects_a_flask_factory_in_src_and_scripts() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("src/web")).unwrap();
+        std::fs::write(
+            dir.path().join("src/web/__init__.py"),
+            "from flask import Flask\n\ndef create_app():\n    app = Flask(__name__)\n    return app\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("pyproject.toml"),
+            "[project]\nname = \"web\"\ndependencies = [\"flask\"]\n[project.scripts]\nweb-admin = \"web:admin\"\n",
+        )
+        .unwrap();
+        let p = detect(dir.path()).unwrap();
+        assert_eq!(p.dependencies, Dependencies::ProjectUnlocked);
+        assert_eq!(p.source, "src");
+        assert!(matches!(&p.launch, Launch::Wsgi { target, .. } if target == "web:create_app()"));
+        let text = render(&p, None);
+        assert!(
+            text.contains("gunicorn is not among the dependencies"),
+            "{text}"
+        );
+        assert!(text.parse::<toml::Table>().is_ok(), "{text}");
+    }
+}

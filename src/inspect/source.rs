@@ -1,0 +1,513 @@
+//! Where `inspect` reads an image from: a registry (mirrors applied, blobs
+//! through the cache), an OCI image layout dir, or a docker-archive tar. Each
+//! gives the same thing: the top-level document, one [`RawImage`] per
+//! platform, and a reader for any of its blobs.
+
+use super::InspectError;
+use crate::cache::Cache;
+use crate::digest::{Digest, HashingWriter};
+use crate::oci::{self, Descriptor, Index, Manifest};
+use crate::platform::Platform;
+use crate::reference::Reference;
+use crate::registry::RegistryClient;
+use crate::resolve::{self, BaseLocation};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+/// What the user named on the command line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    Registry(Reference),
+    /// `oci:DIR[:TAG]`
+    Layout {
+        dir: PathBuf,
+        tag: Option<String>,
+    },
+    /// `docker-archive:FILE`
+    DockerArchive(PathBuf),
+}
+
+impl Target {
+    /// `REF`, `oci:DIR[:TAG]` or `docker-archive:FILE`.
+    pub fn parse(text: &str) -> Result<Target, String> {
+        if let Some(rest) = text.strip_prefix("oci:") {
+            // A colon after the last slash separates a tag, unless the whole thing is a dir.
+            let whole = Path::new(rest);
+            if whole.is_dir() {
+                return Ok(Target::Layout {
+                    dir: whole.to_path_buf(),
+                    tag: None,
+                });
+            }
+            let after_slash = rest.rfind('/').map_or(0, |i| i + 1);
+            return Ok(match rest[after_slash..].rfind(':') {
+                Some(i) => Target::Layout {
+                    dir: PathBuf::from(&rest[..after_slash + i]),
+                    tag: Some(rest[after_slash + i + 1..].to_string()),
+                },
+                None => Target::Layout {
+                    dir: whole.to_path_buf(),
+                    tag: None,
+                },
+            });
+        }
+        if let Some(rest) = text.strip_prefix("docker-archive:") {
+            return Ok(Target::DockerArchive(PathBuf::from(rest)));
+        }
+        let text = text.strip_prefix("docker://").unwrap_or(text);
+        Reference::parse(text).map(Target::Registry)
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Registry(r) => write!(f, "{r}"),
+            Target::Layout { dir, tag: Some(t) } => write!(f, "oci:{}:{t}", dir.display()),
+            Target::Layout { dir, tag: None } => write!(f, "oci:{}", dir.display()),
+            Target::DockerArchive(file) => write!(f, "docker-archive:{}", file.display()),
+        }
+    }
+}
+
+/// The document a name points at: an index, a manifest, or (docker-archive) none.
+pub struct Top {
+    pub media_type: String,
+    pub digest: Option<Digest>,
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// One platform's image as stored: manifest (if any), config and layer descriptors.
+pub struct RawImage {
+    pub platform: Platform,
+    pub manifest_digest: Option<Digest>,
+    pub manifest_media_type: String,
+    pub manifest_annotations: BTreeMap<String, String>,
+    pub config_digest: Digest,
+    pub config: serde_json::Value,
+    pub layers: Vec<Descriptor>,
+}
+
+/// An opened image source.
+pub enum Source<'a> {
+    Registry {
+        client: &'a RegistryClient,
+        cache: Cache,
+        location: BaseLocation,
+        reference: Reference,
+    },
+    Layout {
+        dir: PathBuf,
+        tag: Option<String>,
+    },
+    Archive(Archive),
+}
+
+impl<'a> Source<'a> {
+    pub fn open(
+        target: &Target,
+        client: &'a RegistryClient,
+        cache_dir: &Path,
+        mirrors: &BTreeMap<String, String>,
+    ) -> Result<Source<'a>, InspectError> {
+        Ok(match target {
+            Target::Registry(reference) => Source::Registry {
+                client,
+                cache: Cache::open(cache_dir).map_err(InspectError::io(cache_dir))?,
+                location: BaseLocation::Registry {
+                    registry: mirrors
+                        .get(&reference.registry)
+                        .cloned()
+                        .unwrap_or_else(|| reference.registry.clone()),
+                    repository: reference.repository.clone(),
+                },
+                reference: reference.clone(),
+            },
+            Target::Layout { dir, tag } => Source::Layout {
+                dir: dir.clone(),
+                tag: tag.clone(),
+            },
+            Target::DockerArchive(file) => Source::Archive(Archive::open(file)?),
+        })
+    }
+
+    /// The top document and every platform's image (attestations skipped),
+    /// keeping only `platforms` when it is not empty.
+    pub async fn images(&self, platforms: &[String]) -> Result<(Top, Vec<RawImage>), InspectError> {
+        if let Source::Archive(archive) = self {
+            return archive.image().map(|(top, image)| (top, vec![image]));
+        }
+        let (bytes, media_type, digest) = self.top_bytes().await?;
+        let mut images = Vec::new();
+        let top_annotations;
+        if oci::is_index(&media_type) {
+            let index: Index = parse(&bytes, "index")?;
+            top_annotations = index.annotations.clone().unwrap_or_default();
+            for entry in &index.manifests {
+                let is_attestation = entry
+                    .annotations
+                    .as_ref()
+                    .is_some_and(|a| a.contains_key("vnd.docker.reference.type"))
+                    || entry.platform.as_ref().is_some_and(|p| p.os == "unknown");
+                if is_attestation || !oci::is_manifest(&entry.media_type) {
+                    continue;
+                }
+                if let Some(p) = &entry.platform {
+                    if !wanted(platforms, p) {
+                        continue;
+                    }
+                }
+                let bytes = self.blob_bytes(&entry.digest, true).await?;
+                let mut image = self
+                    .raw_image(&bytes, &entry.media_type, entry.digest.clone())
+                    .await?;
+                // The index's platform is the one users name (`linux/arm64`, not `/v8`).
+                if let Some(p) = &entry.platform {
+                    image.platform = p.clone();
+                }
+                images.push(image);
+            }
+        } else if oci::is_manifest(&media_type) {
+            top_annotations = BTreeMap::new();
+            let image = self.raw_image(&bytes, &media_type, digest.clone()).await?;
+            if wanted(platforms, &image.platform) {
+                images.push(image);
+            }
+        } else {
+            return Err(InspectError::Bad(format!(
+                "unsupported manifest media type `{media_type}`"
+            )));
+        }
+        let top = Top {
+            media_type,
+            digest: Some(digest),
+            annotations: top_annotations,
+        };
+        Ok((top, images))
+    }
+
+    async fn raw_image(
+        &self,
+        bytes: &[u8],
+        media_type: &str,
+        digest: Digest,
+    ) -> Result<RawImage, InspectError> {
+        let manifest: Manifest = parse(bytes, "manifest")?;
+        let config_bytes = self.blob_bytes(&manifest.config.digest, false).await?;
+        let config: serde_json::Value = parse(&config_bytes, "config")?;
+        Ok(RawImage {
+            platform: config_platform(&config),
+            manifest_digest: Some(digest),
+            manifest_media_type: manifest
+                .media_type
+                .clone()
+                .unwrap_or_else(|| media_type.to_string()),
+            manifest_annotations: manifest.annotations.clone().unwrap_or_default(),
+            config_digest: manifest.config.digest.clone(),
+            config,
+            layers: manifest.layers,
+        })
+    }
+
+    async fn top_bytes(&self) -> Result<(Vec<u8>, String, Digest), InspectError> {
+        match self {
+            Source::Registry {
+                client,
+                location:
+                    BaseLocation::Registry {
+                        registry,
+                        repository,
+                    },
+                reference,
+                ..
+            } => {
+                let m = client
+                    .get_manifest(registry, repository, &reference.reference_str())
+                    .await?;
+                Ok((m.bytes, m.media_type, m.digest))
+            }
+            Source::Layout { dir, tag } => {
+                let index_bytes = std::fs::read(dir.join("index.json"))
+                    .map_err(InspectError::io(&dir.join("index.json")))?;
+                let index: Index = parse(&index_bytes, "index.json")?;
+                let name_of = |m: &Descriptor| {
+                    m.annotations
+                        .as_ref()
+                        .and_then(|a| a.get("org.opencontainers.image.ref.name"))
+                        .cloned()
+                };
+                let entry = match (tag, index.manifests.as_slice()) {
+                    (Some(tag), manifests) => manifests
+                        .iter()
+                        .find(|m| name_of(m).as_deref() == Some(tag.as_str())),
+                    (None, [only]) => Some(only),
+                    (None, manifests) => manifests
+                        .iter()
+                        .find(|m| name_of(m).as_deref() == Some("latest")),
+                };
+                let entry = entry.ok_or_else(|| {
+                    let names: Vec<String> = index.manifests.iter().filter_map(name_of).collect();
+                    InspectError::NotFound(format!(
+                        "no image {} in OCI layout `{}` (it has: {})",
+                        tag.as_deref()
+                            .map_or("tagged `latest`".into(), |t| format!("tagged `{t}`")),
+                        dir.display(),
+                        if names.is_empty() {
+                            "none".into()
+                        } else {
+                            names.join(", ")
+                        }
+                    ))
+                })?;
+                let bytes = self.blob_bytes(&entry.digest, true).await?;
+                Ok((bytes, entry.media_type.clone(), entry.digest.clone()))
+            }
+            _ => unreachable!("archives have no top document"),
+        }
+    }
+
+    /// A manifest or config, digest checked.
+    async fn blob_bytes(&self, digest: &Digest, manifest: bool) -> Result<Vec<u8>, InspectError> {
+        let bytes = match self {
+            Source::Registry {
+                client,
+                location:
+                    BaseLocation::Registry {
+                        registry,
+                        repository,
+                    },
+                ..
+            } => {
+                return Ok(if manifest {
+                    client
+                        .get_manifest(registry, repository, digest.as_str())
+                        .await?
+                        .bytes
+                } else {
+                    client.get_blob_bytes(registry, repository, digest).await?
+                })
+            }
+            _ => {
+                let mut bytes = Vec::new();
+                self.open_blob(digest)
+                    .await?
+                    .read_to_end(&mut bytes)
+                    .map_err(InspectError::io(Path::new(digest.as_str())))?;
+                bytes
+            }
+        };
+        let actual = Digest::of(&bytes);
+        if &actual != digest && !matches!(self, Source::Archive(_)) {
+            return Err(InspectError::Bad(format!(
+                "blob `{digest}` hashes to `{actual}`"
+            )));
+        }
+        Ok(bytes)
+    }
+
+    /// A reader over a blob's bytes (registry blobs are fetched into the cache first).
+    pub async fn open_blob(&self, digest: &Digest) -> Result<Box<dyn Read + Send>, InspectError> {
+        match self {
+            Source::Registry {
+                client,
+                cache,
+                location,
+                ..
+            } => {
+                let path = resolve::fetch_blob(client, cache, location, digest).await?;
+                let file = File::open(&path).map_err(InspectError::io(&path))?;
+                Ok(Box::new(file))
+            }
+            Source::Layout { dir, .. } => {
+                let path = dir.join("blobs/sha256").join(digest.hex());
+                let file = File::open(&path).map_err(InspectError::io(&path))?;
+                Ok(Box::new(file))
+            }
+            Source::Archive(archive) => archive.open_blob(digest),
+        }
+    }
+}
+
+fn wanted(platforms: &[String], platform: &Platform) -> bool {
+    platforms.is_empty()
+        || platforms.iter().any(|p| {
+            Platform::parse(p).map_or_else(|_| p == &platform.to_string(), |p| p.matches(platform))
+        })
+}
+
+fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, InspectError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| InspectError::Bad(format!("its {what} is not valid JSON for an image: {e}")))
+}
+
+fn config_platform(config: &serde_json::Value) -> Platform {
+    let text = |key: &str, default: &str| config[key].as_str().unwrap_or(default).to_string();
+    Platform {
+        architecture: text("architecture", "unknown"),
+        os: text("os", "unknown"),
+        variant: config["variant"].as_str().map(str::to_string),
+    }
+}
+
+/// A docker-archive (`docker save` format): `manifest.json` naming a config
+/// and layer tars, read in place by offset.
+pub struct Archive {
+    file: PathBuf,
+    /// path in the archive → (offset, size)
+    entries: BTreeMap<String, (u64, u64)>,
+    /// digest of each blob → its path in the archive
+    by_digest: std::sync::Mutex<BTreeMap<Digest, String>>,
+}
+
+impl Archive {
+    fn open(file: &Path) -> Result<Archive, InspectError> {
+        let io_err = InspectError::io(file);
+        let mut archive = tar::Archive::new(File::open(file).map_err(io_err)?);
+        let mut entries = BTreeMap::new();
+        for entry in archive.entries().map_err(InspectError::io(file))? {
+            let entry = entry.map_err(InspectError::io(file))?;
+            let path = entry.path().map_err(InspectError::io(file))?;
+            let path = path.to_string_lossy().trim_start_matches("./").to_string();
+            entries.insert(path, (entry.raw_file_position(), entry.size()));
+        }
+        Ok(Archive {
+            file: file.to_path_buf(),
+            entries,
+            by_digest: Default::default(),
+        })
+    }
+
+    fn read_entry(&self, name: &str) -> Result<Box<dyn Read + Send>, InspectError> {
+        let &(offset, size) = self.entries.get(name).ok_or_else(|| {
+            InspectError::Bad(format!(
+                "docker-archive `{}` has no `{name}`",
+                self.file.display()
+            ))
+        })?;
+        let mut file = File::open(&self.file).map_err(InspectError::io(&self.file))?;
+        file.seek(SeekFrom::Start(offset))
+            .map_err(InspectError::io(&self.file))?;
+        Ok(Box::new(file.take(size)))
+    }
+
+    fn read_small(&self, name: &str) -> Result<Vec<u8>, InspectError> {
+        let mut bytes = Vec::new();
+        self.read_entry(name)?
+            .read_to_end(&mut bytes)
+            .map_err(InspectError::io(&self.file))?;
+        Ok(bytes)
+    }
+
+    fn digest_of(&self, name: &str) -> Result<Digest, InspectError> {
+        let mut writer = HashingWriter::new(io::sink());
+        io::copy(&mut self.read_entry(name)?, &mut writer).map_err(InspectError::io(&self.file))?;
+        let digest = writer.finish().1;
+        self.by_digest
+            .lock()
+            .expect("not poisoned")
+            .insert(digest.clone(), name.to_string());
+        Ok(digest)
+    }
+
+    fn open_blob(&self, digest: &Digest) -> Result<Box<dyn Read + Send>, InspectError> {
+        let name = self
+            .by_digest
+            .lock()
+            .expect("not poisoned")
+            .get(digest)
+            .cloned();
+        let name =
+            name.ok_or_else(|| InspectError::Bad(format!("no blob `{digest}` in the archive")))?;
+        self.read_entry(&name)
+    }
+
+    fn image(&self) -> Result<(Top, RawImage), InspectError> {
+        let manifest: serde_json::Value =
+            parse(&self.read_small("manifest.json")?, "manifest.json")?;
+        let first = manifest
+            .as_array()
+            .and_then(|a| a.first())
+            .ok_or_else(|| InspectError::Bad("manifest.json lists no image".into()))?;
+        let config_name = first["Config"]
+            .as_str()
+            .ok_or_else(|| InspectError::Bad("manifest.json has no `Config`".into()))?;
+        let config_bytes = self.read_small(config_name)?;
+        let config_digest = Digest::of(&config_bytes);
+        let config: serde_json::Value = parse(&config_bytes, "config")?;
+        let mut layers = Vec::new();
+        for name in first["Layers"].as_array().into_iter().flatten() {
+            let name = name.as_str().unwrap_or_default();
+            let mut head = [0u8; 2];
+            let gzip = self.read_entry(name)?.read_exact(&mut head).is_ok() && head == [0x1f, 0x8b];
+            layers.push(Descriptor {
+                media_type: if gzip {
+                    oci::DOCKER_LAYER_GZIP.to_string()
+                } else {
+                    "application/vnd.docker.image.rootfs.diff.tar".to_string()
+                },
+                digest: self.digest_of(name)?,
+                size: self.entries.get(name).map_or(0, |e| e.1),
+                platform: None,
+                annotations: None,
+            });
+        }
+        let tags: Vec<String> = first["RepoTags"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t.as_str().map(str::to_string))
+            .collect();
+        let mut annotations = BTreeMap::new();
+        if !tags.is_empty() {
+            annotations.insert("RepoTags".to_string(), tags.join(", "));
+        }
+        let top = Top {
+            media_type: "docker-archive".into(),
+            digest: None,
+            annotations,
+        };
+        let image = RawImage {
+            platform: config_platform(&config),
+            manifest_digest: None,
+            manifest_media_type: "docker-archive".into(),
+            manifest_annotations: BTreeMap::new(),
+            config_digest,
+            config,
+            layers,
+        };
+        Ok((top, image))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_targets() {
+        assert_eq!(
+            Target::parse("oci:/nowhere/out:v1").unwrap(),
+            Target::Layout {
+                dir: "/nowhere/out".into(),
+                tag: Some("v1".into())
+            }
+        );
+        assert_eq!(
+            Target::parse("oci:/nowhere/out").unwrap(),
+            Target::Layout {
+                dir: "/nowhere/out".into(),
+                tag: None
+            }
+        );
+        assert_eq!(
+            Target::parse("docker-archive:a.tar").unwrap(),
+            Target::DockerArchive("a.tar".into())
+        );
+        assert_eq!(
+            Target::parse("python:3.13-alpine").unwrap().to_string(),
+            "docker.io/library/python:3.13-alpine"
+        );
+    }
+}

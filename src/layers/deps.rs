@@ -1,0 +1,128 @@
+//! What the site-packages layer installs for one platform, and the files
+//! whose contents decide it (they feed the layer's cache key): the recipe's
+//! requirements files; or a project's locked dependencies plus its own wheel;
+//! or, for an offline build from a bundle, the bundle's hash-pinned
+//! requirements and wheels in place of the recipe's sources.
+
+use super::project::{self, Project, ProjectError, WheelBuild};
+use crate::digest::Digest;
+use crate::recipe::PythonSettings;
+use std::path::{Path, PathBuf};
+
+/// An offline source of wheels for one platform (from `slipway bundle`).
+#[derive(Clone, Debug)]
+pub struct Pinned {
+    /// The wheel dir.
+    pub wheels: PathBuf,
+    /// Hash-pinned requirements for this platform.
+    pub requirements: PathBuf,
+    /// Hash-pinned build requirements of the project (when it needs a build env).
+    pub build_requirements: Option<PathBuf>,
+}
+
+pub struct Request<'a> {
+    pub python: &'a PythonSettings,
+    /// Install from here instead of the recipe's index and find-links.
+    pub pinned: Option<&'a Pinned>,
+    pub uv: &'a Path,
+    /// A CPython of the target's minor version (runs uv and build backends).
+    pub host_python: &'a Path,
+    /// Holds the exported requirements and the project's wheel; must outlive the install.
+    pub scratch: &'a Path,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Dependencies {
+    pub requirements: Vec<PathBuf>,
+    pub require_hashes: bool,
+    /// Installed after the requirements, without dependencies.
+    pub wheels: Vec<PathBuf>,
+    pub index_url: Option<String>,
+    pub extra_index_urls: Vec<String>,
+    pub find_links: Vec<String>,
+    pub offline: bool,
+    /// (name, content digest) of every file that decides what is installed.
+    pub key_files: Vec<(String, Digest)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DepsError {
+    #[error(transparent)]
+    Project(#[from] ProjectError),
+    #[error("cannot read requirements file `{}`", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl DepsError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            DepsError::Project(e) => e.hint(),
+            DepsError::Read { .. } => Some("fix `[python] requirements` in the recipe".into()),
+        }
+    }
+}
+
+pub fn plan(req: &Request) -> Result<Dependencies, DepsError> {
+    let py = req.python;
+    let mut deps = Dependencies {
+        index_url: py.index_url.clone(),
+        extra_index_urls: py.extra_index_urls.clone(),
+        find_links: py.find_links.clone(),
+        offline: py.offline,
+        ..Dependencies::default()
+    };
+    if let Some(pinned) = req.pinned {
+        deps.requirements.push(pinned.requirements.clone());
+        deps.require_hashes = true;
+        deps.index_url = None;
+        deps.extra_index_urls.clear();
+        deps.find_links = vec![pinned.wheels.to_string_lossy().into_owned()];
+        deps.offline = true;
+    } else {
+        deps.requirements.extend(py.requirements.iter().cloned());
+    }
+    for file in deps.requirements.clone() {
+        deps.key_files.push(digest(&file)?);
+    }
+    let Some(dir) = &py.project else {
+        return Ok(deps);
+    };
+    let project = Project::load(dir)?;
+    deps.key_files.push(digest(&project.pyproject())?);
+    deps.key_files.push(digest(&project.lock())?);
+    if req.pinned.is_none() {
+        let exported = req.scratch.join("project-requirements.txt");
+        project::export(req.uv, &project, &exported)?;
+        deps.requirements.push(exported);
+        deps.require_hashes = true;
+    }
+    if project.is_package {
+        let wheel = project::build_wheel(
+            &project,
+            &WheelBuild {
+                uv: req.uv.to_path_buf(),
+                python: req.host_python.to_path_buf(),
+                out_dir: req.scratch.join("project-wheel"),
+                index_url: deps.index_url.clone(),
+                extra_index_urls: deps.extra_index_urls.clone(),
+                find_links: deps.find_links.clone(),
+                offline: deps.offline,
+                build_constraints: req.pinned.and_then(|p| p.build_requirements.clone()),
+            },
+        )?;
+        deps.key_files.push(digest(&wheel)?);
+        deps.wheels.push(wheel);
+    }
+    Ok(deps)
+}
+
+fn digest(path: &Path) -> Result<(String, Digest), DepsError> {
+    crate::plan::file_digest(path).map_err(|source| DepsError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
