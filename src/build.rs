@@ -79,8 +79,8 @@ pub async fn build(client: &RegistryClient, opts: &BuildOptions) -> Result<Build
     let mut images = Vec::new();
     let mut platform_reports = Vec::new();
     let t = Instant::now();
-    // source, revision (git) and version (tag); created and base.* come from assemble.
-    let annotations = crate::provenance::for_build(recipe, &opts.destination);
+    // source, revision and version from git; created and base.* come from assemble.
+    let annotations = crate::provenance::for_build(recipe);
     for (base, facts) in bases.iter().zip(&all_facts) {
         let mut new_layers = build_site_packages_layers(opts, &cache, facts, owner)?;
         new_layers.extend(app_layers.iter().cloned());
@@ -172,6 +172,29 @@ pub async fn base_facts(
     })
 }
 
+/// The recipe's excludes plus slipway's own cache and output when they sit
+/// inside the source tree, so a build never packs its own cache or last image.
+fn excludes_with_outputs(opts: &BuildOptions, source_dir: &Path) -> Vec<String> {
+    let mut excludes = opts.recipe.app.excludes.clone();
+    let source = std::fs::canonicalize(source_dir).unwrap_or_else(|_| source_dir.to_path_buf());
+    let output = match &opts.destination {
+        Destination::OciLayout(dir) => Some(dir.clone()),
+        Destination::DockerArchive(file) => Some(file.clone()),
+        Destination::Push(_) => None,
+    };
+    for path in std::iter::once(opts.cache_dir.clone()).chain(output) {
+        let absolute = if path.is_absolute() { path } else { std::env::current_dir().unwrap_or_default().join(path) };
+        let parent = absolute.parent().and_then(|p| std::fs::canonicalize(p).ok());
+        let resolved = parent.zip(absolute.file_name()).map(|(p, n)| p.join(n)).unwrap_or(absolute);
+        if let Ok(inside) = resolved.strip_prefix(&source) {
+            if let Some(inside) = inside.to_str().filter(|s| !s.is_empty()) {
+                excludes.push(format!("/{inside}"));
+            }
+        }
+    }
+    excludes
+}
+
 /// (layer, kind, reused?)
 type Built = (NewLayer, LayerKind, bool);
 
@@ -185,10 +208,11 @@ fn build_app_layers(
     let Some(source_dir) = &recipe.app.source else {
         return Ok(Vec::new());
     };
+    let excludes = excludes_with_outputs(opts, source_dir);
     let entries = app::collect(&app::AppSource {
         source_dir,
         destination: &recipe.app.destination,
-        excludes: &recipe.app.excludes,
+        excludes: &excludes,
         owner,
     })
     .map_err(|e| {

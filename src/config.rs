@@ -47,8 +47,9 @@ pub fn load(path: Option<&Path>) -> Result<Config, String> {
     };
     for (from, to) in &config.mirrors {
         for host in [from, to] {
-            check_host(host)
-                .map_err(|e| format!("config `{}`: mirror `{from}` = `{to}`: {e}", path.display()))?;
+            check_host(host).map_err(|e| {
+                format!("config `{}`: mirror `{from}` = `{to}`: {e}", path.display())
+            })?;
         }
     }
     Ok(config)
@@ -87,7 +88,14 @@ mod tests {
             parse_mirror("docker.io=127.0.0.1:5000").unwrap(),
             ("docker.io".to_string(), "127.0.0.1:5000".to_string())
         );
-        for bad in ["docker.io", "docker.io=", "=m:5000", "docker.io=http://m:5000", "docker.io=m:99999", "docker.io=m/v2"] {
+        for bad in [
+            "docker.io",
+            "docker.io=",
+            "=m:5000",
+            "docker.io=http://m:5000",
+            "docker.io=m:99999",
+            "docker.io=m/v2",
+        ] {
             assert!(parse_mirror(bad).is_err(), "{bad}");
         }
     }

@@ -84,7 +84,10 @@ pub fn detect(
     stated: &StatedFacts,
 ) -> Result<PythonFacts, FactsError> {
     let at = |key: &str| {
-        let place = stated.origin.get(key).map_or("the recipe".into(), String::clone);
+        let place = stated
+            .origin
+            .get(key)
+            .map_or("the recipe".into(), String::clone);
         format!("`python.{key}` in {place}")
     };
     let contradiction = |what, key: &str, stated: &str, found: &str| FactsError::Contradiction {
@@ -122,7 +125,12 @@ pub fn detect(
                 Libc::Musl => "musl",
                 Libc::Glibc { .. } => "glibc",
             };
-            return Err(contradiction("the C library", "libc", &s.to_string(), found));
+            return Err(contradiction(
+                "the C library",
+                "libc",
+                &s.to_string(),
+                found,
+            ));
         }
     }
     let libc = match (&stated.libc, &found_libc) {
@@ -192,7 +200,10 @@ fn history_libc(config: &serde_json::Value) -> Option<Libc> {
     let glibc = text.contains("apt-get") || text.contains("debian") || text.contains("dnf install");
     match (musl, glibc) {
         (true, false) => Some(Libc::Musl),
-        (false, true) => Some(Libc::Glibc { major: 2, minor: 28 }),
+        (false, true) => Some(Libc::Glibc {
+            major: 2,
+            minor: 28,
+        }),
         _ => None,
     }
 }
@@ -340,6 +351,27 @@ mod tests {
             ..Default::default()
         };
         assert!(detect("b", &Platform::host(), &alpine_config(), Some(&s), &stated).is_err());
+    }
+
+    #[test]
+    fn stated_libc_is_checked_against_the_history_without_a_scan() {
+        let mut config = alpine_config();
+        config["history"] =
+            json!([{"created_by": "ADD alpine-minirootfs-3.22.2-x86_64.tar.gz / # buildkit"}]);
+        let stated = StatedFacts {
+            libc: Some(Libc::Glibc {
+                major: 2,
+                minor: 36,
+            }),
+            ..Default::default()
+        };
+        let e = detect("b", &Platform::host(), &config, None, &stated).unwrap_err();
+        assert!(e.to_string().contains("has `musl`"), "{e}");
+        let stated = StatedFacts {
+            libc: Some(Libc::Musl),
+            ..Default::default()
+        };
+        assert!(detect("b", &Platform::host(), &config, None, &stated).is_ok());
     }
 
     #[test]

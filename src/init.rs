@@ -63,6 +63,23 @@ pub struct Project {
     pub declared: Vec<String>,
     /// Every `[project.scripts]` name.
     pub scripts: Vec<String>,
+    /// pyproject.toml has a `[build-system]`: the project's wheel is installed.
+    pub is_package: bool,
+    /// A `gunicorn.conf.py` beside the app (gunicorn is pointed at it).
+    pub gunicorn_config: bool,
+}
+
+impl Project {
+    /// Whether the app's code reaches the image as the project's own wheel
+    /// (started by its console script), so no `[app]` layer is needed.
+    pub fn installed_as_package(&self) -> bool {
+        self.is_package
+            && matches!(self.launch, Launch::Script(_))
+            && matches!(
+                self.dependencies,
+                Dependencies::Project | Dependencies::ProjectUnlocked
+            )
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -182,6 +199,10 @@ pub fn detect(dir: &Path) -> Result<Project, InitError> {
         }
         _ => ".".to_string(),
     };
+    let is_package = pyproject
+        .as_ref()
+        .is_some_and(|t| t.contains_key("build-system"));
+    let gunicorn_config = dir.join(&source).join("gunicorn.conf.py").is_file();
     Ok(Project {
         name,
         python,
@@ -190,6 +211,8 @@ pub fn detect(dir: &Path) -> Result<Project, InitError> {
         source,
         declared,
         scripts,
+        is_package,
+        gunicorn_config,
     })
 }
 
@@ -449,7 +472,21 @@ pub fn render(project: &Project, base: Option<&str>) -> String {
     );
     let _ = writeln!(w, "bytecode = true\n");
 
-    let _ = writeln!(w, "[app]");
+    // `#` comments out the app's keys when the project's wheel carries the code.
+    let c = if project.installed_as_package() {
+        let _ = writeln!(
+            w,
+            "# The project is a package: its wheel (built from pyproject.toml) puts its code"
+        );
+        let _ = writeln!(
+            w,
+            "# in site-packages, so no [app] layer is needed. To copy files in as well:"
+        );
+        "# "
+    } else {
+        ""
+    };
+    let _ = writeln!(w, "{c}[app]");
     let _ = writeln!(
         w,
         "# The app's files: copied to `destination`; .dockerignore is honoured and .git,"
@@ -458,15 +495,15 @@ pub fn render(project: &Project, base: Option<&str>) -> String {
         w,
         "# .env*, caches, virtualenvs and keys are always left out."
     );
-    let _ = writeln!(w, "source = {}", q(&project.source));
-    let _ = writeln!(w, "destination = \"/app\"");
+    let _ = writeln!(w, "{c}source = {}", q(&project.source));
+    let _ = writeln!(w, "{c}destination = \"/app\"");
     let _ = writeln!(w, "# More patterns to leave out (.dockerignore syntax):");
-    let _ = writeln!(w, "excludes = [\"tests\", \"*.md\", \"slipway.toml\"]\n");
+    let _ = writeln!(w, "{c}excludes = [\"tests\", \"*.md\", \"slipway.toml\"]\n");
 
     let _ = writeln!(w, "[image]");
     render_launch(w, project);
     let _ = writeln!(w, "# The working directory of the process.");
-    let _ = writeln!(w, "workdir = \"/app\"");
+    let _ = writeln!(w, "{c}workdir = \"/app\"");
     let _ = writeln!(w, "# Environment variables, added to the base's.");
     let _ = writeln!(w, "env = {{ PYTHONUNBUFFERED = \"1\" }}");
     let _ = writeln!(
@@ -525,11 +562,13 @@ fn render_launch(w: &mut String, project: &Project) {
             if missing("gunicorn") {
                 let _ = writeln!(w, "# NOTE: gunicorn is not among the dependencies: add it.");
             }
-            let _ = writeln!(
-                w,
-                "cmd = {}",
+            let cmd = if project.gunicorn_config {
+                let _ = writeln!(w, "# Settings (bind, workers...) from gunicorn.conf.py.");
+                list(&["gunicorn", "--config", "gunicorn.conf.py", target])
+            } else {
                 list(&["gunicorn", "--bind", "0.0.0.0:8000", target])
-            );
+            };
+            let _ = writeln!(w, "cmd = {cmd}");
             writeln!(
                 w,
                 "# Ports the app listens on (documentation for runtimes).\nports = [\"8000/tcp\"]"

@@ -1,9 +1,12 @@
 //! Where an image came from, as OCI manifest annotations: the source
-//! repository and revision (from git, when the app's dir is in a git work
-//! tree) and the version (the pushed tag). `assemble` adds `created` and the
+//! repository, revision and version (a tag on that revision), from git when
+//! the app's dir is in a git work tree. `assemble` adds `created` and the
 //! base's name and digest; the recipe's `[image] annotations` override all.
+//!
+//! The destination's tag is deliberately not used: pushing the same build
+//! under two tags must give one digest.
 
-use crate::recipe::{Destination, Recipe};
+use crate::recipe::Recipe;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -12,36 +15,32 @@ pub const SOURCE: &str = "org.opencontainers.image.source";
 pub const REVISION: &str = "org.opencontainers.image.revision";
 pub const VERSION: &str = "org.opencontainers.image.version";
 
-/// The annotations for a build of `recipe` published to `destination`.
-pub fn for_build(recipe: &Recipe, destination: &Destination) -> BTreeMap<String, String> {
+/// The annotations for a build of `recipe`.
+pub fn for_build(recipe: &Recipe) -> BTreeMap<String, String> {
     let dir = recipe
         .app
         .source
         .clone()
         .or_else(|| recipe.file.parent().map(Path::to_path_buf))
         .unwrap_or_else(|| ".".into());
-    let tag = match destination {
-        Destination::Push(reference) => reference.tag.as_deref(),
-        _ => None,
-    };
-    let mut out = annotations(&dir, tag);
+    let mut out = annotations(&dir);
     // The recipe's own win (and reach the index too).
     out.extend(recipe.image.annotations.clone());
     out
 }
 
-/// `source` and `revision` from git in `dir` (if it is in a work tree with a
-/// commit), `version` from `tag` unless it is `latest`.
-pub fn annotations(dir: &Path, tag: Option<&str>) -> BTreeMap<String, String> {
+/// From git in `dir` (if it is in a work tree with a commit): `revision`
+/// (HEAD), `source` (origin's URL) and `version` (a tag pointing at HEAD).
+pub fn annotations(dir: &Path) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     if let Some(revision) = git(dir, &["rev-parse", "HEAD"]) {
         out.insert(REVISION.to_string(), revision);
         if let Some(url) = git(dir, &["config", "--get", "remote.origin.url"]) {
             out.insert(SOURCE.to_string(), without_credentials(&url));
         }
-    }
-    if let Some(tag) = tag.filter(|t| *t != "latest") {
-        out.insert(VERSION.to_string(), tag.to_string());
+        if let Some(tag) = git(dir, &["describe", "--tags", "--exact-match", "HEAD"]) {
+            out.insert(VERSION.to_string(), tag);
+        }
     }
     out
 }
@@ -95,12 +94,8 @@ mod tests {
     }
 
     #[test]
-    fn no_git_no_source_and_latest_is_no_version() {
+    fn outside_git_there_is_nothing_to_say() {
         let dir = tempfile::tempdir().unwrap();
-        let a = annotations(dir.path(), Some("latest"));
-        assert!(!a.contains_key(VERSION));
-        assert!(!a.contains_key(REVISION));
-        let a = annotations(dir.path(), Some("1.2.0"));
-        assert_eq!(a.get(VERSION).map(String::as_str), Some("1.2.0"));
+        assert!(annotations(dir.path()).is_empty());
     }
 }

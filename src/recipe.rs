@@ -269,7 +269,9 @@ pub fn parse(text: &str, path: &Path) -> Result<Recipe, RecipeError> {
         }
     }
     let destination = raw.app.destination.clone().unwrap_or_else(|| "/app".into());
-    let dots = destination.split('/').any(|part| part == "." || part == "..");
+    let dots = destination
+        .split('/')
+        .any(|part| part == "." || part == "..");
     if !destination.starts_with('/') || dots {
         return Err(invalid(
             format!(
@@ -304,7 +306,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Recipe, RecipeError> {
                     "`image.env` key `{key}` is not a valid variable name{}",
                     line_of("env")
                 ),
-                Some("names are non-empty and have no `=`: `env = { APP_ENV = \"production\" }`".into()),
+                Some(
+                    "names are non-empty and have no `=`: `env = { APP_ENV = \"production\" }`"
+                        .into(),
+                ),
             ));
         }
     }
@@ -438,25 +443,34 @@ pub fn check_inputs(recipe: &Recipe) -> Result<(), RecipeError> {
     let relative = "relative paths are relative to the recipe's own dir";
     if let Some(source) = &recipe.app.source {
         if !source.is_dir() {
-            let what = if source.exists() { "is not a directory" } else { "does not exist" };
+            let what = if source.exists() {
+                "is not a directory"
+            } else {
+                "does not exist"
+            };
             return Err(invalid(
                 format!(
                     "`app.source` dir `{}` {what}{}",
                     source.display(),
                     line_of_key(&text, "source")
                 ),
-                format!("fix `[app] source` ({relative}), or remove it to build without an app layer"),
+                format!(
+                    "fix `[app] source` ({relative}), or remove it to build without an app layer"
+                ),
             ));
         }
     }
     for file in &recipe.python.requirements {
-        if let Err(e) = std::fs::File::open(file).and_then(|f| f.metadata()).and_then(|m| {
-            if m.is_file() {
-                Ok(())
-            } else {
-                Err(std::io::Error::other("not a regular file"))
-            }
-        }) {
+        if let Err(e) = std::fs::File::open(file)
+            .and_then(|f| f.metadata())
+            .and_then(|m| {
+                if m.is_file() {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::other("not a regular file"))
+                }
+            })
+        {
             return Err(invalid(
                 format!(
                     "`python.requirements` file `{}` cannot be read: {e}{}",
@@ -484,7 +498,9 @@ pub fn check_inputs(recipe: &Recipe) -> Result<(), RecipeError> {
 
 /// The key assigned on the line holding byte `offset` of `text`, if any.
 fn key_at(text: &str, offset: usize) -> Option<String> {
-    let start = text[..offset.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
+    let start = text[..offset.min(text.len())]
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
     let line = text[start..].lines().next()?;
     let key = line.split_once('=')?.0.trim().trim_matches('"');
     (!key.is_empty()).then(|| key.rsplit('.').next().unwrap_or(key).to_string())
@@ -493,19 +509,29 @@ fn key_at(text: &str, offset: usize) -> Option<String> {
 /// A hint for toml's "invalid type", "missing field" and syntax errors.
 fn toml_hint(message: &str, key: Option<&str>) -> Option<String> {
     if message.contains("missing field `base`") {
-        return Some("every recipe needs a base image, e.g. `base = \"python:3.13-alpine\"`".into());
+        return Some(
+            "every recipe needs a base image, e.g. `base = \"python:3.13-alpine\"`".into(),
+        );
     }
     if !message.contains("invalid type") && !message.contains("invalid value") {
         return Some("the recipe must be valid TOML (https://toml.io): check quotes, brackets and `key = value` pairs".into());
     }
-    let example = EXAMPLES.iter().find(|(k, _)| Some(*k) == key).map(|(_, e)| *e)?;
-    Some(format!("write it like `{example}` (the README lists every recipe key)"))
+    let example = EXAMPLES
+        .iter()
+        .find(|(k, _)| Some(*k) == key)
+        .map(|(_, e)| *e)?;
+    Some(format!(
+        "write it like `{example}` (the README lists every recipe key)"
+    ))
 }
 
 /// A correctly typed example for each key, for "invalid type" hints.
 const EXAMPLES: &[(&str, &str)] = &[
     ("base", "base = \"python:3.13-alpine\""),
-    ("platforms", "platforms = [\"linux/amd64\", \"linux/arm64\"]"),
+    (
+        "platforms",
+        "platforms = [\"linux/amd64\", \"linux/arm64\"]",
+    ),
     ("source_date_epoch", "source_date_epoch = 1700000000"),
     ("push", "push = \"registry.example:5000/team/app:1.0\""),
     ("oci_layout", "oci_layout = \"out/oci\""),
@@ -513,7 +539,10 @@ const EXAMPLES: &[(&str, &str)] = &[
     ("requirements", "requirements = [\"requirements.txt\"]"),
     ("project", "project = \".\""),
     ("index_url", "index_url = \"https://pypi.org/simple\""),
-    ("extra_index_urls", "extra_index_urls = [\"https://example.org/simple\"]"),
+    (
+        "extra_index_urls",
+        "extra_index_urls = [\"https://example.org/simple\"]",
+    ),
     ("find_links", "find_links = [\"wheels\"]"),
     ("offline", "offline = true"),
     ("allow_sdist", "allow_sdist = false"),
@@ -521,7 +550,10 @@ const EXAMPLES: &[(&str, &str)] = &[
     ("version", "version = \"3.13\""),
     ("libc", "libc = \"musl\""),
     ("interpreter", "interpreter = \"/usr/local/bin/python3.13\""),
-    ("site_packages", "site_packages = \"/usr/local/lib/python3.13/site-packages\""),
+    (
+        "site_packages",
+        "site_packages = \"/usr/local/lib/python3.13/site-packages\"",
+    ),
     ("source", "source = \"src\""),
     ("destination", "destination = \"/app\""),
     ("excludes", "excludes = [\"tests\", \"*.log\"]"),
@@ -531,8 +563,14 @@ const EXAMPLES: &[(&str, &str)] = &[
     ("env", "env = { APP_ENV = \"production\" }"),
     ("ports", "ports = [\"8000/tcp\"]"),
     ("user", "user = \"1000:1000\""),
-    ("labels", "labels = { \"org.opencontainers.image.title\" = \"app\" }"),
-    ("annotations", "annotations = { \"org.opencontainers.image.version\" = \"1.0\" }"),
+    (
+        "labels",
+        "labels = { \"org.opencontainers.image.title\" = \"app\" }",
+    ),
+    (
+        "annotations",
+        "annotations = { \"org.opencontainers.image.version\" = \"1.0\" }",
+    ),
 ];
 
 const KNOWN_KEYS: &[&str] = &[

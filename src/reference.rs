@@ -54,7 +54,9 @@ impl Reference {
             _ => (DOCKER_HUB.to_string(), name.to_string()),
         };
         // `host:port` or `[v6]:port`; a bare `[v6]` has no port to check.
-        let port_part = registry.rsplit_once(':').filter(|_| !registry.ends_with(']'));
+        let port_part = registry
+            .rsplit_once(':')
+            .filter(|_| !registry.ends_with(']'));
         if let Some((host, port)) = port_part {
             let port_ok = port.parse::<u16>().is_ok_and(|p| p > 0);
             if host.is_empty() || !port_ok {

@@ -52,7 +52,10 @@ fn fails(name: &str, what: &str, work: &Work, cmd: &mut Command, expect: Expect)
         "{name}: no `error:` line:\n{stderr}"
     );
     for says in expect.says {
-        assert!(stderr.contains(says), "{name}: stderr lacks `{says}`:\n{stderr}");
+        assert!(
+            stderr.contains(says),
+            "{name}: stderr lacks `{says}`:\n{stderr}"
+        );
     }
     if let Some(line) = expect.line {
         assert!(
@@ -62,18 +65,27 @@ fn fails(name: &str, what: &str, work: &Work, cmd: &mut Command, expect: Expect)
     }
     if let Some(hint) = expect.hint {
         assert!(
-            stderr.lines().any(|l| l.starts_with("hint: ") && l.contains(hint)),
+            stderr
+                .lines()
+                .any(|l| l.starts_with("hint: ") && l.contains(hint)),
             "{name}: no `hint:` line with `{hint}`:\n{stderr}"
         );
     }
-    assert!(out.stdout.is_empty(), "{name}: stdout on failure: {}", out.stdout);
+    assert!(
+        out.stdout.is_empty(),
+        "{name}: stdout on failure: {}",
+        out.stdout
+    );
     assert_nothing_written(name, work);
     note(name, what, work, &out);
     out
 }
 
 fn assert_nothing_written(name: &str, work: &Work) {
-    assert!(!work.out().exists(), "{name}: the OCI layout dir was created");
+    assert!(
+        !work.out().exists(),
+        "{name}: the OCI layout dir was created"
+    );
     assert!(!work.archive().exists(), "{name}: the archive was created");
     assert_cache_whole(&work.cache());
 }
@@ -335,7 +347,10 @@ fn missing_requirements_file() {
         &format!("{BASE}\n[python]\nrequirements = [\"requirements.txt\"]\n"),
         Expect {
             code: 2,
-            says: &["`python.requirements` file", "requirements.txt` cannot be read"],
+            says: &[
+                "`python.requirements` file",
+                "requirements.txt` cannot be read",
+            ],
             line: Some(4),
             hint: Some("fix the path in `[python] requirements`"),
         },
@@ -365,7 +380,10 @@ fn push_reference_with_bad_port() {
         &format!("{BASE}push = \"localhost:99999/team/app:1\"\n"),
         Expect {
             code: 2,
-            says: &["registry `localhost:99999` must be HOST or HOST:PORT", "key `push`"],
+            says: &[
+                "registry `localhost:99999` must be HOST or HOST:PORT",
+                "key `push`",
+            ],
             line: Some(2),
             hint: Some("references look like"),
         },
@@ -416,7 +434,8 @@ fn unknown_platform_flag() {
         "unknown_platform_flag",
         "`--platform windows/amd64`.",
         &work,
-        work.build_to_layout(&recipe).args(["--platform", "windows/amd64"]),
+        work.build_to_layout(&recipe)
+            .args(["--platform", "windows/amd64"]),
         Expect {
             code: 2,
             says: &["platform `windows/amd64`: only `linux` images are supported"],
@@ -438,7 +457,10 @@ fn platform_the_base_lacks() {
     );
     let recipe = work.recipe(&format!("{BASE}platforms = [\"linux/arm64\"]\n"));
     let mut cmd = work.build(&recipe);
-    cmd.arg("--base-layout").arg(&base).arg("--oci-layout").arg(work.out());
+    cmd.arg("--base-layout")
+        .arg(&base)
+        .arg("--oci-layout")
+        .arg(work.out());
     fails(
         "platform_the_base_lacks",
         "`linux/arm64` wanted from a base that only has `linux/amd64`.",
@@ -468,7 +490,10 @@ fn base_without_python() {
     inputs::write_layout(&base, "3.13-alpine", &[alpine], &["PATH=/usr/bin:/bin"]);
     let recipe = work.recipe(&format!("{BASE}\n[app]\nsource = \"app\"\n"));
     let mut cmd = work.build(&recipe);
-    cmd.arg("--base-layout").arg(&base).arg("--oci-layout").arg(work.out());
+    cmd.arg("--base-layout")
+        .arg(&base)
+        .arg("--oci-layout")
+        .arg(work.out());
     fails(
         "base_without_python",
         "A base image (an OCI layout made by the test) with a shell and musl but no Python.",
@@ -491,7 +516,11 @@ fn python_version_mismatch() {
         &format!("{BASE}\n[python]\nversion = \"3.12\"\n"),
         Expect {
             code: 2,
-            says: &["the Python version is `3.12`", "has `3.13`", "`python.version`"],
+            says: &[
+                "the Python version is `3.12`",
+                "has `3.13`",
+                "`python.version`",
+            ],
             line: Some(4),
             hint: Some("fix or remove the `[python]` fact"),
         },
@@ -506,7 +535,11 @@ fn libc_contradiction() {
         &format!("{BASE}\n[python]\nlibc = \"glibc-2.36\"\n"),
         Expect {
             code: 2,
-            says: &["the C library is `glibc 2.36`", "has `musl`", "`python.libc`"],
+            says: &[
+                "the C library is `glibc 2.36`",
+                "has `musl`",
+                "`python.libc`",
+            ],
             line: Some(4),
             hint: Some("fix or remove the `[python]` fact"),
         },
@@ -683,7 +716,8 @@ fn registry_mirror_without_equals() {
         "registry_mirror_without_equals",
         "`--registry-mirror docker.io` (no `=TO`).",
         &work,
-        work.build_to_layout(&recipe).args(["--registry-mirror", "docker.io"]),
+        work.build_to_layout(&recipe)
+            .args(["--registry-mirror", "docker.io"]),
         Expect {
             code: 2,
             says: &["--registry-mirror `docker.io` is not FROM=TO"],
@@ -724,7 +758,12 @@ fn bad_config_file() {
         work.build_to_layout(&recipe).env("SLIPWAY_CONFIG", &config),
         Expect {
             code: 2,
-            says: &["config `", "slipway.toml", "line 2", "invalid type: integer `5000`"],
+            says: &[
+                "config `",
+                "slipway.toml",
+                "line 2",
+                "invalid type: integer `5000`",
+            ],
             line: None,
             hint: Some("[mirrors]"),
         },
@@ -743,7 +782,11 @@ fn bad_config_flag_file() {
         work.build_to_layout(&recipe).arg("--config").arg(&config),
         Expect {
             code: 2,
-            says: &["slipway.toml", "line 1", "unknown field `insecure_registry`"],
+            says: &[
+                "slipway.toml",
+                "line 1",
+                "unknown field `insecure_registry`",
+            ],
             line: None,
             hint: Some("insecure_registries"),
         },
@@ -758,7 +801,8 @@ fn source_date_epoch_not_a_number() {
         "source_date_epoch_not_a_number",
         "`SOURCE_DATE_EPOCH=yesterday` in the environment.",
         &work,
-        work.build_to_layout(&recipe).env("SOURCE_DATE_EPOCH", "yesterday"),
+        work.build_to_layout(&recipe)
+            .env("SOURCE_DATE_EPOCH", "yesterday"),
         Expect {
             code: 2,
             says: &["invalid value 'yesterday'", "--source-date-epoch"],
@@ -772,12 +816,15 @@ fn source_date_epoch_not_a_number() {
 fn uv_missing() {
     let work = Work::new();
     work.write("requirements.txt", "idna\n");
-    let recipe = work.recipe(&format!("{BASE}\n[python]\nrequirements = [\"requirements.txt\"]\n"));
+    let recipe = work.recipe(&format!(
+        "{BASE}\n[python]\nrequirements = [\"requirements.txt\"]\n"
+    ));
     fails(
         "uv_missing",
         "Requirements to install, and `--uv` names no program.",
         &work,
-        work.build_to_layout(&recipe).args(["--uv", "/nonexistent/uv"]),
+        work.build_to_layout(&recipe)
+            .args(["--uv", "/nonexistent/uv"]),
         Expect {
             code: 2,
             says: &["cannot run uv (`/nonexistent/uv`)"],
@@ -843,7 +890,10 @@ fn fifo_in_source() {
         "fifo_in_source",
         "A named pipe in the source dir.",
         |app| {
-            let status = Command::new("mkfifo").arg(app.join("pipe")).status().unwrap();
+            let status = Command::new("mkfifo")
+                .arg(app.join("pipe"))
+                .status()
+                .unwrap();
             assert!(status.success());
         },
         Expect {
@@ -944,7 +994,10 @@ fn excluded_special_files_are_fine() {
     let app = work.app();
     std::os::unix::fs::symlink("/etc/passwd", app.join("abs")).unwrap();
     std::os::unix::fs::symlink("../../x", app.join("out")).unwrap();
-    Command::new("mkfifo").arg(app.join("pipe")).status().unwrap();
+    Command::new("mkfifo")
+        .arg(app.join("pipe"))
+        .status()
+        .unwrap();
     std::fs::write(app.join(std::ffi::OsStr::from_bytes(b"caf\xe9.txt")), "").unwrap();
     let recipe = work.recipe(&format!(
         "{BASE}\n[app]\nsource = \"app\"\nexcludes = [\"abs\", \"out\", \"pipe\", \"caf?.txt\"]\n"
@@ -963,7 +1016,9 @@ fn two_gib_file_is_streamed() {
     let big = std::fs::File::create(work.app().join("model.bin")).unwrap();
     big.set_len(2 << 30).unwrap();
     drop(big);
-    let recipe = work.recipe(&format!("{BASE}\n[app]\nsource = \"app\"\nbytecode = false\n"));
+    let recipe = work.recipe(&format!(
+        "{BASE}\n[app]\nsource = \"app\"\nbytecode = false\n"
+    ));
     let mut child = work
         .build_to_layout(&recipe)
         .stdout(std::process::Stdio::piped())
@@ -993,7 +1048,11 @@ fn two_gib_file_is_streamed() {
     let index: serde_json::Value =
         serde_json::from_slice(&std::fs::read(work.out().join("index.json")).unwrap()).unwrap();
     let manifest_digest = index["manifests"][0]["digest"].as_str().unwrap();
-    let blob = |d: &str| work.out().join("blobs/sha256").join(d.trim_start_matches("sha256:"));
+    let blob = |d: &str| {
+        work.out()
+            .join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:"))
+    };
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(blob(manifest_digest)).unwrap()).unwrap();
     let app_layer = manifest["layers"].as_array().unwrap().last().unwrap()["digest"]
@@ -1033,12 +1092,18 @@ fn more_than_127_layers() {
     let mut layers = vec![musl_python_layer()];
     for i in 1..126 {
         let path = format!("opt/layer-{i}.txt");
-        layers.push(inputs::tar_gz(&[("opt/", b""), (&path, i.to_string().as_bytes())]));
+        layers.push(inputs::tar_gz(&[
+            ("opt/", b""),
+            (&path, i.to_string().as_bytes()),
+        ]));
     }
     inputs::write_layout(&base, "3.13-alpine", &layers, &["PYTHON_VERSION=3.13.14"]);
     let recipe = work.recipe(&format!("{BASE}\n[app]\nsource = \"app\"\n"));
     let mut cmd = work.build(&recipe);
-    cmd.arg("--base-layout").arg(&base).arg("--oci-layout").arg(work.out());
+    cmd.arg("--base-layout")
+        .arg(&base)
+        .arg("--oci-layout")
+        .arg(work.out());
     fails(
         "more_than_127_layers",
         "A base of 126 layers (made by the test) plus the app and app-bytecode layers.",
@@ -1046,7 +1111,11 @@ fn more_than_127_layers() {
         &mut cmd,
         Expect {
             code: 2,
-            says: &["the image would have 128 layers (126 from base", "+ 2 new)", "more than 127"],
+            says: &[
+                "the image would have 128 layers (126 from base",
+                "+ 2 new)",
+                "more than 127",
+            ],
             line: None,
             hint: Some("fewer layers"),
         },
@@ -1075,9 +1144,16 @@ fn package_with_no_wheel_for_the_target() {
     let work = Work::new();
     let wheels = work.path().join("wheels");
     std::fs::create_dir_all(&wheels).unwrap();
-    write_wheel(&wheels, "only_glibc", "1.0", "cp313-cp313-manylinux_2_17_x86_64");
+    write_wheel(
+        &wheels,
+        "only_glibc",
+        "1.0",
+        "cp313-cp313-manylinux_2_17_x86_64",
+    );
     work.write("requirements.txt", "only-glibc==1.0\n");
-    let recipe = work.recipe(&format!("{BASE}\n[python]\nrequirements = [\"requirements.txt\"]\n"));
+    let recipe = work.recipe(&format!(
+        "{BASE}\n[python]\nrequirements = [\"requirements.txt\"]\n"
+    ));
     fails(
         "package_with_no_wheel_for_the_target",
         "A requirement whose only wheel is manylinux (glibc), offline, for the Alpine (musl) base.",
@@ -1088,7 +1164,10 @@ fn package_with_no_wheel_for_the_target() {
             .arg(&wheels),
         Expect {
             code: 4,
-            says: &["no wheel of `only-glibc` for `x86_64-unknown-linux-musl`", "manylinux_2_17_x86_64"],
+            says: &[
+                "no wheel of `only-glibc` for `x86_64-unknown-linux-musl`",
+                "manylinux_2_17_x86_64",
+            ],
             line: None,
             hint: None,
         },
@@ -1100,10 +1179,17 @@ fn package_not_in_the_wheelhouse() {
     if tools_missing(&["uv"]) {
         return;
     }
-    let Some(wheels) = inputs::wheelhouse() else { return };
+    let Some(wheels) = inputs::wheelhouse() else {
+        return;
+    };
     let work = Work::new();
-    work.write("requirements.txt", "fastapi\nno-such-package-slipway==1.0\n");
-    let recipe = work.recipe(&format!("{BASE}\n[python]\nrequirements = [\"requirements.txt\"]\n"));
+    work.write(
+        "requirements.txt",
+        "fastapi\nno-such-package-slipway==1.0\n",
+    );
+    let recipe = work.recipe(&format!(
+        "{BASE}\n[python]\nrequirements = [\"requirements.txt\"]\n"
+    ));
     fails(
         "package_not_in_the_wheelhouse",
         "An offline build whose requirements name a package the wheelhouse lacks.",
@@ -1128,7 +1214,10 @@ fn write_wheel(dir: &Path, name: &str, version: &str, tag: &str) {
         (format!("{name}/__init__.py"), String::new()),
         (
             format!("{info}/METADATA"),
-            format!("Metadata-Version: 2.1\nName: {}\nVersion: {version}\n", name.replace('_', "-")),
+            format!(
+                "Metadata-Version: 2.1\nName: {}\nVersion: {version}\n",
+                name.replace('_', "-")
+            ),
         ),
         (
             format!("{info}/WHEEL"),
@@ -1225,7 +1314,11 @@ fn unreachable_mirror() {
         &mut cmd,
         Expect {
             code: 3,
-            says: &["pull manifest", &format!("127.0.0.1:{port}/library/python"), "connection refused"],
+            says: &[
+                "pull manifest",
+                &format!("127.0.0.1:{port}/library/python"),
+                "connection refused",
+            ],
             line: None,
             hint: Some("is the registry running"),
         },
@@ -1265,7 +1358,12 @@ const WRONG: &str = "wrong-Pa55word-planted";
 
 /// A push to an htpasswd registry with wrong credentials from `setup`;
 /// the wrong and the right password must not be printed, with `--verbose`.
-fn wrong_credentials_case(name: &str, what: &str, registry: &Registry, setup: impl FnOnce(&Work, &mut Command)) {
+fn wrong_credentials_case(
+    name: &str,
+    what: &str,
+    registry: &Registry,
+    setup: impl FnOnce(&Work, &mut Command),
+) {
     let work = Work::new();
     let recipe = work.recipe(&format!("{BASE}\n[app]\nsource = \"app\"\n"));
     let mut cmd = work.build(&recipe);
@@ -1286,12 +1384,19 @@ fn wrong_credentials_case(name: &str, what: &str, registry: &Registry, setup: im
         },
     );
     for secret in [WRONG, PASSWORD] {
-        assert!(!out.stderr.contains(secret), "{name}: a password in stderr:\n{}", out.stderr);
+        assert!(
+            !out.stderr.contains(secret),
+            "{name}: a password in stderr:\n{}",
+            out.stderr
+        );
         let encoded = {
             use base64::Engine as _;
             base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{secret}"))
         };
-        assert!(!out.stderr.contains(&encoded), "{name}: base64 credentials in stderr");
+        assert!(
+            !out.stderr.contains(&encoded),
+            "{name}: base64 credentials in stderr"
+        );
     }
     assert_no_tag(registry, "team/app", "1");
 }
@@ -1354,7 +1459,9 @@ fn wrong_password_for_a_token_registry() {
     let recipe = work.recipe(&format!("{BASE}\n[app]\nsource = \"app\"\n"));
     let dir = inputs::docker_config(&work.path().join("docker"), registry.addr(), USER, WRONG);
     let mut cmd = work.build(&recipe);
-    cmd.arg("--base-layout").arg(alpine_layout()).env("DOCKER_CONFIG", dir);
+    cmd.arg("--base-layout")
+        .arg(alpine_layout())
+        .env("DOCKER_CONFIG", dir);
     cmd.args(["--verbose", "--push"])
         .arg(format!("{}/team/app:1", registry.addr()));
     let out = fails(
@@ -1369,7 +1476,11 @@ fn wrong_password_for_a_token_registry() {
             hint: Some("credentials"),
         },
     );
-    assert!(!out.stderr.contains(WRONG) && !out.stderr.contains(PASSWORD), "{}", out.stderr);
+    assert!(
+        !out.stderr.contains(WRONG) && !out.stderr.contains(PASSWORD),
+        "{}",
+        out.stderr
+    );
     assert_no_tag(&registry, "team/app", "1");
 }
 
@@ -1377,7 +1488,13 @@ fn wrong_password_for_a_token_registry() {
 
 /// A destination case: `flag` names `target` (made by `setup`), which must
 /// be left exactly as it was.
-fn destination_case(name: &str, what: &str, flag: &str, setup: impl FnOnce(&Work) -> std::path::PathBuf, says: &[&str]) {
+fn destination_case(
+    name: &str,
+    what: &str,
+    flag: &str,
+    setup: impl FnOnce(&Work) -> std::path::PathBuf,
+    says: &[&str],
+) {
     let work = Work::new();
     let recipe = work.recipe(&format!("{BASE}\n[app]\nsource = \"app\"\n"));
     let target = setup(&work);
@@ -1431,7 +1548,10 @@ fn oci_layout_over_a_file() {
         "`--oci-layout` names an existing regular file (left untouched).",
         "--oci-layout",
         |work| work.write("notes.txt", "keep me\n"),
-        &["cannot write OCI layout", "notes.txt`: it exists and is not a directory"],
+        &[
+            "cannot write OCI layout",
+            "notes.txt`: it exists and is not a directory",
+        ],
     );
 }
 

@@ -19,8 +19,14 @@ fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn recipe(name: &str) -> PathBuf {
-    repo_root().join("recipes").join(name).join("alpine.toml")
+/// A copy of `recipes/NAME` in `work` (outside the git work tree, so no
+/// `revision` annotation that a commit in between could change); its recipe.
+fn recipe(work: &Path, name: &str) -> PathBuf {
+    let dir = work.join("recipes").join(name);
+    if !dir.exists() {
+        copy_dir(&repo_root().join("recipes").join(name), &dir);
+    }
+    dir.join("alpine.toml")
 }
 
 /// The real wheels the tests resolve from; made by `scripts/wheelhouse`.
@@ -40,7 +46,10 @@ fn wheelhouse() -> Option<PathBuf> {
             dir.display()
         );
     }
-    eprintln!("skipping: no complete wheelhouse at {} (run scripts/wheelhouse)", dir.display());
+    eprintln!(
+        "skipping: no complete wheelhouse at {} (run scripts/wheelhouse)",
+        dir.display()
+    );
     None
 }
 
@@ -181,7 +190,13 @@ struct Offline {
 /// a Distribution registry started in the same namespace, a fresh slipway
 /// cache and a fresh uv cache; then copies the image back out of that
 /// registry with skopeo (all blobs present, digests checked).
-fn build_offline(work: &Path, recipe: &Path, bundle: &Path, image: &str, extra: &[&str]) -> Offline {
+fn build_offline(
+    work: &Path,
+    recipe: &Path,
+    bundle: &Path,
+    image: &str,
+    extra: &[&str],
+) -> Offline {
     let dir = tempfile::tempdir_in(work).unwrap();
     let d = dir.path();
     std::fs::write(
@@ -239,7 +254,10 @@ skopeo inspect --raw --tls-verify=false "docker://${ref%@*}" | sha256sum | cut -
         std::fs::read_to_string(d.join("registry.log")).unwrap_or_default()
     );
     let line = printed.lines().last().unwrap_or_default().to_string();
-    let digest = line.rsplit_once('@').map(|(_, d)| d.to_string()).unwrap_or_default();
+    let digest = line
+        .rsplit_once('@')
+        .map(|(_, d)| d.to_string())
+        .unwrap_or_default();
     let pulled = std::fs::read_to_string(d.join("pulled-sha")).unwrap();
     Offline {
         digest,
@@ -250,34 +268,56 @@ skopeo inspect --raw --tls-verify=false "docker://${ref%@*}" | sha256sum | cut -
 #[test]
 fn fastapi_offline_build_from_a_bundle_has_the_online_digest() {
     let Some(c) = Connected::start() else { return };
-    let recipe = recipe("fastapi-demo");
+    let recipe = recipe(c.work.path(), "fastapi-demo");
     let platforms = ["--platform", "linux/amd64", "--platform", "linux/arm64"];
-    let online = c.build_online(&recipe, "fastapi:online", &platforms);
+    // The same repository and tag on both sides: the tag is the `version` annotation.
+    let online = c.build_online(&recipe, "team/fastapi:1.0", &platforms);
 
     let bundle = c.path("fastapi-bundle");
     let report = c.bundle(&recipe, &bundle, &platforms);
-    assert_eq!(report["platforms"], serde_json::json!(["linux/amd64", "linux/arm64"]));
+    assert_eq!(
+        report["platforms"],
+        serde_json::json!(["linux/amd64", "linux/arm64"])
+    );
     assert!(report["wheels_fetched"].as_u64().unwrap() > 10, "{report}");
     let manifest: Value =
         serde_json::from_slice(&std::fs::read(bundle.join("bundle.json")).unwrap()).unwrap();
-    assert_eq!(manifest["base"]["reference"], "docker.io/library/python:3.13-alpine");
+    assert_eq!(
+        manifest["base"]["reference"],
+        "docker.io/library/python:3.13-alpine"
+    );
     let wheels: Vec<String> = std::fs::read_dir(bundle.join("wheels"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     // Exactly one pydantic-core per platform, and nothing for glibc.
-    let cores: Vec<&String> = wheels.iter().filter(|w| w.starts_with("pydantic_core")).collect();
+    let cores: Vec<&String> = wheels
+        .iter()
+        .filter(|w| w.starts_with("pydantic_core"))
+        .collect();
     assert_eq!(cores.len(), 2, "{wheels:?}");
-    assert!(wheels.iter().all(|w| !w.contains("manylinux")), "{wheels:?}");
+    assert!(
+        wheels.iter().all(|w| !w.contains("manylinux")),
+        "{wheels:?}"
+    );
     for plat in ["linux-amd64", "linux-arm64"] {
-        let text = std::fs::read_to_string(bundle.join(format!("requirements/{plat}.txt"))).unwrap();
-        assert!(text.contains("fastapi==0.165.0 \\\n    --hash=sha256:"), "{text}");
+        let text =
+            std::fs::read_to_string(bundle.join(format!("requirements/{plat}.txt"))).unwrap();
+        assert!(
+            text.contains("fastapi==0.165.0 \\\n    --hash=sha256:"),
+            "{text}"
+        );
     }
     // The layout's tag is the recipe's base; skopeo reads it.
-    run_ok(Command::new("skopeo").arg("inspect").arg("--raw").arg(format!(
-        "oci:{}:docker.io/library/python:3.13-alpine",
-        bundle.join("base").display()
-    )));
+    run_ok(
+        Command::new("skopeo")
+            .arg("inspect")
+            .arg("--raw")
+            .arg(format!(
+                "oci:{}:docker.io/library/python:3.13-alpine",
+                bundle.join("base").display()
+            )),
+    );
 
     // Again: nothing to fetch. Without one wheel: that wheel only.
     let again = c.bundle(&recipe, &bundle, &platforms);
@@ -287,22 +327,43 @@ fn fastapi_offline_build_from_a_bundle_has_the_online_digest() {
     let refill = c.bundle(&recipe, &bundle, &platforms);
     assert_eq!(refill["wheels_fetched"], 1, "{refill}");
 
-    let offline = build_offline(c.work.path(), &recipe, &bundle, "team/fastapi:1.0", &platforms);
+    let offline = build_offline(
+        c.work.path(),
+        &recipe,
+        &bundle,
+        "team/fastapi:1.0",
+        &platforms,
+    );
     assert_eq!(offline.digest, online, "offline and online builds differ");
-    assert_eq!(offline.pulled, online, "the namespace's registry serves another manifest");
+    assert_eq!(
+        offline.pulled, online,
+        "the namespace's registry serves another manifest"
+    );
 }
 
 #[test]
 fn flask_and_cli_tool_build_offline_with_the_online_digest() {
     let Some(c) = Connected::start() else { return };
     for (name, as_tar) in [("flask-gunicorn", false), ("cli-tool", true)] {
-        let recipe = recipe(name);
-        let online = c.build_online(&recipe, &format!("{name}:online"), &[]);
-        let bundle = c.path(&format!("{name}-bundle{}", if as_tar { ".tar" } else { "" }));
+        let recipe = recipe(c.work.path(), name);
+        let online = c.build_online(&recipe, &format!("team/{name}:1"), &[]);
+        let bundle = c.path(&format!(
+            "{name}-bundle{}",
+            if as_tar { ".tar" } else { "" }
+        ));
         c.bundle(&recipe, &bundle, &[]);
         assert_eq!(bundle.is_file(), as_tar);
-        let offline = build_offline(c.work.path(), &recipe, &bundle, &format!("{name}:1"), &[]);
-        assert_eq!(offline.digest, online, "{name}: offline and online builds differ");
+        let offline = build_offline(
+            c.work.path(),
+            &recipe,
+            &bundle,
+            &format!("team/{name}:1"),
+            &[],
+        );
+        assert_eq!(
+            offline.digest, online,
+            "{name}: offline and online builds differ"
+        );
         assert_eq!(offline.pulled, online, "{name}");
     }
 
@@ -311,7 +372,7 @@ fn flask_and_cli_tool_build_offline_with_the_online_digest() {
     run_ok(
         c.slipway("cache-online")
             .arg("build")
-            .arg(recipe("cli-tool"))
+            .arg(recipe(c.work.path(), "cli-tool"))
             .args(["--offline", "--find-links"])
             .arg(&c.wheels)
             .arg("--oci-layout")
@@ -323,19 +384,30 @@ fn flask_and_cli_tool_build_offline_with_the_online_digest() {
         .get("usr/local/bin/tally")
         .unwrap_or_else(|| panic!("no console script: {:?}", files.keys().collect::<Vec<_>>()));
     let script = String::from_utf8_lossy(script);
-    assert!(script.starts_with("#!/usr/local/bin/python3.13\n"), "{script}");
+    assert!(
+        script.starts_with("#!/usr/local/bin/python3.13\n"),
+        "{script}"
+    );
     assert!(script.contains("from tally.cli import main"), "{script}");
     assert!(files.contains_key("usr/local/lib/python3.13/site-packages/tally/cli.py"));
     assert!(files.contains_key("usr/local/lib/python3.13/site-packages/click/core.py"));
-    assert!(files.keys().all(|p| !p.contains("direct_url.json")), "host paths in the image");
+    assert!(
+        files.keys().all(|p| !p.contains("direct_url.json")),
+        "host paths in the image"
+    );
 }
 
 /// The config and every regular file of a single-platform OCI layout's image.
 fn read_layout(dir: &Path) -> (Value, std::collections::BTreeMap<String, Vec<u8>>) {
     let blob = |digest: &str| {
-        std::fs::read(dir.join("blobs/sha256").join(digest.trim_start_matches("sha256:"))).unwrap()
+        std::fs::read(
+            dir.join("blobs/sha256")
+                .join(digest.trim_start_matches("sha256:")),
+        )
+        .unwrap()
     };
-    let index: Value = serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
     let manifest: Value =
         serde_json::from_slice(&blob(index["manifests"][0]["digest"].as_str().unwrap())).unwrap();
     let config: Value =
@@ -361,9 +433,8 @@ fn read_layout(dir: &Path) -> (Value, std::collections::BTreeMap<String, Vec<u8>
 fn tampered_stale_or_incomplete_bundles_fail_naming_what_is_wrong() {
     let Some(c) = Connected::start() else { return };
     // A copy of the cli tool, so its lock can be changed.
-    let project = c.path("tally");
-    copy_dir(&repo_root().join("recipes/cli-tool"), &project);
-    let recipe = project.join("alpine.toml");
+    let recipe = recipe(c.work.path(), "cli-tool");
+    let project = recipe.parent().unwrap().to_path_buf();
     let good = c.path("good-bundle");
     c.bundle(&recipe, &good, &[]);
     let build = |bundle: &Path, cache: &str, extra: &[&str]| {
@@ -386,13 +457,16 @@ fn tampered_stale_or_incomplete_bundles_fail_naming_what_is_wrong() {
     copy_dir(&good, &bad);
     let wheel = "wheels/click-8.5.1-py3-none-any.whl";
     append(&bad.join(wheel), b"tampered");
-    let manifest: Value = serde_json::from_slice(&std::fs::read(good.join("bundle.json")).unwrap()).unwrap();
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(good.join("bundle.json")).unwrap()).unwrap();
     let layer = manifest["files"]
         .as_array()
         .unwrap()
         .iter()
         .map(|f| f["path"].as_str().unwrap().to_string())
-        .find(|p| p.starts_with("base/blobs/") && std::fs::metadata(good.join(p)).unwrap().len() > 1000)
+        .find(|p| {
+            p.starts_with("base/blobs/") && std::fs::metadata(good.join(p)).unwrap().len() > 1000
+        })
         .unwrap();
     append(&bad.join(&layer), b"tampered");
     let out = build(&bad, "cache-warm", &[]);
@@ -413,11 +487,18 @@ fn tampered_stale_or_incomplete_bundles_fail_naming_what_is_wrong() {
             f["size"] = Value::from(size);
         }
     }
-    std::fs::write(swapped.join("bundle.json"), serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    std::fs::write(
+        swapped.join("bundle.json"),
+        serde_json::to_vec_pretty(&m).unwrap(),
+    )
+    .unwrap();
     let out = build(&swapped, "cache-swapped", &[]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains(wheel) && err.contains("requirements/linux-amd64.txt"), "{err}");
+    assert!(
+        err.contains(wheel) && err.contains("requirements/linux-amd64.txt"),
+        "{err}"
+    );
 
     // A platform the bundle was not made for.
     let out = build(&good, "cache-arm", &["--platform", "linux/arm64"]);
@@ -433,8 +514,12 @@ fn tampered_stale_or_incomplete_bundles_fail_naming_what_is_wrong() {
     assert!(err.contains("`uv.lock` changed"), "{err}");
 
     // Not a bundle at all.
-    let out = build(&c.path("tally"), "cache-none", &[]);
-    assert!(stderr(&out).contains("not a slipway bundle"), "{}", stderr(&out));
+    let out = build(&project, "cache-none", &[]);
+    assert!(
+        stderr(&out).contains("not a slipway bundle"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 fn append(path: &Path, bytes: &[u8]) {
@@ -450,7 +535,10 @@ fn append(path: &Path, bytes: &[u8]) {
 fn sha256_file(path: &Path) -> (String, u64) {
     use sha2::Digest;
     let bytes = std::fs::read(path).unwrap();
-    (hex::encode(sha2::Sha256::digest(&bytes)), bytes.len() as u64)
+    (
+        hex::encode(sha2::Sha256::digest(&bytes)),
+        bytes.len() as u64,
+    )
 }
 
 fn copy_dir(from: &Path, to: &Path) {

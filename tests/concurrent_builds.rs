@@ -1,8 +1,10 @@
 //! Concurrent builds sharing one cache dir (issue 6, item 4): six builds
 //! started at once on a cold cache — two recipes with different app
-//! sources, pushing to one registry, one also writing an OCI layout — all
-//! succeed, builds of one recipe give one digest, the same as that recipe
+//! sources, five pushing to one registry, one writing an OCI layout — all
+//! succeed, pushes of one recipe give one digest, the same as that recipe
 //! built alone on its own cache, and the shared cache is left consistent.
+//! (Every push uses tag `1`, in its own repository: the tag becomes the
+//! image's `version` annotation.)
 
 mod common;
 #[path = "support/builds.rs"]
@@ -29,12 +31,12 @@ fn six_builds_at_once_share_one_cache() {
     let shared = work.path().join("shared-cache");
     let layout = work.path().join("layout");
 
-    // recipe, destination args, tag pushed (if any)
+    // recipe, destination args, repository pushed to (if any)
     let mut plan: Vec<(&std::path::Path, Vec<String>, Option<String>)> = Vec::new();
-    for (recipe, tags) in [(&recipe_a, ["a1", "a2", "a3"].as_slice()), (&recipe_b, ["b1", "b2"].as_slice())] {
-        for tag in tags {
-            let dest = format!("{}/team/app:{tag}", registry.addr());
-            plan.push((recipe.as_path(), vec!["--push".into(), dest, "--json".into()], Some(tag.to_string())));
+    for (recipe, repos) in [(&recipe_a, ["a1", "a2", "a3"].as_slice()), (&recipe_b, ["b1", "b2"].as_slice())] {
+        for repo in repos {
+            let dest = format!("{}/team/{repo}:1", registry.addr());
+            plan.push((recipe.as_path(), vec!["--push".into(), dest, "--json".into()], Some(format!("team/{repo}"))));
         }
     }
     plan.push((recipe_a.as_path(), vec!["--oci-layout".into(), layout.display().to_string(), "--json".into()], None));
@@ -54,7 +56,7 @@ fn six_builds_at_once_share_one_cache() {
     // A B recipe built alone on its own cache, meanwhile.
     let lone_cache = work.path().join("lone-cache");
     let lone = slipway(&recipe_b, &lone_cache, registry.addr())
-        .args(["--oci-layout".to_string(), work.path().join("lone-b").display().to_string(), "--json".into()])
+        .args(["--push".to_string(), format!("{}/lone/b:1", registry.addr()), "--json".into()])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -75,12 +77,25 @@ fn six_builds_at_once_share_one_cache() {
         .map(|out| report(out)["digest"].as_str().unwrap().to_string())
         .collect();
     assert_ne!(lone_a, lone_b, "the two recipes differ");
-    for ((recipe, _, tag), digest) in plan.iter().zip(&digests) {
+    let layer_digests = |out: &std::process::Output| -> Vec<String> {
+        report(out)["platforms"][0]["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["digest"].as_str().unwrap().to_string())
+            .collect()
+    };
+    for (((recipe, _, repo), digest), out) in plan.iter().zip(&digests).zip(&outputs) {
         let lone = if *recipe == recipe_a.as_path() { &lone_a } else { &lone_b };
-        assert_eq!(digest, lone, "a concurrent build of {} gives the lone build's digest", recipe.display());
-        if let Some(tag) = tag {
-            assert_eq!(tag_digest(registry.addr(), "team/app", tag).as_ref(), Some(digest));
-            assert_image_complete(registry.addr(), "team/app", digest);
+        match repo {
+            Some(repo) => {
+                assert_eq!(digest, lone, "a concurrent build of {} gives the lone build's digest", recipe.display());
+                assert_eq!(tag_digest(registry.addr(), repo, "1").as_ref(), Some(digest));
+                assert_image_complete(registry.addr(), repo, digest);
+            }
+            // The layout has no `version` annotation, so another manifest,
+            // but the very same layers as the pushes of its recipe.
+            None => assert_eq!(layer_digests(out), layer_digests(&outputs[0])),
         }
     }
     skopeo_inspect_ok(&format!("oci:{}:latest", layout.display())).unwrap();
@@ -89,7 +104,7 @@ fn six_builds_at_once_share_one_cache() {
     let out = run_bounded(
         slipway(&recipe_b, &shared, registry.addr())
             .arg("--push")
-            .arg(format!("{}/team/app:b3", registry.addr()))
+            .arg(format!("{}/team/b3:1", registry.addr()))
             .arg("--json"),
         LIMIT,
     );

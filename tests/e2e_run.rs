@@ -194,6 +194,13 @@ fn demo_image_runs_rootless_and_serves_the_app_from_bytecode() {
         "the demo prints the answer: {stdout}"
     );
 
+    // The demo stopped the app it started.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the app still listens on {port} after demo/run"
+    );
+
     // What was pushed is what ran: the pushed reference carries a digest.
     let pushed = std::fs::read_to_string(work.join("pushed.txt")).unwrap();
     assert!(

@@ -1,7 +1,7 @@
 //! The outputs load where users take them: the OCI layout in skopeo and
 //! umoci, the docker-archive in skopeo (and podman, when installed), the
 //! pushed image in skopeo; and the manifest carries the OCI annotations
-//! (source and revision from git, created, version, base name and digest).
+//! (source, revision and version from git, created, base name and digest).
 //!
 //! crane is not packaged for Debian, so it is not tried here.
 
@@ -111,7 +111,7 @@ fn oci_layout_loads_in_skopeo_and_umoci_with_annotations() {
     assert_provenance(&annotations, &head);
     assert!(
         annotations["org.opencontainers.image.version"].is_null(),
-        "no tag, no version: {annotations}"
+        "HEAD has no git tag, so no version: {annotations}"
     );
 
     // skopeo copies it to another layout unchanged.
@@ -200,8 +200,24 @@ fn docker_archive_loads_in_skopeo_and_podman() {
     assert_eq!(inspected[0]["Config"]["WorkingDir"], "/app");
 }
 
+/// `slipway build` of `recipe` pushed to `reference` via the test registry; its `--json`.
+fn push(registry: &Registry, cache: &Path, recipe: &Path, wheels: &Path, reference: &str) -> Value {
+    json_of(&run_ok(
+        slipway(cache)
+            .arg("build")
+            .arg(recipe)
+            .arg("--registry-mirror")
+            .arg(format!("docker.io={}", registry.addr()))
+            .args(["--offline", "--find-links"])
+            .arg(wheels)
+            .arg("--push")
+            .arg(reference)
+            .arg("--json"),
+    ))
+}
+
 #[test]
-fn pushed_image_has_version_from_its_tag_and_git_provenance() {
+fn pushed_image_has_version_from_its_git_tag_and_one_digest_for_every_tag() {
     if tools_missing(&["docker-registry", "skopeo", "uv", "git"]) {
         return;
     }
@@ -211,25 +227,18 @@ fn pushed_image_has_version_from_its_tag_and_git_provenance() {
     let work = tempfile::tempdir().unwrap();
     let cache = work.path().join("cache");
     let (recipe, head) = demo_in_git(&work.path().join("src"));
-    let reference = format!("{}/team/demo:1.4.2", registry.addr());
-    let report = json_of(&run_ok(
-        slipway(&cache)
-            .arg("build")
-            .arg(&recipe)
-            .arg("--registry-mirror")
-            .arg(format!("docker.io={}", registry.addr()))
-            .args(["--offline", "--find-links"])
-            .arg(&wheels)
-            .arg("--push")
-            .arg(&reference)
-            .arg("--json"),
-    ));
-    let image = format!("docker://{reference}");
-    let raw = skopeo_raw(&[], &image);
+    git(&work.path().join("src"), &["tag", "v1.4.2"]);
+    let first = format!("{}/team/demo:1.4.2", registry.addr());
+    let report = push(&registry, &cache, &recipe, &wheels, &first);
+    let raw = skopeo_raw(&[], &format!("docker://{first}"));
     assert_eq!(sha256_digest(&raw), report["digest"]);
     let annotations = annotations_of(&raw);
     assert_provenance(&annotations, &head);
-    assert_eq!(annotations["org.opencontainers.image.version"], "1.4.2");
+    assert_eq!(annotations["org.opencontainers.image.version"], "v1.4.2");
+    // The destination's tag is not an input: the same build under another tag is the same image.
+    let second = format!("{}/team/demo:latest", registry.addr());
+    let again = push(&registry, &cache, &recipe, &wheels, &second);
+    assert_eq!(again["digest"], report["digest"]);
 
     // The recipe's own annotations win over what slipway fills in.
     let text = std::fs::read_to_string(&recipe).unwrap().replace(
@@ -237,22 +246,9 @@ fn pushed_image_has_version_from_its_tag_and_git_provenance() {
         "[image]\nannotations = { \"org.opencontainers.image.version\" = \"2.0.0-rc1\" }\n",
     );
     std::fs::write(&recipe, text).unwrap();
-    run_ok(
-        slipway(&cache)
-            .arg("build")
-            .arg(&recipe)
-            .arg("--registry-mirror")
-            .arg(format!("docker.io={}", registry.addr()))
-            .args(["--offline", "--find-links"])
-            .arg(&wheels)
-            .arg("--push")
-            .arg(format!("{}/team/demo:latest", registry.addr()))
-            .arg("--quiet"),
-    );
-    let raw = skopeo_raw(
-        &[],
-        &format!("docker://{}/team/demo:latest", registry.addr()),
-    );
+    let third = format!("{}/team/demo:rc", registry.addr());
+    push(&registry, &cache, &recipe, &wheels, &third);
+    let raw = skopeo_raw(&[], &format!("docker://{third}"));
     assert_eq!(
         annotations_of(&raw)["org.opencontainers.image.version"],
         "2.0.0-rc1"

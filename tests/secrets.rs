@@ -58,7 +58,11 @@ fn planted_secret_files_do_not_reach_the_image() {
     assert_eq!(out.code, Some(0), "{}", out.stderr);
 
     let blobs = inputs::layout_blobs(&work.out());
-    assert!(blobs.len() >= 6, "index, manifest, config and layers: {}", blobs.len());
+    assert!(
+        blobs.len() >= 6,
+        "index, manifest, config and layers: {}",
+        blobs.len()
+    );
     // The search does look inside the (decompressed) layers: the app's own
     // marker is found, in its file.
     assert!(
@@ -74,7 +78,10 @@ fn planted_secret_files_do_not_reach_the_image() {
                 "`{file}`'s secret `{secret}` is in blob {name}"
             );
         }
-        assert!(!contains(bytes, "planted-"), "a planted string is in blob {name}");
+        assert!(
+            !contains(bytes, "planted-"),
+            "a planted string is in blob {name}"
+        );
         paths.extend(tar_paths(bytes));
     }
     assert!(paths.iter().any(|p| p == "app/main.py"), "{paths:?}");
@@ -84,13 +91,54 @@ fn planted_secret_files_do_not_reach_the_image() {
             "`{file}` is in the image: {paths:?}"
         );
     }
-    for banned in [".git", ".env", "id_rsa", ".pem", ".key", ".netrc", ".pypirc"] {
+    for banned in [
+        ".git", ".env", "id_rsa", ".pem", ".key", ".netrc", ".pypirc",
+    ] {
         assert!(
             !paths.iter().any(|p| p.contains(banned)),
             "`{banned}` in the image: {paths:?}"
         );
     }
     assert_no_planted_in_dir(&work.cache(), &["planted-"]);
+}
+
+/// The app dir is a real git work tree whose `origin` URL carries a token:
+/// the image records where it came from (`org.opencontainers.image.source`)
+/// without the token, and nothing of `.git` reaches a layer.
+#[test]
+fn git_remote_token_stays_out_of_the_image() {
+    if tools_missing(&["git"]) {
+        return;
+    }
+    let work = Work::new();
+    let app = work.app();
+    let token = "ghp_plantedRemoteToken0123456789";
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&app)
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    git(&["init", "-q"]);
+    git(&["add", "main.py"]);
+    git(&["commit", "-q", "-m", "planted-commit-message"]);
+    let url = format!("https://x-access-token:{token}@github.com/example/app.git");
+    git(&["remote", "add", "origin", &url]);
+    let recipe = work.recipe("base = \"python:3.13-alpine\"\n\n[app]\nsource = \"app\"\n");
+    let out = run(&mut work.build_to_layout(&recipe));
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(!out.stderr.contains(token) && !out.stdout.contains(token));
+    let blobs = inputs::layout_blobs(&work.out());
+    for (name, bytes) in &blobs {
+        assert!(!contains(bytes, token), "the remote's token is in blob {name}");
+        assert!(!contains(bytes, "planted-commit-message"), ".git content in blob {name}");
+        assert!(!contains(bytes, "x-access-token"), "the remote's user is in blob {name}");
+    }
+    assert_no_planted_in_dir(&work.cache(), &[token]);
 }
 
 const USER: &str = "ci-bot";
@@ -126,7 +174,8 @@ fn push_without_leaks(registry: &Registry, source: Source, tag: &str) {
         .arg(format!("{}/team/app:{tag}", registry.addr()));
     match source {
         Source::DockerConfig => {
-            let dir = inputs::docker_config(&work.path().join("docker"), registry.addr(), USER, PASSWORD);
+            let dir =
+                inputs::docker_config(&work.path().join("docker"), registry.addr(), USER, PASSWORD);
             cmd.env("DOCKER_CONFIG", dir);
         }
         Source::Environment => {
@@ -136,10 +185,22 @@ fn push_without_leaks(registry: &Registry, source: Source, tag: &str) {
     }
     let out = run(&mut cmd);
     assert_eq!(out.code, Some(0), "{source:?}: {}", out.stderr);
-    assert!(out.stderr.contains("registry: "), "--verbose logs requests: {}", out.stderr);
+    assert!(
+        out.stderr.contains("registry: "),
+        "--verbose logs requests: {}",
+        out.stderr
+    );
     for secret in credential_strings() {
-        assert!(!out.stdout.contains(&secret), "{source:?}: `{secret}` in stdout:\n{}", out.stdout);
-        assert!(!out.stderr.contains(&secret), "{source:?}: `{secret}` in stderr:\n{}", out.stderr);
+        assert!(
+            !out.stdout.contains(&secret),
+            "{source:?}: `{secret}` in stdout:\n{}",
+            out.stdout
+        );
+        assert!(
+            !out.stderr.contains(&secret),
+            "{source:?}: `{secret}` in stderr:\n{}",
+            out.stderr
+        );
     }
     // The pushed manifest, config and layers.
     let client = registry.authenticated_client();
@@ -165,7 +226,10 @@ fn push_without_leaks(registry: &Registry, source: Source, tag: &str) {
     }
     for (name, bytes) in &documents {
         for secret in [PASSWORD, USER] {
-            assert!(!contains(bytes, secret), "{source:?}: `{secret}` in the image's {name}");
+            assert!(
+                !contains(bytes, secret),
+                "{source:?}: `{secret}` in the image's {name}"
+            );
         }
     }
     let strings = credential_strings();
@@ -236,7 +300,12 @@ fn refused_credentials_never_leak_in_errors() {
                 .arg(format!("{}/team/app:1", registry.addr()));
             match source {
                 Source::DockerConfig => {
-                    let dir = inputs::docker_config(&work.path().join("docker"), registry.addr(), USER, wrong);
+                    let dir = inputs::docker_config(
+                        &work.path().join("docker"),
+                        registry.addr(),
+                        USER,
+                        wrong,
+                    );
                     cmd.env("DOCKER_CONFIG", dir);
                 }
                 Source::Environment => {
@@ -250,8 +319,15 @@ fn refused_credentials_never_leak_in_errors() {
             let encoded =
                 base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{wrong}"));
             for secret in [wrong, PASSWORD, &encoded, "eyJ", "Basic ", "Bearer "] {
-                assert!(!out.stderr.contains(secret), "{source:?}: `{secret}` in:\n{}", out.stderr);
-                assert!(!out.stdout.contains(secret), "{source:?}: `{secret}` in stdout");
+                assert!(
+                    !out.stderr.contains(secret),
+                    "{source:?}: `{secret}` in:\n{}",
+                    out.stderr
+                );
+                assert!(
+                    !out.stdout.contains(secret),
+                    "{source:?}: `{secret}` in stdout"
+                );
             }
             assert_no_planted_in_dir(&work.cache(), &[wrong, &encoded]);
             inputs::assert_no_tag(&registry, "team/app", "1");

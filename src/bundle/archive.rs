@@ -16,7 +16,10 @@ pub fn pack(dir: &Path, dest: &Path) -> io::Result<()> {
     let mut builder = tar::Builder::new(io::BufWriter::new(temp.as_file()));
     for entry in walkdir::WalkDir::new(dir).sort_by_file_name().min_depth(1) {
         let entry = entry.map_err(io::Error::other)?;
-        let rel = entry.path().strip_prefix(dir).expect("walk stays in its root");
+        let rel = entry
+            .path()
+            .strip_prefix(dir)
+            .expect("walk stays in its root");
         let mut header = tar::Header::new_gnu();
         header.set_mtime(0);
         header.set_uid(0);
@@ -34,7 +37,10 @@ pub fn pack(dir: &Path, dest: &Path) -> io::Result<()> {
             builder.append_data(&mut header, rel, file)?;
         }
     }
-    builder.into_inner()?.into_inner().map_err(|e| e.into_error())?;
+    builder
+        .into_inner()?
+        .into_inner()
+        .map_err(|e| e.into_error())?;
     temp.persist(dest).map_err(|e| e.error)?;
     Ok(())
 }

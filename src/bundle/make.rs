@@ -91,6 +91,16 @@ pub async fn make(client: &RegistryClient, opts: &MakeOptions) -> Result<MakeRep
         }
         Some(dir)
     } else {
+        let foreign = std::fs::read_dir(&opts.out)
+            .is_ok_and(|mut d| d.next().is_some())
+            && !opts.out.join(MANIFEST_FILE).is_file();
+        if foreign {
+            return Err(Error::new(
+                ErrorKind::Input,
+                format!("`{}` is neither empty nor a bundle", opts.out.display()),
+            )
+            .with_hint("pass a new or empty dir, or a bundle to update"));
+        }
         std::fs::create_dir_all(&opts.out)
             .map_err(io(format!("cannot create `{}`", opts.out.display())))?;
         None
@@ -125,9 +135,7 @@ pub async fn make(client: &RegistryClient, opts: &MakeOptions) -> Result<MakeRep
             let hint = e.hint();
             let kind = match e {
                 base::BaseError::Registry(_) => ErrorKind::Registry,
-                base::BaseError::Resolve(resolve::ResolveError::Registry(_)) => {
-                    ErrorKind::Registry
-                }
+                base::BaseError::Resolve(resolve::ResolveError::Registry(_)) => ErrorKind::Registry,
                 _ => ErrorKind::Other,
             };
             Error::wrap(kind, e, hint)
@@ -136,7 +144,8 @@ pub async fn make(client: &RegistryClient, opts: &MakeOptions) -> Result<MakeRep
     let scratch = cache
         .temp_dir("bundle")
         .map_err(io("cannot create a temp dir in the cache"))?;
-    let deps = DependencySources::new(recipe, &opts.uv, scratch.path())?;
+    let python = host_python(opts, &all_facts[0].version);
+    let deps = DependencySources::new(recipe, &opts.uv, &python, scratch.path())?;
     let mut platform_records = Vec::new();
     let mut all_pins: BTreeMap<String, (Pin, Vec<String>)> = BTreeMap::new();
     let mut keep_requirements = BTreeSet::new();
@@ -152,14 +161,26 @@ pub async fn make(client: &RegistryClient, opts: &MakeOptions) -> Result<MakeRep
                 facts.version
             ));
             let slug = platform_slug(&platform);
-            let pins = compile(opts, &deps.inputs, &python, &facts.version, Some(&python_platform), scratch.path(), &slug)?;
+            let pins = compile(
+                opts,
+                &deps.inputs,
+                &python,
+                &facts.version,
+                Some(&python_platform),
+                scratch.path(),
+                &slug,
+            )?;
             deps.check_locked(&pins, &platform)?;
             let rel = format!("requirements/{slug}.txt");
             let header = format!(
                 "slipway bundle: {platform} ({python_platform}, Python {}); install with --require-hashes",
                 facts.version
             );
-            write_file(work, &rel, wheels::requirements_text(&header, &pins).as_bytes())?;
+            write_file(
+                work,
+                &rel,
+                wheels::requirements_text(&header, &pins).as_bytes(),
+            )?;
             add_pins(&mut all_pins, pins, &platform)?;
             keep_requirements.insert(format!("{slug}.txt"));
             Some(rel)
@@ -181,7 +202,15 @@ pub async fn make(client: &RegistryClient, opts: &MakeOptions) -> Result<MakeRep
                 .map_err(io("cannot write to the cache"))?;
             let version = &all_facts[0].version;
             let python = host_python(opts, version);
-            let pins = compile(opts, &[input], &python, version, None, scratch.path(), "build")?;
+            let pins = compile(
+                opts,
+                &[input],
+                &python,
+                version,
+                None,
+                scratch.path(),
+                "build",
+            )?;
             let text = wheels::requirements_text(
                 "slipway bundle: the project's build requirements (host); --build-constraints with --require-hashes",
                 &pins,
@@ -264,7 +293,12 @@ pub async fn make(client: &RegistryClient, opts: &MakeOptions) -> Result<MakeRep
         out: opts.out.display().to_string(),
         base: manifest.base.reference.clone(),
         base_digest: manifest.base.digest.clone(),
-        platforms: manifest.base.platforms.iter().map(|p| p.platform.clone()).collect(),
+        platforms: manifest
+            .base
+            .platforms
+            .iter()
+            .map(|p| p.platform.clone())
+            .collect(),
         wheels: all_pins.len(),
         wheels_fetched: fetched.iter().filter(|b| **b > 0).count(),
         bytes_fetched: fetched.iter().sum(),
@@ -284,7 +318,7 @@ struct DependencySources {
 }
 
 impl DependencySources {
-    fn new(recipe: &Recipe, uv: &Path, scratch: &Path) -> Result<DependencySources> {
+    fn new(recipe: &Recipe, uv: &Path, python: &Path, scratch: &Path) -> Result<DependencySources> {
         let records = recipe_inputs(recipe).map_err(|e| {
             let hint = e.hint();
             Error::wrap(ErrorKind::Input, e, hint)
@@ -304,7 +338,7 @@ impl DependencySources {
         };
         let project = project::Project::load(dir).map_err(project_err)?;
         let exported = scratch.join("project-requirements.txt");
-        project::export(uv, &project, &exported).map_err(project_err)?;
+        project::export(uv, python, &project, &exported, py.offline).map_err(project_err)?;
         let text = std::fs::read_to_string(&exported).map_err(io("cannot read uv's export"))?;
         let locked = wheels::parse_requirements(&text)
             .into_iter()

@@ -62,7 +62,10 @@ pub enum WheelError {
         "no wheel of {} for {target}; a bundle holds wheels only",
         packages.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", ")
     )]
-    NoWheel { target: String, packages: Vec<String> },
+    NoWheel {
+        target: String,
+        packages: Vec<String>,
+    },
     #[error("could not run `{}`", uv.display())]
     UvNotRunnable {
         uv: PathBuf,
@@ -74,7 +77,8 @@ pub enum WheelError {
     #[error("`{file}` from `{from}` hashes to `{actual}`, but its pin says `{expected}`")]
     HashMismatch {
         file: String,
-        from: Source,
+        /// Where it came from (URL or path).
+        from: String,
         expected: Digest,
         actual: Digest,
     },
@@ -168,7 +172,10 @@ fn parse_pylock(text: &str, dir: &Path) -> Result<Vec<Pin>, PylockProblem> {
     let other = |m: String| PylockProblem::Other(m);
     let doc: toml::Value = toml::from_str(text).map_err(|e| other(e.to_string()))?;
     let packages = match doc.get("packages") {
-        Some(p) => p.as_array().ok_or_else(|| other("`packages` is not an array".into()))?.clone(),
+        Some(p) => p
+            .as_array()
+            .ok_or_else(|| other("`packages` is not an array".into()))?
+            .clone(),
         None => Vec::new(),
     };
     let mut pins = Vec::new();
@@ -196,9 +203,7 @@ fn parse_pylock(text: &str, dir: &Path) -> Result<Vec<Pin>, PylockProblem> {
             let file = url
                 .path_segments()
                 .and_then(|mut s| s.next_back())
-                .map(|f| {
-                    percent_decode(f)
-                })
+                .map(percent_decode)
                 .unwrap_or_default();
             let source = match url.scheme() {
                 "file" => Source::Path(
@@ -224,7 +229,9 @@ fn parse_pylock(text: &str, dir: &Path) -> Result<Vec<Pin>, PylockProblem> {
             .map(str::to_string)
             .unwrap_or(file);
         if !file.ends_with(".whl") || file.contains('/') {
-            return Err(other(format!("`{file}` (of `{name}`) is not a wheel file name")));
+            return Err(other(format!(
+                "`{file}` (of `{name}`) is not a wheel file name"
+            )));
         }
         pins.push(Pin {
             name,
@@ -237,7 +244,7 @@ fn parse_pylock(text: &str, dir: &Path) -> Result<Vec<Pin>, PylockProblem> {
     if !without.is_empty() {
         return Err(PylockProblem::NoWheel(without));
     }
-    pins.sort_by(|a, b| normalise(&a.name).cmp(&normalise(&b.name)));
+    pins.sort_by_key(|p| normalise(&p.name));
     Ok(pins)
 }
 
@@ -337,7 +344,7 @@ pub async fn fetch(http: &reqwest::Client, pin: &Pin, dir: &Path) -> Result<u64,
     if actual != pin.sha256 {
         return Err(WheelError::HashMismatch {
             file: pin.file.clone(),
-            from: pin.source.clone(),
+            from: pin.source.to_string(),
             expected: pin.sha256.clone(),
             actual,
         });
@@ -406,7 +413,10 @@ wheels = [{ url = "file:///wh/idna-3.20-py3-none-any.whl", hashes = { sha256 = "
             panic!("pylock not read")
         };
         assert_eq!(pins[0].name, "idna");
-        assert_eq!(pins[0].source, Source::Path("/wh/idna-3.20-py3-none-any.whl".into()));
+        assert_eq!(
+            pins[0].source,
+            Source::Path("/wh/idna-3.20-py3-none-any.whl".into())
+        );
         assert_eq!(pins[1].file, "typing_extensions-4.16.0-py3-none-any.whl");
         let req = requirements_text("test", &pins);
         assert!(req.contains("typing-extensions==4.16.0 \\\n    --hash=sha256:481c"));
@@ -419,7 +429,9 @@ wheels = [{ url = "file:///wh/idna-3.20-py3-none-any.whl", hashes = { sha256 = "
     #[test]
     fn sdist_only_packages_are_named() {
         let text = "[[packages]]\nname = \"x\"\nversion = \"1\"\nsdist = { url = \"https://e/x-1.tar.gz\" }\n";
-        assert!(matches!(parse_pylock(text, Path::new("/")), Err(PylockProblem::NoWheel(p)) if p == ["x"]));
+        assert!(
+            matches!(parse_pylock(text, Path::new("/")), Err(PylockProblem::NoWheel(p)) if p == ["x"])
+        );
     }
 
     #[test]

@@ -99,8 +99,9 @@ pub async fn run(args: BuildArgs) -> Result<()> {
         .unwrap_or_else(slipway::cache::Cache::default_dir);
     let bundle = match &args.bundle {
         Some(path) => {
-            let cache = slipway::cache::Cache::open(&cache_dir)
-                .map_err(slipway::error::io(format!("cannot open cache dir `{}`", cache_dir.display())))?;
+            let cache = slipway::cache::Cache::open(&cache_dir).map_err(slipway::error::io(
+                format!("cannot open cache dir `{}`", cache_dir.display()),
+            ))?;
             Some(
                 slipway::bundle::Bundle::open(path, &recipe, &cache.root().join("tmp")).map_err(
                     |e| {

@@ -52,10 +52,11 @@ pub async fn run(args: BundleArgs) -> Result<()> {
             .map(|p| Platform::parse(p).map_err(input_error))
             .collect::<Result<_>>()?;
     }
-    recipe
-        .python
-        .find_links
-        .extend(args.find_links.iter().map(|l| super::build::absolute_link(l)));
+    recipe.python.find_links.extend(
+        args.find_links
+            .iter()
+            .map(|l| super::build::absolute_link(l)),
+    );
     recipe.python.offline |= args.offline;
     let common = &args.common;
     let (client, mirrors) = registry_client(common)?;

@@ -48,9 +48,19 @@ pub async fn run(args: InspectArgs) -> Result<()> {
         platforms: &args.platforms,
         contents: !args.no_contents,
     };
-    let report = inspect::inspect(&source, &target.to_string(), &options)
-        .await
-        .map_err(wrap)?;
+    // Spinner and pull bars on a terminal; quiet otherwise unless --verbose.
+    let progress = slipway::progress::Progress::new(common.quiet || common.json, common.verbose);
+    let progress = match progress.mode {
+        slipway::progress::Mode::Plain if !common.verbose => {
+            slipway::progress::Progress::with_mode(slipway::progress::Mode::Quiet, false)
+        }
+        _ => progress,
+    }
+    .install();
+    progress.step(&format!("reading `{target}`"));
+    let result = inspect::inspect(&source, &target.to_string(), &options).await;
+    progress.finish();
+    let report = result.map_err(wrap)?;
     if common.json {
         println!(
             "{}",

@@ -76,7 +76,8 @@ impl AppError {
             let rel = path.strip_prefix(source_dir).unwrap_or(path);
             rel.to_string_lossy().into_owned()
         };
-        let exclude = |path: &Path| format!("or add `{}` to `[app] excludes` in the recipe", rel(path));
+        let exclude =
+            |path: &Path| format!("or add `{}` to `[app] excludes` in the recipe", rel(path));
         match self {
             AppError::MissingSource(_) => Some("fix `[app] source` in the recipe (relative to the recipe's dir)".into()),
             AppError::SymlinkOutside { path, .. } => Some(format!(

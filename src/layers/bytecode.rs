@@ -42,8 +42,9 @@ pub enum BytecodeError {
 }
 
 /// Finds a CPython of version `minor` (e.g. `3.13`): `explicit` if given (and
-/// checked), else `uv python find`, else `python3.13` on `PATH`, else
-/// `$PYENV_ROOT/versions/3.13.*/bin/python3.13`.
+/// checked), else `python3.13` on `PATH` (pyenv shims last: each costs a
+/// second or more), else `$PYENV_ROOT/versions/3.13.*/bin/python3.13`, else
+/// what `uv python find` says. Remembered for the rest of the process.
 pub fn find_python(minor: &str, explicit: Option<&Path>) -> Result<PathBuf, BytecodeError> {
     find_python_with_uv(Path::new("uv"), minor, explicit)
 }
@@ -54,6 +55,25 @@ pub fn find_python_with_uv(
     minor: &str,
     explicit: Option<&Path>,
 ) -> Result<PathBuf, BytecodeError> {
+    static FOUND: std::sync::Mutex<Vec<(String, Option<PathBuf>, PathBuf)>> =
+        std::sync::Mutex::new(Vec::new());
+    let explicit_key = explicit.map(Path::to_path_buf);
+    if let Some((_, _, found)) = FOUND
+        .lock()
+        .map_err(|_| BytecodeError::NoPython { minor: minor.to_string(), tried: String::new() })?
+        .iter()
+        .find(|(m, e, _)| m == minor && *e == explicit_key)
+    {
+        return Ok(found.clone());
+    }
+    let found = search_python(uv, minor, explicit)?;
+    if let Ok(mut cache) = FOUND.lock() {
+        cache.push((minor.to_string(), explicit_key, found.clone()));
+    }
+    Ok(found)
+}
+
+fn search_python(uv: &Path, minor: &str, explicit: Option<&Path>) -> Result<PathBuf, BytecodeError> {
     if let Some(python) = explicit {
         let found = python_version(python)?;
         return if found == format!("cpython {minor}") {
@@ -67,8 +87,16 @@ pub fn find_python_with_uv(
         };
     }
     let mut tried = Vec::new();
-    for candidate in candidates(uv, minor) {
-        if python_version(&candidate).is_ok_and(|v| v == format!("cpython {minor}")) {
+    let wanted = format!("cpython {minor}");
+    let (direct, shims) = path_candidates(minor);
+    let lazy_uv = || uv_python_find(uv, minor).into_iter();
+    for candidate in direct
+        .into_iter()
+        .chain(pyenv_candidates(minor))
+        .chain(std::iter::once_with(lazy_uv).flatten())
+        .chain(shims)
+    {
+        if python_version(&candidate).is_ok_and(|v| v == wanted) {
             return Ok(candidate);
         }
         tried.push(format!("`{}`", candidate.display()));
@@ -80,33 +108,29 @@ pub fn find_python_with_uv(
     })
 }
 
-fn candidates(uv: &Path, minor: &str) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let found = Command::new(uv)
-        .args([
-            "python",
-            "find",
-            "--no-python-downloads",
-            "--no-project",
-            minor,
-        ])
+fn uv_python_find(uv: &Path, minor: &str) -> Option<PathBuf> {
+    let output = Command::new(uv)
+        .args(["python", "find", "--no-python-downloads", "--no-project", minor])
         .stdin(Stdio::null())
         .stderr(Stdio::null())
-        .output();
-    if let Ok(output) = found {
-        let text = String::from_utf8_lossy(&output.stdout).trim().to_string();
-        if output.status.success() && !text.is_empty() {
-            out.push(PathBuf::from(text));
-        }
-    }
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    (output.status.success() && !text.is_empty()).then(|| PathBuf::from(text))
+}
+
+/// `python3.X` on PATH: (real interpreters, pyenv-style shims).
+fn path_candidates(minor: &str) -> (Vec<PathBuf>, Vec<PathBuf>) {
     let name = format!("python{minor}");
-    if let Some(path) = std::env::var_os("PATH") {
-        out.extend(
-            std::env::split_paths(&path)
-                .map(|dir| dir.join(&name))
-                .filter(|p| p.is_file()),
-        );
-    }
+    let found: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).map(|dir| dir.join(&name)).filter(|p| p.is_file()).collect())
+        .unwrap_or_default();
+    found.into_iter().partition(|p| !p.components().any(|c| c.as_os_str() == "shims"))
+}
+
+fn pyenv_candidates(minor: &str) -> Vec<PathBuf> {
+    let name = format!("python{minor}");
+    let mut out = Vec::new();
     let pyenv = std::env::var_os("PYENV_ROOT")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".pyenv")));

@@ -96,7 +96,7 @@ pub fn plan(req: &Request) -> Result<Dependencies, DepsError> {
     deps.key_files.push(digest(&project.lock())?);
     if req.pinned.is_none() {
         let exported = req.scratch.join("project-requirements.txt");
-        project::export(req.uv, &project, &exported)?;
+        project::export(req.uv, req.host_python, &project, &exported, deps.offline)?;
         deps.requirements.push(exported);
         deps.require_hashes = true;
     }

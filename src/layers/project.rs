@@ -58,13 +58,25 @@ pub enum ProjectError {
 impl ProjectError {
     pub fn hint(&self) -> Option<String> {
         match self {
-            ProjectError::Missing { file: "uv.lock", dir } => Some(format!(
+            ProjectError::Missing {
+                file: "uv.lock",
+                dir,
+            } => Some(format!(
                 "run `uv lock` in `{}` and keep `uv.lock` with the project",
                 dir.display()
             )),
             ProjectError::Missing { .. } => {
                 Some("point `[python] project` at the dir holding `pyproject.toml`".into())
             }
+            ProjectError::Uv {
+                what: "export",
+                stderr,
+                dir,
+                ..
+            } if stderr.contains("--locked") => Some(format!(
+                "run `uv lock` in `{}`: `uv.lock` does not match `pyproject.toml`",
+                dir.display()
+            )),
             ProjectError::NotPure { .. } => Some(
                 "build the wheel for the target yourself and add it to `[python] find_links`"
                     .into(),
@@ -78,7 +90,10 @@ impl Project {
     /// Reads `dir/pyproject.toml`; `dir/uv.lock` must exist.
     pub fn load(dir: &Path) -> Result<Project, ProjectError> {
         let pyproject = dir.join("pyproject.toml");
-        for (path, file) in [(&pyproject, "pyproject.toml"), (&dir.join("uv.lock"), "uv.lock")] {
+        for (path, file) in [
+            (&pyproject, "pyproject.toml"),
+            (&dir.join("uv.lock"), "uv.lock"),
+        ] {
             if !path.is_file() {
                 return Err(ProjectError::Missing {
                     dir: dir.to_path_buf(),
@@ -102,10 +117,7 @@ impl Project {
             .ok_or_else(|| invalid("no `[project] name`".into()))?
             .to_string();
         let build_system = doc.get("build-system");
-        let has_scripts = doc
-            .get("project")
-            .and_then(|p| p.get("scripts"))
-            .is_some();
+        let has_scripts = doc.get("project").and_then(|p| p.get("scripts")).is_some();
         let packaged = doc
             .get("tool")
             .and_then(|t| t.get("uv"))
@@ -148,20 +160,29 @@ impl Project {
 
 /// Writes the project's locked dependencies (not the project itself, no dev
 /// or other default groups) as requirements with every hash in `uv.lock`.
-pub fn export(uv: &Path, project: &Project, out: &Path) -> Result<(), ProjectError> {
+/// `--locked`: a lock that no longer matches `pyproject.toml` is an error,
+/// not a silently outdated image. `python` only spares uv a search.
+pub fn export(
+    uv: &Path,
+    python: &Path,
+    project: &Project,
+    out: &Path,
+    offline: bool,
+) -> Result<(), ProjectError> {
     let mut cmd = Command::new(uv);
     cmd.arg("export")
         .arg("--project")
         .arg(&project.dir)
+        .arg("--python")
+        .arg(python)
         .args([
-            "--frozen",
+            "--locked",
             "--format",
             "requirements-txt",
             "--no-emit-project",
             "--no-default-groups",
             "--no-header",
             "--no-annotate",
-            "--offline",
             "--no-python-downloads",
             "--color",
             "never",
@@ -169,6 +190,9 @@ pub fn export(uv: &Path, project: &Project, out: &Path) -> Result<(), ProjectErr
         ])
         .arg("--output-file")
         .arg(out);
+    if offline {
+        cmd.arg("--offline");
+    }
     run(uv, cmd, "export", &project.dir)
 }
 
@@ -195,11 +219,17 @@ pub fn build_wheel(project: &Project, spec: &WheelBuild) -> Result<PathBuf, Proj
         source,
     })?;
     let mut cmd = Command::new(&spec.uv);
-    cmd.args(["build", "--wheel", "--no-python-downloads", "--color", "never"])
-        .arg("--python")
-        .arg(&spec.python)
-        .arg("--out-dir")
-        .arg(&spec.out_dir);
+    cmd.args([
+        "build",
+        "--wheel",
+        "--no-python-downloads",
+        "--color",
+        "never",
+    ])
+    .arg("--python")
+    .arg(&spec.python)
+    .arg("--out-dir")
+    .arg(&spec.out_dir);
     if spec.offline {
         cmd.args(["--offline", "--no-index"]);
     } else {
@@ -233,7 +263,11 @@ pub fn build_wheel(project: &Project, spec: &WheelBuild) -> Result<PathBuf, Proj
             what: "build",
             dir: project.dir.clone(),
             status: "success".into(),
-            stderr: format!("expected one wheel in `{}`, found {}", spec.out_dir.display(), wheels.len()),
+            stderr: format!(
+                "expected one wheel in `{}`, found {}",
+                spec.out_dir.display(),
+                wheels.len()
+            ),
         });
     };
     let name = wheel

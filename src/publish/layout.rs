@@ -92,7 +92,8 @@ pub fn write(
 
 /// Moves a finished staging dir to `dest`, replacing what was there.
 pub(crate) fn replace_dir(staging: tempfile::TempDir, dest: &Path) -> io::Result<()> {
-    super::check_layout_dir(dest).map_err(|why| io::Error::new(io::ErrorKind::AlreadyExists, why))?;
+    super::check_layout_dir(dest)
+        .map_err(|why| io::Error::new(io::ErrorKind::AlreadyExists, why))?;
     let staged = staging.keep();
     if dest.exists() {
         let old = dest.with_file_name(format!(

@@ -7,10 +7,10 @@ pub mod layout;
 pub mod registry;
 
 use crate::assemble::AssembledImage;
-use crate::recipe::Destination;
-use std::path::Path;
 use crate::digest::Digest;
+use crate::recipe::Destination;
 use crate::resolve::BaseImage;
+use std::path::Path;
 
 /// Everything a publisher needs: one image per platform (with the base it was
 /// built on, whose layers may still live at the base's location) and the
@@ -64,9 +64,8 @@ pub struct BlobReport {
 pub fn check_destination(destination: &Destination) -> Result<(), String> {
     match destination {
         Destination::Push(_) => Ok(()),
-        Destination::OciLayout(dir) => check_layout_dir(dir).map_err(|why| {
-            format!("cannot write OCI layout `{}`: {why}", dir.display())
-        }),
+        Destination::OciLayout(dir) => check_layout_dir(dir)
+            .map_err(|why| format!("cannot write OCI layout `{}`: {why}", dir.display())),
         Destination::DockerArchive(file) if file.is_dir() => Err(format!(
             "cannot write docker archive `{}`: it is a directory",
             file.display()

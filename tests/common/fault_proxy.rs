@@ -107,6 +107,8 @@ pub struct Exchange {
     /// None for resets and stalls.
     pub status: Option<u16>,
     pub fault: Option<Fault>,
+    /// When the request's head arrived.
+    pub at: Instant,
 }
 
 struct Shared {
@@ -334,6 +336,7 @@ fn handle(client: TcpStream, shared: &Shared) -> io::Result<()> {
     let Some(request) = read_head(&mut reader)? else {
         return Ok(());
     };
+    let at = Instant::now();
     let mut parts = request.first.split(' ');
     let method = parts.next().unwrap_or("").to_string();
     let target = parts.next().unwrap_or("").to_string();
@@ -344,6 +347,7 @@ fn handle(client: TcpStream, shared: &Shared) -> io::Result<()> {
             target: target.clone(),
             status,
             fault: fault.clone(),
+            at,
         });
     };
     let framing = request_framing(&request);

@@ -194,8 +194,9 @@ fn file_sha256(path: &Path) -> String {
     hex::encode(hasher.finalize())
 }
 
-/// A clean build of `make_recipe(.., "seed")`: its digest, and a warm cache
-/// (layers built, base blobs absent) that tests copy to skip uv.
+/// A clean build of `make_recipe(.., "seed")` pushed with tag `1` (the tag
+/// is the image's `version` annotation: push with tag `1` to compare): its
+/// digest, and a warm cache that tests copy to skip uv.
 pub struct Seed {
     pub digest: String,
     pub cache: PathBuf,
@@ -207,7 +208,9 @@ pub struct Seed {
 pub fn seed() -> &'static Seed {
     static SEED: OnceLock<Seed> = OnceLock::new();
     SEED.get_or_init(|| {
-        let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        // Outside the repository: an app dir in a git work tree gets
+        // source/revision annotations, and so another digest.
+        let root = std::env::temp_dir();
         remove_stale_seeds(&root);
         let dir = root.join(format!("slipway-seed-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -238,7 +241,7 @@ pub fn seed() -> &'static Seed {
     })
 }
 
-/// Seeds of earlier runs (dead processes) left in target/tmp.
+/// Seeds of earlier runs (dead processes) left in the temp dir.
 fn remove_stale_seeds(root: &Path) {
     let Ok(entries) = std::fs::read_dir(root) else { return };
     for entry in entries.filter_map(Result::ok) {

@@ -163,7 +163,10 @@ pub fn assert_cache_whole(root: &Path) {
     let tmp: Vec<_> = std::fs::read_dir(root.join("tmp"))
         .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
         .unwrap_or_default();
-    assert!(tmp.is_empty(), "partial files left in the cache's tmp/: {tmp:?}");
+    assert!(
+        tmp.is_empty(),
+        "partial files left in the cache's tmp/: {tmp:?}"
+    );
     let blobs = root.join("blobs/sha256");
     for entry in std::fs::read_dir(&blobs).into_iter().flatten().flatten() {
         let bytes = std::fs::read(entry.path()).unwrap();
@@ -174,16 +177,32 @@ pub fn assert_cache_whole(root: &Path) {
             entry.path().display()
         );
     }
-    for entry in std::fs::read_dir(root.join("layers")).into_iter().flatten().flatten() {
+    for entry in std::fs::read_dir(root.join("layers"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let text = std::fs::read_to_string(entry.path()).unwrap();
         let record: Value = serde_json::from_str(&text)
             .unwrap_or_else(|e| panic!("{} is not JSON ({e}): {text}", entry.path().display()));
-        let digest = record["digest"].as_str().expect("a layer record has a digest");
+        let digest = record["digest"]
+            .as_str()
+            .expect("a layer record has a digest");
         let blob = blobs.join(digest.trim_start_matches("sha256:"));
         let size = std::fs::metadata(&blob)
-            .unwrap_or_else(|_| panic!("{} names a blob that is not in the cache", entry.path().display()))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "{} names a blob that is not in the cache",
+                    entry.path().display()
+                )
+            })
             .len();
-        assert_eq!(Some(size), record["size"].as_u64(), "{}", entry.path().display());
+        assert_eq!(
+            Some(size),
+            record["size"].as_u64(),
+            "{}",
+            entry.path().display()
+        );
     }
 }
 
@@ -219,11 +238,20 @@ pub fn docker_config(dir: &Path, registry: &str, user: &str, pass: &str) -> Path
 /// Every blob of an OCI layout, gzip layers decompressed: (digest, bytes).
 pub fn layout_blobs(layout: &Path) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
-    for entry in std::fs::read_dir(layout.join("blobs/sha256")).unwrap().flatten() {
+    for entry in std::fs::read_dir(layout.join("blobs/sha256"))
+        .unwrap()
+        .flatten()
+    {
         let raw = std::fs::read(entry.path()).unwrap();
-        out.push((entry.file_name().to_string_lossy().into_owned(), gunzip_if(raw)));
+        out.push((
+            entry.file_name().to_string_lossy().into_owned(),
+            gunzip_if(raw),
+        ));
     }
-    out.push(("index.json".into(), std::fs::read(layout.join("index.json")).unwrap()));
+    out.push((
+        "index.json".into(),
+        std::fs::read(layout.join("index.json")).unwrap(),
+    ));
     out
 }
 
