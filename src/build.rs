@@ -183,9 +183,18 @@ fn excludes_with_outputs(opts: &BuildOptions, source_dir: &Path) -> Vec<String> 
         Destination::Push(_) => None,
     };
     for path in std::iter::once(opts.cache_dir.clone()).chain(output) {
-        let absolute = if path.is_absolute() { path } else { std::env::current_dir().unwrap_or_default().join(path) };
-        let parent = absolute.parent().and_then(|p| std::fs::canonicalize(p).ok());
-        let resolved = parent.zip(absolute.file_name()).map(|(p, n)| p.join(n)).unwrap_or(absolute);
+        let absolute = if path.is_absolute() {
+            path
+        } else {
+            std::env::current_dir().unwrap_or_default().join(path)
+        };
+        let parent = absolute
+            .parent()
+            .and_then(|p| std::fs::canonicalize(p).ok());
+        let resolved = parent
+            .zip(absolute.file_name())
+            .map(|(p, n)| p.join(n))
+            .unwrap_or(absolute);
         if let Ok(inside) = resolved.strip_prefix(&source) {
             if let Some(inside) = inside.to_str().filter(|s| !s.is_empty()) {
                 excludes.push(format!("/{inside}"));
@@ -391,18 +400,35 @@ fn build_site_packages_layers(
         false,
     )];
     if py.bytecode {
+        // Keyed by the `.py` files themselves, so platforms whose wheels ship
+        // the same Python sources (most of them) share one bytecode layer:
+        // compiled, compressed and pushed once. `bkey` becomes an alias.
         let sources = app::python_sources(&entries);
-        opts.log.step("compiling site-packages bytecode");
-        let (_pyc_dir, pyc) = compile(opts, cache, facts, &sources, &entries, owner)?;
-        let record = write_into_cache(cache, &bkey, &pyc, opts.epoch)?;
-        out.push((
-            NewLayer {
-                record,
-                created_by: "slipway: site-packages bytecode".into(),
-            },
+        let py_entries: Vec<Entry> = entries
+            .iter()
+            .filter(|e| e.path.ends_with(".py"))
+            .cloned()
+            .collect();
+        let content_key = plan::bytecode_key(
+            &plan::app_key(&py_entries, opts.epoch).map_err(io("cannot read site-packages"))?,
+            &facts.version,
+        );
+        let (built, kind, reused) = cached_layer(
+            cache,
+            &content_key,
+            "slipway: site-packages bytecode",
             LayerKind::SitePackagesBytecode,
-            false,
-        ));
+            opts,
+            || {
+                opts.log.step("compiling site-packages bytecode");
+                compile(opts, cache, facts, &sources, &entries, owner)
+                    .map(|(dir, e)| (e, Some(dir)))
+            },
+        )?;
+        cache
+            .put_layer(&bkey, &built.record)
+            .map_err(io("cannot write to the cache"))?;
+        out.push((built, kind, reused));
     }
     Ok(out)
 }

@@ -281,13 +281,25 @@ mod tests {
         fs::create_dir_all(tmp.join("site-packagesXYZ")).unwrap();
         let second = Cache::open(dir.path()).unwrap();
         let names = tmp_entries(dir.path());
-        assert!(!names.iter().any(|n| n.contains("dead") || n.contains("orphan")), "{names:?}");
+        assert!(
+            !names
+                .iter()
+                .any(|n| n.contains("dead") || n.contains("orphan")),
+            "{names:?}"
+        );
         assert!(scratch.path().is_dir(), "a live build's scratch is kept");
         assert!(names.contains(&"site-packagesXYZ".to_string()));
-        assert_eq!(names.len(), 5, "two live builds' lock + dir, the old dir: {names:?}");
+        assert_eq!(
+            names.len(),
+            5,
+            "two live builds' lock + dir, the old dir: {names:?}"
+        );
         drop(scratch);
         drop(live);
         drop(second);
-        assert_eq!(tmp_entries(dir.path()), vec!["site-packagesXYZ".to_string()]);
+        assert_eq!(
+            tmp_entries(dir.path()),
+            vec!["site-packagesXYZ".to_string()]
+        );
     }
 }

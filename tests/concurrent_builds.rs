@@ -6,9 +6,9 @@
 //! (Every push uses tag `1`, in its own repository: the tag becomes the
 //! image's `version` annotation.)
 
-mod common;
 #[path = "support/builds.rs"]
 mod builds;
+mod common;
 
 use builds::*;
 use common::registry::Registry;
@@ -33,13 +33,28 @@ fn six_builds_at_once_share_one_cache() {
 
     // recipe, destination args, repository pushed to (if any)
     let mut plan: Vec<(&std::path::Path, Vec<String>, Option<String>)> = Vec::new();
-    for (recipe, repos) in [(&recipe_a, ["a1", "a2", "a3"].as_slice()), (&recipe_b, ["b1", "b2"].as_slice())] {
+    for (recipe, repos) in [
+        (&recipe_a, ["a1", "a2", "a3"].as_slice()),
+        (&recipe_b, ["b1", "b2"].as_slice()),
+    ] {
         for repo in repos {
             let dest = format!("{}/team/{repo}:1", registry.addr());
-            plan.push((recipe.as_path(), vec!["--push".into(), dest, "--json".into()], Some(format!("team/{repo}"))));
+            plan.push((
+                recipe.as_path(),
+                vec!["--push".into(), dest, "--json".into()],
+                Some(format!("team/{repo}")),
+            ));
         }
     }
-    plan.push((recipe_a.as_path(), vec!["--oci-layout".into(), layout.display().to_string(), "--json".into()], None));
+    plan.push((
+        recipe_a.as_path(),
+        vec![
+            "--oci-layout".into(),
+            layout.display().to_string(),
+            "--json".into(),
+        ],
+        None,
+    ));
 
     let children: Vec<Child> = plan
         .iter()
@@ -56,7 +71,11 @@ fn six_builds_at_once_share_one_cache() {
     // A B recipe built alone on its own cache, meanwhile.
     let lone_cache = work.path().join("lone-cache");
     let lone = slipway(&recipe_b, &lone_cache, registry.addr())
-        .args(["--push".to_string(), format!("{}/lone/b:1", registry.addr()), "--json".into()])
+        .args([
+            "--push".to_string(),
+            format!("{}/lone/b:1", registry.addr()),
+            "--json".into(),
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -86,11 +105,23 @@ fn six_builds_at_once_share_one_cache() {
             .collect()
     };
     for (((recipe, _, repo), digest), out) in plan.iter().zip(&digests).zip(&outputs) {
-        let lone = if *recipe == recipe_a.as_path() { &lone_a } else { &lone_b };
+        let lone = if *recipe == recipe_a.as_path() {
+            &lone_a
+        } else {
+            &lone_b
+        };
         match repo {
             Some(repo) => {
-                assert_eq!(digest, lone, "a concurrent build of {} gives the lone build's digest", recipe.display());
-                assert_eq!(tag_digest(registry.addr(), repo, "1").as_ref(), Some(digest));
+                assert_eq!(
+                    digest,
+                    lone,
+                    "a concurrent build of {} gives the lone build's digest",
+                    recipe.display()
+                );
+                assert_eq!(
+                    tag_digest(registry.addr(), repo, "1").as_ref(),
+                    Some(digest)
+                );
                 assert_image_complete(registry.addr(), repo, digest);
             }
             // The layout has no `version` annotation, so another manifest,
@@ -112,7 +143,10 @@ fn six_builds_at_once_share_one_cache() {
     assert_eq!(again["digest"].as_str(), Some(lone_b.as_str()));
     let layers = again["platforms"][0]["layers"].as_array().unwrap();
     assert!(
-        layers.iter().filter(|l| l["kind"] != "base").all(|l| l["reused"] == true),
+        layers
+            .iter()
+            .filter(|l| l["kind"] != "base")
+            .all(|l| l["reused"] == true),
         "{layers:?}"
     );
 }

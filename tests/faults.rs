@@ -10,9 +10,9 @@
 //! registry name for the same registry), so its layers are downloaded and
 //! uploaded rather than mounted: downloads and uploads both meet the faults.
 
-mod common;
 #[path = "support/builds.rs"]
 mod builds;
+mod common;
 
 use builds::*;
 use common::fault_proxy::{Fault, FaultProxy, Rule};
@@ -49,7 +49,12 @@ impl Env {
         push_alpine(&registry);
         let old = tokio::runtime::Runtime::new()
             .unwrap()
-            .block_on(push_test_image(&registry.client(), registry.addr(), REPO, TAG))
+            .block_on(push_test_image(
+                &registry.client(),
+                registry.addr(),
+                REPO,
+                TAG,
+            ))
             .manifest_digest
             .to_string();
         assert_ne!(old, clean.digest);
@@ -84,7 +89,11 @@ impl Env {
     /// The build succeeded with the clean digest, and the tag points at it.
     fn assert_clean_success(&self, out: &Output) {
         let report = report(out);
-        assert_eq!(report["digest"], seed().digest.as_str(), "same digest as a clean build");
+        assert_eq!(
+            report["digest"],
+            seed().digest.as_str(),
+            "same digest as a clean build"
+        );
         let now = self.assert_tag_intact();
         assert_eq!(now, seed().digest, "the tag points at the new image");
         check_cache(&self.cache, false);
@@ -92,15 +101,27 @@ impl Env {
 
     /// The build failed as a registry error (exit 3) whose message names the
     /// registry, the operation and each of `words`; the tag is still the old image.
-    fn assert_failure(&self, out: &Output, registry: &str, operation: &str, words: &[&str]) -> String {
+    fn assert_failure(
+        &self,
+        out: &Output,
+        registry: &str,
+        operation: &str,
+        words: &[&str],
+    ) -> String {
         let stderr = text(&out.stderr);
         assert_eq!(out.status.code(), Some(3), "a registry error:\n{stderr}");
         let error = stderr
             .lines()
             .find(|l| l.starts_with("error: "))
             .unwrap_or_else(|| panic!("no `error:` line in:\n{stderr}"));
-        assert!(error.contains(registry), "names the registry `{registry}`: {error}");
-        assert!(error.contains(operation), "names the operation `{operation}`: {error}");
+        assert!(
+            error.contains(registry),
+            "names the registry `{registry}`: {error}"
+        );
+        assert!(
+            error.contains(operation),
+            "names the operation `{operation}`: {error}"
+        );
         for word in words {
             assert!(stderr.contains(word), "says `{word}`:\n{stderr}");
         }
@@ -113,7 +134,13 @@ impl Env {
     /// The tag (on the registry itself, not through the proxy) points at
     /// the complete new image or at the old one.
     fn assert_tag_intact(&self) -> String {
-        assert_tag_old_or_new(self.registry.addr(), REPO, TAG, Some(&self.old), &seed().digest)
+        assert_tag_old_or_new(
+            self.registry.addr(),
+            REPO,
+            TAG,
+            Some(&self.old),
+            &seed().digest,
+        )
     }
 
     fn fired(&self) -> usize {
@@ -127,7 +154,8 @@ impl Env {
 fn reset_mid_upload_is_retried() {
     let Some(env) = Env::start() else { return };
     // Every blob upload (base layers, new layers, config) breaks once.
-    env.proxy.add(Rule::new("PUT", "/blobs/uploads/", Fault::Reset { after: 256 << 10 }).times(3));
+    env.proxy
+        .add(Rule::new("PUT", "/blobs/uploads/", Fault::Reset { after: 256 << 10 }).times(3));
     let out = env.build(&[]);
     env.assert_clean_success(&out);
     assert_eq!(env.fired(), 3);
@@ -136,7 +164,8 @@ fn reset_mid_upload_is_retried() {
 #[test]
 fn reset_mid_upload_without_retries_fails_and_keeps_the_tag() {
     let Some(env) = Env::start() else { return };
-    env.proxy.add(Rule::new("PUT", "/blobs/uploads/", Fault::Reset { after: 256 << 10 }).always());
+    env.proxy
+        .add(Rule::new("PUT", "/blobs/uploads/", Fault::Reset { after: 256 << 10 }).always());
     let out = env.build(&["--retries", "1"]);
     env.assert_failure(&out, env.proxy.addr(), "push blob", &["PUT"]);
 }
@@ -146,7 +175,14 @@ fn reset_mid_upload_without_retries_fails_and_keeps_the_tag() {
 #[test]
 fn http_500_on_the_tag_is_retried() {
     let Some(env) = Env::start() else { return };
-    env.proxy.add(Rule::new("PUT", &format!("/{REPO}/manifests/{TAG}"), Fault::Status(500)).times(2));
+    env.proxy.add(
+        Rule::new(
+            "PUT",
+            &format!("/{REPO}/manifests/{TAG}"),
+            Fault::Status(500),
+        )
+        .times(2),
+    );
     let out = env.build(&[]);
     env.assert_clean_success(&out);
     assert_eq!(env.fired(), 2);
@@ -155,7 +191,8 @@ fn http_500_on_the_tag_is_retried() {
 #[test]
 fn http_502_on_upload_start_is_retried() {
     let Some(env) = Env::start() else { return };
-    env.proxy.add(Rule::new("POST", "/blobs/uploads/", Fault::Status(502)).times(3));
+    env.proxy
+        .add(Rule::new("POST", "/blobs/uploads/", Fault::Status(502)).times(3));
     let out = env.build(&[]);
     env.assert_clean_success(&out);
     assert_eq!(env.fired(), 3);
@@ -164,8 +201,10 @@ fn http_502_on_upload_start_is_retried() {
 #[test]
 fn http_503_on_base_manifest_and_blob_checks_is_retried() {
     let Some(env) = Env::start() else { return };
-    env.proxy.add(Rule::new("GET", "/manifests/3.13-alpine", Fault::Status(503)).times(2));
-    env.proxy.add(Rule::new("HEAD", "/blobs/sha256:", Fault::Status(503)).times(2));
+    env.proxy
+        .add(Rule::new("GET", "/manifests/3.13-alpine", Fault::Status(503)).times(2));
+    env.proxy
+        .add(Rule::new("HEAD", "/blobs/sha256:", Fault::Status(503)).times(2));
     let out = env.build(&[]);
     env.assert_clean_success(&out);
     assert_eq!(env.fired(), 4);
@@ -174,26 +213,50 @@ fn http_503_on_base_manifest_and_blob_checks_is_retried() {
 #[test]
 fn http_503_on_the_tag_until_retries_run_out_fails_naming_it() {
     let Some(env) = Env::start() else { return };
-    env.proxy.add(Rule::new("PUT", &format!("/{REPO}/manifests/{TAG}"), Fault::Status(503)).always());
+    env.proxy.add(
+        Rule::new(
+            "PUT",
+            &format!("/{REPO}/manifests/{TAG}"),
+            Fault::Status(503),
+        )
+        .always(),
+    );
     let out = env.build(&["--retries", "2"]);
-    env.assert_failure(&out, env.proxy.addr(), "push manifest", &["503 Service Unavailable", "PUT"]);
+    env.assert_failure(
+        &out,
+        env.proxy.addr(),
+        "push manifest",
+        &["503 Service Unavailable", "PUT"],
+    );
     assert_eq!(env.fired(), 2, "--retries 2: two attempts");
 }
 
 #[test]
 fn http_500_on_blob_upload_without_retries_fails_naming_it() {
     let Some(env) = Env::start() else { return };
-    env.proxy.add(Rule::new("PUT", "/blobs/uploads/", Fault::Status(500)).always());
+    env.proxy
+        .add(Rule::new("PUT", "/blobs/uploads/", Fault::Status(500)).always());
     let out = env.build(&["--retries", "1"]);
-    env.assert_failure(&out, env.proxy.addr(), "push blob", &["500 Internal Server Error"]);
+    env.assert_failure(
+        &out,
+        env.proxy.addr(),
+        "push blob",
+        &["500 Internal Server Error"],
+    );
 }
 
 #[test]
 fn http_502_on_the_base_manifest_until_retries_run_out_fails_naming_the_mirror() {
     let Some(env) = Env::start() else { return };
-    env.proxy.add(Rule::new("GET", "/manifests/", Fault::Status(502)).always());
+    env.proxy
+        .add(Rule::new("GET", "/manifests/", Fault::Status(502)).always());
     let out = env.build(&["--retries", "3"]);
-    env.assert_failure(&out, env.proxy.alt_addr(), "pull manifest", &["502 Bad Gateway"]);
+    env.assert_failure(
+        &out,
+        env.proxy.alt_addr(),
+        "pull manifest",
+        &["502 Bad Gateway"],
+    );
     assert_eq!(env.fired(), 3);
 }
 
@@ -201,14 +264,26 @@ fn http_502_on_the_base_manifest_until_retries_run_out_fails_naming_the_mirror()
 fn http_503_on_mount_is_retried() {
     let Some(env) = Env::start() else { return };
     // Base and destination on one registry name: base layers are mounted.
-    env.proxy.add(Rule::new("POST", "mount=", Fault::Status(503)).times(2));
+    env.proxy
+        .add(Rule::new("POST", "mount=", Fault::Status(503)).times(2));
     let mut cmd = slipway(&env.recipe, &env.cache, env.proxy.addr());
-    cmd.arg("--push").arg(format!("{}/{REPO}:{TAG}", env.proxy.addr())).arg("--json");
+    cmd.arg("--push")
+        .arg(format!("{}/{REPO}:{TAG}", env.proxy.addr()))
+        .arg("--json");
     let out = run_bounded(&mut cmd, BUILD_LIMIT);
     env.assert_clean_success(&out);
     assert_eq!(env.fired(), 2);
-    let mounts = env.proxy.log().iter().filter(|e| e.target.contains("mount=") && e.status == Some(201)).count();
-    assert!(mounts >= 1, "base layers mounted after the 503s: {:?}", env.proxy.log());
+    let mounts = env
+        .proxy
+        .log()
+        .iter()
+        .filter(|e| e.target.contains("mount=") && e.status == Some(201))
+        .count();
+    assert!(
+        mounts >= 1,
+        "base layers mounted after the 503s: {:?}",
+        env.proxy.log()
+    );
 }
 
 // ---- 429 ----
@@ -216,20 +291,39 @@ fn http_503_on_mount_is_retried() {
 #[test]
 fn too_many_requests_waits_for_retry_after() {
     let Some(env) = Env::start() else { return };
-    env.proxy.add(Rule::new("GET", "/manifests/3.13-alpine", Fault::TooManyRequests { retry_after: 2 }));
+    env.proxy.add(Rule::new(
+        "GET",
+        "/manifests/3.13-alpine",
+        Fault::TooManyRequests { retry_after: 2 },
+    ));
     let out = env.build(&[]);
     env.assert_clean_success(&out);
     assert_eq!(env.fired(), 1);
-    let asked: Vec<_> = env.proxy.log().into_iter().filter(|e| e.target.contains("/manifests/3.13-alpine")).collect();
+    let asked: Vec<_> = env
+        .proxy
+        .log()
+        .into_iter()
+        .filter(|e| e.target.contains("/manifests/3.13-alpine"))
+        .collect();
     assert!(asked.len() >= 2, "{asked:?}");
     let waited = asked[1].at - asked[0].at;
-    assert!(waited >= Duration::from_millis(1900), "asked again after Retry-After (2 s), not after {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(1900),
+        "asked again after Retry-After (2 s), not after {waited:?}"
+    );
 }
 
 #[test]
 fn too_many_requests_on_upload_is_retried() {
     let Some(env) = Env::start() else { return };
-    env.proxy.add(Rule::new("PUT", "/blobs/uploads/", Fault::TooManyRequests { retry_after: 1 }).times(2));
+    env.proxy.add(
+        Rule::new(
+            "PUT",
+            "/blobs/uploads/",
+            Fault::TooManyRequests { retry_after: 1 },
+        )
+        .times(2),
+    );
     let out = env.build(&[]);
     env.assert_clean_success(&out);
     assert_eq!(env.fired(), 2);
@@ -238,9 +332,21 @@ fn too_many_requests_on_upload_is_retried() {
 #[test]
 fn too_many_requests_until_retries_run_out_fails_naming_it() {
     let Some(env) = Env::start() else { return };
-    env.proxy.add(Rule::new("GET", "/blobs/sha256:", Fault::TooManyRequests { retry_after: 1 }).always());
+    env.proxy.add(
+        Rule::new(
+            "GET",
+            "/blobs/sha256:",
+            Fault::TooManyRequests { retry_after: 1 },
+        )
+        .always(),
+    );
     let out = env.build(&["--retries", "2"]);
-    env.assert_failure(&out, env.proxy.alt_addr(), "pull blob", &["429 Too Many Requests", "rate limiting"]);
+    env.assert_failure(
+        &out,
+        env.proxy.alt_addr(),
+        "pull blob",
+        &["429 Too Many Requests", "rate limiting"],
+    );
 }
 
 // ---- stalls past the timeout ----
@@ -249,14 +355,20 @@ fn too_many_requests_until_retries_run_out_fails_naming_it() {
 fn stalled_answers_time_out_and_are_retried() {
     let Some(env) = Env::start() else { return };
     let stall = Fault::Stall(Duration::from_secs(30));
-    env.proxy.add(Rule::new("GET", "/manifests/3.13-alpine", stall.clone()));
-    env.proxy.add(Rule::new("PUT", "/blobs/uploads/", stall.clone()));
-    env.proxy.add(Rule::new("PUT", &format!("/{REPO}/manifests/{TAG}"), stall));
+    env.proxy
+        .add(Rule::new("GET", "/manifests/3.13-alpine", stall.clone()));
+    env.proxy
+        .add(Rule::new("PUT", "/blobs/uploads/", stall.clone()));
+    env.proxy
+        .add(Rule::new("PUT", &format!("/{REPO}/manifests/{TAG}"), stall));
     let started = Instant::now();
     let out = env.build(&["--timeout", "2"]);
     env.assert_clean_success(&out);
     assert_eq!(env.fired(), 3);
-    assert!(started.elapsed() < Duration::from_secs(30), "gave up on each stall after the timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "gave up on each stall after the timeout"
+    );
 }
 
 #[test]
@@ -264,16 +376,44 @@ fn stalled_download_midway_times_out_and_is_retried() {
     let Some(env) = Env::start() else { return };
     // The base's layers (the big blob GETs); the config is small and fetched first.
     let layer = &seed().base_layers[0];
-    env.proxy.add(Rule::new("GET", &format!("/blobs/{layer}"), Fault::StallBody(Duration::from_secs(30))));
+    env.proxy.add(Rule::new(
+        "GET",
+        &format!("/blobs/{layer}"),
+        Fault::StallBody(Duration::from_secs(30)),
+    ));
     let out = env.build(&["--timeout", "2"]);
     env.assert_clean_success(&out);
     assert_eq!(env.fired(), 1);
 }
 
 #[test]
+fn slow_uploads_that_keep_moving_do_not_time_out() {
+    let Some(env) = Env::start() else { return };
+    // Every upload takes twice the timeout, but no pause reaches it.
+    env.proxy.add(
+        Rule::new(
+            "PUT",
+            "/blobs/uploads/",
+            Fault::SlowUpload(Duration::from_secs(4)),
+        )
+        .always(),
+    );
+    let out = env.build(&["--timeout", "2", "--retries", "1"]);
+    env.assert_clean_success(&out);
+    assert!(env.fired() >= 3, "{:?}", env.proxy.fired());
+}
+
+#[test]
 fn stalls_until_retries_run_out_fail_naming_the_timeout() {
     let Some(env) = Env::start() else { return };
-    env.proxy.add(Rule::new("PUT", &format!("/{REPO}/manifests/{TAG}"), Fault::Stall(Duration::from_secs(30))).always());
+    env.proxy.add(
+        Rule::new(
+            "PUT",
+            &format!("/{REPO}/manifests/{TAG}"),
+            Fault::Stall(Duration::from_secs(30)),
+        )
+        .always(),
+    );
     let out = env.build(&["--timeout", "1", "--retries", "2"]);
     env.assert_failure(&out, env.proxy.addr(), "push manifest", &["timed out"]);
 }
@@ -285,8 +425,10 @@ fn downloads_cut_short_are_retried() {
     let Some(env) = Env::start() else { return };
     // Every blob download (the base's config and layers) and the base's
     // manifests break once.
-    env.proxy.add(Rule::new("GET", "/blobs/sha256:", Fault::Truncate).times(3));
-    env.proxy.add(Rule::new("GET", "/manifests/", Fault::Truncate).times(2));
+    env.proxy
+        .add(Rule::new("GET", "/blobs/sha256:", Fault::Truncate).times(3));
+    env.proxy
+        .add(Rule::new("GET", "/manifests/", Fault::Truncate).times(2));
     let out = env.build(&[]);
     env.assert_clean_success(&out);
     assert_eq!(env.fired(), 5);
@@ -296,27 +438,47 @@ fn downloads_cut_short_are_retried() {
 fn downloads_cut_short_until_retries_run_out_fail_naming_them() {
     let Some(env) = Env::start() else { return };
     let layer = &seed().base_layers[0];
-    env.proxy.add(Rule::new("GET", &format!("/blobs/{layer}"), Fault::Truncate).always());
+    env.proxy
+        .add(Rule::new("GET", &format!("/blobs/{layer}"), Fault::Truncate).always());
     let out = env.build(&["--retries", "2"]);
     env.assert_failure(&out, env.proxy.alt_addr(), "pull blob", &["GET"]);
-    assert!(!env.cache.join("blobs/sha256").join(layer.strip_prefix("sha256:").unwrap()).exists());
+    assert!(!env
+        .cache
+        .join("blobs/sha256")
+        .join(layer.strip_prefix("sha256:").unwrap())
+        .exists());
 }
 
 // ---- corrupt content (item 2) ----
 
 /// The build is refused with a digest mismatch naming the registry, and the
 /// corrupt blob is nowhere in the cache.
-fn assert_refused_as_corrupt(env: &Env, out: &Output, registry: &str, operation: &str, digest: &str) {
-    let stderr = env.assert_failure(out, registry, operation, &["digest mismatch", digest, "corrupt"]);
+fn assert_refused_as_corrupt(
+    env: &Env,
+    out: &Output,
+    registry: &str,
+    operation: &str,
+    digest: &str,
+) {
+    let stderr = env.assert_failure(
+        out,
+        registry,
+        operation,
+        &["digest mismatch", digest, "corrupt"],
+    );
     let present = check_cache(&env.cache, false);
-    assert!(!present.contains(&digest.strip_prefix("sha256:").unwrap().to_string()), "{stderr}");
+    assert!(
+        !present.contains(&digest.strip_prefix("sha256:").unwrap().to_string()),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn corrupt_layer_download_is_refused_and_not_cached() {
     let Some(env) = Env::start() else { return };
     let layer = &seed().base_layers[0];
-    env.proxy.add(Rule::new("GET", &format!("/blobs/{layer}"), Fault::Corrupt).always());
+    env.proxy
+        .add(Rule::new("GET", &format!("/blobs/{layer}"), Fault::Corrupt).always());
     let out = env.build(&[]);
     assert_refused_as_corrupt(&env, &out, env.proxy.alt_addr(), "pull blob", layer);
 }
@@ -325,10 +487,16 @@ fn corrupt_layer_download_is_refused_and_not_cached() {
 fn corrupt_config_download_is_refused() {
     let Some(env) = Env::start() else { return };
     // The first blob GET of a build is the base's config.
-    env.proxy.add(Rule::new("GET", "/blobs/sha256:", Fault::Corrupt).always());
+    env.proxy
+        .add(Rule::new("GET", "/blobs/sha256:", Fault::Corrupt).always());
     let out = env.build(&[]);
     let stderr = text(&out.stderr);
-    env.assert_failure(&out, env.proxy.alt_addr(), "pull blob", &["digest mismatch"]);
+    env.assert_failure(
+        &out,
+        env.proxy.alt_addr(),
+        "pull blob",
+        &["digest mismatch"],
+    );
     assert!(stderr.contains("corrupt"), "{stderr}");
 }
 
@@ -336,14 +504,26 @@ fn corrupt_config_download_is_refused() {
 fn corrupt_manifests_are_refused() {
     let Some(env) = Env::start() else { return };
     // By tag (checked against Docker-Content-Digest) ...
-    env.proxy.add(Rule::new("GET", "/manifests/3.13-alpine", Fault::Corrupt));
+    env.proxy
+        .add(Rule::new("GET", "/manifests/3.13-alpine", Fault::Corrupt));
     let out = env.build(&[]);
-    env.assert_failure(&out, env.proxy.alt_addr(), "pull manifest", &["digest mismatch", "3.13-alpine"]);
+    env.assert_failure(
+        &out,
+        env.proxy.alt_addr(),
+        "pull manifest",
+        &["digest mismatch", "3.13-alpine"],
+    );
     // ... and by digest (the platform's manifest, checked against its digest).
     env.proxy.clear();
-    env.proxy.add(Rule::new("GET", "/manifests/sha256:", Fault::Corrupt));
+    env.proxy
+        .add(Rule::new("GET", "/manifests/sha256:", Fault::Corrupt));
     let out = env.build(&[]);
-    env.assert_failure(&out, env.proxy.alt_addr(), "pull manifest", &["digest mismatch"]);
+    env.assert_failure(
+        &out,
+        env.proxy.alt_addr(),
+        "pull manifest",
+        &["digest mismatch"],
+    );
 }
 
 #[test]
@@ -365,7 +545,11 @@ fn registry_storing_a_corrupt_layer_is_refused() {
 fn registry_storing_a_corrupt_platform_manifest_is_refused() {
     let Some(env) = Env::start() else { return };
     // The amd64 manifest of the base's index, corrupted in storage.
-    let (_, _, index) = http(env.registry.addr(), "GET", "/v2/library/python/manifests/3.13-alpine");
+    let (_, _, index) = http(
+        env.registry.addr(),
+        "GET",
+        "/v2/library/python/manifests/3.13-alpine",
+    );
     let index: serde_json::Value = serde_json::from_slice(&index).unwrap();
     let amd64 = index["manifests"]
         .as_array()
@@ -381,7 +565,12 @@ fn registry_storing_a_corrupt_platform_manifest_is_refused() {
     bytes.push(b' ');
     std::fs::write(&path, bytes).unwrap();
     let out = env.build(&[]);
-    env.assert_failure(&out, env.proxy.alt_addr(), "pull manifest", &["digest mismatch", &amd64]);
+    env.assert_failure(
+        &out,
+        env.proxy.alt_addr(),
+        "pull manifest",
+        &["digest mismatch", &amd64],
+    );
 }
 
 #[test]
@@ -395,7 +584,9 @@ fn layout_base_with_a_tampered_blob_is_refused_naming_the_file() {
             .arg(&layout),
     );
     let tamper = |digest: &str| {
-        let path = layout.join("blobs/sha256").join(digest.strip_prefix("sha256:").unwrap());
+        let path = layout
+            .join("blobs/sha256")
+            .join(digest.strip_prefix("sha256:").unwrap());
         let mut bytes = std::fs::read(&path).unwrap();
         let middle = bytes.len() / 2;
         bytes[middle] ^= 0x01;
@@ -413,10 +604,22 @@ fn layout_base_with_a_tampered_blob_is_refused_naming_the_file() {
     let out = build();
     let stderr = text(&out.stderr);
     assert_ne!(out.status.code(), Some(0));
-    assert!(stderr.contains(&path.display().to_string()), "names the file:\n{stderr}");
+    assert!(
+        stderr.contains(&path.display().to_string()),
+        "names the file:\n{stderr}"
+    );
     assert!(stderr.contains("does not match its digest"), "{stderr}");
-    assert_tag_old_or_new(env.registry.addr(), REPO, TAG, Some(&env.old), &seed().digest);
-    assert_eq!(tag_digest(env.registry.addr(), REPO, TAG).as_deref(), Some(env.old.as_str()));
+    assert_tag_old_or_new(
+        env.registry.addr(),
+        REPO,
+        TAG,
+        Some(&env.old),
+        &seed().digest,
+    );
+    assert_eq!(
+        tag_digest(env.registry.addr(), REPO, TAG).as_deref(),
+        Some(env.old.as_str())
+    );
     let present = check_cache(&env.cache, false);
     assert!(!present.contains(&layer.strip_prefix("sha256:").unwrap().to_string()));
     // The index itself (read first).
@@ -427,7 +630,13 @@ fn layout_base_with_a_tampered_blob_is_refused_naming_the_file() {
     let out = build();
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains(&path.display().to_string()), "names the file:\n{stderr}");
-    assert_eq!(tag_digest(env.registry.addr(), REPO, TAG).as_deref(), Some(env.old.as_str()));
+    assert!(
+        stderr.contains(&path.display().to_string()),
+        "names the file:\n{stderr}"
+    );
+    assert_eq!(
+        tag_digest(env.registry.addr(), REPO, TAG).as_deref(),
+        Some(env.old.as_str())
+    );
     check_cache(&env.cache, false);
 }

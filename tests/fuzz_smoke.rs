@@ -26,7 +26,11 @@ fn read_dir_files(dir: &Path) -> Vec<Vec<u8>> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
-    let mut paths: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_file()).collect();
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .collect();
     paths.sort();
     paths.iter().map(|p| std::fs::read(p).unwrap()).collect()
 }
@@ -35,28 +39,104 @@ fn read_dir_files(dir: &Path) -> Vec<Vec<u8>> {
 /// parsers treat specially, and bytes that break naive string slicing.
 fn dictionary(target: &str) -> Vec<&'static [u8]> {
     let mut words: Vec<&'static [u8]> = vec![
-        b"\"", b"'", b"\\", b"\n", b"\r\n", b"\t", b" ", b"\0", b"\xff", b"\xc3\xa9", b"\xe2\x82\xac", b"\xf0\x9f\x90\x8d",
-        b"=", b":", b"/", b"@", b"[", b"]", b"{", b"}", b",", b"#", b"-1", b"0", b"99999999999999999999", b"1e400", b"null", b"true",
+        b"\"",
+        b"'",
+        b"\\",
+        b"\n",
+        b"\r\n",
+        b"\t",
+        b" ",
+        b"\0",
+        b"\xff",
+        b"\xc3\xa9",
+        b"\xe2\x82\xac",
+        b"\xf0\x9f\x90\x8d",
+        b"=",
+        b":",
+        b"/",
+        b"@",
+        b"[",
+        b"]",
+        b"{",
+        b"}",
+        b",",
+        b"#",
+        b"-1",
+        b"0",
+        b"99999999999999999999",
+        b"1e400",
+        b"null",
+        b"true",
     ];
     let specific: &[&'static [u8]] = match target {
         "recipe" => &[
-            b"[python]\n", b"[app]\n", b"[image]\n", b"[[image]]\n", b"base = ", b"platforms = ", b"requirements = ", b"version = \"3.13\"",
-            b"libc = \"glibc-2.36\"", b"libc = \"musl\"", b"user = \"1000:1000\"", b"ports = [\"8000/tcp\"]", b"env = { A = \"1\" }",
-            b"source_date_epoch = ", b"\"\"\"", b"'''", b"requirments", b"destinaton", b"linux/arm64/v8", b"sha256:",
+            b"[python]\n",
+            b"[app]\n",
+            b"[image]\n",
+            b"[[image]]\n",
+            b"base = ",
+            b"platforms = ",
+            b"requirements = ",
+            b"version = \"3.13\"",
+            b"libc = \"glibc-2.36\"",
+            b"libc = \"musl\"",
+            b"user = \"1000:1000\"",
+            b"ports = [\"8000/tcp\"]",
+            b"env = { A = \"1\" }",
+            b"source_date_epoch = ",
+            b"\"\"\"",
+            b"'''",
+            b"requirments",
+            b"destinaton",
+            b"linux/arm64/v8",
+            b"sha256:",
         ],
         "reference" => &[
-            b"docker.io/", b"index.docker.io/", b"library/", b"localhost", b"127.0.0.1:5000/", b"[::1]:", b":latest",
-            b"@sha256:abababababababababababababababababababababababababababababababab", b"sha256:", b"..", b"__", b"-",
+            b"docker.io/",
+            b"index.docker.io/",
+            b"library/",
+            b"localhost",
+            b"127.0.0.1:5000/",
+            b"[::1]:",
+            b":latest",
+            b"@sha256:abababababababababababababababababababababababababababababababab",
+            b"sha256:",
+            b"..",
+            b"__",
+            b"-",
         ],
         "manifest" => &[
-            b"\"schemaVersion\":2", b"\"mediaType\":", b"\"manifests\":[", b"\"layers\":[", b"\"config\":{", b"\"digest\":",
-            b"\"sha256:abababababababababababababababababababababababababababababababab\"", b"\"size\":", b"\"platform\":{",
-            b"\"annotations\":{", b"\"architecture\":\"amd64\"", b"\"os\":\"linux\"", b"\"variant\":\"v8\"", b"\\u0000", b"\\ud800",
+            b"\"schemaVersion\":2",
+            b"\"mediaType\":",
+            b"\"manifests\":[",
+            b"\"layers\":[",
+            b"\"config\":{",
+            b"\"digest\":",
+            b"\"sha256:abababababababababababababababababababababababababababababababab\"",
+            b"\"size\":",
+            b"\"platform\":{",
+            b"\"annotations\":{",
+            b"\"architecture\":\"amd64\"",
+            b"\"os\":\"linux\"",
+            b"\"variant\":\"v8\"",
+            b"\\u0000",
+            b"\\ud800",
         ],
         "config" => &[
-            b"\"Env\":[", b"\"PYTHON_VERSION=3.13.14\"", b"\"PYTHON_VERSION=", b"\"PATH=/usr/local/bin\"", b"\"config\":{",
-            b"\"rootfs\":{", b"\"diff_ids\":[", b"\"architecture\":\"arm64\"", b"\"usr/local/bin/python3.13\"",
-            b"\"usr/bin/python3.12\"", b"\"lib/ld-musl-x86_64.so.1\"", b"\"lib/x86_64-linux-gnu/libc.so.6\"", b"\"3.\"", b"\"3.99999999999\"",
+            b"\"Env\":[",
+            b"\"PYTHON_VERSION=3.13.14\"",
+            b"\"PYTHON_VERSION=",
+            b"\"PATH=/usr/local/bin\"",
+            b"\"config\":{",
+            b"\"rootfs\":{",
+            b"\"diff_ids\":[",
+            b"\"architecture\":\"arm64\"",
+            b"\"usr/local/bin/python3.13\"",
+            b"\"usr/bin/python3.12\"",
+            b"\"lib/ld-musl-x86_64.so.1\"",
+            b"\"lib/x86_64-linux-gnu/libc.so.6\"",
+            b"\"3.\"",
+            b"\"3.99999999999\"",
         ],
         _ => &[],
     };
@@ -124,8 +204,14 @@ impl Mutator {
 }
 
 fn run(target: &str, f: fn(&[u8])) {
-    let seed = std::env::var("SLIPWAY_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(DEFAULT_SEED);
-    let iters = std::env::var("SLIPWAY_FUZZ_ITERS").ok().and_then(|s| s.parse().ok()).unwrap_or(DEFAULT_ITERS);
+    let seed = std::env::var("SLIPWAY_FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(DEFAULT_SEED);
+    let iters = std::env::var("SLIPWAY_FUZZ_ITERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(DEFAULT_ITERS);
     let corpus = read_dir_files(&fuzz_dir().join("corpus").join(target));
     assert!(!corpus.is_empty(), "no seed corpus in fuzz/corpus/{target}");
     let saved = read_dir_files(&fuzz_dir().join("artifacts").join(target));
@@ -137,7 +223,8 @@ fn run(target: &str, f: fn(&[u8])) {
                 .cloned()
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_default();
-            let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("fuzz-crash-{target}-{seed}"));
+            let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+                .join(format!("fuzz-crash-{target}-{seed}"));
             std::fs::write(&out, input).unwrap();
             panic!(
                 "fuzz target `{target}` panicked on {what} (seed {seed}): {message}\ninput ({}): {:?}\nreplay: cargo +nightly fuzz run {target} {}",
@@ -150,7 +237,11 @@ fn run(target: &str, f: fn(&[u8])) {
     for (i, input) in corpus.iter().chain(&saved).enumerate() {
         check(input, &format!("corpus/artifact entry {i}"));
     }
-    let mut mutator = Mutator { rng: fastrand::Rng::with_seed(seed), corpus, words: dictionary(target) };
+    let mut mutator = Mutator {
+        rng: fastrand::Rng::with_seed(seed),
+        corpus,
+        words: dictionary(target),
+    };
     let started = Instant::now();
     let mut done = 0;
     while done < iters && started.elapsed() < BUDGET {
@@ -158,8 +249,14 @@ fn run(target: &str, f: fn(&[u8])) {
         check(&input, &format!("mutated input #{done}"));
         done += 1;
     }
-    eprintln!("fuzz smoke `{target}`: {done} inputs in {:?} (seed {seed})", started.elapsed());
-    assert!(done >= 500.min(iters), "only {done} inputs ran within {BUDGET:?}");
+    eprintln!(
+        "fuzz smoke `{target}`: {done} inputs in {:?} (seed {seed})",
+        started.elapsed()
+    );
+    assert!(
+        done >= 500.min(iters),
+        "only {done} inputs ran within {BUDGET:?}"
+    );
 }
 
 #[test]

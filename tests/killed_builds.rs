@@ -9,9 +9,9 @@
 //! Each build runs in its own process group and the whole group is killed,
 //! as CI runners and terminals do, so uv and python children die with it.
 
-mod common;
 #[path = "support/builds.rs"]
 mod builds;
+mod common;
 
 use builds::*;
 use common::fault_proxy::{Fault, FaultProxy, Rule};
@@ -39,7 +39,9 @@ fn kill9(child: &mut Child) -> bool {
     let running = child.try_wait().unwrap().is_none();
     let pid = child.id();
     // Its process group (it leads one): uv and python go with it.
-    let _ = Command::new("kill").args(["-9", "--", &format!("-{pid}")]).status();
+    let _ = Command::new("kill")
+        .args(["-9", "--", &format!("-{pid}")])
+        .status();
     let _ = child.kill();
     let status = child.wait().unwrap();
     running && status.code().is_none()
@@ -68,18 +70,23 @@ fn scratch(cache: &Path) -> Vec<(String, PathBuf)> {
         return found;
     };
     for build in builds.filter_map(Result::ok) {
-        let Ok(entries) = std::fs::read_dir(build.path()) else { continue };
+        let Ok(entries) = std::fs::read_dir(build.path()) else {
+            continue;
+        };
         for entry in entries.filter_map(Result::ok) {
-            found.push((entry.file_name().to_string_lossy().into_owned(), entry.path()));
+            found.push((
+                entry.file_name().to_string_lossy().into_owned(),
+                entry.path(),
+            ));
         }
     }
     found
 }
 
 fn has_scratch(cache: &Path, prefix: &str, inner: &str) -> bool {
-    scratch(cache)
-        .iter()
-        .any(|(name, path)| name.starts_with(prefix) && (inner.is_empty() || path.join(inner).exists()))
+    scratch(cache).iter().any(|(name, path)| {
+        name.starts_with(prefix) && (inner.is_empty() || path.join(inner).exists())
+    })
 }
 
 /// After a kill: no partial entry; the only scratch is a dead build's.
@@ -91,7 +98,10 @@ fn check_after_kill(cache: &Path) {
     if let Ok(entries) = std::fs::read_dir(cache.join("tmp")) {
         for entry in entries.filter_map(Result::ok) {
             let name = entry.file_name().to_string_lossy().into_owned();
-            assert!(name.starts_with("build-"), "unexpected scratch entry tmp/{name}");
+            assert!(
+                name.starts_with("build-"),
+                "unexpected scratch entry tmp/{name}"
+            );
         }
     }
 }
@@ -99,15 +109,20 @@ fn check_after_kill(cache: &Path) {
 /// The OCI layout at `dir` is complete (skopeo reads it) or absent.
 fn layout_complete_or_absent(dir: &Path) {
     if dir.exists() {
-        skopeo_inspect_ok(&format!("oci:{}:latest", dir.display()))
-            .unwrap_or_else(|e| panic!("{} exists but is not a complete layout: {e}", dir.display()));
+        skopeo_inspect_ok(&format!("oci:{}:latest", dir.display())).unwrap_or_else(|e| {
+            panic!("{} exists but is not a complete layout: {e}", dir.display())
+        });
     }
 }
 
 fn archive_complete_or_absent(file: &Path) {
     if file.exists() {
-        skopeo_inspect_ok(&format!("docker-archive:{}", file.display()))
-            .unwrap_or_else(|e| panic!("{} exists but is not a complete archive: {e}", file.display()));
+        skopeo_inspect_ok(&format!("docker-archive:{}", file.display())).unwrap_or_else(|e| {
+            panic!(
+                "{} exists but is not a complete archive: {e}",
+                file.display()
+            )
+        });
     }
 }
 
@@ -128,29 +143,51 @@ impl Env {
         push_alpine(&registry);
         let old = tokio::runtime::Runtime::new()
             .unwrap()
-            .block_on(push_test_image(&registry.client(), registry.addr(), "team/app", "1"))
+            .block_on(push_test_image(
+                &registry.client(),
+                registry.addr(),
+                "team/app",
+                "1",
+            ))
             .manifest_digest
             .to_string();
         let work = tempfile::tempdir().unwrap();
         let recipe = make_recipe(&work.path().join("src"), "seed");
-        Some(Env { registry, work, recipe, old })
+        Some(Env {
+            registry,
+            work,
+            recipe,
+            old,
+        })
     }
 
     fn push_cmd(&self, cache: &Path, registry: &str) -> Command {
         let mut cmd = slipway(&self.recipe, cache, self.registry.addr());
-        cmd.arg("--push").arg(format!("{registry}/team/app:1")).arg("--json");
+        cmd.arg("--push")
+            .arg(format!("{registry}/team/app:1"))
+            .arg("--json");
         cmd
     }
 
     fn assert_tag_intact(&self) -> String {
-        assert_tag_old_or_new(self.registry.addr(), "team/app", "1", Some(&self.old), &seed().digest)
+        assert_tag_old_or_new(
+            self.registry.addr(),
+            "team/app",
+            "1",
+            Some(&self.old),
+            &seed().digest,
+        )
     }
 
     /// Runs the build to the end: the clean digest, the tag on it, a tidy cache.
     fn rerun(&self, cache: &Path) {
         let out = run_bounded(&mut self.push_cmd(cache, self.registry.addr()), LIMIT);
         let report = report(&out);
-        assert_eq!(report["digest"], seed().digest.as_str(), "the rerun gives the clean digest");
+        assert_eq!(
+            report["digest"],
+            seed().digest.as_str(),
+            "the rerun gives the clean digest"
+        );
         assert_eq!(self.assert_tag_intact(), seed().digest);
         check_cache(cache, false);
     }
@@ -187,7 +224,12 @@ fn killed_at_each_stage_then_rerun() {
             killed.push(what);
         }
         check_after_kill(&cache);
-        assert_eq!(tag_digest(env.registry.addr(), "team/app", "1").as_deref().map(|d| d == env.old || d == seed().digest), Some(true));
+        assert_eq!(
+            tag_digest(env.registry.addr(), "team/app", "1")
+                .as_deref()
+                .map(|d| d == env.old || d == seed().digest),
+            Some(true)
+        );
     }
     eprintln!("killed during: {killed:?}");
     assert!(killed.len() >= 3, "killed during most stages: {killed:?}");
@@ -223,7 +265,14 @@ fn killed_at_random_moments_then_rerun() {
         let started = Instant::now();
         wait_until(&mut child, LIMIT, || started.elapsed() >= delay);
         let was_running = kill9(&mut child);
-        eprintln!("round {round}: kill -9 after {delay:?}: {}", if was_running { "killed" } else { "had finished" });
+        eprintln!(
+            "round {round}: kill -9 after {delay:?}: {}",
+            if was_running {
+                "killed"
+            } else {
+                "had finished"
+            }
+        );
         killed += usize::from(was_running);
         check_after_kill(&cache);
         layout_complete_or_absent(&layout);
@@ -243,8 +292,17 @@ fn killed_while_pushing_then_rerun() {
     copy_seed_cache(&cache);
     let proxy = FaultProxy::start(env.registry.addr());
     for rule in [
-        Rule::new("PUT", "/blobs/uploads/", Fault::Stall(Duration::from_secs(60))).nth(2),
-        Rule::new("PUT", "/team/app/manifests/1", Fault::Stall(Duration::from_secs(60))),
+        Rule::new(
+            "PUT",
+            "/blobs/uploads/",
+            Fault::Stall(Duration::from_secs(60)),
+        )
+        .nth(2),
+        Rule::new(
+            "PUT",
+            "/team/app/manifests/1",
+            Fault::Stall(Duration::from_secs(60)),
+        ),
     ] {
         proxy.clear();
         proxy.add(rule);
@@ -288,10 +346,19 @@ fn killed_while_writing_outputs() {
         ("--docker-archive", &archive, ".slipway-archive-"),
     ] {
         // A complete output first.
-        let out = run_bounded(slipway(&env.recipe, &cache, env.registry.addr()).arg(dest_flag).arg(dest), LIMIT);
+        let out = run_bounded(
+            slipway(&env.recipe, &cache, env.registry.addr())
+                .arg(dest_flag)
+                .arg(dest),
+            LIMIT,
+        );
         assert!(out.status.success(), "{}", text(&out.stderr));
         for _ in 0..3 {
-            let mut child = spawn(slipway(&other, &cache, env.registry.addr()).arg(dest_flag).arg(dest));
+            let mut child = spawn(
+                slipway(&other, &cache, env.registry.addr())
+                    .arg(dest_flag)
+                    .arg(dest),
+            );
             if wait_until(&mut child, LIMIT, || staging_exists(staging)) && kill9(&mut child) {
                 caught += 1;
             }
@@ -301,10 +368,18 @@ fn killed_while_writing_outputs() {
         }
     }
     eprintln!("{caught} of 6 kills landed while an output was being written");
-    assert!(caught >= 1, "at least one kill landed while an output was being written");
+    assert!(
+        caught >= 1,
+        "at least one kill landed while an output was being written"
+    );
     // Reruns write complete outputs.
     for (flag, dest) in [("--oci-layout", &layout), ("--docker-archive", &archive)] {
-        let out = run_bounded(slipway(&env.recipe, &cache, env.registry.addr()).arg(flag).arg(dest), LIMIT);
+        let out = run_bounded(
+            slipway(&env.recipe, &cache, env.registry.addr())
+                .arg(flag)
+                .arg(dest),
+            LIMIT,
+        );
         assert!(out.status.success(), "{}", text(&out.stderr));
     }
     skopeo_inspect_ok(&format!("oci:{}:latest", layout.display())).unwrap();

@@ -121,7 +121,11 @@ fn git_remote_token_stays_out_of_the_image() {
             .args(args)
             .output()
             .unwrap();
-        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
     git(&["init", "-q"]);
     git(&["add", "main.py"]);
@@ -134,9 +138,18 @@ fn git_remote_token_stays_out_of_the_image() {
     assert!(!out.stderr.contains(token) && !out.stdout.contains(token));
     let blobs = inputs::layout_blobs(&work.out());
     for (name, bytes) in &blobs {
-        assert!(!contains(bytes, token), "the remote's token is in blob {name}");
-        assert!(!contains(bytes, "planted-commit-message"), ".git content in blob {name}");
-        assert!(!contains(bytes, "x-access-token"), "the remote's user is in blob {name}");
+        assert!(
+            !contains(bytes, token),
+            "the remote's token is in blob {name}"
+        );
+        assert!(
+            !contains(bytes, "planted-commit-message"),
+            ".git content in blob {name}"
+        );
+        assert!(
+            !contains(bytes, "x-access-token"),
+            "the remote's user is in blob {name}"
+        );
     }
     assert_no_planted_in_dir(&work.cache(), &[token]);
 }

@@ -20,11 +20,17 @@ pub fn recipe(data: &[u8]) {
     };
     match recipe::parse(text, Path::new("fuzz/recipe.toml")) {
         Ok(recipe) => {
-            assert!(!recipe.platforms.is_empty(), "a recipe always has a platform");
+            assert!(
+                !recipe.platforms.is_empty(),
+                "a recipe always has a platform"
+            );
         }
         Err(e) => {
             let message = e.to_string();
-            assert!(message.contains("fuzz/recipe.toml"), "errors name the file: {message}");
+            assert!(
+                message.contains("fuzz/recipe.toml"),
+                "errors name the file: {message}"
+            );
             let _ = e.hint();
         }
     }
@@ -95,7 +101,8 @@ pub fn config(data: &[u8]) {
     if selector & 8 != 0 {
         // Paths named by the config's own strings, so they can meet.
         collect_strings(&config, &mut |s| {
-            scan.paths.insert(s.trim_start_matches('/').to_string(), None);
+            scan.paths
+                .insert(s.trim_start_matches('/').to_string(), None);
         });
         scan.paths.insert("lib/ld-musl-x86_64.so.1".into(), None);
     }

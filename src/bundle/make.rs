@@ -91,8 +91,7 @@ pub async fn make(client: &RegistryClient, opts: &MakeOptions) -> Result<MakeRep
         }
         Some(dir)
     } else {
-        let foreign = std::fs::read_dir(&opts.out)
-            .is_ok_and(|mut d| d.next().is_some())
+        let foreign = std::fs::read_dir(&opts.out).is_ok_and(|mut d| d.next().is_some())
             && !opts.out.join(MANIFEST_FILE).is_file();
         if foreign {
             return Err(Error::new(

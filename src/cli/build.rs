@@ -66,8 +66,7 @@ pub async fn run(args: BuildArgs) -> Result<()> {
             .platforms
             .iter()
             .map(|p| {
-                Platform::parse(p)
-                    .map_err(|e| input_error(e).with_hint(recipe::PLATFORMS_HINT))
+                Platform::parse(p).map_err(|e| input_error(e).with_hint(recipe::PLATFORMS_HINT))
             })
             .collect::<Result<_>>()?;
     }
@@ -85,7 +84,8 @@ pub async fn run(args: BuildArgs) -> Result<()> {
         })?,
     };
     slipway::publish::check_destination(&destination).map_err(|e| {
-        input_error(e).with_hint("pass a new path, an existing OCI layout dir, or remove what is there")
+        input_error(e)
+            .with_hint("pass a new path, an existing OCI layout dir, or remove what is there")
     })?;
     let common = &args.common;
     let (client, mirrors) = registry_client(common)?;

@@ -60,7 +60,10 @@ pub fn find_python_with_uv(
     let explicit_key = explicit.map(Path::to_path_buf);
     if let Some((_, _, found)) = FOUND
         .lock()
-        .map_err(|_| BytecodeError::NoPython { minor: minor.to_string(), tried: String::new() })?
+        .map_err(|_| BytecodeError::NoPython {
+            minor: minor.to_string(),
+            tried: String::new(),
+        })?
         .iter()
         .find(|(m, e, _)| m == minor && *e == explicit_key)
     {
@@ -73,7 +76,11 @@ pub fn find_python_with_uv(
     Ok(found)
 }
 
-fn search_python(uv: &Path, minor: &str, explicit: Option<&Path>) -> Result<PathBuf, BytecodeError> {
+fn search_python(
+    uv: &Path,
+    minor: &str,
+    explicit: Option<&Path>,
+) -> Result<PathBuf, BytecodeError> {
     if let Some(python) = explicit {
         let found = python_version(python)?;
         return if found == format!("cpython {minor}") {
@@ -110,7 +117,13 @@ fn search_python(uv: &Path, minor: &str, explicit: Option<&Path>) -> Result<Path
 
 fn uv_python_find(uv: &Path, minor: &str) -> Option<PathBuf> {
     let output = Command::new(uv)
-        .args(["python", "find", "--no-python-downloads", "--no-project", minor])
+        .args([
+            "python",
+            "find",
+            "--no-python-downloads",
+            "--no-project",
+            minor,
+        ])
         .stdin(Stdio::null())
         .stderr(Stdio::null())
         .output()
@@ -123,9 +136,16 @@ fn uv_python_find(uv: &Path, minor: &str) -> Option<PathBuf> {
 fn path_candidates(minor: &str) -> (Vec<PathBuf>, Vec<PathBuf>) {
     let name = format!("python{minor}");
     let found: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|path| std::env::split_paths(&path).map(|dir| dir.join(&name)).filter(|p| p.is_file()).collect())
+        .map(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join(&name))
+                .filter(|p| p.is_file())
+                .collect()
+        })
         .unwrap_or_default();
-    found.into_iter().partition(|p| !p.components().any(|c| c.as_os_str() == "shims"))
+    found
+        .into_iter()
+        .partition(|p| !p.components().any(|c| c.as_os_str() == "shims"))
 }
 
 fn pyenv_candidates(minor: &str) -> Vec<PathBuf> {

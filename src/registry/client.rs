@@ -226,7 +226,10 @@ impl RegistryClient {
         scopes: &[String],
         wanted: StatusCode,
     ) -> Result<Response, RegistryError> {
-        let response = self.transport.send_with(context, request, scopes, 1).await?;
+        let response = self
+            .transport
+            .send_with(context, request, scopes, 1)
+            .await?;
         if response.status() == wanted {
             Ok(response)
         } else {

@@ -44,6 +44,9 @@ pub enum Fault {
     /// Forward; send the head and half the body, then say nothing for this
     /// long and close (a download that stalls midway).
     StallBody(Duration),
+    /// Forward, but read the request's body slowly, in 32 steps spread over
+    /// this long: an upload that is slow but never idle for long.
+    SlowUpload(Duration),
 }
 
 /// Which requests get a fault: `method` ("" for any) and a substring of the
@@ -391,7 +394,24 @@ fn handle(client: TcpStream, shared: &Shared) -> io::Result<()> {
     upstream.set_read_timeout(Some(Duration::from_secs(60)))?;
     let mut up_writer = io::BufWriter::new(upstream.try_clone()?);
     up_writer.write_all(&request.to_bytes())?;
-    copy_body(&mut reader, &mut up_writer, framing)?;
+    match (&fault, framing) {
+        (Some(Fault::SlowUpload(duration)), Framing::Length(n)) => {
+            let step = n.div_ceil(32).max(1);
+            let mut left = n;
+            while left > 0 {
+                pause(shared, *duration / 32);
+                let sent = io::copy(&mut (&mut reader).take(step.min(left)), &mut up_writer)?;
+                up_writer.flush()?;
+                if sent == 0 {
+                    break;
+                }
+                left -= sent;
+            }
+        }
+        _ => {
+            copy_body(&mut reader, &mut up_writer, framing)?;
+        }
+    }
     up_writer.flush()?;
     let mut up_reader = BufReader::new(upstream);
     let Some(response) = read_head(&mut up_reader)? else {

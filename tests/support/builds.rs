@@ -32,13 +32,19 @@ pub fn wheelhouse() -> Option<PathBuf> {
     if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
         panic!("no wheels in {}: run scripts/wheelhouse", dir.display());
     }
-    eprintln!("skipping: no wheelhouse at {} (run scripts/wheelhouse)", dir.display());
+    eprintln!(
+        "skipping: no wheelhouse at {} (run scripts/wheelhouse)",
+        dir.display()
+    );
     None
 }
 
 /// True when a tool or the wheelhouse is missing (and this is not CI): skip.
 pub fn missing_prerequisites() -> bool {
-    ["docker-registry", "skopeo", "uv"].iter().any(|t| skip_or_fail(t)) || wheelhouse().is_none()
+    ["docker-registry", "skopeo", "uv"]
+        .iter()
+        .any(|t| skip_or_fail(t))
+        || wheelhouse().is_none()
 }
 
 /// Copies the committed python:3.13-alpine stand-in (all platforms) into `registry`.
@@ -48,12 +54,17 @@ pub fn push_alpine(registry: &Registry) {
         Command::new("skopeo")
             .args(["copy", "--quiet", "--all", "--dest-tls-verify=false"])
             .arg(format!("oci:{}:3.13-alpine", layout.display()))
-            .arg(format!("docker://{}/library/python:3.13-alpine", registry.addr())),
+            .arg(format!(
+                "docker://{}/library/python:3.13-alpine",
+                registry.addr()
+            )),
     );
 }
 
 pub fn run_ok(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed:\n{}\n{}",
@@ -73,7 +84,11 @@ pub fn make_app(dir: &Path, variant: &str) {
         ),
     )
     .unwrap();
-    std::fs::write(dir.join("pkg/__init__.py"), format!("VARIANT = '{variant}'\n")).unwrap();
+    std::fs::write(
+        dir.join("pkg/__init__.py"),
+        format!("VARIANT = '{variant}'\n"),
+    )
+    .unwrap();
 }
 
 /// `dir/recipe.toml` building the fastapi-demo requirements and `dir/app`
@@ -110,7 +125,8 @@ workdir = "/app"
 pub fn slipway(recipe: &Path, cache: &Path, mirror: &str) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_slipway"));
     cmd.arg("build").arg(recipe);
-    cmd.arg("--registry-mirror").arg(format!("docker.io={mirror}"));
+    cmd.arg("--registry-mirror")
+        .arg(format!("docker.io={mirror}"));
     cmd.arg("--offline")
         .arg("--find-links")
         .arg(wheelhouse().expect("the wheelhouse"));
@@ -243,10 +259,14 @@ pub fn seed() -> &'static Seed {
 
 /// Seeds of earlier runs (dead processes) left in the temp dir.
 fn remove_stale_seeds(root: &Path) {
-    let Ok(entries) = std::fs::read_dir(root) else { return };
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
     for entry in entries.filter_map(Result::ok) {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name.strip_prefix("slipway-seed-") else { continue };
+        let Some(pid) = name.strip_prefix("slipway-seed-") else {
+            continue;
+        };
         if !Path::new("/proc").join(pid).exists() {
             let _ = std::fs::remove_dir_all(entry.path());
         }
@@ -274,11 +294,23 @@ pub fn check_cache(cache: &Path, allow_tmp: bool) -> Vec<String> {
     for entry in std::fs::read_dir(&blobs).unwrap().filter_map(Result::ok) {
         let name = entry.file_name().to_string_lossy().into_owned();
         let path = entry.path();
-        assert!(path.is_file(), "not a file in the blob store: {}", path.display());
-        assert_eq!(file_sha256(&path), name, "blob {} does not hash to its name", path.display());
+        assert!(
+            path.is_file(),
+            "not a file in the blob store: {}",
+            path.display()
+        );
+        assert_eq!(
+            file_sha256(&path),
+            name,
+            "blob {} does not hash to its name",
+            path.display()
+        );
         present.push(name);
     }
-    for entry in std::fs::read_dir(cache.join("layers")).unwrap().filter_map(Result::ok) {
+    for entry in std::fs::read_dir(cache.join("layers"))
+        .unwrap()
+        .filter_map(Result::ok)
+    {
         let path = entry.path();
         let record: Value = serde_json::from_slice(&std::fs::read(&path).unwrap())
             .unwrap_or_else(|e| panic!("layer record {}: {e}", path.display()));
@@ -286,7 +318,12 @@ pub fn check_cache(cache: &Path, allow_tmp: bool) -> Vec<String> {
         let blob = blobs.join(digest.strip_prefix("sha256:").unwrap());
         let meta = std::fs::metadata(&blob)
             .unwrap_or_else(|e| panic!("{} names {digest}, which is missing: {e}", path.display()));
-        assert_eq!(meta.len(), record["size"].as_u64().unwrap(), "{}", path.display());
+        assert_eq!(
+            meta.len(),
+            record["size"].as_u64().unwrap(),
+            "{}",
+            path.display()
+        );
     }
     if let Ok(entries) = std::fs::read_dir(cache.join("facts")) {
         for entry in entries.filter_map(Result::ok) {
@@ -299,7 +336,11 @@ pub fn check_cache(cache: &Path, allow_tmp: bool) -> Vec<String> {
         let leftovers: Vec<_> = std::fs::read_dir(cache.join("tmp"))
             .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
             .unwrap_or_default();
-        assert!(leftovers.is_empty(), "left in {}/tmp: {leftovers:?}", cache.display());
+        assert!(
+            leftovers.is_empty(),
+            "left in {}/tmp: {leftovers:?}",
+            cache.display()
+        );
     }
     present
 }
@@ -308,7 +349,9 @@ pub fn check_cache(cache: &Path, allow_tmp: bool) -> Vec<String> {
 /// (status, headers lower-cased, body).
 pub fn http(addr: &str, method: &str, path: &str) -> (u16, Vec<(String, String)>, Vec<u8>) {
     let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     write!(
         stream,
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json\r\nConnection: close\r\n\r\n"
@@ -316,10 +359,21 @@ pub fn http(addr: &str, method: &str, path: &str) -> (u16, Vec<(String, String)>
     .unwrap();
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).unwrap();
-    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("an HTTP answer") + 4;
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an HTTP answer")
+        + 4;
     let head = String::from_utf8_lossy(&raw[..end]).into_owned();
     let mut lines = head.lines();
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     let headers = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
@@ -341,7 +395,10 @@ pub fn tag_digest(addr: &str, repository: &str, tag: &str) -> Option<String> {
 /// with the right bytes for manifests and the right sizes for blobs.
 pub fn assert_image_complete(addr: &str, repository: &str, digest: &str) {
     let (status, _, body) = http(addr, "GET", &format!("/v2/{repository}/manifests/{digest}"));
-    assert_eq!(status, 200, "manifest {digest} is missing from {repository}");
+    assert_eq!(
+        status, 200,
+        "manifest {digest} is missing from {repository}"
+    );
     assert_eq!(format!("sha256:{}", sha256_hex(&body)), digest);
     let doc: Value = serde_json::from_slice(&body).unwrap();
     if let Some(manifests) = doc["manifests"].as_array() {
@@ -355,14 +412,30 @@ pub fn assert_image_complete(addr: &str, repository: &str, digest: &str) {
     for blob in blobs {
         let d = blob["digest"].as_str().unwrap();
         let (status, headers, _) = http(addr, "HEAD", &format!("/v2/{repository}/blobs/{d}"));
-        assert_eq!(status, 200, "blob {d} of {digest} is missing from {repository}");
-        let size = headers.iter().find(|(k, _)| k == "content-length").map(|(_, v)| v.clone());
-        assert_eq!(size.as_deref(), Some(blob["size"].to_string().as_str()), "size of {d}");
+        assert_eq!(
+            status, 200,
+            "blob {d} of {digest} is missing from {repository}"
+        );
+        let size = headers
+            .iter()
+            .find(|(k, _)| k == "content-length")
+            .map(|(_, v)| v.clone());
+        assert_eq!(
+            size.as_deref(),
+            Some(blob["size"].to_string().as_str()),
+            "size of {d}"
+        );
     }
 }
 
 /// The tag points at `new` (complete), or still at `old`; returns which digest.
-pub fn assert_tag_old_or_new(addr: &str, repository: &str, tag: &str, old: Option<&str>, new: &str) -> String {
+pub fn assert_tag_old_or_new(
+    addr: &str,
+    repository: &str,
+    tag: &str,
+    old: Option<&str>,
+    new: &str,
+) -> String {
     let now = tag_digest(addr, repository, tag);
     match now.as_deref() {
         Some(d) if d == new => assert_image_complete(addr, repository, new),
@@ -374,7 +447,11 @@ pub fn assert_tag_old_or_new(addr: &str, repository: &str, tag: &str, old: Optio
 
 /// `skopeo inspect` accepts `image` (e.g. `oci:DIR:latest`, `docker-archive:FILE`).
 pub fn skopeo_inspect_ok(image: &str) -> Result<(), String> {
-    let out = Command::new("skopeo").arg("inspect").arg(image).output().unwrap();
+    let out = Command::new("skopeo")
+        .arg("inspect")
+        .arg(image)
+        .output()
+        .unwrap();
     if out.status.success() {
         Ok(())
     } else {
