@@ -22,11 +22,20 @@ fn bench_smoke_runs_and_its_invariants_hold() {
         .expect("run bench/run");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "bench/run --smoke failed:\n{stdout}\n{stderr}");
+    assert!(
+        out.status.success(),
+        "bench/run --smoke failed:\n{stdout}\n{stderr}"
+    );
     println!("{stdout}");
     for case in ["cold", "no change", "one app file changed", "two platforms"] {
         assert!(stdout.contains(case), "table lists `{case}`:\n{stdout}");
     }
-    assert!(stdout.contains("MET  no-change rebuild builds no layer"), "{stdout}");
-    assert!(stdout.contains("MET  no base-layer bytes sent when the destination has them"), "{stdout}");
+    assert!(
+        stdout.contains("MET  no-change rebuild builds no layer"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("MET  no base-layer bytes sent when the destination has them"),
+        "{stdout}"
+    );
 }

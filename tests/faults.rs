@@ -355,6 +355,19 @@ fn too_many_requests_until_retries_run_out_fails_naming_it() {
 fn stalled_answers_time_out_and_are_retried() {
     let Some(env) = Env::start() else { return };
     let stall = Fault::Stall(Duration::from_secs(30));
+    // The biggest upload stops being read halfway (first: the first rule
+    // that fires wins) ...
+    let hex = seed()
+        .layer("site-packages")
+        .strip_prefix("sha256:")
+        .unwrap()
+        .to_string();
+    env.proxy.add(Rule::new(
+        "PUT",
+        &hex,
+        Fault::StallUpload(Duration::from_secs(30)),
+    ));
+    // ... and answers never come.
     env.proxy
         .add(Rule::new("GET", "/manifests/3.13-alpine", stall.clone()));
     env.proxy
@@ -364,7 +377,7 @@ fn stalled_answers_time_out_and_are_retried() {
     let started = Instant::now();
     let out = env.build(&["--timeout", "2"]);
     env.assert_clean_success(&out);
-    assert_eq!(env.fired(), 3);
+    assert_eq!(env.fired(), 4, "{:?}", env.proxy.fired());
     assert!(
         started.elapsed() < Duration::from_secs(30),
         "gave up on each stall after the timeout"
@@ -389,18 +402,34 @@ fn stalled_download_midway_times_out_and_is_retried() {
 #[test]
 fn slow_uploads_that_keep_moving_do_not_time_out() {
     let Some(env) = Env::start() else { return };
-    // Every upload takes twice the timeout, but no pause reaches it.
+    // An app with 16 MiB of incompressible data: its layer's upload is
+    // paced to take three times the timeout, with no pause near it.
+    let dir = env.work.path().join("big");
+    let recipe = make_recipe(&dir, "big");
+    let mut rng = fastrand::Rng::with_seed(16);
+    let noise: Vec<u8> = std::iter::repeat_with(|| rng.u8(..))
+        .take(16 << 20)
+        .collect();
+    std::fs::write(dir.join("app/data.bin"), noise).unwrap();
     env.proxy.add(
         Rule::new(
             "PUT",
             "/blobs/uploads/",
-            Fault::SlowUpload(Duration::from_secs(4)),
+            Fault::SlowUpload(Duration::from_secs(6)),
         )
         .always(),
     );
-    let out = env.build(&["--timeout", "2", "--retries", "1"]);
-    env.assert_clean_success(&out);
-    assert!(env.fired() >= 3, "{:?}", env.proxy.fired());
+    let mut cmd = slipway(&recipe, &env.cache, env.proxy.alt_addr());
+    cmd.arg("--push")
+        .arg(format!("{}/{REPO}:{TAG}", env.proxy.addr()));
+    cmd.args(["--json", "--timeout", "2", "--retries", "1"]);
+    let started = Instant::now();
+    let out = run_bounded(&mut cmd, BUILD_LIMIT);
+    let digest = report(&out)["digest"].as_str().unwrap().to_string();
+    assert!(started.elapsed() > Duration::from_secs(6));
+    let now = assert_tag_old_or_new(env.registry.addr(), REPO, TAG, Some(&env.old), &digest);
+    assert_eq!(now, digest);
+    check_cache(&env.cache, false);
 }
 
 #[test]

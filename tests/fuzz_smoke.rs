@@ -186,7 +186,7 @@ impl Mutator {
                     let chunk = data[start..end].to_vec();
                     data.splice(at..at, chunk);
                 }
-                5 | 6 | 7 => {
+                5..=7 => {
                     let word = self.words[rng.usize(..self.words.len())];
                     data.splice(at..at, word.iter().copied());
                 }

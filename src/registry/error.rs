@@ -117,7 +117,7 @@ pub enum RegistryError {
         url: String,
         kind: TransportKind,
         #[source]
-        source: reqwest::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// Content did not hash to the digest it was asked for or announced with.
     #[error("{context}: digest mismatch: expected `{expected}`, got `{actual}`")]

@@ -54,6 +54,10 @@ pub struct Transport {
     remote: reqwest::Client,
     /// Never proxied.
     loopback: reqwest::Client,
+    /// For uploads: no read timeout (nothing is read while the body is
+    /// sent), an idle watch instead (see `send_watched`).
+    remote_upload: reqwest::Client,
+    loopback_upload: reqwest::Client,
     pub(super) auth: AuthCache,
     pub(super) credentials: tokio::sync::Mutex<HashMap<String, Option<Credentials>>>,
 }
@@ -65,11 +69,13 @@ const ERROR_BODY_LIMIT: usize = 64 * 1024;
 
 impl Transport {
     pub fn new(options: RegistryOptions) -> Result<Transport, RegistryError> {
-        let build = |proxied: bool| {
+        let build = |proxied: bool, read_timeout: bool| {
             let mut builder = reqwest::Client::builder()
                 .user_agent(concat!("slipway/", env!("CARGO_PKG_VERSION")))
-                .connect_timeout(options.timeout)
-                .read_timeout(options.timeout);
+                .connect_timeout(options.timeout);
+            if read_timeout {
+                builder = builder.read_timeout(options.timeout);
+            }
             if !proxied {
                 builder = builder.no_proxy();
             }
@@ -79,8 +85,10 @@ impl Transport {
             })
         };
         Ok(Transport {
-            remote: build(true)?,
-            loopback: build(false)?,
+            remote: build(true, true)?,
+            loopback: build(false, true)?,
+            remote_upload: build(true, false)?,
+            loopback_upload: build(false, false)?,
             options,
             auth: AuthCache::default(),
             credentials: Default::default(),
@@ -181,10 +189,15 @@ impl Transport {
         request: &Request,
         authorization: Option<&Secret>,
     ) -> Result<Response, RegistryError> {
-        let client = match request.url.host_str() {
-            Some(host) if is_loopback(host) => &self.loopback,
-            _ => &self.remote,
+        let upload = matches!(request.body, Body::File(_));
+        let client = match (request.url.host_str(), upload) {
+            (Some(host), false) if is_loopback(host) => &self.loopback,
+            (Some(host), true) if is_loopback(host) => &self.loopback_upload,
+            (_, false) => &self.remote,
+            (_, true) => &self.remote_upload,
         };
+        // When the upload last took body bytes (or started).
+        let progress = std::sync::Arc::new(std::sync::Mutex::new(std::time::Instant::now()));
         let mut builder = client
             .request(request.method.clone(), request.url.clone())
             .headers(request.headers.clone());
@@ -216,20 +229,29 @@ impl Transport {
                     format!("push sha256:{}", &n[..n.len().min(12)])
                 });
                 let mut transfer = crate::progress::current().transfer(&label, Some(len));
+                let last = progress.clone();
                 let stream = futures::TryStreamExt::inspect_ok(
                     tokio_util::io::ReaderStream::new(file),
-                    move |chunk| transfer.advance(chunk.len() as u64),
+                    move |chunk| {
+                        transfer.advance(chunk.len() as u64);
+                        *last.lock().unwrap() = std::time::Instant::now();
+                    },
                 );
                 builder
                     .header(CONTENT_LENGTH, len)
                     .body(reqwest::Body::wrap_stream(stream))
             }
         };
-        let result = builder.send().await;
+        let result = if upload {
+            send_watched(builder.send(), &progress, self.options.timeout).await
+        } else {
+            builder.send().await.map_err(Some)
+        };
         if self.options.verbose {
             let outcome = match &result {
                 Ok(response) => response.status().as_u16().to_string(),
-                Err(e) => format!("error: {}", classify(e)),
+                Err(Some(e)) => format!("error: {}", classify(e)),
+                Err(None) => format!("error: {}", TransportKind::Timeout),
             };
             crate::progress::print_line(&format!(
                 "registry: {} {} -> {outcome}",
@@ -237,7 +259,20 @@ impl Transport {
                 redact_url(&request.url)
             ));
         }
-        result.map_err(|e| transport_error(context, &request.method, &request.url, e))
+        result.map_err(|e| match e {
+            Some(e) => transport_error(context, &request.method, &request.url, e),
+            None => RegistryError::Transport {
+                context: Box::new(context.clone()),
+                method: request.method.to_string(),
+                url: redact_url(&request.url),
+                kind: TransportKind::Timeout,
+                source: format!(
+                    "the upload made no progress for {} s",
+                    self.options.timeout.as_secs_f64()
+                )
+                .into(),
+            },
+        })
     }
 
     /// A registry's non-success answer as an error, with its error codes.
@@ -311,7 +346,31 @@ pub fn transport_error(
         method: method.to_string(),
         url: redact_url(url),
         kind: classify(&error),
-        source: error.without_url(),
+        source: Box::new(error.without_url()),
+    }
+}
+
+/// Sends an upload, giving up (`Err(None)`) once no body bytes have been
+/// taken for `timeout` — the registry stopped reading — or, after the last
+/// of them, no answer came within `timeout`. An idle timeout: a slow upload
+/// that keeps moving is not cut off, as a read timeout would cut it (no
+/// answer is read while the body is being sent).
+async fn send_watched(
+    send: impl std::future::Future<Output = reqwest::Result<Response>>,
+    progress: &std::sync::Mutex<std::time::Instant>,
+    timeout: Duration,
+) -> Result<Response, Option<reqwest::Error>> {
+    tokio::pin!(send);
+    let tick = (timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            result = &mut send => return result.map_err(Some),
+            _ = tokio::time::sleep(tick) => {
+                if progress.lock().unwrap().elapsed() > timeout {
+                    return Err(None);
+                }
+            }
+        }
     }
 }
 

@@ -45,13 +45,18 @@ pub enum Fault {
     /// long and close (a download that stalls midway).
     StallBody(Duration),
     /// Forward, but read the request's body slowly, in 32 steps spread over
-    /// this long: an upload that is slow but never idle for long.
+    /// this long: an upload that is slow but never idle for long. Its last
+    /// 6 MiB go at full speed: the sender's socket buffer (up to 4 MiB)
+    /// would otherwise hide that much slow draining from it.
     SlowUpload(Duration),
+    /// Read half the request's body, then nothing more for this long, and
+    /// close (an upload the registry stops taking).
+    StallUpload(Duration),
 }
 
 /// Which requests get a fault: `method` ("" for any) and a substring of the
-/// path (with query); of the matching requests, the first `skip` pass, the
-/// next `times` get the fault, the rest pass.
+/// path (with query); of the matching requests (that no earlier rule took),
+/// the first `skip` pass, the next `times` get the fault, the rest pass.
 #[derive(Clone, Debug)]
 pub struct Rule {
     method: String,
@@ -138,7 +143,7 @@ impl FaultProxy {
         });
         let mut addrs = Vec::new();
         for _ in 0..2 {
-            let listener = TcpListener::bind("127.0.0.1:0").expect("bind the fault proxy");
+            let listener = listen().expect("bind the fault proxy");
             addrs.push(listener.local_addr().unwrap().to_string());
             let shared = shared.clone();
             std::thread::spawn(move || accept_loop(listener, shared));
@@ -203,6 +208,23 @@ impl Drop for FaultProxy {
             let _ = TcpStream::connect(addr);
         }
     }
+}
+
+/// A listener on a free port of 127.0.0.1 whose connections have small
+/// receive buffers: a slow reader then slows the sender down at once,
+/// instead of the kernel soaking up megabytes first.
+fn listen() -> io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    socket.set_recv_buffer_size(64 << 10)?;
+    socket.bind(
+        &"127.0.0.1:0"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into(),
+    )?;
+    socket.listen(128)?;
+    Ok(socket.into())
 }
 
 fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
@@ -380,6 +402,13 @@ fn handle(client: TcpStream, shared: &Shared) -> io::Result<()> {
                 &[("Retry-After", retry_after.to_string())],
             );
         }
+        Some(Fault::StallUpload(duration)) => {
+            let length = request.content_length().unwrap_or(0);
+            io::copy(&mut (&mut reader).take(length / 2), &mut io::sink())?;
+            record(None);
+            pause(shared, *duration);
+            return Ok(());
+        }
         Some(Fault::Stall(duration)) => {
             copy_body(&mut reader, &mut io::sink(), framing)?;
             record(None);
@@ -396,8 +425,9 @@ fn handle(client: TcpStream, shared: &Shared) -> io::Result<()> {
     up_writer.write_all(&request.to_bytes())?;
     match (&fault, framing) {
         (Some(Fault::SlowUpload(duration)), Framing::Length(n)) => {
-            let step = n.div_ceil(32).max(1);
-            let mut left = n;
+            let slow = n.saturating_sub(6 << 20);
+            let step = slow.div_ceil(32).max(1);
+            let mut left = slow;
             while left > 0 {
                 pause(shared, *duration / 32);
                 let sent = io::copy(&mut (&mut reader).take(step.min(left)), &mut up_writer)?;
@@ -407,6 +437,7 @@ fn handle(client: TcpStream, shared: &Shared) -> io::Result<()> {
                 }
                 left -= sent;
             }
+            io::copy(&mut (&mut reader).take(n - slow), &mut up_writer)?;
         }
         _ => {
             copy_body(&mut reader, &mut up_writer, framing)?;
@@ -463,18 +494,18 @@ fn handle(client: TcpStream, shared: &Shared) -> io::Result<()> {
     writer.flush()
 }
 
-/// The fault for this request, if a rule picks it (the first rule that does).
+/// The fault for this request: rules are asked in the order they were
+/// added; the first that fires takes the request, and later rules never
+/// see it (it counts for none of their occurrences).
 fn pick(shared: &Shared, method: &str, target: &str) -> Option<Fault> {
     let mut rules = shared.rules.lock().unwrap();
-    let mut chosen = None;
     for rule in rules.iter_mut().filter(|r| r.matches(method, target)) {
         rule.matched += 1;
-        let fires = rule.matched > rule.skip && rule.matched - rule.skip <= rule.times;
-        if fires && chosen.is_none() {
-            chosen = Some(rule.fault.clone());
+        if rule.matched > rule.skip && rule.matched - rule.skip <= rule.times {
+            return Some(rule.fault.clone());
         }
     }
-    chosen
+    None
 }
 
 fn answer(writer: &mut impl Write, status: u16, headers: &[(&str, String)]) -> io::Result<()> {

@@ -218,6 +218,22 @@ pub struct Seed {
     pub cache: PathBuf,
     /// Digests of the base image's layers (amd64).
     pub base_layers: Vec<String>,
+    /// (kind, digest) of every layer, base first.
+    pub layers: Vec<(String, String)>,
+    /// How long the seed's build (cold cache) took.
+    pub build_time: Duration,
+}
+
+impl Seed {
+    /// The digest of the (first) layer of this kind, e.g. `site-packages`.
+    pub fn layer(&self, kind: &str) -> &str {
+        &self
+            .layers
+            .iter()
+            .find(|(k, _)| k == kind)
+            .unwrap_or_else(|| panic!("no {kind} layer"))
+            .1
+    }
 }
 
 /// Built once per test binary (the first caller waits ~10 s).
@@ -234,6 +250,7 @@ pub fn seed() -> &'static Seed {
         push_alpine(&registry);
         let recipe = make_recipe(&dir.join("work"), "seed");
         let cache = dir.join("cache");
+        let started = Instant::now();
         let out = run_bounded(
             slipway(&recipe, &cache, registry.addr())
                 .arg("--push")
@@ -241,6 +258,7 @@ pub fn seed() -> &'static Seed {
                 .arg("--json"),
             Duration::from_secs(120),
         );
+        let build_time = started.elapsed();
         let report = report(&out);
         let base_layers = report["platforms"][0]["layers"]
             .as_array()
@@ -249,10 +267,23 @@ pub fn seed() -> &'static Seed {
             .filter(|l| l["kind"] == "base")
             .map(|l| l["digest"].as_str().unwrap().to_string())
             .collect();
+        let layers = report["platforms"][0]["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| {
+                (
+                    l["kind"].as_str().unwrap().to_string(),
+                    l["digest"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
         Seed {
             digest: report["digest"].as_str().unwrap().to_string(),
             cache,
             base_layers,
+            layers,
+            build_time,
         }
     })
 }
