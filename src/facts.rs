@@ -72,8 +72,51 @@ pub fn config_python_version(config: &serde_json::Value) -> Option<String> {
 }
 
 /// Whether facts can be decided without looking inside the layers.
+/// Official-style bases (`PYTHON_VERSION` in Env, an Alpine or a Debian
+/// release named in the history) need no scan, so their layers are never
+/// downloaded when the destination registry already has them.
 pub fn needs_scan(config: &serde_json::Value, stated: &StatedFacts) -> bool {
-    stated.libc.is_none() || (config_python_version(config).is_none() && stated.version.is_none())
+    let libc_known = stated.libc.is_some() || history_libc_exact(config).is_some();
+    !libc_known || (config_python_version(config).is_none() && stated.version.is_none())
+}
+
+/// The libc the history names exactly: musl for Alpine; glibc with its
+/// version for a Debian release named by its codename.
+pub fn history_libc_exact(config: &serde_json::Value) -> Option<Libc> {
+    const DEBIAN_GLIBC: &[(&str, u32)] = &[
+        ("buster", 28),
+        ("bullseye", 31),
+        ("bookworm", 36),
+        ("trixie", 41),
+    ];
+    match history_libc(config)? {
+        Libc::Musl => Some(Libc::Musl),
+        Libc::Glibc { .. } => {
+            let text = history_text(config);
+            let mut named = DEBIAN_GLIBC
+                .iter()
+                .filter(|(codename, _)| text.contains(codename));
+            match (named.next(), named.next()) {
+                (Some((_, minor)), None) => Some(Libc::Glibc {
+                    major: 2,
+                    minor: *minor,
+                }),
+                _ => None,
+            }
+        }
+    }
+}
+
+fn history_text(config: &serde_json::Value) -> String {
+    config["history"]
+        .as_array()
+        .map(|h| {
+            h.iter()
+                .filter_map(|h| h["created_by"].as_str())
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default()
 }
 
 pub fn detect(
@@ -117,7 +160,9 @@ pub fn detect(
             })
         }
     };
-    let found_libc = scan.and_then(scan_libc);
+    let found_libc = scan
+        .and_then(scan_libc)
+        .or_else(|| history_libc_exact(config));
     // Without a scan, the config's history still tells Alpine from Debian.
     if let (Some(s), None, Some(family)) = (&stated.libc, &found_libc, history_libc(config)) {
         if std::mem::discriminant(s) != std::mem::discriminant(&family) {
@@ -190,14 +235,13 @@ pub fn detect(
 /// The libc family the config's history names (`apk add`, an alpine rootfs:
 /// musl; `apt-get`, a debian rootfs: glibc), when it names exactly one.
 fn history_libc(config: &serde_json::Value) -> Option<Libc> {
-    let history = config["history"].as_array()?;
-    let text: String = history
-        .iter()
-        .filter_map(|h| h["created_by"].as_str())
-        .collect::<Vec<_>>()
-        .join("\n");
+    config["history"].as_array()?;
+    let text = history_text(config);
     let musl = text.contains("apk add") || text.contains("alpine-minirootfs");
-    let glibc = text.contains("apt-get") || text.contains("debian") || text.contains("dnf install");
+    let glibc = text.contains("apt-get")
+        || text.contains("debian")
+        || text.contains("debstrap")
+        || text.contains("dnf install");
     match (musl, glibc) {
         (true, false) => Some(Libc::Musl),
         (false, true) => Some(Libc::Glibc {
@@ -351,6 +395,37 @@ mod tests {
             ..Default::default()
         };
         assert!(detect("b", &Platform::host(), &alpine_config(), Some(&s), &stated).is_err());
+    }
+
+    #[test]
+    fn official_histories_give_libc_without_a_scan() {
+        let mut config = alpine_config();
+        config["history"] =
+            json!([{"created_by": "ADD alpine-minirootfs-3.22.2-x86_64.tar.gz / # buildkit"}]);
+        assert!(!needs_scan(&config, &StatedFacts::default()));
+        let f = detect(
+            "b",
+            &Platform::host(),
+            &config,
+            None,
+            &StatedFacts::default(),
+        )
+        .unwrap();
+        assert_eq!(f.libc, Libc::Musl);
+        config["history"] =
+            json!([{"created_by": "# debian.sh --arch 'amd64' out/ 'bookworm' '@1760918400'"}]);
+        assert_eq!(
+            history_libc_exact(&config),
+            Some(Libc::Glibc {
+                major: 2,
+                minor: 36
+            })
+        );
+        config["history"] = json!([{"created_by": "RUN apt-get install -y curl"}]);
+        assert!(
+            needs_scan(&config, &StatedFacts::default()),
+            "glibc without a release: scan for its version"
+        );
     }
 
     #[test]

@@ -251,6 +251,19 @@ fn pushes_an_image_that_skopeo_and_umoci_accept() {
         "no host paths in the config: {config_text}"
     );
 
+    // The destination registry had the base layers (the mirror is the same
+    // registry), so slipway never downloaded them: none is in its cache.
+    for layer in manifest["layers"].as_array().unwrap().iter().take(2) {
+        let hex = layer["digest"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("sha256:");
+        assert!(
+            !build.cache.join("blobs/sha256").join(hex).exists(),
+            "base layer {hex} was downloaded"
+        );
+    }
+
     // umoci verifies every diff_id and size while unpacking.
     let rootfs = unpack(&image, work.path());
     let site = rootfs.join("usr/local/lib/python3.13/site-packages");
