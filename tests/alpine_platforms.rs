@@ -7,58 +7,14 @@
 
 mod common;
 
+use common::fixtures::{repo_root, run_ok, sha256_digest, wheelhouse};
 use common::registry::Registry;
 use common::skip_or_fail;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::PathBuf;
-use std::process::{Command, Output};
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The real wheels the tests install offline; made by `scripts/wheelhouse`.
-fn wheelhouse() -> Option<PathBuf> {
-    let dir = repo_root().join("target/wheelhouse");
-    let has_wheels = std::fs::read_dir(&dir).is_ok_and(|mut d| {
-        d.any(|e| e.is_ok_and(|e| e.path().extension().is_some_and(|x| x == "whl")))
-    });
-    if has_wheels {
-        return Some(dir);
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-        panic!(
-            "no wheels in {}: run scripts/wheelhouse (scripts/setup does)",
-            dir.display()
-        );
-    }
-    eprintln!(
-        "skipping: no wheelhouse at {} (run scripts/wheelhouse)",
-        dir.display()
-    );
-    None
-}
-
-fn run_ok(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn sha256(bytes: &[u8]) -> String {
-    use sha2::Digest as _;
-    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
-}
+use std::process::Command;
 
 /// An OCI image layout on disk.
 struct Layout(PathBuf);
@@ -68,7 +24,11 @@ impl Layout {
         let hex = digest.strip_prefix("sha256:").expect("a sha256 digest");
         let bytes = std::fs::read(self.0.join("blobs/sha256").join(hex))
             .unwrap_or_else(|e| panic!("blob {digest} in {}: {e}", self.0.display()));
-        assert_eq!(sha256(&bytes), digest, "blob content matches its digest");
+        assert_eq!(
+            sha256_digest(&bytes),
+            digest,
+            "blob content matches its digest"
+        );
         bytes
     }
 
@@ -261,7 +221,7 @@ fn one_build_for_amd64_and_arm64_gives_an_index_with_the_right_wheels_and_sizes(
         "{index}"
     );
     assert!(
-        stdout.ends_with(&format!("@{}", sha256(&raw))),
+        stdout.ends_with(&format!("@{}", sha256_digest(&raw))),
         "slipway printed the index digest: {stdout}"
     );
     let platforms: Vec<String> = index["manifests"]

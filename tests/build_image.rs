@@ -4,73 +4,18 @@
 
 mod common;
 
+use common::fixtures::{push_alpine, repo_root, run_ok, sha256_hex, skopeo_raw, wheelhouse};
 use common::registry::Registry;
 use common::skip_or_fail;
 use serde_json::Value;
-use sha2::{Digest as _, Sha256};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The real wheels the tests install offline; made by `scripts/wheelhouse`.
-fn wheelhouse() -> Option<PathBuf> {
-    let dir = repo_root().join("target/wheelhouse");
-    let has_wheels = std::fs::read_dir(&dir).is_ok_and(|mut d| {
-        d.any(|e| e.is_ok_and(|e| e.path().extension().is_some_and(|x| x == "whl")))
-    });
-    if has_wheels {
-        return Some(dir);
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-        panic!(
-            "no wheels in {}: run scripts/wheelhouse (scripts/setup does)",
-            dir.display()
-        );
-    }
-    eprintln!(
-        "skipping: no wheelhouse at {} (run scripts/wheelhouse)",
-        dir.display()
-    );
-    None
-}
+use std::process::Command;
 
 fn tools_missing() -> bool {
     ["docker-registry", "skopeo", "umoci", "uv"]
         .iter()
         .any(|t| skip_or_fail(t))
-}
-
-/// Copies the committed python:3.13-alpine stand-in (all platforms) into `registry`.
-fn push_alpine(registry: &Registry) {
-    let layout = repo_root().join("vendor-test-images/python-3.13-alpine");
-    let mut cmd = Command::new("skopeo");
-    cmd.args(["copy", "--quiet", "--all", "--dest-tls-verify=false"]);
-    if let Some((user, pass)) = registry.credentials() {
-        cmd.arg(format!("--dest-creds={user}:{pass}"));
-    }
-    cmd.arg(format!("oci:{}:3.13-alpine", layout.display()));
-    cmd.arg(format!(
-        "docker://{}/library/python:3.13-alpine",
-        registry.addr()
-    ));
-    run_ok(&mut cmd);
-}
-
-fn run_ok(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 /// A small app: a module, a package, an executable script, an in-tree
@@ -150,15 +95,6 @@ impl Build<'_> {
     }
 }
 
-fn skopeo_raw(args: &[&str], image: &str) -> Vec<u8> {
-    let mut cmd = Command::new("skopeo");
-    cmd.arg("inspect")
-        .arg("--tls-verify=false")
-        .args(args)
-        .arg(image);
-    run_ok(&mut cmd).stdout
-}
-
 /// skopeo copy to an OCI dir, then umoci unpack --rootless; returns the rootfs.
 fn unpack(image: &str, dir: &Path) -> PathBuf {
     let layout = dir.join("oci");
@@ -176,10 +112,6 @@ fn unpack(image: &str, dir: &Path) -> PathBuf {
             .arg(&bundle),
     );
     bundle.join("rootfs")
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 #[test]
@@ -203,7 +135,7 @@ fn pushes_an_image_that_skopeo_and_umoci_accept() {
     let image = format!("docker://{}/test/app:1", registry.addr());
 
     // The manifest skopeo sees hashes to the digest slipway printed.
-    let manifest = skopeo_raw(&["--raw"], &image);
+    let manifest = skopeo_raw(&[], &image);
     assert_eq!(format!("sha256:{}", sha256_hex(&manifest)), digest);
     let manifest: Value = serde_json::from_slice(&manifest).unwrap();
     assert_eq!(
@@ -215,8 +147,7 @@ fn pushes_an_image_that_skopeo_and_umoci_accept() {
         "docker.io/library/python:3.13-alpine"
     );
 
-    let config: Value =
-        serde_json::from_slice(&skopeo_raw(&["--config", "--raw"], &image)).unwrap();
+    let config: Value = serde_json::from_slice(&skopeo_raw(&["--config"], &image)).unwrap();
     let env: Vec<&str> = config["config"]["Env"]
         .as_array()
         .unwrap()

@@ -8,16 +8,13 @@
 
 mod common;
 
+use common::fixtures::{push_alpine, repo_root, run_ok};
 use common::registry::Registry;
 use common::skip_or_fail;
 use serde_json::Value;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// A copy of `recipes/NAME` in `work` (outside the git work tree, so no
 /// `revision` annotation that a commit in between could change); its recipe.
@@ -59,33 +56,9 @@ fn tools_missing() -> bool {
         .any(|t| skip_or_fail(t))
 }
 
-fn push_alpine(registry: &Registry) {
-    let layout = repo_root().join("vendor-test-images/python-3.13-alpine");
-    run_ok(
-        Command::new("skopeo")
-            .args(["copy", "--quiet", "--all", "--dest-tls-verify=false"])
-            .arg(format!("oci:{}:3.13-alpine", layout.display()))
-            .arg(format!(
-                "docker://{}/library/python:3.13-alpine",
-                registry.addr()
-            )),
-    );
-}
-
 fn run(cmd: &mut Command) -> Output {
     cmd.output()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
-}
-
-fn run_ok(cmd: &mut Command) -> Output {
-    let out = run(cmd);
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 fn stderr(out: &Output) -> String {

@@ -14,6 +14,7 @@
 
 mod common;
 
+use common::fixtures::{in_ci, push_alpine, repo_root, run_ok, wheelhouse};
 use common::registry::{free_port, Registry};
 use common::skip_or_fail;
 use serde_json::Value;
@@ -21,50 +22,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-/// The real wheels the tests install offline; made by `scripts/wheelhouse`.
-fn wheelhouse() -> Option<PathBuf> {
-    let dir = repo_root().join("target/wheelhouse");
-    let has_wheels = std::fs::read_dir(&dir).is_ok_and(|mut d| {
-        d.any(|e| e.is_ok_and(|e| e.path().extension().is_some_and(|x| x == "whl")))
-    });
-    if has_wheels {
-        return Some(dir);
-    }
-    if in_ci() {
-        panic!(
-            "no wheels in {}: run scripts/wheelhouse (scripts/setup does)",
-            dir.display()
-        );
-    }
-    eprintln!(
-        "skipping: no wheelhouse at {} (run scripts/wheelhouse)",
-        dir.display()
-    );
-    None
-}
-
-fn run_ok(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 /// Runs `cmd` in its own process group; kills the group after `limit`.
 fn run_with_limit(cmd: &mut Command, limit: Duration) -> Output {
@@ -411,20 +368,6 @@ fn copy_demo_recipe(dir: &Path) -> PathBuf {
         std::fs::set_permissions(dir.join(name), std::fs::Permissions::from_mode(0o644)).unwrap();
     }
     dir.join("alpine.toml")
-}
-
-/// Copies the committed python:3.13-alpine stand-in (all platforms) into `registry`.
-fn push_alpine(registry: &Registry) {
-    let layout = repo_root().join("vendor-test-images/python-3.13-alpine");
-    run_ok(
-        Command::new("skopeo")
-            .args(["copy", "--quiet", "--all", "--dest-tls-verify=false"])
-            .arg(format!("oci:{}:3.13-alpine", layout.display()))
-            .arg(format!(
-                "docker://{}/library/python:3.13-alpine",
-                registry.addr()
-            )),
-    );
 }
 
 const EPOCH: &str = "1700000000";

@@ -5,6 +5,7 @@
 
 pub mod fake_server;
 pub mod fault_proxy;
+pub mod fixtures;
 pub mod image;
 pub mod registry;
 pub mod token_server;

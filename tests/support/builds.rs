@@ -5,6 +5,8 @@
 //! what a tag points at, asked of the real registry directly.
 #![allow(dead_code)]
 
+#[allow(unused_imports)] // not every including test uses every fixture
+pub use crate::common::fixtures::{push_alpine, repo_root, run_ok, sha256_hex, wheelhouse};
 use crate::common::registry::Registry;
 use crate::common::skip_or_fail;
 use serde_json::Value;
@@ -16,62 +18,12 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The real wheels the tests install offline; made by `scripts/wheelhouse`.
-pub fn wheelhouse() -> Option<PathBuf> {
-    let dir = repo_root().join("target/wheelhouse");
-    let has_wheels = std::fs::read_dir(&dir).is_ok_and(|mut d| {
-        d.any(|e| e.is_ok_and(|e| e.path().extension().is_some_and(|x| x == "whl")))
-    });
-    if has_wheels {
-        return Some(dir);
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-        panic!("no wheels in {}: run scripts/wheelhouse", dir.display());
-    }
-    eprintln!(
-        "skipping: no wheelhouse at {} (run scripts/wheelhouse)",
-        dir.display()
-    );
-    None
-}
-
 /// True when a tool or the wheelhouse is missing (and this is not CI): skip.
 pub fn missing_prerequisites() -> bool {
     ["docker-registry", "skopeo", "uv"]
         .iter()
         .any(|t| skip_or_fail(t))
         || wheelhouse().is_none()
-}
-
-/// Copies the committed python:3.13-alpine stand-in (all platforms) into `registry`.
-pub fn push_alpine(registry: &Registry) {
-    let layout = repo_root().join("vendor-test-images/python-3.13-alpine");
-    run_ok(
-        Command::new("skopeo")
-            .args(["copy", "--quiet", "--all", "--dest-tls-verify=false"])
-            .arg(format!("oci:{}:3.13-alpine", layout.display()))
-            .arg(format!(
-                "docker://{}/library/python:3.13-alpine",
-                registry.addr()
-            )),
-    );
-}
-
-pub fn run_ok(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 /// A small FastAPI app; `variant` changes its content (and so its layers).
@@ -197,10 +149,6 @@ pub fn report(out: &Output) -> Value {
     );
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("--json output: {e}\n{}", text(&out.stdout)))
-}
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 fn file_sha256(path: &Path) -> String {

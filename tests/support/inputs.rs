@@ -7,48 +7,15 @@
 //! Include with `#[path = "support/inputs.rs"] mod inputs;` after `mod common;`.
 #![allow(dead_code)]
 
+#[allow(unused_imports)] // not every including test uses every fixture
+pub use crate::common::fixtures::{
+    alpine_layout, repo_root, sha256_hex, tools_missing, wheelhouse,
+};
 use crate::common::registry::Registry;
-use crate::common::skip_or_fail;
 use serde_json::{json, Value};
-use sha2::{Digest as _, Sha256};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The committed python:3.13-alpine stand-in (OCI layout, tag `3.13-alpine`).
-pub fn alpine_layout() -> PathBuf {
-    repo_root().join("vendor-test-images/python-3.13-alpine")
-}
-
-/// The real wheels the tests install offline; made by `scripts/wheelhouse`.
-/// None (skip) when absent, except in CI.
-pub fn wheelhouse() -> Option<PathBuf> {
-    let dir = repo_root().join("target/wheelhouse");
-    let has_wheels = std::fs::read_dir(&dir).is_ok_and(|mut d| {
-        d.any(|e| e.is_ok_and(|e| e.path().extension().is_some_and(|x| x == "whl")))
-    });
-    if has_wheels {
-        return Some(dir);
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-        panic!("no wheels in {}: run scripts/wheelhouse", dir.display());
-    }
-    eprintln!("skipping: no wheelhouse at {}", dir.display());
-    None
-}
-
-/// True when one of `tools` is missing and the test should be skipped (a failure in CI).
-pub fn tools_missing(tools: &[&str]) -> bool {
-    tools.iter().any(|t| skip_or_fail(t))
-}
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
 
 /// A temp dir holding an app (`app/main.py`), recipes, the cache and the outputs.
 pub struct Work {
