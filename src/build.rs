@@ -117,6 +117,7 @@ pub async fn build(client: &RegistryClient, opts: &BuildOptions) -> Result<Build
     timings.total = started.elapsed().as_secs_f64();
     timings.compress_seconds = COMPRESS_NANOS.load(Ordering::Relaxed) as f64 / 1e9;
     timings.compress_bytes = COMPRESS_BYTES.load(Ordering::Relaxed);
+    timings.peak_rss_kib = peak_rss_kib();
     let mut report = BuildReport {
         destination: describe(&opts.destination),
         digest: publishable.digest(),
@@ -464,6 +465,17 @@ fn cached_layer(
         kind,
         reused,
     ))
+}
+
+/// This process's peak resident set (`VmHWM` in /proc/self/status), 0 if unknown.
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+            line.split_whitespace().nth(1)?.parse().ok()
+        })
+        .unwrap_or(0)
 }
 
 /// Time and bytes of layer writing, for the report's timings (one build per process).

@@ -122,6 +122,9 @@ pub struct Timings {
     /// Seconds spent writing (tar + gzip) new layers, and their uncompressed bytes.
     pub compress_seconds: f64,
     pub compress_bytes: u64,
+    /// slipway's own peak resident memory (VmHWM), in KiB; uv and the
+    /// bytecode compiler run as child processes and are not counted.
+    pub peak_rss_kib: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]
