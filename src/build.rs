@@ -46,29 +46,16 @@ pub async fn build(client: &RegistryClient, opts: &BuildOptions) -> Result<Build
     )))?;
     let log = &opts.log;
 
-    log.step(&format!("resolving base `{}`", recipe.base));
     let t = Instant::now();
-    let bases = resolve::resolve(
+    let (bases, all_facts) = resolve_bases(
         client,
-        &recipe.base,
+        &cache,
+        recipe,
         opts.base_layout.as_deref(),
         &opts.mirrors,
-        &recipe.platforms,
+        log,
     )
-    .await
-    .map_err(|e| {
-        let hint = e.hint();
-        let kind = if matches!(e, resolve::ResolveError::Registry(_)) {
-            ErrorKind::Registry
-        } else {
-            ErrorKind::Input
-        };
-        Error::wrap(kind, e, hint)
-    })?;
-    let mut all_facts = Vec::new();
-    for base in &bases {
-        all_facts.push(base_facts(client, &cache, base, recipe).await?);
-    }
+    .await?;
     timings.resolve = t.elapsed().as_secs_f64();
 
     let owner = owner_of(recipe.image.user.as_deref());
@@ -129,6 +116,41 @@ pub async fn build(client: &RegistryClient, opts: &BuildOptions) -> Result<Build
     };
     report.attach_blob_actions(blobs);
     Ok(report)
+}
+
+/// Resolves the recipe's base for each platform and learns its Python facts
+/// (shared by `build` and `bundle`).
+pub async fn resolve_bases(
+    client: &RegistryClient,
+    cache: &Cache,
+    recipe: &Recipe,
+    base_layout: Option<&Path>,
+    mirrors: &BTreeMap<String, String>,
+    log: &crate::report::Log,
+) -> Result<(Vec<BaseImage>, Vec<PythonFacts>)> {
+    log.step(&format!("resolving base `{}`", recipe.base));
+    let bases = resolve::resolve(
+        client,
+        &recipe.base,
+        base_layout,
+        mirrors,
+        &recipe.platforms,
+    )
+    .await
+    .map_err(|e| {
+        let hint = e.hint();
+        let kind = if matches!(e, resolve::ResolveError::Registry(_)) {
+            ErrorKind::Registry
+        } else {
+            ErrorKind::Input
+        };
+        Error::wrap(kind, e, hint)
+    })?;
+    let mut all_facts = Vec::new();
+    for base in &bases {
+        all_facts.push(base_facts(client, cache, base, recipe).await?);
+    }
+    Ok((bases, all_facts))
 }
 
 /// Facts for one platform's base: from the cache, else the config (+ a scan

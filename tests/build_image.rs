@@ -114,23 +114,49 @@ fn unpack(image: &str, dir: &Path) -> PathBuf {
     bundle.join("rootfs")
 }
 
+/// A registry holding the alpine stand-in, plus an app and its recipe in a temp dir.
+struct Setup {
+    registry: Registry,
+    work: tempfile::TempDir,
+    recipe: PathBuf,
+    wheels: PathBuf,
+}
+
+impl Setup {
+    /// None when a tool or the wheelhouse is missing outside CI.
+    fn new() -> Option<Setup> {
+        if tools_missing() {
+            return None;
+        }
+        let wheels = wheelhouse()?;
+        let registry = Registry::start();
+        push_alpine(&registry);
+        let work = tempfile::tempdir().unwrap();
+        make_app(&work.path().join("app"));
+        let recipe = write_recipe(work.path(), r#"["linux/amd64"]"#, "");
+        Some(Setup {
+            registry,
+            work,
+            recipe,
+            wheels,
+        })
+    }
+
+    fn build(&self) -> Build<'_> {
+        Build {
+            registry: &self.registry,
+            cache: self.work.path().join("cache"),
+            wheels: self.wheels.clone(),
+        }
+    }
+}
+
 #[test]
 fn pushes_an_image_that_skopeo_and_umoci_accept() {
-    if tools_missing() {
-        return;
-    }
-    let Some(wheels) = wheelhouse() else { return };
-    let registry = Registry::start();
-    push_alpine(&registry);
-    let work = tempfile::tempdir().unwrap();
-    make_app(&work.path().join("app"));
-    let recipe = write_recipe(work.path(), r#"["linux/amd64"]"#, "");
-    let build = Build {
-        registry: &registry,
-        cache: work.path().join("cache"),
-        wheels,
-    };
-    let report = build.push(&recipe, "test/app:1");
+    let Some(setup) = Setup::new() else { return };
+    let (registry, work, recipe) = (&setup.registry, &setup.work, &setup.recipe);
+    let build = setup.build();
+    let report = build.push(recipe, "test/app:1");
     let digest = report["digest"].as_str().unwrap().to_string();
     let image = format!("docker://{}/test/app:1", registry.addr());
 
@@ -338,23 +364,12 @@ fn same_recipe_from_two_copies_gives_the_same_digest() {
 
 #[test]
 fn changing_one_app_file_rebuilds_only_the_app_layers() {
-    if tools_missing() {
-        return;
-    }
-    let Some(wheels) = wheelhouse() else { return };
-    let registry = Registry::start();
-    push_alpine(&registry);
-    let work = tempfile::tempdir().unwrap();
-    make_app(&work.path().join("app"));
-    let recipe = write_recipe(work.path(), r#"["linux/amd64"]"#, "");
-    let build = Build {
-        registry: &registry,
-        cache: work.path().join("cache"),
-        wheels,
-    };
-    let first = build.push(&recipe, "test/app:1");
+    let Some(setup) = Setup::new() else { return };
+    let (work, recipe) = (&setup.work, &setup.recipe);
+    let build = setup.build();
+    let first = build.push(recipe, "test/app:1");
     std::fs::write(work.path().join("app/pkg/__init__.py"), "VALUE = 2\n").unwrap();
-    let second = build.push(&recipe, "test/app:2");
+    let second = build.push(recipe, "test/app:2");
     assert_ne!(first["digest"], second["digest"]);
     let layers = second["platforms"][0]["layers"].as_array().unwrap();
     let by_kind = |kind: &str| {
@@ -380,7 +395,7 @@ fn changing_one_app_file_rebuilds_only_the_app_layers() {
         assert_ne!(layer["action"], "uploaded");
     }
     // And nothing changed: no layer is built at all.
-    let third = build.push(&recipe, "test/app:3");
+    let third = build.push(recipe, "test/app:3");
     assert_eq!(third["digest"], second["digest"]);
     assert!(third["platforms"][0]["layers"]
         .as_array()

@@ -106,27 +106,15 @@ pub async fn make(client: &RegistryClient, opts: &MakeOptions) -> Result<MakeRep
     };
     let work = staging.as_ref().map_or(opts.out.as_path(), |d| d.path());
 
-    log.step(&format!("resolving base `{}`", recipe.base));
-    let bases = resolve::resolve(
+    let (bases, all_facts) = crate::build::resolve_bases(
         client,
-        &recipe.base,
+        &cache,
+        recipe,
         opts.base_layout.as_deref(),
         &opts.mirrors,
-        &recipe.platforms,
+        log,
     )
-    .await
-    .map_err(|e| {
-        let hint = e.hint();
-        let kind = match e {
-            resolve::ResolveError::Registry(_) => ErrorKind::Registry,
-            _ => ErrorKind::Input,
-        };
-        Error::wrap(kind, e, hint)
-    })?;
-    let mut all_facts = Vec::new();
-    for base in &bases {
-        all_facts.push(crate::build::base_facts(client, &cache, base, recipe).await?);
-    }
+    .await?;
     log.step("copying the base into the bundle");
     let counts = base::write(client, &cache, &bases, &work.join("base"))
         .await

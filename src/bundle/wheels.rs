@@ -124,19 +124,13 @@ pub fn compile(spec: &Compile) -> Result<Vec<Pin>, WheelError> {
     if let Some(platform) = spec.python_platform {
         cmd.args(["--python-platform", platform]);
     }
-    if spec.offline {
-        cmd.args(["--offline", "--no-index"]);
-    } else {
-        if let Some(url) = spec.index_url {
-            cmd.args(["--index-url", url]);
-        }
-        for url in spec.extra_index_urls {
-            cmd.args(["--extra-index-url", url]);
-        }
-    }
-    for link in spec.find_links {
-        cmd.args(["--find-links", link]);
-    }
+    crate::layers::uv::index_args(
+        &mut cmd,
+        spec.offline,
+        spec.index_url,
+        spec.extra_index_urls,
+        spec.find_links,
+    );
     cmd.arg("-o").arg(&out).args(spec.inputs);
     let output = cmd
         .env("UV_PYTHON_DOWNLOADS", "never")

@@ -1,10 +1,9 @@
 //! `slipway build`: recipe → image, published.
 
-use super::{input_error, registry_client, CommonArgs};
+use super::{input_error, registry_client, CommonArgs, PythonArgs};
 use clap::Args;
 use slipway::build::{self, BuildOptions};
 use slipway::error::{Error, ErrorKind, Result};
-use slipway::platform::Platform;
 use slipway::recipe::{self, Destination};
 use slipway::reference::Reference;
 use slipway::report::Log;
@@ -23,9 +22,6 @@ pub struct BuildArgs {
     /// Write a docker-archive tar to this file (overrides the recipe's destination).
     #[arg(long, value_name = "FILE")]
     pub docker_archive: Option<PathBuf>,
-    /// Build for these platforms instead of the recipe's (repeatable, e.g. linux/arm64).
-    #[arg(long = "platform", value_name = "OS/ARCH")]
-    pub platforms: Vec<String>,
     /// Read the base image from this OCI layout dir instead of a registry.
     #[arg(long, value_name = "DIR", conflicts_with = "bundle")]
     pub base_layout: Option<PathBuf>,
@@ -33,18 +29,8 @@ pub struct BuildArgs {
     /// the base from its layout, wheels from its wheelhouse, hash-checked.
     #[arg(long, value_name = "DIR|FILE.tar")]
     pub bundle: Option<PathBuf>,
-    /// Also look for wheels here (added to the recipe's `find_links`). Repeatable.
-    #[arg(long = "find-links", value_name = "DIR")]
-    pub find_links: Vec<String>,
-    /// Install only from find-links: uv gets no index and no network.
-    #[arg(long)]
-    pub offline: bool,
-    /// A CPython of the base's minor version, used to compile bytecode.
-    #[arg(long, value_name = "PATH", env = "SLIPWAY_PYTHON")]
-    pub python: Option<PathBuf>,
-    /// The uv executable.
-    #[arg(long, value_name = "PATH", env = "SLIPWAY_UV", default_value = "uv")]
-    pub uv: PathBuf,
+    #[command(flatten)]
+    pub tools: PythonArgs,
     /// Timestamp for every file and the config's `created` (also read from the recipe).
     #[arg(long, env = "SOURCE_DATE_EPOCH", value_name = "SECONDS")]
     pub source_date_epoch: Option<u64>,
@@ -61,19 +47,8 @@ pub async fn run(args: BuildArgs) -> Result<()> {
         let hint = e.hint();
         Error::wrap(ErrorKind::Input, e, hint)
     })?;
-    if !args.platforms.is_empty() {
-        recipe.platforms = args
-            .platforms
-            .iter()
-            .map(|p| {
-                Platform::parse(p).map_err(|e| input_error(e).with_hint(recipe::PLATFORMS_HINT))
-            })
-            .collect::<Result<_>>()?;
-    }
-    for link in &args.find_links {
-        recipe.python.find_links.push(absolute_link(link));
-    }
-    recipe.python.offline |= args.offline || args.bundle.is_some();
+    args.tools.apply(&mut recipe)?;
+    recipe.python.offline |= args.bundle.is_some();
     let destination = match (&args.push, &args.oci_layout, &args.docker_archive) {
         (Some(r), _, _) => Destination::Push(Reference::parse(r).map_err(|e| input_error(format!("--push: {e}")).with_hint(recipe::REFERENCE_HINT))?),
         (_, Some(dir), _) => Destination::OciLayout(dir.clone()),
@@ -127,8 +102,8 @@ pub async fn run(args: BuildArgs) -> Result<()> {
             .map(|b| b.base_layout())
             .or_else(|| args.base_layout.clone()),
         bundle,
-        python: args.python.clone(),
-        uv: args.uv.clone(),
+        python: args.tools.python.clone(),
+        uv: args.tools.uv.clone(),
         log,
     };
     let result = build::build(&client, &options).await;
@@ -146,16 +121,4 @@ pub async fn run(args: BuildArgs) -> Result<()> {
         println!("{}@{}", report.destination, report.digest);
     }
     Ok(())
-}
-
-/// A find-links dir given on the command line, made absolute (URLs as given).
-pub fn absolute_link(link: &str) -> String {
-    let path = std::path::Path::new(link);
-    if path.is_relative() && !link.contains("://") {
-        std::env::current_dir()
-            .map(|d| d.join(path).to_string_lossy().into_owned())
-            .unwrap_or_else(|_| link.to_string())
-    } else {
-        link.to_string()
-    }
 }

@@ -65,6 +65,61 @@ pub struct CommonArgs {
     pub verbose: bool,
 }
 
+/// Target platforms, wheel sources and the tools that install them;
+/// shared by `build` and `bundle`.
+#[derive(Args, Debug)]
+pub struct PythonArgs {
+    /// Use these platforms instead of the recipe's (repeatable, e.g. linux/arm64).
+    #[arg(long = "platform", value_name = "OS/ARCH")]
+    pub platforms: Vec<String>,
+    /// Also look for wheels here (added to the recipe's `find_links`). Repeatable.
+    #[arg(long = "find-links", value_name = "DIR")]
+    pub find_links: Vec<String>,
+    /// Use only find-links: uv gets no index and no network.
+    #[arg(long)]
+    pub offline: bool,
+    /// A CPython of the base's minor version (compiles bytecode; runs uv's resolver).
+    #[arg(long, value_name = "PATH", env = "SLIPWAY_PYTHON")]
+    pub python: Option<PathBuf>,
+    /// The uv executable.
+    #[arg(long, value_name = "PATH", env = "SLIPWAY_UV", default_value = "uv")]
+    pub uv: PathBuf,
+}
+
+impl PythonArgs {
+    /// Applies the platform, find-links and offline overrides to the recipe.
+    pub fn apply(&self, recipe: &mut slipway::recipe::Recipe) -> Result<()> {
+        if !self.platforms.is_empty() {
+            recipe.platforms = self
+                .platforms
+                .iter()
+                .map(|p| {
+                    slipway::platform::Platform::parse(p)
+                        .map_err(|e| input_error(e).with_hint(slipway::recipe::PLATFORMS_HINT))
+                })
+                .collect::<Result<_>>()?;
+        }
+        recipe
+            .python
+            .find_links
+            .extend(self.find_links.iter().map(|l| absolute_link(l)));
+        recipe.python.offline |= self.offline;
+        Ok(())
+    }
+}
+
+/// A find-links dir given on the command line, made absolute (URLs as given).
+pub fn absolute_link(link: &str) -> String {
+    let path = std::path::Path::new(link);
+    if path.is_relative() && !link.contains("://") {
+        std::env::current_dir()
+            .map(|d| d.join(path).to_string_lossy().into_owned())
+            .unwrap_or_else(|_| link.to_string())
+    } else {
+        link.to_string()
+    }
+}
+
 pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Build(args) => build::run(*args).await,

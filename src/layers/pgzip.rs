@@ -309,7 +309,7 @@ mod bench {
 
     /// `cargo test --release --lib pgzip::bench -- --ignored --nocapture`
     #[test]
-    #[ignore]
+    #[ignore = "a timing benchmark (prints MB/s, asserts nothing about speed); bench/run measures compression in the real build"]
     fn throughput() {
         let mut data = Vec::new();
         for entry in walkdir::WalkDir::new("/usr/lib").sort_by_file_name() {

@@ -230,19 +230,13 @@ pub fn build_wheel(project: &Project, spec: &WheelBuild) -> Result<PathBuf, Proj
     .arg(&spec.python)
     .arg("--out-dir")
     .arg(&spec.out_dir);
-    if spec.offline {
-        cmd.args(["--offline", "--no-index"]);
-    } else {
-        if let Some(url) = &spec.index_url {
-            cmd.args(["--index-url", url]);
-        }
-        for url in &spec.extra_index_urls {
-            cmd.args(["--extra-index-url", url]);
-        }
-    }
-    for link in &spec.find_links {
-        cmd.args(["--find-links", link]);
-    }
+    super::uv::index_args(
+        &mut cmd,
+        spec.offline,
+        spec.index_url.as_deref(),
+        &spec.extra_index_urls,
+        &spec.find_links,
+    );
     if let Some(constraints) = &spec.build_constraints {
         cmd.arg("--build-constraints")
             .arg(constraints)

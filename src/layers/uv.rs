@@ -45,6 +45,30 @@ pub struct InstallReport {
 }
 
 /// The `uv pip install` command line for `spec`'s requirements files.
+/// Where uv may look for packages: `--offline --no-index` or the indexes,
+/// plus find-links either way. Shared by install, `uv build` and `uv pip compile`.
+pub fn index_args(
+    cmd: &mut Command,
+    offline: bool,
+    index_url: Option<&str>,
+    extra_index_urls: &[String],
+    find_links: &[String],
+) {
+    if offline {
+        cmd.args(["--offline", "--no-index"]);
+    } else {
+        if let Some(url) = index_url {
+            cmd.args(["--index-url", url]);
+        }
+        for url in extra_index_urls {
+            cmd.args(["--extra-index-url", url]);
+        }
+    }
+    for link in find_links {
+        cmd.args(["--find-links", link]);
+    }
+}
+
 pub fn command(spec: &UvInstall) -> Command {
     let mut cmd = base_command(spec);
     if spec.require_hashes {
@@ -83,19 +107,13 @@ fn base_command(spec: &UvInstall) -> Command {
     if !spec.allow_sdist {
         cmd.arg("--no-build");
     }
-    if spec.offline {
-        cmd.args(["--offline", "--no-index"]);
-    } else {
-        if let Some(url) = &spec.index_url {
-            cmd.args(["--index-url", url]);
-        }
-        for url in &spec.extra_index_urls {
-            cmd.args(["--extra-index-url", url]);
-        }
-    }
-    for link in &spec.find_links {
-        cmd.args(["--find-links", link]);
-    }
+    index_args(
+        &mut cmd,
+        spec.offline,
+        spec.index_url.as_deref(),
+        &spec.extra_index_urls,
+        &spec.find_links,
+    );
     cmd.env("UV_LINK_MODE", "copy")
         .env("UV_NO_INSTALLER_METADATA", "1")
         .env("UV_PYTHON_DOWNLOADS", "never")
