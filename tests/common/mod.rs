@@ -9,6 +9,7 @@ pub mod fixtures;
 pub mod image;
 pub mod registry;
 pub mod token_server;
+pub mod tools;
 
 /// Whether `tool` is an executable on PATH (or a path that exists).
 pub fn has_tool(tool: &str) -> bool {
