@@ -16,8 +16,8 @@ mod common;
 
 use common::fixtures::{in_ci, push_alpine, repo_root, run_ok, wheelhouse};
 use common::registry::{free_port, Registry};
-use common::skip_or_fail;
 use common::tools::{find_python313, find_uv};
+use common::{skip_or_fail, skip_or_fail_because};
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -350,8 +350,9 @@ fn whole_build_runs_as_an_unprivileged_user_and_matches_a_root_build() {
     let recipe = copy_demo_recipe(&tmp.path().join("recipe"));
 
     if euid() != 0 {
-        // Already unprivileged: the build as ourselves is the proof; there is
-        // no user to switch to and no root build to compare with.
+        // Already unprivileged: the build as ourselves proves it runs, but
+        // there is no user to switch to and no root build to compare with.
+        // In CI that comparison is the point: run the suite as root there.
         let home = tmp.path().join("home");
         std::fs::create_dir(&home).unwrap();
         let mut cmd = Command::new(&slipway);
@@ -360,10 +361,9 @@ fn whole_build_runs_as_an_unprivileged_user_and_matches_a_root_build() {
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", &home);
         let report = report_of(&run_ok(&mut cmd));
-        eprintln!(
-            "not root: built as uid {} ({}); no root build to compare with",
-            euid(),
-            report["digest"]
+        eprintln!("built as uid {} ({})", euid(), report["digest"]);
+        skip_or_fail_because(
+            "not root: no root build to compare the unprivileged build with              (run as root to create the build user)",
         );
         return;
     }
@@ -382,8 +382,9 @@ fn whole_build_runs_as_an_unprivileged_user_and_matches_a_root_build() {
     };
     if !blocked.is_empty() {
         if !in_ci() {
-            eprintln!(
-                "skipping: an unprivileged user cannot reach {} (behind {:?}); run with \
+            // Outside CI the test does not chmod the host's dirs.
+            skip_or_fail_because(&format!(
+                "an unprivileged user cannot reach {} (behind {:?}); run with \
                  CI=true to let the test chmod o+x them",
                 needed
                     .iter()
@@ -392,7 +393,7 @@ fn whole_build_runs_as_an_unprivileged_user_and_matches_a_root_build() {
                     .collect::<Vec<_>>()
                     .join(", "),
                 blocked
-            );
+            ));
             return;
         }
         for dir in &blocked {

@@ -169,9 +169,8 @@ fn docker_archive_loads_in_skopeo_and_podman() {
     );
     assert_rootfs(&rootfs);
 
-    // podman is optional (Debian has it; scripts/setup does not install it).
-    if !common::has_tool("podman") {
-        eprintln!("skipping the podman part: `podman` is not installed");
+    // podman (with runc: crun fails in unprivileged sandboxes) is installed by scripts/setup.
+    if tools_missing(&["podman", "runc"]) {
         return;
     }
     let home = work.path().join("podman");
@@ -185,6 +184,7 @@ fn docker_archive_loads_in_skopeo_and_podman() {
             .arg(home.join("root"))
             .arg("--runroot")
             .arg(home.join("run"))
+            .args(["--runtime", "runc"])
             .args(["--storage-driver", "vfs"])
             .args(args);
         cmd

@@ -3,7 +3,7 @@
 //! command that must succeed, and pushing the alpine base to a registry.
 
 use super::registry::Registry;
-use super::skip_or_fail;
+use super::{skip_or_fail, skip_or_fail_because};
 use sha2::{Digest as _, Sha256};
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -12,10 +12,8 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Whether this is CI (`CI=true` or `CI=1`), where missing prerequisites fail.
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
+#[allow(unused_imports)] // kept for tests that import it from here
+pub use super::in_ci;
 
 /// The committed python:3.13-alpine stand-in (OCI layout, tag `3.13-alpine`).
 pub fn alpine_layout() -> PathBuf {
@@ -37,16 +35,10 @@ pub fn wheelhouse() -> Option<PathBuf> {
     if has_wheels {
         return Some(dir);
     }
-    if in_ci() {
-        panic!(
-            "no wheels in {}: run scripts/wheelhouse (scripts/setup does)",
-            dir.display()
-        );
-    }
-    eprintln!(
-        "skipping: no wheelhouse at {} (run scripts/wheelhouse)",
+    skip_or_fail_because(&format!(
+        "no wheels in {}: run scripts/wheelhouse (scripts/setup does)",
         dir.display()
-    );
+    ));
     None
 }
 

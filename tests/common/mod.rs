@@ -26,6 +26,11 @@ pub fn has_tool(tool: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Whether this is CI (`CI=true` or `CI=1`), where missing prerequisites fail.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
 /// True when the test must be skipped because `tool` is missing: in CI
 /// (`CI=true`) a missing tool is a failure instead.
 ///
@@ -33,12 +38,15 @@ pub fn has_tool(tool: &str) -> bool {
 /// if skip_or_fail("docker-registry") { return; }
 /// ```
 pub fn skip_or_fail(tool: &str) -> bool {
-    if has_tool(tool) {
-        return false;
+    !has_tool(tool) && skip_or_fail_because(&format!("`{tool}` is not installed"))
+}
+
+/// The one way a test skips: `why` names the missing prerequisite and the
+/// fix. Outside CI it prints `skipping: why` and returns true; in CI it fails.
+pub fn skip_or_fail_because(why: &str) -> bool {
+    if in_ci() {
+        panic!("required in CI: {why}");
     }
-    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-        panic!("`{tool}` is required in CI but is not installed");
-    }
-    eprintln!("skipping: `{tool}` is not installed");
+    eprintln!("skipping: {why}");
     true
 }
