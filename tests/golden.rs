@@ -26,6 +26,7 @@
 mod common;
 
 use common::fixtures::{alpine_layout, repo_root, run_ok, wheelhouse};
+use common::image::validate_layout;
 use common::tools::{find_python313, find_uv, version_line};
 use common::{skip_or_fail, skip_or_fail_because};
 use serde_json::Value;
@@ -200,13 +201,18 @@ fn build(case: &Case, tools: &Tools, work: &Path, how: &Perturbed) -> Value {
         cmd.env("TZ", "UTC").env("LANG", "C.UTF-8");
     }
     let out = run_ok(&mut cmd);
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "--json report of {} ({e}):\n{}",
             case.key(),
             String::from_utf8_lossy(&out.stdout)
         )
-    })
+    });
+    // The digest pinned is that of a whole, valid image.
+    let valid = validate_layout(&work.join("out"));
+    assert_eq!(valid.top, str_of(&report["digest"]), "{}", case.key());
+    assert_eq!(valid.images.len(), case.platforms.len(), "{}", case.key());
+    report
 }
 
 /// Copies `from` to `to` recursively (files, dirs, symlinks), skipping `.git`.

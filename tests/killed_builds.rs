@@ -15,7 +15,7 @@ mod common;
 
 use builds::*;
 use common::fault_proxy::{Fault, FaultProxy, Rule};
-use common::image::push_test_image;
+use common::image::{push_test_image, validate_archive, validate_layout};
 use common::registry::Registry;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -106,24 +106,59 @@ fn check_after_kill(cache: &Path) {
     }
 }
 
-/// The OCI layout at `dir` is complete (skopeo reads it) or absent.
-fn layout_complete_or_absent(dir: &Path) {
-    if dir.exists() {
-        skopeo_inspect_ok(&format!("oci:{}:latest", dir.display())).unwrap_or_else(|e| {
-            panic!("{} exists but is not a complete layout: {e}", dir.display())
-        });
-    }
+/// The digests a surviving output may have: the old image's or the new one's
+/// (manifest digests for a layout, config digests for a docker-archive).
+struct Outcomes<'a> {
+    layout: &'a [&'a str],
+    archive: &'a [&'a str],
 }
 
-fn archive_complete_or_absent(file: &Path) {
-    if file.exists() {
-        skopeo_inspect_ok(&format!("docker-archive:{}", file.display())).unwrap_or_else(|e| {
-            panic!(
-                "{} exists but is not a complete archive: {e}",
-                file.display()
-            )
-        });
+/// The OCI layout at `dir` is absent, or a copy of it reads in full (every
+/// blob hashed, every layer unpacked and its diff_id checked) as exactly one
+/// of the allowed images; skopeo reads it too.
+fn layout_complete_or_absent(dir: &Path, allowed: &[&str]) {
+    if !dir.exists() {
+        return;
     }
+    let copy = tempfile::tempdir().unwrap();
+    run_ok(
+        Command::new("cp")
+            .arg("-a")
+            .arg(dir)
+            .arg(copy.path().join("layout")),
+    );
+    let valid = validate_layout(&copy.path().join("layout"));
+    assert!(
+        allowed.contains(&valid.top.as_str()),
+        "{} survived as {}, neither the old nor the new image ({allowed:?})",
+        dir.display(),
+        valid.top
+    );
+    skopeo_inspect_ok(&format!("oci:{}/layout:latest", copy.path().display()))
+        .unwrap_or_else(|e| panic!("skopeo cannot read {}: {e}", dir.display()));
+}
+
+/// The docker-archive `file` is absent, or a copy of it unpacks in full as
+/// exactly one of the allowed images (by config digest).
+fn archive_complete_or_absent(file: &Path, allowed: &[&str]) {
+    if !file.exists() {
+        return;
+    }
+    let copy = tempfile::tempdir().unwrap();
+    let copied = copy.path().join("image.tar");
+    std::fs::copy(file, &copied).unwrap();
+    let valid = validate_archive(&copied);
+    assert!(
+        allowed.contains(&valid.top.as_str()),
+        "{} survived as config {}, neither the old nor the new image ({allowed:?})",
+        file.display(),
+        valid.top
+    );
+}
+
+fn outputs_complete_or_absent(layout: &Path, archive: &Path, allowed: &Outcomes) {
+    layout_complete_or_absent(layout, allowed.layout);
+    archive_complete_or_absent(archive, allowed.archive);
 }
 
 struct Env {
@@ -282,8 +317,16 @@ fn killed_at_random_moments_then_rerun() {
         );
         killed += usize::from(was_running);
         check_after_kill(&cache);
-        layout_complete_or_absent(&layout);
-        archive_complete_or_absent(&archive);
+        // Every round builds the seed recipe: absent, or the seed image.
+        let seed = seed();
+        outputs_complete_or_absent(
+            &layout,
+            &archive,
+            &Outcomes {
+                layout: &[&seed.digest],
+                archive: &[&seed.config_digest],
+            },
+        );
         env.assert_tag_intact();
     }
     assert!(
@@ -350,12 +393,26 @@ fn killed_while_writing_outputs() {
             .filter_map(Result::ok)
             .any(|e| e.file_name().to_string_lossy().starts_with(prefix))
     };
+    // The image `other` gives, built once elsewhere: the "new" outcome.
+    let new = report(&run_bounded(
+        slipway(&other, &cache, env.registry.addr())
+            .arg("--oci-layout")
+            .arg(env.work.path().join("other-layout"))
+            .arg("--json"),
+        LIMIT,
+    ));
+    let seed = seed();
+    let new_config = new["platforms"][0]["config_digest"].as_str().unwrap();
+    let allowed = Outcomes {
+        layout: &[&seed.digest, new["digest"].as_str().unwrap()],
+        archive: &[&seed.config_digest, new_config],
+    };
     let mut caught = 0;
     for (dest_flag, dest, staging) in [
         ("--oci-layout", &layout, ".slipway-layout-"),
         ("--docker-archive", &archive, ".slipway-archive-"),
     ] {
-        // A complete output first.
+        // A complete output (of the old image) first.
         let out = run_bounded(
             slipway(&env.recipe, &cache, env.registry.addr())
                 .arg(dest_flag)
@@ -363,6 +420,11 @@ fn killed_while_writing_outputs() {
             LIMIT,
         );
         assert!(out.status.success(), "{}", text(&out.stderr));
+        if dest == &layout {
+            layout_complete_or_absent(&layout, &[&seed.digest]);
+        } else {
+            archive_complete_or_absent(&archive, &[&seed.config_digest]);
+        }
         for _ in 0..3 {
             let mut child = spawn(
                 slipway(&other, &cache, env.registry.addr())
@@ -372,8 +434,7 @@ fn killed_while_writing_outputs() {
             if wait_until(&mut child, LIMIT, || staging_exists(staging)) && kill9(&mut child) {
                 caught += 1;
             }
-            layout_complete_or_absent(&layout);
-            archive_complete_or_absent(&archive);
+            outputs_complete_or_absent(&layout, &archive, &allowed);
             check_after_kill(&cache);
         }
     }
@@ -392,7 +453,14 @@ fn killed_while_writing_outputs() {
         );
         assert!(out.status.success(), "{}", text(&out.stderr));
     }
-    skopeo_inspect_ok(&format!("oci:{}:latest", layout.display())).unwrap();
-    skopeo_inspect_ok(&format!("docker-archive:{}", archive.display())).unwrap();
+    let old = Outcomes {
+        layout: &[&seed.digest],
+        archive: &[&seed.config_digest],
+    };
+    outputs_complete_or_absent(&layout, &archive, &old);
+    assert!(
+        layout.exists() && archive.exists(),
+        "the reruns wrote both outputs"
+    );
     check_cache(&cache, false);
 }

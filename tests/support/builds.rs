@@ -163,6 +163,8 @@ fn file_sha256(path: &Path) -> String {
 /// digest, and a warm cache that tests copy to skip uv.
 pub struct Seed {
     pub digest: String,
+    /// Its config's digest (what a docker-archive of it is known by).
+    pub config_digest: String,
     pub cache: PathBuf,
     /// Digests of the base image's layers (amd64).
     pub base_layers: Vec<String>,
@@ -228,6 +230,10 @@ pub fn seed() -> &'static Seed {
             .collect();
         Seed {
             digest: report["digest"].as_str().unwrap().to_string(),
+            config_digest: report["platforms"][0]["config_digest"]
+                .as_str()
+                .unwrap()
+                .to_string(),
             cache,
             base_layers,
             layers,
