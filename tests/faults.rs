@@ -15,7 +15,7 @@ mod builds;
 mod common;
 
 use builds::*;
-use common::fault_proxy::{Fault, FaultProxy, Rule};
+use common::fault_proxy::{Counts, Fault, FaultProxy, Rule};
 use common::image::push_test_image;
 use common::registry::Registry;
 use std::path::PathBuf;
@@ -97,6 +97,7 @@ impl Env {
         let now = self.assert_tag_intact();
         assert_eq!(now, seed().digest, "the tag points at the new image");
         check_cache(&self.cache, false);
+        self.assert_faults_happened(true);
     }
 
     /// The build failed as a registry error (exit 3) whose message names the
@@ -128,6 +129,7 @@ impl Env {
         let now = self.assert_tag_intact();
         assert_eq!(now, self.old, "a failed build leaves the tag alone");
         check_cache(&self.cache, false);
+        self.assert_faults_happened(false);
         stderr
     }
 
@@ -146,6 +148,54 @@ impl Env {
     fn fired(&self) -> usize {
         self.proxy.fired().len()
     }
+
+    /// The requests a rule picked really got their fault: the proxy's counts
+    /// of what it did match the faults fired, kind by kind (counts land just
+    /// after the client sees the fault: wait a moment for the last). After a
+    /// failed build (`all` false) requests running in parallel may have been
+    /// abandoned before their fault: then at least one of each kind happened.
+    fn assert_faults_happened(&self, all: bool) -> Counts {
+        let fired = self.proxy.fired();
+        let of = |pick: fn(&Fault) -> bool| {
+            fired
+                .iter()
+                .filter(|e| e.fault.as_ref().is_some_and(pick))
+                .count()
+        };
+        let resets = of(|f| matches!(f, Fault::Reset { .. }));
+        let statuses = of(|f| matches!(f, Fault::Status(_) | Fault::TooManyRequests { .. }));
+        let stalls = of(|f| {
+            matches!(
+                f,
+                Fault::Stall(_) | Fault::StallUpload(_) | Fault::StallBody(_)
+            )
+        });
+        let cut = of(|f| matches!(f, Fault::Truncate));
+        let corrupted = of(|f| matches!(f, Fault::Corrupt));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let c = self.proxy.counts();
+            let pairs = [
+                (c.resets, resets),
+                (c.statuses, statuses),
+                (c.stalls, stalls),
+                (c.bodies_cut, cut),
+                (c.bodies_corrupted, corrupted),
+            ];
+            let done = pairs.iter().all(|&(happened, fired)| {
+                happened <= fired && (happened == fired || (!all && happened >= fired.min(1)))
+            });
+            if done || Instant::now() > deadline {
+                assert!(
+                    done,
+                    "the faults fired ({resets} resets, {statuses} statuses, {stalls} stalls, \
+                     {cut} cuts, {corrupted} corruptions) did not happen: {c:?}\n{fired:?}"
+                );
+                return c;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
 // ---- resets mid-upload ----
@@ -159,6 +209,7 @@ fn reset_mid_upload_is_retried() {
     let out = env.build(&[]);
     env.assert_clean_success(&out);
     assert_eq!(env.fired(), 3);
+    assert_eq!(env.proxy.counts().resets, 3, "three uploads broken midway");
 }
 
 #[test]
@@ -168,6 +219,7 @@ fn reset_mid_upload_without_retries_fails_and_keeps_the_tag() {
         .add(Rule::new("PUT", "/blobs/uploads/", Fault::Reset { after: 256 << 10 }).always());
     let out = env.build(&["--retries", "1"]);
     env.assert_failure(&out, env.proxy.addr(), "push blob", &["PUT"]);
+    assert!(env.proxy.counts().resets >= 1);
 }
 
 // ---- 5xx ----
@@ -374,13 +426,31 @@ fn stalled_answers_time_out_and_are_retried() {
         .add(Rule::new("PUT", "/blobs/uploads/", stall.clone()));
     env.proxy
         .add(Rule::new("PUT", &format!("/{REPO}/manifests/{TAG}"), stall));
-    let started = Instant::now();
     let out = env.build(&["--timeout", "2"]);
     env.assert_clean_success(&out);
     assert_eq!(env.fired(), 4, "{:?}", env.proxy.fired());
+    // Events, not the wall clock: slipway hung up on each withheld answer
+    // before its 30 s stall ended, and sent the stalled upload again while
+    // that stall still went on.
+    let counts = env.proxy.counts();
+    assert_eq!(counts.stalls, 4, "{counts:?}");
+    assert_eq!(
+        counts.stalls_abandoned, 3,
+        "gave up on each stalled answer: {counts:?}"
+    );
+    let puts: Vec<_> = env
+        .proxy
+        .log()
+        .into_iter()
+        .filter(|e| e.method == "PUT" && e.target.contains(&hex))
+        .collect();
     assert!(
-        started.elapsed() < Duration::from_secs(30),
-        "gave up on each stall after the timeout"
+        puts.len() >= 2,
+        "the stalled upload was sent again: {puts:?}"
+    );
+    assert!(
+        puts[1].at - puts[0].at < Duration::from_secs(30),
+        "retried before the stall ended: {puts:?}"
     );
 }
 
@@ -397,6 +467,12 @@ fn stalled_download_midway_times_out_and_is_retried() {
     let out = env.build(&["--timeout", "2"]);
     env.assert_clean_success(&out);
     assert_eq!(env.fired(), 1);
+    let counts = env.proxy.counts();
+    assert_eq!(
+        counts.stalls_abandoned, 1,
+        "gave up on the stalled body: {counts:?}"
+    );
+    assert!(counts.bytes_withheld > 0, "{counts:?}");
 }
 
 #[test]
@@ -427,6 +503,18 @@ fn slow_uploads_that_keep_moving_do_not_time_out() {
     let out = run_bounded(&mut cmd, BUILD_LIMIT);
     let digest = report(&out)["digest"].as_str().unwrap().to_string();
     assert!(started.elapsed() > Duration::from_secs(6));
+    // The big layer's upload really was paced: ~10 MiB in 32 steps (its
+    // last 6 MiB go at full speed), and none of it timed out.
+    let counts = env.proxy.counts();
+    assert!(counts.bytes_slowed >= 8 << 20, "{counts:?}");
+    assert!(counts.slow_pauses >= 32, "{counts:?}");
+    let slowed_puts = env
+        .proxy
+        .fired()
+        .iter()
+        .filter(|e| e.status == Some(201))
+        .count();
+    assert_eq!(slowed_puts, env.fired(), "every paced upload was accepted");
     let now = assert_tag_old_or_new(env.registry.addr(), REPO, TAG, Some(&env.old), &digest);
     assert_eq!(now, digest);
     check_cache(&env.cache, false);
@@ -445,6 +533,11 @@ fn stalls_until_retries_run_out_fail_naming_the_timeout() {
     );
     let out = env.build(&["--timeout", "1", "--retries", "2"]);
     env.assert_failure(&out, env.proxy.addr(), "push manifest", &["timed out"]);
+    let counts = env.proxy.counts();
+    assert_eq!(
+        counts.stalls_abandoned, 2,
+        "both attempts given up: {counts:?}"
+    );
 }
 
 // ---- downloads cut short ----
@@ -461,6 +554,9 @@ fn downloads_cut_short_are_retried() {
     let out = env.build(&[]);
     env.assert_clean_success(&out);
     assert_eq!(env.fired(), 5);
+    let counts = env.proxy.counts();
+    assert_eq!(counts.bodies_cut, 5, "{counts:?}");
+    assert!(counts.bytes_withheld > 0, "{counts:?}");
 }
 
 #[test]
@@ -568,6 +664,11 @@ fn registry_storing_a_corrupt_layer_is_refused() {
     let out = env.build(&[]);
     assert_refused_as_corrupt(&env, &out, env.proxy.alt_addr(), "pull blob", layer);
     assert_eq!(env.fired(), 0);
+    assert_eq!(
+        env.proxy.counts(),
+        Counts::default(),
+        "the proxy did nothing"
+    );
 }
 
 #[test]

@@ -10,7 +10,13 @@
 //! proxy.add(Rule::new("GET", "/blobs/sha256:", Fault::Status(503)).times(2));
 //! // slipway build ... --push {proxy.addr()}/app:1 --registry-mirror docker.io={proxy.alt_addr()}
 //! assert_eq!(proxy.fired().len(), 3);
+//! assert_eq!(proxy.counts().statuses, 2);     // what the proxy really did
 //! ```
+//!
+//! `fired()` lists the requests a rule picked; `counts()` says what the
+//! proxy then did to them (connections reset with the body half sent,
+//! bytes paced, bodies cut, stalls the client gave up on): a test asserts
+//! its fault happened, not only that a rule matched.
 //!
 //! One thread per connection, one request per connection: the proxy answers
 //! every request with `Connection: close`, so the client opens a new
@@ -119,11 +125,42 @@ pub struct Exchange {
     pub at: Instant,
 }
 
+/// What the proxy did, counted as it happened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Connections reset while the client was still sending the body.
+    pub resets: usize,
+    /// Error statuses answered in place of the registry (5xx, 429).
+    pub statuses: usize,
+    /// Stalls (answers withheld, uploads no longer read, bodies stopped
+    /// midway) begun.
+    pub stalls: usize,
+    /// Stalls the client gave up on (closed the connection) before they ended.
+    pub stalls_abandoned: usize,
+    /// Answer bodies sent short of their Content-Length (`Truncate`).
+    pub bodies_cut: usize,
+    /// Bytes of answer bodies withheld by cuts and midway stalls.
+    pub bytes_withheld: u64,
+    /// Answer bodies sent with a byte flipped.
+    pub bodies_corrupted: usize,
+    /// Request body bytes passed on at the paced rate (`SlowUpload`).
+    pub bytes_slowed: u64,
+    /// Pauses taken between paced steps.
+    pub slow_pauses: usize,
+}
+
 struct Shared {
     upstream: String,
     rules: Mutex<Vec<Rule>>,
     log: Mutex<Vec<Exchange>>,
+    counts: Mutex<Counts>,
     stop: AtomicBool,
+}
+
+impl Shared {
+    fn count(&self, what: impl FnOnce(&mut Counts)) {
+        what(&mut self.counts.lock().unwrap());
+    }
 }
 
 pub struct FaultProxy {
@@ -139,6 +176,7 @@ impl FaultProxy {
             upstream: upstream.to_string(),
             rules: Mutex::new(Vec::new()),
             log: Mutex::new(Vec::new()),
+            counts: Mutex::new(Counts::default()),
             stop: AtomicBool::new(false),
         });
         let mut addrs = Vec::new();
@@ -185,6 +223,11 @@ impl FaultProxy {
             .into_iter()
             .filter(|e| e.fault.is_some())
             .collect()
+    }
+
+    /// What the proxy has done so far.
+    pub fn counts(&self) -> Counts {
+        *self.shared.counts.lock().unwrap()
     }
 
     /// Waits until a request has got a fault; false on timeout.
@@ -382,37 +425,45 @@ fn handle(client: TcpStream, shared: &Shared) -> io::Result<()> {
             let length = request.content_length().unwrap_or(u64::MAX);
             // Never the whole body: the client must see the break mid-upload.
             let keep = (*after).min(length / 2);
-            io::copy(&mut (&mut reader).take(keep), &mut io::sink())?;
+            let read = io::copy(&mut (&mut reader).take(keep), &mut io::sink())?;
             // Let more of the body arrive, unread, so the close is a reset.
             std::thread::sleep(Duration::from_millis(50));
             socket2::SockRef::from(&client).set_linger(Some(Duration::ZERO))?;
+            if read == keep && keep < length {
+                shared.count(|c| c.resets += 1);
+            }
             return Ok(());
         }
         Some(Fault::Status(status)) => {
             copy_body(&mut reader, &mut io::sink(), framing)?;
             record(Some(*status));
-            return answer(&mut writer, *status, &[]);
+            answer(&mut writer, *status, &[])?;
+            shared.count(|c| c.statuses += 1);
+            return Ok(());
         }
         Some(Fault::TooManyRequests { retry_after }) => {
             copy_body(&mut reader, &mut io::sink(), framing)?;
             record(Some(429));
-            return answer(
+            answer(
                 &mut writer,
                 429,
                 &[("Retry-After", retry_after.to_string())],
-            );
+            )?;
+            shared.count(|c| c.statuses += 1);
+            return Ok(());
         }
         Some(Fault::StallUpload(duration)) => {
             let length = request.content_length().unwrap_or(0);
             io::copy(&mut (&mut reader).take(length / 2), &mut io::sink())?;
             record(None);
-            pause(shared, *duration);
+            // The unread half hides a hang-up: the test sees the retry instead.
+            stall(shared, *duration, None);
             return Ok(());
         }
         Some(Fault::Stall(duration)) => {
             copy_body(&mut reader, &mut io::sink(), framing)?;
             record(None);
-            pause(shared, *duration);
+            stall(shared, *duration, Some(&client));
             return Ok(());
         }
         _ => {}
@@ -435,6 +486,10 @@ fn handle(client: TcpStream, shared: &Shared) -> io::Result<()> {
                 if sent == 0 {
                     break;
                 }
+                shared.count(|c| {
+                    c.slow_pauses += 1;
+                    c.bytes_slowed += sent;
+                });
                 left -= sent;
             }
             io::copy(&mut (&mut reader).take(n - slow), &mut up_writer)?;
@@ -471,11 +526,19 @@ fn handle(client: TcpStream, shared: &Shared) -> io::Result<()> {
     match (&fault, framing) {
         (Some(Fault::Truncate), Framing::Length(n)) => {
             io::copy(&mut (&mut up_reader).take(n / 2), &mut writer)?;
+            writer.flush()?;
+            if n > 0 {
+                shared.count(|c| {
+                    c.bodies_cut += 1;
+                    c.bytes_withheld += n - n / 2;
+                });
+            }
         }
         (Some(Fault::StallBody(duration)), Framing::Length(n)) => {
             io::copy(&mut (&mut up_reader).take(n / 2), &mut writer)?;
             writer.flush()?;
-            pause(shared, *duration);
+            shared.count(|c| c.bytes_withheld += n - n / 2);
+            stall(shared, *duration, Some(&client));
         }
         (Some(Fault::Corrupt), Framing::Length(n)) if n > 0 => {
             let mut body = Vec::with_capacity(n as usize);
@@ -483,6 +546,7 @@ fn handle(client: TcpStream, shared: &Shared) -> io::Result<()> {
             let middle = body.len() / 2;
             body[middle] ^= 0x55;
             writer.write_all(&body)?;
+            shared.count(|c| c.bodies_corrupted += 1);
         }
         (Some(Fault::Truncate | Fault::StallBody(_) | Fault::Corrupt), framing) => {
             panic!("fault {fault:?} needs a body with a Content-Length, got {framing:?} for {method} {target}")
@@ -529,6 +593,34 @@ fn answer(writer: &mut impl Write, status: u16, headers: &[(&str, String)]) -> i
     ));
     writer.write_all(text.as_bytes())?;
     writer.flush()
+}
+
+/// Says nothing for `duration` (counted as a stall); with `client`, stops
+/// early, counted as abandoned, when the client hangs up.
+fn stall(shared: &Shared, duration: Duration, client: Option<&TcpStream>) {
+    shared.count(|c| c.stalls += 1);
+    let deadline = Instant::now() + duration;
+    if let Some(client) = client {
+        let _ = client.set_nonblocking(true);
+    }
+    while Instant::now() < deadline && !shared.stop.load(Ordering::SeqCst) {
+        if client.is_some_and(hung_up) {
+            shared.count(|c| c.stalls_abandoned += 1);
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether the peer closed the (non-blocking) connection: end of stream or
+/// a reset, as opposed to nothing to read yet.
+fn hung_up(client: &TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    match client.peek(&mut byte) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() != io::ErrorKind::WouldBlock,
+    }
 }
 
 /// Sleeps for `duration`, or until the proxy is dropped.
