@@ -258,6 +258,13 @@ fn remove_stale_seeds(root: &Path) {
     }
 }
 
+/// A time bound scaled from this machine's own measured cold build (the
+/// seed's): `builds` cold builds' worth of work, times a generous 4 for a
+/// loaded machine, plus a minute. Never a fixed wall-clock number.
+pub fn scaled_limit(builds: u32) -> Duration {
+    seed().build_time * builds * 4 + Duration::from_secs(60)
+}
+
 /// A copy of the seed cache at `dest`, without the base's blobs (so a build
 /// must download them).
 pub fn copy_seed_cache(dest: &Path) {
