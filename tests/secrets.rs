@@ -157,17 +157,37 @@ fn git_remote_token_stays_out_of_the_image() {
 const USER: &str = "ci-bot";
 const PASSWORD: &str = "Sup3r-planted-registry-Password";
 
-/// Strings that would reveal the credentials: the password, the base64
-/// `user:password` of basic auth and of config.json, and a JWT (a bearer
-/// token starts `eyJ`, the base64 of `{"`).
-fn credential_strings() -> Vec<String> {
-    vec![
-        PASSWORD.to_string(),
-        base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}")),
-        "eyJ".to_string(),
-        "Basic ".to_string(),
-        "Bearer ".to_string(),
-    ]
+/// Every form that would reveal the credentials: the password raw, the
+/// base64 `user:password` of basic auth and of config.json's `auth` (with
+/// and without padding, URL-safe too), the base64 password alone, the
+/// bearer tokens the token server issued (in full, and their signature
+/// part: a token cut short still leaks), and a JWT's start (`eyJ`, the
+/// base64 of `{"`) and auth schemes where output is text.
+fn credential_forms(issued_tokens: &[String]) -> Vec<String> {
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+    let pair = format!("{USER}:{PASSWORD}");
+    let mut forms = vec![PASSWORD.to_string()];
+    for engine in [&STANDARD, &STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
+        forms.push(engine.encode(&pair));
+        forms.push(engine.encode(PASSWORD));
+    }
+    for token in issued_tokens {
+        forms.push(token.clone());
+        if let Some(signature) = token.rsplit('.').next().filter(|s| s.len() >= 16) {
+            forms.push(signature.to_string());
+        }
+    }
+    forms.sort();
+    forms.dedup();
+    forms
+}
+
+/// What must not appear in text output (stdout, stderr): every credential
+/// form, and any auth header or JWT at all.
+fn credential_strings(issued_tokens: &[String]) -> Vec<String> {
+    let mut strings = credential_forms(issued_tokens);
+    strings.extend(["eyJ", "Basic ", "Bearer "].map(String::from));
+    strings
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -203,7 +223,11 @@ fn push_without_leaks(registry: &Registry, source: Source, tag: &str) {
         "--verbose logs requests: {}",
         out.stderr
     );
-    for secret in credential_strings() {
+    let issued = registry
+        .token_server()
+        .map(|t| t.issued_tokens())
+        .unwrap_or_default();
+    for secret in credential_strings(&issued) {
         assert!(
             !out.stdout.contains(&secret),
             "{source:?}: `{secret}` in stdout:\n{}",
@@ -215,7 +239,9 @@ fn push_without_leaks(registry: &Registry, source: Source, tag: &str) {
             out.stderr
         );
     }
-    // The pushed manifest, config and layers.
+    // Every blob of the pushed image, as the registry serves it: the
+    // manifest, the config, and each layer both as stored (gzip) and
+    // decompressed.
     let client = registry.authenticated_client();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -235,17 +261,31 @@ fn push_without_leaks(registry: &Registry, source: Source, tag: &str) {
         let bytes = runtime
             .block_on(client.get_blob_bytes(registry.addr(), "team/app", &parsed))
             .expect("a pushed blob");
-        documents.push((digest, gunzip_if(bytes)));
+        documents.push((format!("{digest} (decompressed)"), gunzip_if(bytes.clone())));
+        documents.push((digest, bytes));
     }
+    // The search reaches into the layers: the app's own code is found.
+    assert!(
+        documents.iter().any(|(_, b)| contains(b, "print('hello')")),
+        "the app layer was not searched"
+    );
+    // The tokens this push was given, and those the check above fetched
+    // with: none is in the image.
+    let issued = registry
+        .token_server()
+        .map(|t| t.issued_tokens())
+        .unwrap_or_default();
+    let mut forms = credential_forms(&issued);
+    forms.push(USER.to_string());
     for (name, bytes) in &documents {
-        for secret in [PASSWORD, USER] {
+        for secret in &forms {
             assert!(
                 !contains(bytes, secret),
                 "{source:?}: `{secret}` in the image's {name}"
             );
         }
     }
-    let strings = credential_strings();
+    let strings = credential_strings(&issued);
     let refs: Vec<&str> = strings.iter().map(String::as_str).collect();
     assert_no_planted_in_dir(&work.cache(), &refs);
 }
@@ -289,6 +329,10 @@ fn token_auth_credentials_never_leak() {
     assert!(
         requests.iter().any(|r| r.authenticated && r.granted),
         "slipway got its tokens with the credentials: {requests:?}"
+    );
+    assert!(
+        !registry.token_server().unwrap().issued_tokens().is_empty(),
+        "bearer tokens were issued, and searched for"
     );
 }
 

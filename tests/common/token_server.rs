@@ -34,6 +34,7 @@ pub struct TokenServer {
     addr: SocketAddr,
     cert_pem: String,
     requests: Arc<Mutex<Vec<TokenRequest>>>,
+    issued: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -47,11 +48,13 @@ impl TokenServer {
         let signer = Signer::new();
         let cert_pem = signer.cert_pem.clone();
         let requests = Arc::new(Mutex::new(Vec::new()));
+        let issued = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let state = State {
             signer,
             credentials,
             requests: requests.clone(),
+            issued: issued.clone(),
         };
         let stop_flag = stop.clone();
         let thread = std::thread::spawn(move || {
@@ -68,6 +71,7 @@ impl TokenServer {
             addr,
             cert_pem,
             requests,
+            issued,
             stop,
             thread: Some(thread),
         }
@@ -87,6 +91,11 @@ impl TokenServer {
     pub fn requests(&self) -> Vec<TokenRequest> {
         self.requests.lock().unwrap().clone()
     }
+
+    /// Every bearer token handed out so far (secrets a test searches for).
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.issued.lock().unwrap().clone()
+    }
 }
 
 impl Drop for TokenServer {
@@ -104,6 +113,7 @@ struct State {
     signer: Signer,
     credentials: Option<(String, String)>,
     requests: Arc<Mutex<Vec<TokenRequest>>>,
+    issued: Arc<Mutex<Vec<String>>>,
 }
 
 impl State {
@@ -166,6 +176,7 @@ impl State {
         }
         let subject = basic.map(|(user, _)| user).unwrap_or_default();
         let token = self.signer.token(&subject, &scopes);
+        self.issued.lock().unwrap().push(token.clone());
         let body = serde_json::json!({
             "token": token,
             "access_token": token,
