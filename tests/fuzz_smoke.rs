@@ -1,22 +1,94 @@
 //! The cargo-fuzz targets (fuzz/, issue 6 item 7) run on stable as a short
 //! property test: each target gets its seed corpus (`fuzz/corpus/<target>`),
 //! any saved crash (`fuzz/artifacts/<target>`), then a few thousand inputs
-//! mutated from the corpus by a seeded PRNG, within a time budget. A failing
-//! input is saved under target/tmp and shown, with the seed to replay it.
+//! within a time budget: most made by a structure-aware generator (whole
+//! recipes, manifests, indexes, configs, references with random but typed
+//! parts, now and then with a byte mutated) so they reach the parsers, the
+//! rest mutated byte-wise from the corpus. Each target reports how many
+//! inputs of each kind parsed, and a share of the generated ones must.
 //!
-//! `SLIPWAY_FUZZ_SEED=N` picks another seed, `SLIPWAY_FUZZ_ITERS=N` runs
-//! longer; real coverage-guided fuzzing is `cargo +nightly fuzz run TARGET`
-//! (see fuzz/README.md).
+//! The seed comes from the clock and is printed; `SLIPWAY_FUZZ_SEED=N`
+//! replays a run, `SLIPWAY_FUZZ_ITERS=N` runs longer. A failing input is
+//! saved under target/tmp and shown with its seed. Real coverage-guided
+//! fuzzing is `cargo +nightly fuzz run TARGET` (see fuzz/README.md).
+//!
+//! A new target is one entry in `TARGETS` (and its one-line `#[test]`).
 
 #[path = "../fuzz/src/lib.rs"]
 mod targets;
 
+#[path = "support/fuzz_gen.rs"]
+mod fuzz_gen;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-const DEFAULT_SEED: u64 = 0x5111_9a7e;
 const DEFAULT_ITERS: usize = 4000;
 const BUDGET: Duration = Duration::from_secs(4);
+
+/// A fuzz target as the smoke test drives it.
+struct Target {
+    name: &'static str,
+    /// The cargo-fuzz body: must never panic.
+    run: fn(&[u8]),
+    /// A structure-aware input (mostly well-formed).
+    generate: fn(&mut fastrand::Rng) -> Vec<u8>,
+    /// Whether the input got through the parser (counted, not required).
+    parses: fn(&[u8]) -> bool,
+    /// The least share of generated inputs that must parse.
+    min_parsed: f64,
+}
+
+const TARGETS: &[Target] = &[
+    Target {
+        name: "recipe",
+        run: targets::recipe,
+        generate: fuzz_gen::recipe,
+        parses: fuzz_gen::recipe_parses,
+        min_parsed: 0.2,
+    },
+    Target {
+        name: "reference",
+        run: targets::reference,
+        generate: fuzz_gen::reference,
+        parses: fuzz_gen::reference_parses,
+        min_parsed: 0.3,
+    },
+    Target {
+        name: "manifest",
+        run: targets::manifest,
+        generate: fuzz_gen::manifest,
+        parses: fuzz_gen::manifest_parses,
+        min_parsed: 0.3,
+    },
+    Target {
+        name: "config",
+        run: targets::config,
+        generate: fuzz_gen::config,
+        parses: fuzz_gen::config_parses,
+        min_parsed: 0.5,
+    },
+];
+
+fn target(name: &str) -> &'static Target {
+    TARGETS
+        .iter()
+        .find(|t| t.name == name)
+        .unwrap_or_else(|| panic!("no fuzz target `{name}`"))
+}
+
+/// `SLIPWAY_FUZZ_SEED`, else one from the clock.
+fn seed() -> u64 {
+    std::env::var("SLIPWAY_FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        })
+}
 
 fn fuzz_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz")
@@ -160,54 +232,73 @@ impl Mutator {
         }
         let mut data = self.corpus[rng.usize(..self.corpus.len())].clone();
         for _ in 0..rng.usize(1..5) {
-            let len = data.len();
-            let at = if len == 0 { 0 } else { rng.usize(..=len) };
-            match rng.u8(..10) {
-                0 if len > 0 => {
-                    let i = rng.usize(..len);
-                    data[i] ^= 1 << rng.u8(..8);
-                }
-                1 if len > 0 => {
-                    let i = rng.usize(..len);
-                    data[i] = rng.u8(..);
-                }
-                2 => {
-                    let n = rng.usize(1..8);
-                    let bytes: Vec<u8> = (0..n).map(|_| rng.u8(..)).collect();
-                    data.splice(at..at, bytes);
-                }
-                3 if len > 0 => {
-                    let end = (at + rng.usize(1..32)).min(len);
-                    data.drain(at.min(end)..end);
-                }
-                4 if len > 0 => {
-                    let start = rng.usize(..len);
-                    let end = (start + rng.usize(1..64)).min(len);
-                    let chunk = data[start..end].to_vec();
-                    data.splice(at..at, chunk);
-                }
-                5..=7 => {
-                    let word = self.words[rng.usize(..self.words.len())];
-                    data.splice(at..at, word.iter().copied());
-                }
-                8 => {
-                    let other = &self.corpus[rng.usize(..self.corpus.len())];
-                    let from = rng.usize(..=other.len());
-                    data.truncate(at);
-                    data.extend_from_slice(&other[from..]);
-                }
-                _ => data.truncate(at),
-            }
+            self.mutate_once(&mut data);
         }
         data
     }
+
+    /// One small byte-level change (also applied to generated inputs).
+    fn mutate_once(&mut self, data: &mut Vec<u8>) {
+        let rng = &mut self.rng;
+        let len = data.len();
+        let at = if len == 0 { 0 } else { rng.usize(..=len) };
+        match rng.u8(..10) {
+            0 if len > 0 => {
+                let i = rng.usize(..len);
+                data[i] ^= 1 << rng.u8(..8);
+            }
+            1 if len > 0 => {
+                let i = rng.usize(..len);
+                data[i] = rng.u8(..);
+            }
+            2 => {
+                let n = rng.usize(1..8);
+                let bytes: Vec<u8> = (0..n).map(|_| rng.u8(..)).collect();
+                data.splice(at..at, bytes);
+            }
+            3 if len > 0 => {
+                let end = (at + rng.usize(1..32)).min(len);
+                data.drain(at.min(end)..end);
+            }
+            4 if len > 0 => {
+                let start = rng.usize(..len);
+                let end = (start + rng.usize(1..64)).min(len);
+                let chunk = data[start..end].to_vec();
+                data.splice(at..at, chunk);
+            }
+            5..=7 => {
+                let word = self.words[rng.usize(..self.words.len())];
+                data.splice(at..at, word.iter().copied());
+            }
+            8 => {
+                let other = &self.corpus[rng.usize(..self.corpus.len())];
+                let from = rng.usize(..=other.len());
+                data.truncate(at);
+                data.extend_from_slice(&other[from..]);
+            }
+            _ => data.truncate(at),
+        }
+    }
 }
 
-fn run(target: &str, f: fn(&[u8])) {
-    let seed = std::env::var("SLIPWAY_FUZZ_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(DEFAULT_SEED);
+/// How many inputs of one kind ran, and how many got through the parser.
+#[derive(Default, Debug)]
+struct Tally {
+    ran: usize,
+    parsed: usize,
+}
+
+impl Tally {
+    fn add(&mut self, parsed: bool) {
+        self.ran += 1;
+        self.parsed += usize::from(parsed);
+    }
+}
+
+fn fuzz(t: &Target) {
+    let target = t.name;
+    let seed = seed();
+    eprintln!("fuzz smoke `{target}`: seed {seed} (replay: SLIPWAY_FUZZ_SEED={seed})");
     let iters = std::env::var("SLIPWAY_FUZZ_ITERS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -216,7 +307,7 @@ fn run(target: &str, f: fn(&[u8])) {
     assert!(!corpus.is_empty(), "no seed corpus in fuzz/corpus/{target}");
     let saved = read_dir_files(&fuzz_dir().join("artifacts").join(target));
     let check = |input: &[u8], what: &str| {
-        let result = std::panic::catch_unwind(|| f(input));
+        let result = std::panic::catch_unwind(|| (t.run)(input));
         if let Err(panic) = result {
             let message = panic
                 .downcast_ref::<String>()
@@ -227,7 +318,8 @@ fn run(target: &str, f: fn(&[u8])) {
                 .join(format!("fuzz-crash-{target}-{seed}"));
             std::fs::write(&out, input).unwrap();
             panic!(
-                "fuzz target `{target}` panicked on {what} (seed {seed}): {message}\ninput ({}): {:?}\nreplay: cargo +nightly fuzz run {target} {}",
+                "fuzz target `{target}` panicked on {what} (seed {seed}): {message}\ninput ({}): {:?}\n\
+                 replay: SLIPWAY_FUZZ_SEED={seed} cargo test --test fuzz_smoke, or cargo +nightly fuzz run {target} {}",
                 out.display(),
                 String::from_utf8_lossy(input),
                 out.display()
@@ -242,39 +334,71 @@ fn run(target: &str, f: fn(&[u8])) {
         corpus,
         words: dictionary(target),
     };
+    let mut rng = fastrand::Rng::with_seed(seed ^ 0x9e37_79b9_7f4a_7c15);
+    let (mut generated, mut mutated) = (Tally::default(), Tally::default());
     let started = Instant::now();
     let mut done = 0;
     while done < iters && started.elapsed() < BUDGET {
-        let input = mutator.next();
-        check(&input, &format!("mutated input #{done}"));
+        // Three in four structure-aware, the rest byte-mutated from the corpus.
+        let structured = rng.u8(..4) != 0;
+        let input = if structured {
+            let mut input = (t.generate)(&mut rng);
+            if rng.u8(..4) == 0 {
+                mutator.mutate_once(&mut input);
+            }
+            input
+        } else {
+            mutator.next()
+        };
+        check(&input, &format!("input #{done}"));
+        let parsed = (t.parses)(&input);
+        if structured {
+            generated.add(parsed);
+        } else {
+            mutated.add(parsed);
+        }
         done += 1;
     }
     eprintln!(
-        "fuzz smoke `{target}`: {done} inputs in {:?} (seed {seed})",
-        started.elapsed()
+        "fuzz smoke `{target}`: {done} inputs in {:?} (seed {seed}); parsed: {} of {} generated, \
+         {} of {} mutated",
+        started.elapsed(),
+        generated.parsed,
+        generated.ran,
+        mutated.parsed,
+        mutated.ran
     );
     assert!(
         done >= 500.min(iters),
         "only {done} inputs ran within {BUDGET:?}"
     );
+    let share = generated.parsed as f64 / generated.ran.max(1) as f64;
+    assert!(
+        share >= t.min_parsed,
+        "only {} of {} generated `{target}` inputs parsed (want {:.0}%): the generator no \
+         longer reaches the parser",
+        generated.parsed,
+        generated.ran,
+        t.min_parsed * 100.0
+    );
 }
 
 #[test]
 fn recipe_parser_survives_mutated_recipes() {
-    run("recipe", targets::recipe);
+    fuzz(target("recipe"));
 }
 
 #[test]
 fn reference_parser_survives_and_round_trips() {
-    run("reference", targets::reference);
+    fuzz(target("reference"));
 }
 
 #[test]
 fn manifest_and_index_parsing_survives_and_round_trips() {
-    run("manifest", targets::manifest);
+    fuzz(target("manifest"));
 }
 
 #[test]
 fn facts_detection_survives_any_config() {
-    run("config", targets::config);
+    fuzz(target("config"));
 }
