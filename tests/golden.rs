@@ -25,7 +25,7 @@
 
 mod common;
 
-use common::fixtures::{alpine_layout, repo_root, run_ok, wheelhouse};
+use common::fixtures::{alpine_layout, repo_root, run_ok, sha256_hex, wheelhouse};
 use common::image::validate_layout;
 use common::tools::{find_python313, find_uv, version_line};
 use common::{skip_or_fail, skip_or_fail_because};
@@ -317,6 +317,7 @@ fn host_tools() -> Option<Tools> {
             ),
         ),
         ("uv".to_string(), version_line(&uv, &["--version"])),
+        ("wheelhouse".to_string(), wheelhouse_digest(&wheels)),
     ]);
     Some(Tools {
         python,
@@ -324,6 +325,29 @@ fn host_tools() -> Option<Tools> {
         wheels,
         versions,
     })
+}
+
+/// One digest over the wheelhouse's wheels (names and bytes, sorted): the
+/// pinned wheels are inputs too.
+fn wheelhouse_digest(dir: &Path) -> String {
+    let mut wheels: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "whl"))
+        .collect();
+    wheels.sort();
+    let listing: String = wheels
+        .iter()
+        .map(|p| {
+            let bytes = std::fs::read(p).unwrap();
+            format!(
+                "{} {}\n",
+                sha256_hex(&bytes),
+                p.file_name().unwrap().to_string_lossy()
+            )
+        })
+        .collect();
+    format!("sha256:{}", sha256_hex(listing.as_bytes()))
 }
 
 /// Whether the runnable base exists (scripts/setup builds it); a failure in CI.
