@@ -320,7 +320,9 @@ pub fn output_with_details(
         if lines.read_until(b'\n', &mut stderr)? == 0 {
             break;
         }
-        progress.detail(&String::from_utf8_lossy(&stderr[start..]));
+        progress.detail(&crate::sanitize::escape(
+            String::from_utf8_lossy(&stderr[start..]).trim(),
+        ));
     }
     let status = child.wait()?;
     let stdout = reader

@@ -26,7 +26,7 @@ pub struct InspectArgs {
 pub async fn run(args: InspectArgs) -> Result<()> {
     let target = Target::parse(&args.image).map_err(input_error)?;
     let common = &args.common;
-    let (client, mirrors) = registry_client(common)?;
+    let (client, mirrors) = registry_client(common, None)?;
     let cache_dir = common
         .cache_dir
         .clone()

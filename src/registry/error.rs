@@ -66,9 +66,17 @@ pub fn parse_api_errors(body: &[u8]) -> Vec<ApiError> {
         #[serde(default)]
         errors: Vec<ApiError>,
     }
-    serde_json::from_slice::<Body>(body)
+    // Printed later: escape what a hostile registry could put in them.
+    let errors = serde_json::from_slice::<Body>(body)
         .map(|b| b.errors)
-        .unwrap_or_default()
+        .unwrap_or_default();
+    errors
+        .into_iter()
+        .map(|e| ApiError {
+            code: crate::sanitize::escape(&e.code).into_owned(),
+            message: crate::sanitize::escape(&e.message).into_owned(),
+        })
+        .collect()
 }
 
 /// Why a request got no HTTP answer.

@@ -6,6 +6,8 @@ use super::auth::AuthCache;
 use super::client::RegistryOptions;
 use super::credentials::{Credentials, Secret};
 use super::error::{parse_api_errors, Context, RegistryError, TransportKind};
+use super::origin::{same_origin, OriginPolicy};
+use super::watchdog::Watchdog;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_LENGTH};
 use reqwest::{Method, Response, StatusCode, Url};
 use std::collections::HashMap;
@@ -59,6 +61,7 @@ pub struct Transport {
     remote_upload: reqwest::Client,
     loopback_upload: reqwest::Client,
     pub(super) auth: AuthCache,
+    pub(super) origin: OriginPolicy,
     pub(super) credentials: tokio::sync::Mutex<HashMap<String, Option<Credentials>>>,
 }
 
@@ -69,9 +72,13 @@ const ERROR_BODY_LIMIT: usize = 64 * 1024;
 
 impl Transport {
     pub fn new(options: RegistryOptions) -> Result<Transport, RegistryError> {
+        let origin = OriginPolicy {
+            insecure: options.insecure.clone(),
+        };
         let build = |proxied: bool, read_timeout: bool| {
             let mut builder = reqwest::Client::builder()
                 .user_agent(concat!("slipway/", env!("CARGO_PKG_VERSION")))
+                .redirect(origin.redirect_policy())
                 .connect_timeout(options.timeout);
             if read_timeout {
                 builder = builder.read_timeout(options.timeout);
@@ -90,6 +97,7 @@ impl Transport {
             remote_upload: build(true, false)?,
             loopback_upload: build(false, false)?,
             options,
+            origin,
             auth: AuthCache::default(),
             credentials: Default::default(),
         })
@@ -101,7 +109,12 @@ impl Transport {
             "docker.io" | "index.docker.io" => "registry-1.docker.io",
             other => other,
         };
-        let plain = is_loopback(registry)
+        let tls = self
+            .options
+            .https
+            .iter()
+            .any(|h| h == registry || h == host_of(registry));
+        let plain = (is_loopback(registry) && !tls)
             || self
                 .options
                 .insecure
@@ -127,8 +140,15 @@ impl Transport {
             .await
     }
 
+    /// The registry's own origin (`<base>/v2/`).
+    pub fn registry_url(&self, context: &Context) -> Result<Url, RegistryError> {
+        self.url(context, "")
+    }
+
     /// Send with auth: a 401 is answered (token or basic) and the request
     /// sent once more. Non-2xx answers are returned for the caller to judge.
+    /// A request to another origin (an upload Location elsewhere) is sent
+    /// without credentials, and never from HTTPS to plain HTTP.
     pub async fn send_with(
         &self,
         context: &Context,
@@ -136,6 +156,13 @@ impl Transport {
         scopes: &[String],
         attempts: u32,
     ) -> Result<Response, RegistryError> {
+        let registry = self.registry_url(context)?;
+        if !same_origin(&registry, &request.url) {
+            self.origin
+                .check_downgrade(&registry, &request.url)
+                .map_err(|message| protocol(context, message))?;
+            return self.send_plain(context, request, None, attempts).await;
+        }
         let authorization = self.authorization(context, scopes).await?;
         let response = self
             .send_plain(context, request, authorization.as_ref(), attempts)
@@ -243,7 +270,8 @@ impl Transport {
             }
         };
         let result = if upload {
-            send_watched(builder.send(), &progress, self.options.timeout).await
+            let deadline = tokio::time::Instant::now() + self.options.blob_deadline;
+            send_watched(builder.send(), &progress, self.options.timeout, deadline).await
         } else {
             builder.send().await.map_err(Some)
         };
@@ -267,8 +295,9 @@ impl Transport {
                 url: redact_url(&request.url),
                 kind: TransportKind::Timeout,
                 source: format!(
-                    "the upload made no progress for {} s",
-                    self.options.timeout.as_secs_f64()
+                    "the upload made no progress for {} s (--timeout), or took longer than {} s (--blob-deadline)",
+                    self.options.timeout.as_secs_f64(),
+                    self.options.blob_deadline.as_secs_f64()
                 )
                 .into(),
             },
@@ -298,7 +327,16 @@ impl Transport {
         }
     }
 
-    /// The whole body, refusing more than `limit` bytes.
+    /// The body watchdog for one transfer (see `watchdog`).
+    pub fn watchdog(&self) -> Watchdog {
+        Watchdog::new(
+            self.options.min_rate,
+            self.options.min_rate_window,
+            self.options.blob_deadline,
+        )
+    }
+
+    /// The whole body, refusing more than `limit` bytes (and a drip).
     pub async fn read_limited(
         &self,
         context: &Context,
@@ -307,11 +345,8 @@ impl Transport {
         limit: usize,
     ) -> Result<Vec<u8>, RegistryError> {
         let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| transport_error(context, &request.method, &request.url, e))?
-        {
+        let mut watchdog = self.watchdog();
+        while let Some(chunk) = watchdog.next_chunk(context, request, &mut response).await? {
             if body.len() + chunk.len() > limit {
                 return Err(protocol(
                     context,
@@ -359,6 +394,7 @@ async fn send_watched(
     send: impl std::future::Future<Output = reqwest::Result<Response>>,
     progress: &std::sync::Mutex<std::time::Instant>,
     timeout: Duration,
+    deadline: tokio::time::Instant,
 ) -> Result<Response, Option<reqwest::Error>> {
     tokio::pin!(send);
     let tick = (timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
@@ -366,7 +402,9 @@ async fn send_watched(
         tokio::select! {
             result = &mut send => return result.map_err(Some),
             _ = tokio::time::sleep(tick) => {
-                if progress.lock().unwrap().elapsed() > timeout {
+                if progress.lock().unwrap().elapsed() > timeout
+                    || tokio::time::Instant::now() >= deadline
+                {
                     return Err(None);
                 }
             }
