@@ -8,6 +8,8 @@ use slipway::sanitize::escape_lines;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // Before any thread starts: no child process inherits registry secrets.
+    slipway::registry::credentials::capture_env();
     let args = <cli::Cli as clap::Parser>::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -106,9 +106,18 @@ mod tests {
                 "ssh://git:pw@git.example:2222/team/app",
                 Some("ssh://git.example:2222/team/app"),
             ),
-            ("git@github.com:team/app.git", Some("github.com:team/app.git")),
-            ("user:token@host.lan:team/app@v1", Some("host.lan:team/app@v1")),
-            ("https://github.com/team/app", Some("https://github.com/team/app")),
+            (
+                "git@github.com:team/app.git",
+                Some("github.com:team/app.git"),
+            ),
+            (
+                "user:token@host.lan:team/app@v1",
+                Some("host.lan:team/app@v1"),
+            ),
+            (
+                "https://github.com/team/app",
+                Some("https://github.com/team/app"),
+            ),
             ("https://[bad", None),
             ("file:///home/me/app", None),
             ("/home/me/app", None),

@@ -228,16 +228,45 @@ pub async fn resolve(
     Ok(env)
 }
 
+/// `SLIPWAY_REGISTRY_USERNAME`, `_PASSWORD` and `_HOST` as read at start.
+struct EnvValues {
+    username: Option<String>,
+    password: Option<String>,
+    host: Option<String>,
+}
+
+static CAPTURED: std::sync::OnceLock<EnvValues> = std::sync::OnceLock::new();
+
+fn read_env() -> EnvValues {
+    let get = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
+    EnvValues {
+        username: get(ENV_USERNAME),
+        password: std::env::var(ENV_PASSWORD).ok(),
+        host: get(ENV_HOST),
+    }
+}
+
+/// Reads `SLIPWAY_REGISTRY_*` once and removes them from this process's
+/// environment, so no child (uv, git, a credential helper) inherits them.
+/// Call at start, before any other thread runs.
+pub fn capture_env() {
+    CAPTURED.get_or_init(read_env);
+    for name in [ENV_USERNAME, ENV_PASSWORD, ENV_HOST] {
+        std::env::remove_var(name);
+    }
+}
+
 /// `SLIPWAY_REGISTRY_USERNAME` / `PASSWORD` and the one registry they are
 /// for: the one `SLIPWAY_REGISTRY_HOST` names, else `destination` (the
 /// registry `slipway build` pushes to). None when neither is known: the
 /// credentials are then sent nowhere.
 pub fn env_credentials(destination: Option<&str>) -> Option<(String, Credentials)> {
-    let username = std::env::var(ENV_USERNAME).ok().filter(|u| !u.is_empty())?;
-    let password = std::env::var(ENV_PASSWORD).ok()?;
-    let host = std::env::var(ENV_HOST)
-        .ok()
-        .filter(|h| !h.is_empty())
+    let env = CAPTURED.get_or_init(read_env);
+    let username = env.username.clone()?;
+    let password = env.password.clone()?;
+    let host = env
+        .host
+        .clone()
         .or_else(|| destination.map(str::to_string))?;
     Some((
         normalize_registry(&host),
