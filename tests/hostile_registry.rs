@@ -539,3 +539,121 @@ async fn endless_manifest_and_token_answers_are_capped() {
         "{error}"
     );
 }
+
+// --- Through the `slipway` command ---
+
+use inputs::{alpine_layout, run, Work};
+
+const ENV_USER: &str = "SLIPWAY_REGISTRY_USERNAME";
+const ENV_PASSWORD: &str = "SLIPWAY_REGISTRY_PASSWORD";
+
+/// An app-only recipe on `base`.
+fn app_recipe(work: &Work, base: &str, python: &str) -> PathBuf {
+    work.recipe(&format!(
+        "base = \"{base}\"\n{python}\n[app]\nsource = \"app\"\n"
+    ))
+}
+
+// 2. `SLIPWAY_REGISTRY_*` belong to the push registry: a base on a second
+// registry (token auth) gets none, nor does its token server. With
+// `SLIPWAY_REGISTRY_HOST` naming the base's registry, they go there instead.
+#[test]
+fn env_credentials_go_to_the_push_registry_only() {
+    let log = Log::default();
+    let tokens = Server::start("127.0.0.4", None, &log, token_handler("tok-base", "300"));
+    let base_reg = MiniRegistry::new(Some(&alpine_layout()));
+    let base = Server::start(
+        "127.0.0.3",
+        None,
+        &log,
+        require_bearer(
+            &format!("{}/token", tokens.url()),
+            "tok-base",
+            serve_registry(&base_reg),
+        ),
+    );
+    let dest_reg = MiniRegistry::new(None);
+    let dest = Server::start(
+        "127.0.0.2",
+        None,
+        &log,
+        require_basic(USER, PASSWORD, serve_registry(&dest_reg)),
+    );
+    let work = Work::new();
+    let recipe = app_recipe(
+        &work,
+        &format!("{}/library/python:3.13-alpine", base.host()),
+        "",
+    );
+    let mut cmd = work.build(&recipe);
+    cmd.arg("--push")
+        .arg(format!("{}/team/app:v1", dest.host()))
+        .env(ENV_USER, USER)
+        .env(ENV_PASSWORD, PASSWORD);
+    let out = run(&mut cmd);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(dest_reg.manifest("v1").is_some(), "the image was pushed");
+    assert_basic_seen(&log, &dest);
+    for server in [&base, &tokens] {
+        // An anonymous token is fine; the credentials are not.
+        log.assert_never_sent(&server.host(), PASSWORD);
+        log.assert_never_sent(&server.host(), &basic(USER, PASSWORD));
+    }
+    assert!(log
+        .to(&tokens.host())
+        .iter()
+        .all(|r| r.header("authorization").is_none()));
+    assert!(
+        !log.to(&tokens.host()).is_empty(),
+        "the base was pulled with a token"
+    );
+
+    // SLIPWAY_REGISTRY_HOST names the base's registry: its token server gets them.
+    let mut cmd = work.build(&recipe);
+    cmd.arg("--oci-layout")
+        .arg(work.out())
+        .env(ENV_USER, USER)
+        .env(ENV_PASSWORD, PASSWORD)
+        .env("SLIPWAY_REGISTRY_HOST", base.host());
+    let out = run(&mut cmd);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_basic_seen(&log, &tokens);
+    log.assert_never_sent(&base.host(), PASSWORD);
+}
+
+// 7. Escape sequences in a registry's error body are printed escaped.
+#[test]
+fn escape_sequences_in_an_error_body_are_escaped() {
+    let log = Log::default();
+    let hostile: Handler = Arc::new(|req: &Req| {
+        if req.path() == "/v2/" {
+            return Reply::new(200);
+        }
+        Reply::new(403).header("Content-Type", "application/json").bytes(
+            r#"{"errors":[{"code":"DENIED","message":"\u001b]0;pwned\u0007\u001b[2Jgone\r\nfake: line"}]}"#,
+        )
+    });
+    let registry = Server::start("127.0.0.2", None, &log, hostile);
+    let work = Work::new();
+    let recipe = app_recipe(
+        &work,
+        &format!("{}/library/python:3.13-alpine", registry.host()),
+        "",
+    );
+    let mut cmd = work.build(&recipe);
+    cmd.arg("--oci-layout").arg(work.out());
+    let out = run(&mut cmd);
+    assert_eq!(out.code, Some(3), "{}", out.stderr);
+    assert!(
+        !out.stderr.contains('\u{1b}') && !out.stderr.contains('\u{7}'),
+        "{:?}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains(r"\u{1b}]0;pwned\u{7}\u{1b}[2Jgone\r\nfake: line"),
+        "{}",
+        out.stderr
+    );
+    assert!(!work.out().exists());
+}
