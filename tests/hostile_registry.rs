@@ -657,3 +657,121 @@ fn escape_sequences_in_an_error_body_are_escaped() {
     );
     assert!(!work.out().exists());
 }
+
+const INDEX_USER: &str = "idx-user";
+const INDEX_PASSWORD: &str = "idx-pass-secret";
+const WHEEL: &str = "idna-3.20-py3-none-any.whl";
+
+/// A PEP 503 index on 127.0.0.5 behind basic auth, serving one wheel.
+fn private_index(log: &Log, wheel: &Path) -> Server {
+    let bytes = std::fs::read(wheel).unwrap();
+    let hex = common::fixtures::sha256_hex(&bytes);
+    let page = format!(
+        "<html><body><a href=\"/files/{WHEEL}#sha256={hex}\">{WHEEL}</a></body></html>"
+    );
+    let index: Handler = Arc::new(move |req: &Req| match req.path() {
+        "/simple/idna/" | "/simple/idna" => Reply::new(200)
+            .header("Content-Type", "text/html")
+            .bytes(page.clone()),
+        path if path == format!("/files/{WHEEL}") => Reply::new(200)
+            .header("Content-Type", "application/octet-stream")
+            .bytes(bytes.clone()),
+        _ => Reply::new(404),
+    });
+    Server::start("127.0.0.5", None, log, require_basic(INDEX_USER, INDEX_PASSWORD, index))
+}
+
+/// A uv that logs its command line and environment to `log`, then runs the real one.
+fn uv_wrapper(dir: &Path, log: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let found = std::process::Command::new("sh")
+        .args(["-c", "command -v uv"])
+        .output()
+        .ok()?;
+    let real = String::from_utf8_lossy(&found.stdout).trim().to_string();
+    if real.is_empty() {
+        return None;
+    }
+    let path = dir.join("uv-wrapper");
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\n{{ printf 'ARGV'; for a in \"$@\"; do printf ' %s' \"$a\"; done; printf '\\n'; env | sed 's/^/ENV /'; }} >> '{}'\nexec '{real}' \"$@\"\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    Some(path)
+}
+
+// 6. Index credentials reach uv through its per-index variables, never its
+// command line; uv's environment holds no registry secret; `bundle`'s own
+// wheel downloads send them to the index (and only there).
+#[test]
+fn index_credentials_reach_uv_and_bundle_the_documented_way() {
+    if common::skip_or_fail("uv") {
+        return;
+    }
+    let Some(wheelhouse) = inputs::wheelhouse() else {
+        return;
+    };
+    let log = Log::default();
+    let index = private_index(&log, &wheelhouse.join(WHEEL));
+    let work = Work::new();
+    let uv_log = work.path().join("uv.log");
+    let uv = uv_wrapper(work.path(), &uv_log).expect("uv is on PATH");
+    work.write("requirements.txt", "idna==3.20\n");
+    let python = format!(
+        "[python]\nrequirements = [\"requirements.txt\"]\nindex_url = \"http://{INDEX_USER}:{INDEX_PASSWORD}@{}/simple\"\n",
+        index.host()
+    );
+    let recipe = app_recipe(&work, "python:3.13-alpine", &python);
+    let mut build = work.build_to_layout(&recipe);
+    build
+        .arg("--uv")
+        .arg(&uv)
+        .env(ENV_USER, USER)
+        .env(ENV_PASSWORD, PASSWORD);
+    let out = run(&mut build);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+
+    let mut bundle = std::process::Command::new(env!("CARGO_BIN_EXE_slipway"));
+    bundle
+        .arg("bundle")
+        .arg(&recipe)
+        .arg("--base-layout")
+        .arg(alpine_layout())
+        .arg("--out")
+        .arg(work.path().join("bundle"))
+        .arg("--uv")
+        .arg(&uv);
+    inputs::isolate(&mut bundle, work.path());
+    bundle.env(ENV_USER, USER).env(ENV_PASSWORD, PASSWORD);
+    let bundled = run(&mut bundle);
+    assert_eq!(bundled.code, Some(0), "{}", bundled.stderr);
+    assert!(work.path().join("bundle/wheels").join(WHEEL).is_file());
+
+    for text in [&out.stdout, &out.stderr, &bundled.stdout, &bundled.stderr] {
+        assert!(!text.contains(INDEX_PASSWORD) && !text.contains(PASSWORD), "{text}");
+    }
+    let calls = std::fs::read_to_string(&uv_log).unwrap();
+    assert!(calls.lines().filter(|l| l.starts_with("ARGV")).count() >= 2, "{calls}");
+    for line in calls.lines() {
+        assert!(!line.contains(PASSWORD) && !line.contains("SLIPWAY_REGISTRY_"), "{line}");
+        if line.contains(INDEX_PASSWORD) {
+            assert!(
+                line.starts_with("ENV UV_INDEX_") && line.contains("_PASSWORD="),
+                "the index password outside uv's per-index variable: {line}"
+            );
+        }
+    }
+    assert!(calls.contains(&format!("slipway0=http://{}/simple", index.host())), "{calls}");
+    let wanted = basic(INDEX_USER, INDEX_PASSWORD);
+    let fetched_by_slipway = log.to(&index.host()).into_iter().any(|r| {
+        r.path() == format!("/files/{WHEEL}")
+            && r.header("authorization") == Some(wanted.as_str())
+            && r.header("user-agent").is_none_or(|ua| !ua.starts_with("uv/"))
+    });
+    assert!(fetched_by_slipway, "bundle fetched the wheel with the credentials");
+}
