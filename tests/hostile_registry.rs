@@ -666,9 +666,8 @@ const WHEEL: &str = "idna-3.20-py3-none-any.whl";
 fn private_index(log: &Log, wheel: &Path) -> Server {
     let bytes = std::fs::read(wheel).unwrap();
     let hex = common::fixtures::sha256_hex(&bytes);
-    let page = format!(
-        "<html><body><a href=\"/files/{WHEEL}#sha256={hex}\">{WHEEL}</a></body></html>"
-    );
+    let page =
+        format!("<html><body><a href=\"/files/{WHEEL}#sha256={hex}\">{WHEEL}</a></body></html>");
     let index: Handler = Arc::new(move |req: &Req| match req.path() {
         "/simple/idna/" | "/simple/idna" => Reply::new(200)
             .header("Content-Type", "text/html")
@@ -678,7 +677,12 @@ fn private_index(log: &Log, wheel: &Path) -> Server {
             .bytes(bytes.clone()),
         _ => Reply::new(404),
     });
-    Server::start("127.0.0.5", None, log, require_basic(INDEX_USER, INDEX_PASSWORD, index))
+    Server::start(
+        "127.0.0.5",
+        None,
+        log,
+        require_basic(INDEX_USER, INDEX_PASSWORD, index),
+    )
 }
 
 /// A uv that logs its command line and environment to `log`, then runs the real one.
@@ -753,12 +757,21 @@ fn index_credentials_reach_uv_and_bundle_the_documented_way() {
     assert!(work.path().join("bundle/wheels").join(WHEEL).is_file());
 
     for text in [&out.stdout, &out.stderr, &bundled.stdout, &bundled.stderr] {
-        assert!(!text.contains(INDEX_PASSWORD) && !text.contains(PASSWORD), "{text}");
+        assert!(
+            !text.contains(INDEX_PASSWORD) && !text.contains(PASSWORD),
+            "{text}"
+        );
     }
     let calls = std::fs::read_to_string(&uv_log).unwrap();
-    assert!(calls.lines().filter(|l| l.starts_with("ARGV")).count() >= 2, "{calls}");
+    assert!(
+        calls.lines().filter(|l| l.starts_with("ARGV")).count() >= 2,
+        "{calls}"
+    );
     for line in calls.lines() {
-        assert!(!line.contains(PASSWORD) && !line.contains("SLIPWAY_REGISTRY_"), "{line}");
+        assert!(
+            !line.contains(PASSWORD) && !line.contains("SLIPWAY_REGISTRY_"),
+            "{line}"
+        );
         if line.contains(INDEX_PASSWORD) {
             assert!(
                 line.starts_with("ENV UV_INDEX_") && line.contains("_PASSWORD="),
@@ -766,12 +779,90 @@ fn index_credentials_reach_uv_and_bundle_the_documented_way() {
             );
         }
     }
-    assert!(calls.contains(&format!("slipway0=http://{}/simple", index.host())), "{calls}");
+    assert!(
+        calls.contains(&format!("slipway0=http://{}/simple", index.host())),
+        "{calls}"
+    );
     let wanted = basic(INDEX_USER, INDEX_PASSWORD);
     let fetched_by_slipway = log.to(&index.host()).into_iter().any(|r| {
         r.path() == format!("/files/{WHEEL}")
             && r.header("authorization") == Some(wanted.as_str())
-            && r.header("user-agent").is_none_or(|ua| !ua.starts_with("uv/"))
+            && r.header("user-agent")
+                .is_none_or(|ua| !ua.starts_with("uv/"))
     });
-    assert!(fetched_by_slipway, "bundle fetched the wheel with the credentials");
+    assert!(
+        fetched_by_slipway,
+        "bundle fetched the wheel with the credentials"
+    );
+}
+
+/// The manifest annotations of the one image in the OCI layout at `dir`.
+fn layout_annotations(dir: &Path) -> serde_json::Value {
+    let read = |digest: &str| -> serde_json::Value {
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        serde_json::from_slice(&std::fs::read(dir.join("blobs/sha256").join(hex)).unwrap()).unwrap()
+    };
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let mut doc = read(index["manifests"][0]["digest"].as_str().unwrap());
+    while doc.get("manifests").is_some() {
+        doc = read(doc["manifests"][0]["digest"].as_str().unwrap());
+    }
+    doc["annotations"].clone()
+}
+
+// 8. Tokens in git remotes never reach `org.opencontainers.image.source`.
+#[test]
+fn git_remote_tokens_stay_out_of_the_source_annotation() {
+    if common::skip_or_fail("git") {
+        return;
+    }
+    let cases = [
+        (
+            "https://x-access-token:ghp_remoteSecret1@git.example/team/app.git?access_token=remoteSecret2#frag",
+            Some("https://git.example/team/app.git"),
+        ),
+        ("deploy:remoteSecret3@git.example:team/app.git", Some("git.example:team/app.git")),
+        ("https://[remoteSecret4", None),
+    ];
+    for (remote, want) in cases {
+        let work = Work::new();
+        let git = |args: &[&str]| {
+            let out = std::process::Command::new("git")
+                .arg("-C")
+                .arg(work.path())
+                .args([
+                    "-c",
+                    "user.name=t",
+                    "-c",
+                    "user.email=t@t",
+                    "-c",
+                    "commit.gpgsign=false",
+                ])
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "git {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        git(&["init", "-q"]);
+        git(&["remote", "add", "origin", remote]);
+        git(&["commit", "-q", "--allow-empty", "-m", "first"]);
+        let recipe = app_recipe(&work, "python:3.13-alpine", "");
+        let out = run(&mut work.build_to_layout(&recipe));
+        assert_eq!(out.code, Some(0), "{}", out.stderr);
+        let annotations = layout_annotations(&work.out());
+        let source = annotations["org.opencontainers.image.source"].as_str();
+        assert_eq!(source, want, "{remote}: {annotations}");
+        assert!(
+            !annotations.to_string().contains("remoteSecret"),
+            "{annotations}"
+        );
+        assert!(annotations
+            .get("org.opencontainers.image.revision")
+            .is_some());
+    }
 }
