@@ -77,6 +77,14 @@ fn blob(dir: &Path, text: &str) -> (PathBuf, Digest) {
     (path, Digest::of(text.as_bytes()))
 }
 
+/// Prints an error as the bad-input list shows it (`--nocapture`).
+fn note(case: &str, error: &RegistryError) {
+    let source = std::error::Error::source(error)
+        .map(|s| format!("\n  Caused by: {s}"))
+        .unwrap_or_default();
+    eprintln!("NOTE {case}: error: {error}{source}");
+}
+
 /// Panics unless no request to `server` carried an `Authorization` header.
 fn assert_no_authorization(log: &Log, server: &Server) {
     for req in log.to(&server.host()) {
@@ -171,6 +179,7 @@ async fn https_to_http_upload_location_is_refused() {
         .push_blob(&registry.host(), "app", &digest, &path)
         .await
         .unwrap_err();
+    note("https_to_http_upload_location", &error);
     let message = error.to_string();
     for part in [
         format!("`https://{}/v2/`", registry.host()),
@@ -219,6 +228,7 @@ async fn realm_downgrade_is_refused() {
         .get_manifest(&registry.host(), "app", "v1")
         .await
         .unwrap_err();
+    note("realm_downgrade", &error);
     let message = error.to_string();
     for part in [
         format!("`https://{}/v2/`", registry.host()),
@@ -381,6 +391,7 @@ async fn upload_put_redirect_is_refused() {
         .push_blob(&registry.host(), "app", &digest, &path)
         .await
         .unwrap_err();
+    note("upload_put_redirect", &error);
     assert_eq!(error.status(), Some(307), "{error}");
     assert!(log.to(&storage.host()).is_empty());
     assert!(!reg.has_blob(digest.as_str()));
@@ -437,6 +448,7 @@ async fn endless_blob_stops_at_its_declared_size() {
     let log = Log::default();
     let (registry, digest) = bad_blob_registry(&log, || Body::Endless);
     let (error, took) = pull_bad_blob(dir.path(), &registry, &digest, |_| {}).await;
+    note("endless_blob", &error);
     assert!(
         error
             .to_string()
@@ -453,6 +465,7 @@ async fn short_blob_fails() {
     let log = Log::default();
     let (registry, digest) = bad_blob_registry(&log, || Body::Bytes(vec![b'x'; 10]));
     let (error, _) = pull_bad_blob(dir.path(), &registry, &digest, |_| {}).await;
+    note("short_blob", &error);
     let text = format!(
         "{error}: {:?}",
         std::error::Error::source(&error).map(|s| s.to_string())
@@ -474,6 +487,7 @@ async fn dripping_blob_fails_the_minimum_rate() {
         o.min_rate_window = Duration::from_secs(2);
     })
     .await;
+    note("dripping_blob", &error);
     let source = std::error::Error::source(&error)
         .map(|s| s.to_string())
         .unwrap_or_default();
@@ -495,6 +509,7 @@ async fn blob_deadline_bounds_a_slow_transfer() {
         o.blob_deadline = Duration::from_secs(2);
     })
     .await;
+    note("blob_deadline", &error);
     let source = std::error::Error::source(&error)
         .map(|s| s.to_string())
         .unwrap_or_default();
@@ -513,6 +528,7 @@ async fn endless_manifest_and_token_answers_are_capped() {
         .get_manifest(&registry.host(), "app", "v1")
         .await
         .unwrap_err();
+    note("endless_manifest", &error);
     assert!(
         error.to_string().contains("is larger than 4194304 bytes"),
         "{error}"
@@ -534,6 +550,7 @@ async fn endless_manifest_and_token_answers_are_capped() {
         .get_manifest(&registry.host(), "app", "v1")
         .await
         .unwrap_err();
+    note("endless_token_answer", &error);
     assert!(
         error.to_string().contains("is larger than 1048576 bytes"),
         "{error}"
