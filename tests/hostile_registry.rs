@@ -82,7 +82,11 @@ fn note(case: &str, error: &RegistryError) {
     let source = std::error::Error::source(error)
         .map(|s| format!("\n  Caused by: {s}"))
         .unwrap_or_default();
-    eprintln!("NOTE {case}: error: {error}{source}");
+    let hint = error
+        .hint()
+        .map(|h| format!("\nhint: {h}"))
+        .unwrap_or_default();
+    eprintln!("NOTE {case}: error: {error}{source}{hint}");
 }
 
 /// Panics unless no request to `server` carried an `Authorization` header.
@@ -661,6 +665,7 @@ fn escape_sequences_in_an_error_body_are_escaped() {
     cmd.arg("--oci-layout").arg(work.out());
     let out = run(&mut cmd);
     assert_eq!(out.code, Some(3), "{}", out.stderr);
+    eprintln!("NOTE escaped_error_body:\n{}", out.stderr);
     assert!(
         !out.stderr.contains('\u{1b}') && !out.stderr.contains('\u{7}'),
         "{:?}",
