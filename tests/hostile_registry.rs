@@ -373,6 +373,41 @@ async fn blob_get_and_head_redirects_drop_credentials() {
     assert_basic_seen(&log, &registry);
 }
 
+// A 401 from where a redirect led is not the registry's challenge: its
+// realm gets nothing.
+#[tokio::test]
+async fn a_challenge_from_redirected_storage_is_not_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::default();
+    let evil_tokens = Server::start("127.0.0.4", None, &log, token_handler("stolen", "300"));
+    let realm = format!("{}/token", evil_tokens.url());
+    let evil: Handler = Arc::new(move |_req: &Req| {
+        Reply::new(401).header("WWW-Authenticate", &format!(r#"Bearer realm="{realm}""#))
+    });
+    let storage = Server::start("127.0.0.3", None, &log, evil);
+    let reg = MiniRegistry::new(None);
+    let digest = manifest_for(&reg, b"layer", 5);
+    let to = storage.host();
+    let registry = Server::start(
+        "127.0.0.2",
+        None,
+        &log,
+        hooked(&reg, move |req| {
+            (req.path().contains("/blobs/sha256:")).then(|| redirect_to(&to, req))
+        }),
+    );
+    let error = client(dir.path(), &registry.host(), &[], |_| {})
+        .pull_blob(&registry.host(), "app", &digest, &dir.path().join("pulled"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.status(), Some(401), "{error}");
+    assert!(
+        log.to(&evil_tokens.host()).is_empty(),
+        "the storage's realm was asked"
+    );
+    assert_no_authorization(&log, &storage);
+}
+
 // A 307 on the upload PUT: refused (the body is not sent twice), nothing
 // reaches the other host.
 #[tokio::test]

@@ -67,7 +67,11 @@ pub async fn run(args: InspectArgs) -> Result<()> {
             serde_json::to_string_pretty(&report).expect("report serialises")
         );
     } else {
-        print!("{}", inspect::render::render(&report));
+        // Everything in it came from the image: escape control characters.
+        print!(
+            "{}",
+            slipway::sanitize::escape_lines(&inspect::render::render(&report))
+        );
     }
     Ok(())
 }

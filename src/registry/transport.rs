@@ -167,7 +167,10 @@ impl Transport {
         let response = self
             .send_plain(context, request, authorization.as_ref(), attempts)
             .await?;
-        if response.status() != StatusCode::UNAUTHORIZED {
+        // Only the registry's own challenge is answered: a 401 from where a
+        // redirect led (blob storage) must not pick the token realm.
+        if response.status() != StatusCode::UNAUTHORIZED || !same_origin(&registry, response.url())
+        {
             return Ok(response);
         }
         let header = response
