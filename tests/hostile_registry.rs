@@ -819,6 +819,17 @@ fn index_credentials_reach_uv_and_bundle_the_documented_way() {
             "{text}"
         );
     }
+    // Nor in the image, the bundle or slipway's cache.
+    for dir in ["out", "bundle", "cache"] {
+        for entry in walkdir::WalkDir::new(work.path().join(dir)) {
+            let entry = entry.unwrap();
+            if entry.file_type().is_file() {
+                let bytes = std::fs::read(entry.path()).unwrap();
+                let text = String::from_utf8_lossy(&bytes);
+                assert!(!text.contains(INDEX_PASSWORD), "{}", entry.path().display());
+            }
+        }
+    }
     let calls = std::fs::read_to_string(&uv_log).unwrap();
     assert!(
         calls.lines().filter(|l| l.starts_with("ARGV")).count() >= 2,
