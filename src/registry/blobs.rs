@@ -5,7 +5,8 @@
 use super::auth::{pull_scope, push_scope};
 use super::client::{check_digest, RegistryClient, BLOB_BYTES_LIMIT};
 use super::error::{Context, RegistryError, TransportKind};
-use super::transport::{backoff, protocol, redact_url, Body, Request};
+use super::origin::redact_url;
+use super::transport::{backoff, protocol, Body, Request};
 use crate::digest::{Digest, HashingWriter};
 use reqwest::header::{HeaderMap, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use reqwest::{Method, StatusCode, Url};

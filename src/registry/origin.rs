@@ -3,7 +3,6 @@
 //! request to the realm the registry's challenge names; nothing goes from
 //! HTTPS to plain HTTP unless the user marked the target insecure.
 
-use super::transport::{is_loopback, redact_url};
 use reqwest::Url;
 
 #[derive(Clone, Debug, Default)]
@@ -89,12 +88,57 @@ impl OriginPolicy {
     }
 }
 
+/// The host of `host[:port]` (IPv6 in brackets kept as is).
+pub fn host_of(registry: &str) -> &str {
+    if registry.starts_with('[') {
+        return registry.split_inclusive(']').next().unwrap_or(registry);
+    }
+    registry.split(':').next().unwrap_or(registry)
+}
+
+/// 127.0.0.0/8, `localhost`, `[::1]`, with or without a port.
+pub fn is_loopback(registry: &str) -> bool {
+    let host = host_of(registry);
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A URL fit for logs and errors: no user info, no query (upload and
+/// redirect URLs may carry signatures or state), no fragment.
+pub fn redact_url(url: &Url) -> String {
+    let mut clean = url.clone();
+    let _ = clean.set_username("");
+    let _ = clean.set_password(None);
+    let had_query = clean.query().is_some();
+    clean.set_query(None);
+    clean.set_fragment(None);
+    let mut text = clean.to_string();
+    if had_query {
+        text.push_str("?<redacted>");
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn url(text: &str) -> Url {
         Url::parse(text).unwrap()
+    }
+
+    #[test]
+    fn redacts_urls() {
+        let url =
+            Url::parse("https://user:pw@host:5000/v2/app/blobs/uploads/u?_state=abc&digest=x#f")
+                .unwrap();
+        let text = redact_url(&url);
+        assert_eq!(text, "https://host:5000/v2/app/blobs/uploads/u?<redacted>");
+        let url = Url::parse("http://h/token").unwrap();
+        assert_eq!(redact_url(&url), "http://h/token");
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! timeout never fires) and a deadline for the whole body.
 
 use super::error::{Context, RegistryError, TransportKind};
-use super::transport::{redact_url, transport_error, Request};
+use super::origin::redact_url;
+use super::transport::{transport_error, Request};
 use reqwest::Response;
 use std::time::{Duration, Instant};
 
