@@ -114,6 +114,30 @@ impl Log {
             .collect()
     }
 
+    /// Panics if a request to `server` carried an `Authorization` header or
+    /// holds `secret` anywhere.
+    pub fn assert_no_authorization(&self, server: &str, secret: &str) {
+        for req in self.to(server) {
+            assert!(
+                req.header("authorization").is_none(),
+                "credentials reached {server}: {}",
+                req.text()
+            );
+        }
+        self.assert_never_sent(server, secret);
+    }
+
+    /// Panics unless `server` got these basic credentials (they were in play).
+    pub fn assert_basic_seen(&self, server: &str, user: &str, pass: &str) {
+        let wanted = basic(user, pass);
+        assert!(
+            self.to(server)
+                .iter()
+                .any(|r| r.header("authorization") == Some(wanted.as_str())),
+            "{server} never got the credentials"
+        );
+    }
+
     /// Panics if any request to `server` holds `secret` anywhere.
     pub fn assert_never_sent(&self, server: &str, secret: &str) {
         for req in self.to(server) {
