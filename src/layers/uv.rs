@@ -327,3 +327,81 @@ fn bare_name(word: &str) -> String {
     let name = &word[..end];
     name.split('[').next().unwrap_or(name).to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_credentials_go_to_uvs_per_index_variables_not_its_arguments() {
+        let mut cmd = Command::new("uv");
+        let extra = vec![
+            "https://extra.example/simple".to_string(),
+            "https://bot:p%40ss@two.example:8443/simple".to_string(),
+        ];
+        index_args(
+            &mut cmd,
+            false,
+            Some("https://me%20x:s3cret@idx.example/simple"),
+            &extra,
+            &[],
+        );
+        let args: Vec<String> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            args,
+            [
+                "--default-index",
+                "slipway0=https://idx.example/simple",
+                "--index",
+                "https://extra.example/simple",
+                "--index",
+                "slipway2=https://two.example:8443/simple",
+            ]
+        );
+        let envs: Vec<(String, String)> = cmd
+            .get_envs()
+            .filter_map(|(k, v)| {
+                Some((
+                    k.to_string_lossy().into_owned(),
+                    v?.to_string_lossy().into_owned(),
+                ))
+            })
+            .collect();
+        for pair in [
+            ("UV_INDEX_SLIPWAY0_USERNAME", "me x"),
+            ("UV_INDEX_SLIPWAY0_PASSWORD", "s3cret"),
+            ("UV_INDEX_SLIPWAY2_USERNAME", "bot"),
+            ("UV_INDEX_SLIPWAY2_PASSWORD", "p@ss"),
+        ] {
+            assert!(
+                envs.contains(&(pair.0.to_string(), pair.1.to_string())),
+                "{pair:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn index_credentials_authorize_their_own_origin_only() {
+        let index = IndexUrl::parse("https://u:p@idx.example/simple");
+        assert!(!format!("{index:?}").contains(":p@") && !format!("{index:?}").contains("\"p\""));
+        let same = url::Url::parse("https://idx.example/files/a.whl").unwrap();
+        assert_eq!(
+            index.authorization_for(&same).as_deref(),
+            Some("Basic dTpw")
+        );
+        for other in [
+            "https://files.example/a.whl",
+            "http://idx.example/a.whl",
+            "https://idx.example:444/a.whl",
+        ] {
+            let other = url::Url::parse(other).unwrap();
+            assert_eq!(index.authorization_for(&other), None, "{other}");
+        }
+        let plain = IndexUrl::parse("https://idx.example/simple");
+        assert_eq!(plain.credentials, None);
+        assert_eq!(plain.authorization_for(&same), None);
+    }
+}
