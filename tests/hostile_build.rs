@@ -359,3 +359,48 @@ fn git_remote_tokens_stay_out_of_the_source_annotation() {
             .is_some());
     }
 }
+
+// 5. A base registry dripping its layers: `--min-rate` (and its
+// `SLIPWAY_MIN_RATE_SECONDS` window) end the build in bounded time, with
+// nothing written and the cache whole.
+#[test]
+fn dripping_base_registry_fails_the_build_in_bounded_time() {
+    let log = Log::default();
+    let base_reg = MiniRegistry::new(Some(&alpine_layout()));
+    let inner = serve_registry(&base_reg);
+    let dripping: Handler = Arc::new(move |req: &Req| {
+        if req.method == "GET" && req.path().contains("/blobs/") {
+            let reply = inner(req);
+            if reply.status == 200 {
+                return Reply::new(200).body(common::hostile::Body::Drip(
+                    std::time::Duration::from_millis(100),
+                ));
+            }
+            return reply;
+        }
+        inner(req)
+    });
+    let base = Server::start("127.0.0.3", None, &log, dripping);
+    let work = Work::new();
+    let recipe = app_recipe(
+        &work,
+        &format!("{}/library/python:3.13-alpine", base.host()),
+        "",
+    );
+    let mut cmd = work.build(&recipe);
+    cmd.arg("--oci-layout")
+        .arg(work.out())
+        .args(["--min-rate", "1", "--retries", "1"])
+        .env("SLIPWAY_MIN_RATE_SECONDS", "2");
+    let started = std::time::Instant::now();
+    let out = run(&mut cmd);
+    assert_eq!(out.code, Some(3), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("under the minimum rate"),
+        "{}",
+        out.stderr
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+    assert!(!work.out().exists());
+    inputs::assert_cache_whole(&work.cache());
+}
