@@ -395,6 +395,7 @@ fn dripping_base_registry_fails_the_build_in_bounded_time() {
     let started = std::time::Instant::now();
     let out = run(&mut cmd);
     assert_eq!(out.code, Some(3), "{}", out.stderr);
+    eprintln!("NOTE dripping_base_registry:\n{}", out.stderr);
     assert!(
         out.stderr.contains("under the minimum rate"),
         "{}",
