@@ -318,13 +318,17 @@ fn build_site_packages_layers(
         Error::wrap(kind, e, hint)
     })?;
     let uv_version = uv_version(&opts.uv)?;
+    // Keyed without credentials: a rotated index password keeps the layer.
+    let bare = |url: &String| crate::layers::uv::IndexUrl::parse(url).url;
+    let index_url = deps.index_url.as_ref().map(bare);
+    let extra_index_urls: Vec<String> = deps.extra_index_urls.iter().map(bare).collect();
     let inputs = plan::SitePackagesInputs {
         uv_version: &uv_version,
         python_platform: &python_platform,
         facts,
         requirement_files: deps.key_files.clone(),
-        index_url: deps.index_url.as_deref(),
-        extra_index_urls: &deps.extra_index_urls,
+        index_url: index_url.as_deref(),
+        extra_index_urls: &extra_index_urls,
         find_links: deps
             .find_links
             .iter()

@@ -3,9 +3,13 @@
 
 mod cli;
 
+use slipway::sanitize::escape_lines;
+
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // Before any thread starts: no child process inherits registry secrets.
+    slipway::registry::credentials::capture_env();
     let args = <cli::Cli as clap::Parser>::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -17,14 +21,14 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {}", error.message);
+            eprintln!("error: {}", escape_lines(&error.message));
             let mut source = std::error::Error::source(&error);
             while let Some(cause) = source {
-                eprintln!("  Caused by: {cause}");
+                eprintln!("  Caused by: {}", escape_lines(&cause.to_string()));
                 source = cause.source();
             }
             if let Some(hint) = &error.hint {
-                eprintln!("hint: {hint}");
+                eprintln!("hint: {}", escape_lines(hint));
             }
             ExitCode::from(error.exit_code() as u8)
         }

@@ -7,6 +7,7 @@
 //! through the one installed with [`Progress::install`] (see [`current`]);
 //! without one they stay silent.
 
+use crate::sanitize::escape;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal as _;
 use std::sync::{Arc, Mutex, RwLock};
@@ -86,6 +87,7 @@ pub fn current_or_install(quiet: bool, verbose: bool) -> Progress {
 
 /// A diagnostic line on stderr that does not tear the bars (e.g. `--verbose` requests).
 pub fn print_line(message: &str) {
+    let message = &*escape(message);
     match installed() {
         Some(p) if p.mode == Mode::Terminal => {
             let _ = p.inner.multi.println(message);
@@ -148,6 +150,7 @@ impl Progress {
 
     /// Prints a line above any bars (nothing when quiet).
     pub fn line(&self, message: &str) {
+        let message = &*escape(message);
         match self.mode {
             Mode::Quiet => {}
             Mode::Plain => eprintln!("{message}"),
@@ -160,6 +163,7 @@ impl Progress {
     /// Starts a step: ends the one running (a `✓` line with its time on a
     /// terminal) and shows this one (a spinner, or a plain line).
     pub fn step(&self, message: &str) {
+        let message = &*escape(message);
         self.end_step();
         let bar = match self.mode {
             Mode::Quiet => None,
@@ -199,7 +203,8 @@ impl Progress {
     /// A detail of the running step, e.g. one line of uv's output: the
     /// spinner's message on a terminal, a line when verbose otherwise.
     pub fn detail(&self, message: &str) {
-        let message = message.trim();
+        // uv's output, file names: nothing from outside reaches the terminal raw.
+        let message = &*escape(message.trim());
         if message.is_empty() {
             return;
         }

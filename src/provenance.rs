@@ -36,7 +36,9 @@ pub fn annotations(dir: &Path) -> BTreeMap<String, String> {
     if let Some(revision) = git(dir, &["rev-parse", "HEAD"]) {
         out.insert(REVISION.to_string(), revision);
         if let Some(url) = git(dir, &["config", "--get", "remote.origin.url"]) {
-            out.insert(SOURCE.to_string(), without_credentials(&url));
+            if let Some(source) = source_url(&url) {
+                out.insert(SOURCE.to_string(), source);
+            }
         }
         if let Some(tag) = git(dir, &["describe", "--tags", "--exact-match", "HEAD"]) {
             out.insert(VERSION.to_string(), tag);
@@ -61,16 +63,28 @@ fn git(dir: &Path, args: &[&str]) -> Option<String> {
     (!line.is_empty()).then(|| line.to_string())
 }
 
-/// A remote URL without the user name and password (tokens live there).
-pub fn without_credentials(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
-            let _ = parsed.set_username("");
-            let _ = parsed.set_password(None);
-            parsed.to_string()
-        }
-        _ => url.to_string(),
+/// A remote as the source annotation shows it: scheme, host, port and
+/// path only (user info, query and fragment hold tokens); scp-style
+/// `user@host:path` becomes `host:path`. None when the remote is neither.
+pub fn source_url(remote: &str) -> Option<String> {
+    if remote.contains("://") {
+        let url = url::Url::parse(remote).ok()?;
+        let host = url.host_str().filter(|h| !h.is_empty())?;
+        let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
+        return Some(format!("{}://{host}{port}{}", url.scheme(), url.path()));
     }
+    // scp-style `[user[:token]@]host:path`: user info ends at the last `@`
+    // before the path begins.
+    let head_end = remote.find('/').unwrap_or(remote.len());
+    let start = remote[..head_end].rfind('@').map_or(0, |i| i + 1);
+    let (host, path) = remote[start..].split_once(':')?;
+    let path = path.split(['?', '#']).next().unwrap_or("");
+    let host_ok = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+    let path_ok = !path.is_empty() && !path.chars().any(|c| c.is_whitespace() || c.is_control());
+    (host_ok && path_ok).then(|| format!("{host}:{path}"))
 }
 
 #[cfg(test)]
@@ -78,19 +92,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn strips_credentials_from_remote_urls() {
-        assert_eq!(
-            without_credentials("https://bot:ghp_secret@github.com/team/app.git"),
-            "https://github.com/team/app.git"
-        );
-        assert_eq!(
-            without_credentials("git@github.com:team/app.git"),
-            "git@github.com:team/app.git"
-        );
-        assert_eq!(
-            without_credentials("https://github.com/team/app"),
-            "https://github.com/team/app"
-        );
+    fn source_keeps_scheme_host_and_path_only() {
+        let cases = [
+            (
+                "https://bot:ghp_secret@github.com/team/app.git",
+                Some("https://github.com/team/app.git"),
+            ),
+            (
+                "https://github.com/team/app.git?access_token=tok#frag",
+                Some("https://github.com/team/app.git"),
+            ),
+            (
+                "ssh://git:pw@git.example:2222/team/app",
+                Some("ssh://git.example:2222/team/app"),
+            ),
+            (
+                "git@github.com:team/app.git",
+                Some("github.com:team/app.git"),
+            ),
+            (
+                "user:token@host.lan:team/app@v1",
+                Some("host.lan:team/app@v1"),
+            ),
+            (
+                "https://github.com/team/app",
+                Some("https://github.com/team/app"),
+            ),
+            ("https://[bad", None),
+            ("file:///home/me/app", None),
+            ("/home/me/app", None),
+            ("not a url", None),
+            ("host:", None),
+        ];
+        for (remote, want) in cases {
+            assert_eq!(source_url(remote).as_deref(), want, "{remote}");
+        }
     }
 
     #[test]

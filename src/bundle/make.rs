@@ -217,8 +217,15 @@ pub async fn make(client: &RegistryClient, opts: &MakeOptions) -> Result<MakeRep
         .timeout(opts.timeout)
         .build()
         .map_err(|e| Error::new(ErrorKind::Other, format!("cannot make an HTTP client: {e}")))?;
+    let py = &opts.recipe.python;
+    let indexes: Vec<_> = py
+        .index_url
+        .iter()
+        .chain(&py.extra_index_urls)
+        .map(|url| crate::layers::uv::IndexUrl::parse(url))
+        .collect();
     let fetched: Vec<u64> = stream::iter(all_pins.values())
-        .map(|(pin, _)| wheels::fetch(&http, pin, &wheel_dir))
+        .map(|(pin, _)| wheels::fetch(&http, pin, &wheel_dir, &indexes))
         .buffer_unordered(PARALLEL_FETCHES)
         .try_collect()
         .await

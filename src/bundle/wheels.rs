@@ -4,6 +4,7 @@
 //! from a local find-links dir) with the sha256 checked.
 
 use crate::digest::{Digest, HashingWriter};
+use crate::layers::uv::IndexUrl;
 use futures::StreamExt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -320,7 +321,14 @@ pub fn parse_requirements(text: &str) -> Vec<PinLine> {
 /// Makes sure `dir/pin.file` holds the pinned wheel: kept if it already
 /// does, else copied or downloaded (temp file, sha256 checked, renamed).
 /// Returns the bytes fetched (0 when kept).
-pub async fn fetch(http: &reqwest::Client, pin: &Pin, dir: &Path) -> Result<u64, WheelError> {
+/// `indexes`: the recipe's index URLs; a wheel on one's origin is fetched
+/// with its credentials (a wheel on another host gets none).
+pub async fn fetch(
+    http: &reqwest::Client,
+    pin: &Pin,
+    dir: &Path,
+    indexes: &[IndexUrl],
+) -> Result<u64, WheelError> {
     let dest = dir.join(&pin.file);
     if crate::digest::digest_file(&dest).is_ok_and(|(d, _)| d == pin.sha256) {
         return Ok(0);
@@ -332,7 +340,10 @@ pub async fn fetch(http: &reqwest::Client, pin: &Pin, dir: &Path) -> Result<u64,
             let mut file = std::fs::File::open(path).map_err(io_err(path))?;
             std::io::copy(&mut file, &mut writer).map_err(io_err(path))?;
         }
-        Source::Url(url) => download(http, url, &mut writer).await?,
+        Source::Url(url) => {
+            let authorization = indexes.iter().find_map(|i| i.authorization_for(url));
+            download(http, url, authorization, &mut writer).await?
+        }
     }
     let (_, actual, size) = writer.finish();
     if actual != pin.sha256 {
@@ -353,14 +364,23 @@ pub async fn fetch(http: &reqwest::Client, pin: &Pin, dir: &Path) -> Result<u64,
 async fn download(
     http: &reqwest::Client,
     url: &url::Url,
+    authorization: Option<String>,
     writer: &mut impl Write,
 ) -> Result<(), WheelError> {
     let fail = |message: String| WheelError::Fetch {
         url: url.to_string(),
         message,
     };
-    let response = http
-        .get(url.clone())
+    let mut request = http.get(url.clone());
+    if let Some(value) = authorization
+        .as_deref()
+        .and_then(|v| reqwest::header::HeaderValue::from_str(v).ok())
+    {
+        let mut value = value;
+        value.set_sensitive(true);
+        request = request.header(reqwest::header::AUTHORIZATION, value);
+    }
+    let response = request
         .send()
         .await
         .and_then(|r| r.error_for_status())

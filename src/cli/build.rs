@@ -63,7 +63,11 @@ pub async fn run(args: BuildArgs) -> Result<()> {
             .with_hint("pass a new path, an existing OCI layout dir, or remove what is there")
     })?;
     let common = &args.common;
-    let (client, mirrors) = registry_client(common)?;
+    let push_registry = match &destination {
+        Destination::Push(reference) => Some(reference.registry.as_str()),
+        _ => None,
+    };
+    let (client, mirrors) = registry_client(common, push_registry)?;
     let log = Log {
         quiet: common.quiet || common.json,
         verbose: common.verbose,

@@ -33,7 +33,7 @@ pub async fn run(args: BundleArgs) -> Result<()> {
     })?;
     args.tools.apply(&mut recipe)?;
     let common = &args.common;
-    let (client, mirrors) = registry_client(common)?;
+    let (client, mirrors) = registry_client(common, None)?;
     let options = MakeOptions {
         recipe,
         out: args.out.clone(),

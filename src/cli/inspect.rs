@@ -26,7 +26,7 @@ pub struct InspectArgs {
 pub async fn run(args: InspectArgs) -> Result<()> {
     let target = Target::parse(&args.image).map_err(input_error)?;
     let common = &args.common;
-    let (client, mirrors) = registry_client(common)?;
+    let (client, mirrors) = registry_client(common, None)?;
     let cache_dir = common
         .cache_dir
         .clone()
@@ -67,7 +67,11 @@ pub async fn run(args: InspectArgs) -> Result<()> {
             serde_json::to_string_pretty(&report).expect("report serialises")
         );
     } else {
-        print!("{}", inspect::render::render(&report));
+        // Everything in it came from the image: escape control characters.
+        print!(
+            "{}",
+            slipway::sanitize::escape_lines(&inspect::render::render(&report))
+        );
     }
     Ok(())
 }

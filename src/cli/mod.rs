@@ -42,6 +42,9 @@ pub struct CommonArgs {
     /// Allow plain HTTP to this registry (loopback registries always may). Repeatable.
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
     pub insecure_registries: Vec<String>,
+    /// Speak HTTPS to this loopback registry (loopback registries default to plain HTTP). Repeatable.
+    #[arg(long = "https-registry", value_name = "HOST[:PORT]")]
+    pub https_registries: Vec<String>,
     /// Pull images of registry FROM from registry TO (e.g. docker.io=mirror:5000). Repeatable.
     #[arg(long = "registry-mirror", value_name = "FROM=TO")]
     pub mirrors: Vec<String>,
@@ -54,6 +57,15 @@ pub struct CommonArgs {
     /// Seconds to wait for a registry to connect or answer.
     #[arg(long, default_value_t = 60)]
     pub timeout: u64,
+    /// Fail a registry transfer that moves slower than this many KiB/s for --min-rate-seconds.
+    #[arg(long, value_name = "KIB_PER_S", env = "SLIPWAY_MIN_RATE", default_value_t = slipway::registry::client::DEFAULT_MIN_RATE_KIB)]
+    pub min_rate: u64,
+    /// The window over which --min-rate is measured, in seconds.
+    #[arg(long, value_name = "SECONDS", env = "SLIPWAY_MIN_RATE_SECONDS", default_value_t = slipway::registry::client::DEFAULT_MIN_RATE_SECONDS)]
+    pub min_rate_seconds: u64,
+    /// The most one blob download or upload may take, in seconds.
+    #[arg(long, value_name = "SECONDS", env = "SLIPWAY_BLOB_DEADLINE", default_value_t = slipway::registry::client::DEFAULT_BLOB_DEADLINE_SECONDS)]
+    pub blob_deadline: u64,
     /// Print one JSON document describing the result instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -142,9 +154,13 @@ pub fn input_error(message: String) -> Error {
     Error::new(ErrorKind::Input, message)
 }
 
-/// A registry client plus the mirrors to use for pulls, from flags and the config file.
+/// A registry client plus the mirrors to use for pulls, from flags and the
+/// config file. `destination`: the registry pushed to, which
+/// `SLIPWAY_REGISTRY_USERNAME` / `PASSWORD` belong to unless
+/// `SLIPWAY_REGISTRY_HOST` names another.
 pub fn registry_client(
     common: &CommonArgs,
+    destination: Option<&str>,
 ) -> Result<(RegistryClient, std::collections::BTreeMap<String, String>)> {
     let config_path = common.config.clone().or_else(slipway::config::default_path);
     let config = slipway::config::load(config_path.as_deref())
@@ -159,10 +175,15 @@ pub fn registry_client(
     insecure.extend(common.insecure_registries.iter().cloned());
     let options = RegistryOptions {
         insecure,
+        https: common.https_registries.clone(),
         timeout: Duration::from_secs(common.timeout),
+        min_rate: common.min_rate.saturating_mul(1024),
+        min_rate_window: Duration::from_secs(common.min_rate_seconds.max(1)),
+        blob_deadline: Duration::from_secs(common.blob_deadline.max(1)),
         retries: common.retries,
         docker_config: None,
         verbose: common.verbose,
+        env_credentials: slipway::registry::credentials::env_credentials(destination),
     };
     let client = RegistryClient::new(options).map_err(|e| {
         let hint = e.hint();

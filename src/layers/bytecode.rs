@@ -248,7 +248,11 @@ pub fn compile(
 ) -> Result<Vec<Entry>, BytecodeError> {
     let compiled = compile_report(python, sources, out_dir, owner)?;
     for (path, message) in &compiled.skipped {
-        eprintln!("warning: not compiling `{path}`: {}", message.trim());
+        eprintln!(
+            "warning: not compiling `{}`: {}",
+            crate::sanitize::escape(path),
+            crate::sanitize::escape(message.trim())
+        );
     }
     Ok(compiled.entries)
 }

@@ -44,9 +44,12 @@ pub struct InstallReport {
     pub log: String,
 }
 
-/// The `uv pip install` command line for `spec`'s requirements files.
 /// Where uv may look for packages: `--offline --no-index` or the indexes,
 /// plus find-links either way. Shared by install, `uv build` and `uv pip compile`.
+///
+/// An index URL's `user:password@` never reaches uv's command line (any
+/// process can read it): the index is named and the credentials go in the
+/// per-index variables uv documents, `UV_INDEX_<NAME>_USERNAME` / `_PASSWORD`.
 pub fn index_args(
     cmd: &mut Command,
     offline: bool,
@@ -57,11 +60,24 @@ pub fn index_args(
     if offline {
         cmd.args(["--offline", "--no-index"]);
     } else {
-        if let Some(url) = index_url {
-            cmd.args(["--index-url", url]);
-        }
-        for url in extra_index_urls {
-            cmd.args(["--extra-index-url", url]);
+        let indexes = index_url
+            .map(|url| ("--default-index", url))
+            .into_iter()
+            .chain(extra_index_urls.iter().map(|url| ("--index", url.as_str())));
+        for (i, (flag, url)) in indexes.enumerate() {
+            let index = IndexUrl::parse(url);
+            match &index.credentials {
+                Some((username, password)) => {
+                    let name = format!("slipway{i}");
+                    let var = format!("UV_INDEX_{}", name.to_uppercase());
+                    cmd.arg(flag).arg(format!("{name}={}", index.url));
+                    cmd.env(format!("{var}_USERNAME"), username)
+                        .env(format!("{var}_PASSWORD"), password);
+                }
+                None => {
+                    cmd.args([flag, &index.url]);
+                }
+            }
         }
     }
     for link in find_links {
@@ -69,6 +85,69 @@ pub fn index_args(
     }
 }
 
+/// An index URL with its user info taken out.
+#[derive(Clone, PartialEq, Eq)]
+pub struct IndexUrl {
+    /// The URL without `user:password@`.
+    pub url: String,
+    /// (user, password), percent-decoded.
+    pub credentials: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for IndexUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let user = self.credentials.as_ref().map(|(u, _)| u.as_str());
+        write!(f, "IndexUrl({:?}, user {user:?}, password ****)", self.url)
+    }
+}
+
+impl IndexUrl {
+    /// `https://user:pw@host/simple`; a string that is not a URL is kept as is.
+    pub fn parse(text: &str) -> IndexUrl {
+        let Ok(mut url) = url::Url::parse(text) else {
+            return IndexUrl {
+                url: text.to_string(),
+                credentials: None,
+            };
+        };
+        if url.username().is_empty() && url.password().is_none() {
+            return IndexUrl {
+                url: text.to_string(),
+                credentials: None,
+            };
+        }
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        let credentials = (decode(url.username()), decode(url.password().unwrap_or("")));
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        IndexUrl {
+            url: url.to_string(),
+            credentials: Some(credentials),
+        }
+    }
+
+    /// The basic `Authorization` for `target` when it is on this index's
+    /// origin (scheme, host, port): never for another host.
+    pub fn authorization_for(&self, target: &url::Url) -> Option<String> {
+        let (username, password) = self.credentials.as_ref()?;
+        let own = url::Url::parse(&self.url).ok()?;
+        if own.origin() != target.origin() {
+            return None;
+        }
+        use base64::Engine as _;
+        let raw = format!("{username}:{password}");
+        Some(format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(raw)
+        ))
+    }
+}
+
+/// The `uv pip install` command line for `spec`'s requirements files.
 pub fn command(spec: &UvInstall) -> Command {
     let mut cmd = base_command(spec);
     if spec.require_hashes {
@@ -247,4 +326,82 @@ fn bare_name(word: &str) -> String {
         .unwrap_or(word.len());
     let name = &word[..end];
     name.split('[').next().unwrap_or(name).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_credentials_go_to_uvs_per_index_variables_not_its_arguments() {
+        let mut cmd = Command::new("uv");
+        let extra = vec![
+            "https://extra.example/simple".to_string(),
+            "https://bot:p%40ss@two.example:8443/simple".to_string(),
+        ];
+        index_args(
+            &mut cmd,
+            false,
+            Some("https://me%20x:s3cret@idx.example/simple"),
+            &extra,
+            &[],
+        );
+        let args: Vec<String> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            args,
+            [
+                "--default-index",
+                "slipway0=https://idx.example/simple",
+                "--index",
+                "https://extra.example/simple",
+                "--index",
+                "slipway2=https://two.example:8443/simple",
+            ]
+        );
+        let envs: Vec<(String, String)> = cmd
+            .get_envs()
+            .filter_map(|(k, v)| {
+                Some((
+                    k.to_string_lossy().into_owned(),
+                    v?.to_string_lossy().into_owned(),
+                ))
+            })
+            .collect();
+        for pair in [
+            ("UV_INDEX_SLIPWAY0_USERNAME", "me x"),
+            ("UV_INDEX_SLIPWAY0_PASSWORD", "s3cret"),
+            ("UV_INDEX_SLIPWAY2_USERNAME", "bot"),
+            ("UV_INDEX_SLIPWAY2_PASSWORD", "p@ss"),
+        ] {
+            assert!(
+                envs.contains(&(pair.0.to_string(), pair.1.to_string())),
+                "{pair:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn index_credentials_authorize_their_own_origin_only() {
+        let index = IndexUrl::parse("https://u:p@idx.example/simple");
+        assert!(!format!("{index:?}").contains(":p@") && !format!("{index:?}").contains("\"p\""));
+        let same = url::Url::parse("https://idx.example/files/a.whl").unwrap();
+        assert_eq!(
+            index.authorization_for(&same).as_deref(),
+            Some("Basic dTpw")
+        );
+        for other in [
+            "https://files.example/a.whl",
+            "http://idx.example/a.whl",
+            "https://idx.example:444/a.whl",
+        ] {
+            let other = url::Url::parse(other).unwrap();
+            assert_eq!(index.authorization_for(&other), None, "{other}");
+        }
+        let plain = IndexUrl::parse("https://idx.example/simple");
+        assert_eq!(plain.credentials, None);
+        assert_eq!(plain.authorization_for(&same), None);
+    }
 }

@@ -107,10 +107,18 @@ pub fn parse_token_response(body: &[u8]) -> Result<(Secret, Duration), String> {
         .filter(|t| !t.is_empty())
         .or(answer.access_token.filter(|t| !t.is_empty()))
         .ok_or_else(|| "the token server's answer has no `token`".to_string())?;
-    // The spec's default and minimum is 60 seconds.
-    let lifetime = Duration::from_secs(answer.expires_in.unwrap_or(60).max(60));
+    // The spec's default and minimum is 60 seconds; a day at most, whatever
+    // the server claims (u64::MAX must not overflow an Instant).
+    let lifetime = Duration::from_secs(
+        answer
+            .expires_in
+            .unwrap_or(60)
+            .clamp(60, MAX_TOKEN_LIFETIME),
+    );
     Ok((Secret::new(token), lifetime))
 }
+
+const MAX_TOKEN_LIFETIME: u64 = 24 * 3600;
 
 /// Challenges per registry and bearer tokens per (registry, scopes).
 #[derive(Default)]
@@ -145,7 +153,10 @@ impl AuthCache {
     }
 
     pub fn set_token(&self, registry: &str, scopes: &[String], token: Secret, lifetime: Duration) {
-        let expires = Instant::now() + lifetime.saturating_sub(EXPIRY_MARGIN);
+        let now = Instant::now();
+        let expires = now
+            .checked_add(lifetime.saturating_sub(EXPIRY_MARGIN))
+            .unwrap_or(now);
         lock(&self.tokens).insert((registry.to_string(), scopes.join(" ")), (token, expires));
     }
 }
@@ -204,6 +215,11 @@ mod tests {
         let (t, life) = parse_token_response(br#"{"access_token":"xyz"}"#).unwrap();
         assert_eq!((t.expose(), life), ("xyz", Duration::from_secs(60)));
         assert!(parse_token_response(br#"{"token":""}"#).is_err());
+        let (_, life) =
+            parse_token_response(br#"{"token":"t","expires_in":18446744073709551615}"#).unwrap();
+        assert_eq!(life, Duration::from_secs(24 * 3600));
+        let cache = AuthCache::default();
+        cache.set_token("r", &[], Secret::new("t"), Duration::MAX);
     }
 
     #[test]

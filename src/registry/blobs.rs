@@ -4,8 +4,9 @@
 
 use super::auth::{pull_scope, push_scope};
 use super::client::{check_digest, RegistryClient, BLOB_BYTES_LIMIT};
-use super::error::{Context, RegistryError};
-use super::transport::{backoff, protocol, transport_error, Body, Request};
+use super::error::{Context, RegistryError, TransportKind};
+use super::origin::redact_url;
+use super::transport::{backoff, protocol, Body, Request};
 use crate::digest::{Digest, HashingWriter};
 use reqwest::header::{HeaderMap, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use reqwest::{Method, StatusCode, Url};
@@ -33,9 +34,12 @@ impl RegistryClient {
                     StatusCode::OK,
                 )
                 .await?;
+            let limit = self.declared_size(digest).map_or(BLOB_BYTES_LIMIT, |size| {
+                size.min(BLOB_BYTES_LIMIT as u64) as usize
+            });
             let bytes = self
                 .transport
-                .read_limited(&context, &request, response, BLOB_BYTES_LIMIT)
+                .read_limited(&context, &request, response, limit)
                 .await?;
             check_digest(&context, digest, Digest::of(&bytes))?;
             Ok(bytes)
@@ -96,12 +100,26 @@ impl RegistryClient {
         );
         let mut hasher = HashingWriter::new(std::io::sink());
         let label = format!("pull {}", &digest.as_str()[..digest.as_str().len().min(19)]);
-        let mut transfer = crate::progress::current().transfer(&label, response.content_length());
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| transport_error(context, &request.method, &request.url, e))?
+        // The manifest's word for the size, else the answer's: reading stops
+        // as soon as the body passes it, so an endless body fills no disk.
+        let declared = self.declared_size(digest).or(response.content_length());
+        let mut transfer = crate::progress::current().transfer(&label, declared);
+        let mut watchdog = self.transport.watchdog();
+        let mut received: u64 = 0;
+        while let Some(chunk) = watchdog
+            .next_chunk(context, &request, &mut response)
+            .await?
         {
+            received += chunk.len() as u64;
+            if let Some(size) = declared.filter(|size| received > *size) {
+                return Err(protocol(
+                    context,
+                    format!(
+                        "GET `{}` sent more than the blob's declared {size} bytes",
+                        redact_url(&request.url)
+                    ),
+                ));
+            }
             hasher.write_all(&chunk).expect("hashing into a sink");
             transfer.advance(chunk.len() as u64);
             file.write_all(&chunk)
@@ -111,6 +129,17 @@ impl RegistryClient {
         file.flush().await.map_err(io_error("write", temp.path()))?;
         drop(file);
         let (_, actual, size) = hasher.finish();
+        if let Some(declared) = declared.filter(|declared| size < *declared) {
+            // Cut short: retried like a broken connection.
+            return Err(RegistryError::Transport {
+                context: Box::new(context.clone()),
+                method: request.method.to_string(),
+                url: redact_url(&request.url),
+                kind: TransportKind::Body,
+                source: format!("the body ended after {size} of its declared {declared} bytes")
+                    .into(),
+            });
+        }
         check_digest(context, digest, actual)?;
         temp.persist(dest)
             .map_err(|e| io_error("write", dest)(e.error))?;

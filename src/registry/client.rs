@@ -17,8 +17,21 @@ pub struct RegistryOptions {
     /// Loopback hosts (127.0.0.0/8, localhost, [::1]) always may. A bare host
     /// matches every port.
     pub insecure: Vec<String>,
+    /// Loopback registries (host[:port]) that speak HTTPS (loopback
+    /// registries are otherwise spoken to over plain HTTP).
+    pub https: Vec<String>,
     /// Timeout for connecting and for each read.
     pub timeout: Duration,
+    /// The watchdog on bodies: fail when fewer than `min_rate` bytes/s
+    /// arrived over `min_rate_window` (a drip that keeps each read alive).
+    pub min_rate: u64,
+    pub min_rate_window: Duration,
+    /// The most one blob transfer may take, however fast it moves.
+    pub blob_deadline: Duration,
+    /// The registry `SLIPWAY_REGISTRY_USERNAME` / `PASSWORD` belong to, and
+    /// those credentials: used for that registry only (see the README,
+    /// "Where credentials go").
+    pub env_credentials: Option<(String, super::Credentials)>,
     /// Attempts per request for 429 / 5xx / connection errors.
     pub retries: u32,
     /// Docker config (`~/.docker/config.json` or `$DOCKER_CONFIG/config.json`).
@@ -31,13 +44,24 @@ impl Default for RegistryOptions {
     fn default() -> Self {
         RegistryOptions {
             insecure: Vec::new(),
+            https: Vec::new(),
             timeout: Duration::from_secs(30),
+            min_rate: DEFAULT_MIN_RATE_KIB * 1024,
+            min_rate_window: Duration::from_secs(DEFAULT_MIN_RATE_SECONDS),
+            blob_deadline: Duration::from_secs(DEFAULT_BLOB_DEADLINE_SECONDS),
+            env_credentials: None,
             retries: 4,
             docker_config: None,
             verbose: false,
         }
     }
 }
+
+/// Defaults of the body watchdog: under 10 KiB/s for 30 s fails, and no
+/// blob may take longer than an hour.
+pub const DEFAULT_MIN_RATE_KIB: u64 = 10;
+pub const DEFAULT_MIN_RATE_SECONDS: u64 = 30;
+pub const DEFAULT_BLOB_DEADLINE_SECONDS: u64 = 3600;
 
 /// A manifest or index as fetched, digest verified.
 #[derive(Clone, Debug)]
@@ -58,6 +82,9 @@ pub(super) const BLOB_BYTES_LIMIT: usize = 64 << 20;
 pub struct RegistryClient {
     pub options: RegistryOptions,
     pub(super) transport: Transport,
+    /// Blob sizes the fetched manifests declared: a pull stops as soon as
+    /// it passes this.
+    pub(super) declared_sizes: std::sync::Mutex<std::collections::HashMap<Digest, u64>>,
 }
 
 impl RegistryClient {
@@ -65,6 +92,7 @@ impl RegistryClient {
         Ok(RegistryClient {
             transport: Transport::new(options.clone())?,
             options,
+            declared_sizes: Default::default(),
         })
     }
 
@@ -116,12 +144,50 @@ impl RegistryClient {
                 });
             }
         }
+        self.remember_sizes(&bytes);
         let media_type = media_type(&headers, &bytes);
         Ok(FetchedManifest {
             bytes,
             media_type,
             digest,
         })
+    }
+
+    /// Notes the sizes a manifest declares for its config and layers (the
+    /// smaller claim wins when two manifests disagree).
+    fn remember_sizes(&self, manifest: &[u8]) {
+        #[derive(serde::Deserialize)]
+        struct Descriptor {
+            digest: String,
+            size: u64,
+        }
+        #[derive(serde::Deserialize)]
+        struct Manifest {
+            config: Option<Descriptor>,
+            #[serde(default)]
+            layers: Vec<Descriptor>,
+        }
+        let Ok(manifest) = serde_json::from_slice::<Manifest>(manifest) else {
+            return;
+        };
+        let mut sizes = self
+            .declared_sizes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for descriptor in manifest.config.into_iter().chain(manifest.layers) {
+            if let Ok(digest) = Digest::parse(&descriptor.digest) {
+                let size = sizes.entry(digest).or_insert(descriptor.size);
+                *size = (*size).min(descriptor.size);
+            }
+        }
+    }
+
+    pub(super) fn declared_size(&self, digest: &Digest) -> Option<u64> {
+        self.declared_sizes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(digest)
+            .copied()
     }
 
     /// HEAD a manifest: its digest if the registry has it.

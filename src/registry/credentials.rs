@@ -1,6 +1,7 @@
 //! Credentials for a registry, in docker's order: config.json (`credHelpers`,
 //! `auths`, `credsStore`), then `SLIPWAY_REGISTRY_USERNAME` /
-//! `SLIPWAY_REGISTRY_PASSWORD`, then anonymous. Secrets never print.
+//! `SLIPWAY_REGISTRY_PASSWORD` when they belong to that registry (see
+//! `env_credentials`), then anonymous. Secrets never print.
 
 use super::error::RegistryError;
 use base64::Engine as _;
@@ -60,6 +61,7 @@ impl Credentials {
 
 pub const ENV_USERNAME: &str = "SLIPWAY_REGISTRY_USERNAME";
 pub const ENV_PASSWORD: &str = "SLIPWAY_REGISTRY_PASSWORD";
+pub const ENV_HOST: &str = "SLIPWAY_REGISTRY_HOST";
 const HELPER_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Standard base64, padded or not (docker writes it padded, others don't).
@@ -193,9 +195,11 @@ pub fn config_path(explicit: Option<&Path>) -> Option<PathBuf> {
 }
 
 /// Credentials for `registry`, or None for anonymous.
+/// `env`: the credentials from the environment, when they belong to `registry`.
 pub async fn resolve(
     registry: &str,
     docker_config: Option<&Path>,
+    env: Option<Credentials>,
 ) -> Result<Option<Credentials>, RegistryError> {
     let other = |message: String| RegistryError::Other {
         registry: registry.to_string(),
@@ -221,16 +225,56 @@ pub async fn resolve(
             Source::None => {}
         }
     }
-    Ok(from_env())
+    Ok(env)
 }
 
-fn from_env() -> Option<Credentials> {
-    let username = std::env::var(ENV_USERNAME).ok().filter(|u| !u.is_empty())?;
-    let password = std::env::var(ENV_PASSWORD).ok()?;
-    Some(Credentials::Basic {
-        username,
-        password: Secret::new(password),
-    })
+/// `SLIPWAY_REGISTRY_USERNAME`, `_PASSWORD` and `_HOST` as read at start.
+struct EnvValues {
+    username: Option<String>,
+    password: Option<String>,
+    host: Option<String>,
+}
+
+static CAPTURED: std::sync::OnceLock<EnvValues> = std::sync::OnceLock::new();
+
+fn read_env() -> EnvValues {
+    let get = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
+    EnvValues {
+        username: get(ENV_USERNAME),
+        password: std::env::var(ENV_PASSWORD).ok(),
+        host: get(ENV_HOST),
+    }
+}
+
+/// Reads `SLIPWAY_REGISTRY_*` once and removes them from this process's
+/// environment, so no child (uv, git, a credential helper) inherits them.
+/// Call at start, before any other thread runs.
+pub fn capture_env() {
+    CAPTURED.get_or_init(read_env);
+    for name in [ENV_USERNAME, ENV_PASSWORD, ENV_HOST] {
+        std::env::remove_var(name);
+    }
+}
+
+/// `SLIPWAY_REGISTRY_USERNAME` / `PASSWORD` and the one registry they are
+/// for: the one `SLIPWAY_REGISTRY_HOST` names, else `destination` (the
+/// registry `slipway build` pushes to). None when neither is known: the
+/// credentials are then sent nowhere.
+pub fn env_credentials(destination: Option<&str>) -> Option<(String, Credentials)> {
+    let env = CAPTURED.get_or_init(read_env);
+    let username = env.username.clone()?;
+    let password = env.password.clone()?;
+    let host = env
+        .host
+        .clone()
+        .or_else(|| destination.map(str::to_string))?;
+    Some((
+        normalize_registry(&host),
+        Credentials::Basic {
+            username,
+            password: Secret::new(password),
+        },
+    ))
 }
 
 /// `docker-credential-<name> get`: None when the helper has nothing for this

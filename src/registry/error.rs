@@ -66,9 +66,17 @@ pub fn parse_api_errors(body: &[u8]) -> Vec<ApiError> {
         #[serde(default)]
         errors: Vec<ApiError>,
     }
-    serde_json::from_slice::<Body>(body)
+    // Printed later: escape what a hostile registry could put in them.
+    let errors = serde_json::from_slice::<Body>(body)
         .map(|b| b.errors)
-        .unwrap_or_default()
+        .unwrap_or_default();
+    errors
+        .into_iter()
+        .map(|e| ApiError {
+            code: crate::sanitize::escape(&e.code).into_owned(),
+            message: crate::sanitize::escape(&e.message).into_owned(),
+        })
+        .collect()
 }
 
 /// Why a request got no HTTP answer.
@@ -219,7 +227,10 @@ impl RegistryError {
                 status, context, ..
             } => match status {
                 401 => Some(format!(
-                    "check the credentials for `{registry}`: `docker login {registry}` (config.json in $DOCKER_CONFIG or ~/.docker), or SLIPWAY_REGISTRY_USERNAME / SLIPWAY_REGISTRY_PASSWORD"
+                    "check the credentials for `{registry}`: `docker login {registry}` (config.json in $DOCKER_CONFIG or ~/.docker), or SLIPWAY_REGISTRY_USERNAME / SLIPWAY_REGISTRY_PASSWORD (for the registry pushed to, or the one SLIPWAY_REGISTRY_HOST names)"
+                )),
+                307 | 308 if context.operation == "push blob" => Some(format!(
+                    "`{registry}` redirected the upload elsewhere: slipway does not send a layer (or credentials) to another place than the registry's upload session; check the registry's storage settings"
                 )),
                 403 => Some(format!(
                     "the credentials for `{registry}` are not allowed this on `{}`: check the account's permissions",
@@ -251,7 +262,7 @@ impl RegistryError {
                     "for a registry that speaks plain HTTP use --insecure-registry `{registry}`; for a private CA set SSL_CERT_FILE"
                 )),
                 TransportKind::Timeout => Some(format!(
-                    "`{registry}` did not answer in time: check the network"
+                    "`{registry}` did not answer in time, or too slowly: check the network; --timeout, --min-rate, --min-rate-seconds and --blob-deadline set the limits"
                 )),
                 _ => None,
             },

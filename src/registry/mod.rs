@@ -15,8 +15,10 @@ mod blobs;
 pub mod client;
 pub mod credentials;
 pub mod error;
+mod origin;
 mod token;
 mod transport;
+mod watchdog;
 
 pub use client::{FetchedManifest, RegistryClient, RegistryOptions};
 pub use credentials::{Credentials, Secret};

@@ -83,9 +83,17 @@ impl Transport {
         let mut url = Url::parse(realm).map_err(|_| {
             protocol(
                 context,
-                format!("the token realm `{realm}` is not a valid URL"),
+                format!(
+                    "the token realm `{}` is not a valid URL",
+                    crate::sanitize::escape(realm)
+                ),
             )
         })?;
+        // The realm may be on another host (that is normal), but the
+        // credentials and the token never travel in the clear.
+        self.origin
+            .check_secret_target(&self.registry_url(context)?, &url)
+            .map_err(|message| protocol(context, message))?;
         let request = match self.credentials(&context.registry).await? {
             Some(Credentials::IdentityToken(refresh)) => {
                 // OAuth2: exchange the refresh token.
@@ -145,7 +153,16 @@ impl Transport {
         if let Some(found) = cache.get(registry) {
             return Ok(found.clone());
         }
-        let found = credentials::resolve(registry, self.options.docker_config.as_deref()).await?;
+        let env = self
+            .options
+            .env_credentials
+            .as_ref()
+            .filter(|(host, _)| {
+                credentials::normalize_registry(host) == credentials::normalize_registry(registry)
+            })
+            .map(|(_, found)| found.clone());
+        let found =
+            credentials::resolve(registry, self.options.docker_config.as_deref(), env).await?;
         cache.insert(registry.to_string(), found.clone());
         Ok(found)
     }

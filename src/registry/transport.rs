@@ -6,6 +6,8 @@ use super::auth::AuthCache;
 use super::client::RegistryOptions;
 use super::credentials::{Credentials, Secret};
 use super::error::{parse_api_errors, Context, RegistryError, TransportKind};
+use super::origin::{host_of, is_loopback, redact_url, same_origin, OriginPolicy};
+use super::watchdog::Watchdog;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_LENGTH};
 use reqwest::{Method, Response, StatusCode, Url};
 use std::collections::HashMap;
@@ -59,6 +61,7 @@ pub struct Transport {
     remote_upload: reqwest::Client,
     loopback_upload: reqwest::Client,
     pub(super) auth: AuthCache,
+    pub(super) origin: OriginPolicy,
     pub(super) credentials: tokio::sync::Mutex<HashMap<String, Option<Credentials>>>,
 }
 
@@ -69,9 +72,13 @@ const ERROR_BODY_LIMIT: usize = 64 * 1024;
 
 impl Transport {
     pub fn new(options: RegistryOptions) -> Result<Transport, RegistryError> {
+        let origin = OriginPolicy {
+            insecure: options.insecure.clone(),
+        };
         let build = |proxied: bool, read_timeout: bool| {
             let mut builder = reqwest::Client::builder()
                 .user_agent(concat!("slipway/", env!("CARGO_PKG_VERSION")))
+                .redirect(origin.redirect_policy())
                 .connect_timeout(options.timeout);
             if read_timeout {
                 builder = builder.read_timeout(options.timeout);
@@ -90,6 +97,7 @@ impl Transport {
             remote_upload: build(true, false)?,
             loopback_upload: build(false, false)?,
             options,
+            origin,
             auth: AuthCache::default(),
             credentials: Default::default(),
         })
@@ -101,7 +109,12 @@ impl Transport {
             "docker.io" | "index.docker.io" => "registry-1.docker.io",
             other => other,
         };
-        let plain = is_loopback(registry)
+        let tls = self
+            .options
+            .https
+            .iter()
+            .any(|h| h == registry || h == host_of(registry));
+        let plain = (is_loopback(registry) && !tls)
             || self
                 .options
                 .insecure
@@ -127,8 +140,15 @@ impl Transport {
             .await
     }
 
+    /// The registry's own origin (`<base>/v2/`).
+    pub fn registry_url(&self, context: &Context) -> Result<Url, RegistryError> {
+        self.url(context, "")
+    }
+
     /// Send with auth: a 401 is answered (token or basic) and the request
     /// sent once more. Non-2xx answers are returned for the caller to judge.
+    /// A request to another origin (an upload Location elsewhere) is sent
+    /// without credentials, and never from HTTPS to plain HTTP.
     pub async fn send_with(
         &self,
         context: &Context,
@@ -136,11 +156,21 @@ impl Transport {
         scopes: &[String],
         attempts: u32,
     ) -> Result<Response, RegistryError> {
+        let registry = self.registry_url(context)?;
+        if !same_origin(&registry, &request.url) {
+            self.origin
+                .check_downgrade(&registry, &request.url)
+                .map_err(|message| protocol(context, message))?;
+            return self.send_plain(context, request, None, attempts).await;
+        }
         let authorization = self.authorization(context, scopes).await?;
         let response = self
             .send_plain(context, request, authorization.as_ref(), attempts)
             .await?;
-        if response.status() != StatusCode::UNAUTHORIZED {
+        // Only the registry's own challenge is answered: a 401 from where a
+        // redirect led (blob storage) must not pick the token realm.
+        if response.status() != StatusCode::UNAUTHORIZED || !same_origin(&registry, response.url())
+        {
             return Ok(response);
         }
         let header = response
@@ -243,7 +273,8 @@ impl Transport {
             }
         };
         let result = if upload {
-            send_watched(builder.send(), &progress, self.options.timeout).await
+            let deadline = tokio::time::Instant::now() + self.options.blob_deadline;
+            send_watched(builder.send(), &progress, self.options.timeout, deadline).await
         } else {
             builder.send().await.map_err(Some)
         };
@@ -267,8 +298,9 @@ impl Transport {
                 url: redact_url(&request.url),
                 kind: TransportKind::Timeout,
                 source: format!(
-                    "the upload made no progress for {} s",
-                    self.options.timeout.as_secs_f64()
+                    "the upload made no progress for {} s (--timeout), or took longer than {} s (--blob-deadline)",
+                    self.options.timeout.as_secs_f64(),
+                    self.options.blob_deadline.as_secs_f64()
                 )
                 .into(),
             },
@@ -298,7 +330,16 @@ impl Transport {
         }
     }
 
-    /// The whole body, refusing more than `limit` bytes.
+    /// The body watchdog for one transfer (see `watchdog`).
+    pub fn watchdog(&self) -> Watchdog {
+        Watchdog::new(
+            self.options.min_rate,
+            self.options.min_rate_window,
+            self.options.blob_deadline,
+        )
+    }
+
+    /// The whole body, refusing more than `limit` bytes (and a drip).
     pub async fn read_limited(
         &self,
         context: &Context,
@@ -307,11 +348,8 @@ impl Transport {
         limit: usize,
     ) -> Result<Vec<u8>, RegistryError> {
         let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| transport_error(context, &request.method, &request.url, e))?
-        {
+        let mut watchdog = self.watchdog();
+        while let Some(chunk) = watchdog.next_chunk(context, request, &mut response).await? {
             if body.len() + chunk.len() > limit {
                 return Err(protocol(
                     context,
@@ -359,6 +397,7 @@ async fn send_watched(
     send: impl std::future::Future<Output = reqwest::Result<Response>>,
     progress: &std::sync::Mutex<std::time::Instant>,
     timeout: Duration,
+    deadline: tokio::time::Instant,
 ) -> Result<Response, Option<reqwest::Error>> {
     tokio::pin!(send);
     let tick = (timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
@@ -366,7 +405,9 @@ async fn send_watched(
         tokio::select! {
             result = &mut send => return result.map_err(Some),
             _ = tokio::time::sleep(tick) => {
-                if progress.lock().unwrap().elapsed() > timeout {
+                if progress.lock().unwrap().elapsed() > timeout
+                    || tokio::time::Instant::now() >= deadline
+                {
                     return Err(None);
                 }
             }
@@ -428,40 +469,6 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
     Some(Duration::from_secs(seconds).min(RETRY_AFTER_CAP))
 }
 
-/// The host of `host[:port]` (IPv6 in brackets kept as is).
-fn host_of(registry: &str) -> &str {
-    if registry.starts_with('[') {
-        return registry.split_inclusive(']').next().unwrap_or(registry);
-    }
-    registry.split(':').next().unwrap_or(registry)
-}
-
-/// 127.0.0.0/8, `localhost`, `[::1]`, with or without a port.
-pub fn is_loopback(registry: &str) -> bool {
-    let host = host_of(registry);
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    bare.eq_ignore_ascii_case("localhost")
-        || bare
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
-/// A URL fit for logs and errors: no user info, no query (upload and
-/// redirect URLs may carry signatures or state), no fragment.
-pub fn redact_url(url: &Url) -> String {
-    let mut clean = url.clone();
-    let _ = clean.set_username("");
-    let _ = clean.set_password(None);
-    let had_query = clean.query().is_some();
-    clean.set_query(None);
-    clean.set_fragment(None);
-    let mut text = clean.to_string();
-    if had_query {
-        text.push_str("?<redacted>");
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -487,17 +494,6 @@ mod tests {
         assert_eq!(t.base_url("docker.io"), "https://registry-1.docker.io");
         assert_eq!(t.base_url("ghcr.io"), "https://ghcr.io");
         assert_eq!(t.base_url("128.0.0.1"), "https://128.0.0.1");
-    }
-
-    #[test]
-    fn redacts_urls() {
-        let url =
-            Url::parse("https://user:pw@host:5000/v2/app/blobs/uploads/u?_state=abc&digest=x#f")
-                .unwrap();
-        let text = redact_url(&url);
-        assert_eq!(text, "https://host:5000/v2/app/blobs/uploads/u?<redacted>");
-        let url = Url::parse("http://h/token").unwrap();
-        assert_eq!(redact_url(&url), "http://h/token");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 pub mod fake_server;
 pub mod fault_proxy;
 pub mod fixtures;
+pub mod hostile;
 pub mod image;
 pub mod registry;
 pub mod token_server;
