@@ -6,11 +6,12 @@ use crate::assemble::{self, NewLayer};
 use crate::cache::{Cache, LayerRecord};
 use crate::error::{io, Error, ErrorKind, Result};
 use crate::facts::{self, PythonFacts};
-use crate::layers::{self, app, bytecode, deps, sitepackages, tarball, Entry, Owner};
+use crate::layers::tarball::{self, FileDigests};
+use crate::layers::{self, app, bytecode, deps, sitepackages, Entry, Owner};
 use crate::plan;
 use crate::publish::{self, BlobReport, Publishable};
 use crate::recipe::{Destination, Recipe};
-use crate::registry::RegistryClient;
+use crate::registry::{RegistryClient, RegistryError};
 use crate::report::{BuildReport, LayerKind, PlatformReport, Timings};
 use crate::resolve::{self, BaseImage};
 use std::collections::BTreeMap;
@@ -172,10 +173,7 @@ pub async fn base_facts(
                 for layer in &base.manifest.layers {
                     let path = resolve::fetch_blob(client, cache, &base.location, &layer.digest)
                         .await
-                        .map_err(|e| {
-                            let hint = e.hint();
-                            Error::wrap(ErrorKind::Registry, e, hint)
-                        })?;
+                        .map_err(fetch_failure)?;
                     files.push(path);
                 }
                 let scan = resolve::scan_layers(&files)
@@ -195,8 +193,11 @@ pub async fn base_facts(
     })
 }
 
-/// The recipe's excludes plus slipway's own cache and output when they sit
-/// inside the source tree, so a build never packs its own cache or last image.
+/// The recipe's excludes plus slipway's own files when they sit inside the
+/// source tree: the recipe, the cache and the output, and the dirs above the
+/// output that hold nothing else (made by slipway for it, e.g. `build/` of
+/// `--oci-layout build/image`), so a build never packs its own inputs or
+/// last image and two builds of the same tree give the same app layer.
 fn excludes_with_outputs(opts: &BuildOptions, source_dir: &Path) -> Vec<String> {
     let mut excludes = opts.recipe.app.excludes.clone();
     let source = std::fs::canonicalize(source_dir).unwrap_or_else(|_| source_dir.to_path_buf());
@@ -205,7 +206,13 @@ fn excludes_with_outputs(opts: &BuildOptions, source_dir: &Path) -> Vec<String> 
         Destination::DockerArchive(file) => Some(file.clone()),
         Destination::Push(_) => None,
     };
-    for path in std::iter::once(opts.cache_dir.clone()).chain(output) {
+    let own = [Some(opts.cache_dir.clone()), Some(opts.recipe.file.clone())];
+    for (path, is_output) in own
+        .into_iter()
+        .flatten()
+        .map(|p| (p, false))
+        .chain(output.map(|p| (p, true)))
+    {
         let absolute = if path.is_absolute() {
             path
         } else {
@@ -214,10 +221,22 @@ fn excludes_with_outputs(opts: &BuildOptions, source_dir: &Path) -> Vec<String> 
         let parent = absolute
             .parent()
             .and_then(|p| std::fs::canonicalize(p).ok());
-        let resolved = parent
+        let mut resolved = parent
             .zip(absolute.file_name())
             .map(|(p, n)| p.join(n))
             .unwrap_or(absolute);
+        if is_output {
+            // Climb while the parent holds only this path.
+            while let Some(parent) = resolved.parent().filter(|p| p.starts_with(&source) && *p != source) {
+                let only_child = std::fs::read_dir(parent)
+                    .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name()).collect::<Vec<_>>())
+                    .is_ok_and(|names| names.len() == 1 && Some(names[0].as_os_str()) == resolved.file_name());
+                if !only_child {
+                    break;
+                }
+                resolved = parent.to_path_buf();
+            }
+        }
         if let Ok(inside) = resolved.strip_prefix(&source) {
             if let Some(inside) = inside.to_str().filter(|s| !s.is_empty()) {
                 excludes.push(format!("/{inside}"));
@@ -241,27 +260,69 @@ fn build_app_layers(
         return Ok(Vec::new());
     };
     let excludes = excludes_with_outputs(opts, source_dir);
-    let entries = app::collect(&app::AppSource {
+    // A file rewritten between the two reads (key, then pack) fails the
+    // attempt without caching anything; one more attempt reads it settled.
+    match app_layers_once(opts, cache, facts, owner, source_dir, &excludes) {
+        Err(e) if e.kind == ErrorKind::Other && e.message.contains(CHANGED_MARK) => {
+            opts.log.step("an app file changed during the build; reading the app again");
+            app_layers_once(opts, cache, facts, owner, source_dir, &excludes)
+        }
+        other => other,
+    }
+}
+
+/// Part of the message of a file-changed-under-the-build error.
+const CHANGED_MARK: &str = "changed while slipway was reading it";
+
+/// An error reading the user's files: unreadable is bad input (2), changed
+/// under the build is local I/O (1); both name the file.
+fn source_error(context: &str) -> impl Fn(std::io::Error) -> Error + '_ {
+    move |e| match layers::SourceError::of(&e) {
+        Some(source) => {
+            let kind = match source {
+                layers::SourceError::Changed { .. } => ErrorKind::Other,
+                layers::SourceError::Unreadable { .. } => ErrorKind::Input,
+            };
+            Error::new(kind, source.to_string()).with_hint(source.hint())
+        }
+        None => io(context.to_string())(e),
+    }
+}
+
+fn app_layers_once(
+    opts: &BuildOptions,
+    cache: &Cache,
+    facts: &PythonFacts,
+    owner: Owner,
+    source_dir: &Path,
+    excludes: &[String],
+) -> Result<Vec<Built>> {
+    let recipe = &opts.recipe;
+    let collected = app::collect(&app::AppSource {
         source_dir,
         destination: &recipe.app.destination,
-        excludes: &excludes,
+        excludes,
         owner,
     })
     .map_err(|e| {
         let hint = e.hint(source_dir);
         Error::wrap(ErrorKind::Input, e, hint)
     })?;
-    let key = plan::app_key(&entries, opts.epoch).map_err(io("cannot read the app's files"))?;
+    for warning in &collected.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let entries = collected.entries;
+    let digests = plan::file_digests(&entries).map_err(source_error("cannot read the app's files"))?;
+    let key = plan::app_key(&entries, &digests, opts.epoch);
     let mut out = vec![cached_layer(
         cache,
         &key,
         &format!("slipway: app → {}", recipe.app.destination),
         LayerKind::App,
         opts,
-        || Ok((entries.clone(), None)),
+        || Ok((entries.clone(), None, digests.clone())),
     )?];
     if recipe.app.bytecode {
-        let sources = app::python_sources(&entries);
         let bkey = plan::bytecode_key(&key, &facts.version);
         out.push(cached_layer(
             cache,
@@ -270,8 +331,13 @@ fn build_app_layers(
             LayerKind::AppBytecode,
             opts,
             || {
+                let snapshot = cache
+                    .temp_dir("app-sources")
+                    .map_err(io("cannot create a temp dir in the cache"))?;
+                let sources = layers::python_sources_snapshot(&entries, &digests, snapshot.path())
+                    .map_err(source_error("cannot read the app's files"))?;
                 compile(opts, cache, facts, &sources, &entries, owner)
-                    .map(|(dir, e)| (e, Some(dir)))
+                    .map(|(dir, e)| (e, Some(dir), Default::default()))
             },
         )?);
     }
@@ -328,8 +394,9 @@ fn build_site_packages_layers(
         find_links: deps
             .find_links
             .iter()
-            .map(|l| (l.clone(), plan::find_links_listing(l)))
-            .collect(),
+            .map(|l| Ok((l.clone(), plan::find_links_listing(l)?)))
+            .collect::<std::io::Result<_>>()
+            .map_err(io("cannot read the find-links dir"))?,
         offline: deps.offline,
         allow_sdist: py.allow_sdist,
         epoch: opts.epoch,
@@ -413,7 +480,7 @@ fn build_site_packages_layers(
         .map_err(|e| Error::wrap(ErrorKind::Dependencies, e, None))?;
     let entries = layers::normalise(entries, Owner::default());
     opts.log.step("writing the site-packages layer");
-    let record = write_into_cache(cache, &key, &entries, opts.epoch)?;
+    let record = write_into_cache(cache, &key, &entries, opts.epoch, &Default::default())?;
     let mut out = vec![(
         NewLayer {
             record,
@@ -432,8 +499,9 @@ fn build_site_packages_layers(
             .filter(|e| e.path.ends_with(".py"))
             .cloned()
             .collect();
+        let py_digests = plan::file_digests(&py_entries).map_err(io("cannot read site-packages"))?;
         let content_key = plan::bytecode_key(
-            &plan::app_key(&py_entries, opts.epoch).map_err(io("cannot read site-packages"))?,
+            &plan::app_key(&py_entries, &py_digests, opts.epoch),
             &facts.version,
         );
         let (built, kind, reused) = cached_layer(
@@ -445,7 +513,7 @@ fn build_site_packages_layers(
             || {
                 opts.log.step("compiling site-packages bytecode");
                 compile(opts, cache, facts, &sources, &entries, owner)
-                    .map(|(dir, e)| (e, Some(dir)))
+                    .map(|(dir, e)| (e, Some(dir), Default::default()))
             },
         )?;
         cache
@@ -456,6 +524,10 @@ fn build_site_packages_layers(
     Ok(out)
 }
 
+/// What a layer is built from: its entries, the scratch dir holding their
+/// files (if any), and the content digests its key was made of.
+type LayerInputs = (Vec<Entry>, Option<tempfile::TempDir>, FileDigests);
+
 /// Reuses the layer for `key` from the cache or builds it from `entries()`.
 fn cached_layer(
     cache: &Cache,
@@ -463,7 +535,7 @@ fn cached_layer(
     created_by: &str,
     kind: LayerKind,
     opts: &BuildOptions,
-    entries: impl FnOnce() -> Result<(Vec<Entry>, Option<tempfile::TempDir>)>,
+    entries: impl FnOnce() -> Result<LayerInputs>,
 ) -> Result<Built> {
     let _lock = cache.lock(key).map_err(io("cannot lock the cache"))?;
     let (record, reused) = match cache.layer(key) {
@@ -474,8 +546,11 @@ fn cached_layer(
                 created_by.trim_start_matches("slipway: ")
             ));
             // `_scratch` holds the entries' files until the layer is written.
-            let (entries, _scratch) = entries()?;
-            (write_into_cache(cache, key, &entries, opts.epoch)?, false)
+            let (entries, _scratch, digests) = entries()?;
+            (
+                write_into_cache(cache, key, &entries, opts.epoch, &digests)?,
+                false,
+            )
         }
     };
     opts.log.cache(key, reused);
@@ -504,18 +579,26 @@ fn peak_rss_kib() -> u64 {
 static COMPRESS_NANOS: AtomicU64 = AtomicU64::new(0);
 static COMPRESS_BYTES: AtomicU64 = AtomicU64::new(0);
 
+/// Packs `entries` (checked against `digests`, see
+/// [`tarball::write_layer_checked`]) into the blob store under `key`.
 fn write_into_cache(
     cache: &Cache,
     key: &str,
     entries: &[Entry],
     epoch: u64,
+    digests: &FileDigests,
 ) -> Result<LayerRecord> {
     let scratch = cache
         .temp_dir("layer")
         .map_err(io("cannot create a temp dir in the cache"))?;
     let started = Instant::now();
-    let blob = tarball::write_layer(entries, epoch, &scratch.path().join("layer.tar.gz"))
-        .map_err(io(format!("cannot write layer `{key}`")))?;
+    let blob = tarball::write_layer_checked(
+        entries,
+        epoch,
+        &scratch.path().join("layer.tar.gz"),
+        digests,
+    )
+    .map_err(source_error(&format!("cannot write layer `{key}`")))?;
     COMPRESS_NANOS.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
     COMPRESS_BYTES.fetch_add(blob.uncompressed_size, Ordering::Relaxed);
     cache
@@ -598,10 +681,7 @@ async fn publish_to(
             for layer in &img.layers[..img.new_from] {
                 resolve::fetch_blob(client, cache, &base.location, &layer.digest)
                     .await
-                    .map_err(|e| {
-                        let hint = e.hint();
-                        Error::wrap(ErrorKind::Registry, e, hint)
-                    })?;
+                    .map_err(fetch_failure)?;
             }
         }
     }
@@ -612,14 +692,27 @@ async fn publish_to(
             publish::registry::push(client, cache, image, reference)
                 .await
                 .map_err(|e| {
+                    use publish::registry::PushError;
+                    let kind = match &e {
+                        PushError::Registry(RegistryError::Io { .. }) | PushError::Io { .. } => {
+                            ErrorKind::Other
+                        }
+                        PushError::Registry(_) => ErrorKind::Registry,
+                        PushError::Fetch(fetch) => fetch_kind(fetch),
+                        PushError::Blob(blob) => blob_kind(blob),
+                    };
                     let hint = e.hint();
-                    Error::wrap(ErrorKind::Registry, e, hint)
+                    Error::wrap(kind, e, hint)
                 })
         }
         Destination::OciLayout(dir) => {
             log.step(&format!("writing OCI layout `{}`", dir.display()));
-            publish::layout::write(image, dir, "latest", &local)
-                .map_err(io(format!("cannot write OCI layout `{}`", dir.display())))
+            publish::layout::write(image, dir, "latest", &local).map_err(|e| {
+                if publish::BlobError::of(&e).is_some() {
+                    return Error::new(blob_kind(&e), e.to_string());
+                }
+                io(format!("cannot write OCI layout `{}`", dir.display()))(e)
+            })
         }
         Destination::DockerArchive(file) => {
             log.step(&format!("writing docker archive `{}`", file.display()));
@@ -628,9 +721,37 @@ async fn publish_to(
                 .map_err(io("cannot create a temp dir in the cache"))?;
             publish::archive::write(image, file, None, scratch.path(), &local).map_err(|e| {
                 let hint = e.hint();
-                Error::wrap(ErrorKind::Other, e, hint)
+                let kind = match &e {
+                    publish::archive::ArchiveError::Blob(blob) => blob_kind(blob),
+                    _ => ErrorKind::Other,
+                };
+                Error::wrap(kind, e, hint)
             })
         }
+    }
+}
+
+/// Exit code by cause for a base blob that could not be had: the cache (a
+/// full disk) is local I/O, not the registry's fault.
+fn fetch_kind(e: &resolve::ResolveError) -> ErrorKind {
+    use resolve::ResolveError as R;
+    match e {
+        R::Registry(RegistryError::Io { .. }) | R::Io(_) | R::Cache { .. } => ErrorKind::Other,
+        R::Registry(_) => ErrorKind::Registry,
+        _ => ErrorKind::Input,
+    }
+}
+
+fn fetch_failure(e: resolve::ResolveError) -> Error {
+    let hint = e.hint();
+    Error::wrap(fetch_kind(&e), e, hint)
+}
+
+/// A base descriptor that lies is bad input; a corrupt cache file local I/O.
+fn blob_kind(e: &std::io::Error) -> ErrorKind {
+    match publish::BlobError::of(e) {
+        Some(blob) if blob.is_bad_input() => ErrorKind::Input,
+        _ => ErrorKind::Other,
     }
 }
 
