@@ -227,10 +227,19 @@ fn excludes_with_outputs(opts: &BuildOptions, source_dir: &Path) -> Vec<String> 
             .unwrap_or(absolute);
         if is_output {
             // Climb while the parent holds only this path.
-            while let Some(parent) = resolved.parent().filter(|p| p.starts_with(&source) && *p != source) {
+            while let Some(parent) = resolved
+                .parent()
+                .filter(|p| p.starts_with(&source) && *p != source)
+            {
                 let only_child = std::fs::read_dir(parent)
-                    .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name()).collect::<Vec<_>>())
-                    .is_ok_and(|names| names.len() == 1 && Some(names[0].as_os_str()) == resolved.file_name());
+                    .map(|d| {
+                        d.filter_map(|e| e.ok())
+                            .map(|e| e.file_name())
+                            .collect::<Vec<_>>()
+                    })
+                    .is_ok_and(|names| {
+                        names.len() == 1 && Some(names[0].as_os_str()) == resolved.file_name()
+                    });
                 if !only_child {
                     break;
                 }
@@ -264,7 +273,8 @@ fn build_app_layers(
     // attempt without caching anything; one more attempt reads it settled.
     match app_layers_once(opts, cache, facts, owner, source_dir, &excludes) {
         Err(e) if e.kind == ErrorKind::Other && e.message.contains(CHANGED_MARK) => {
-            opts.log.step("an app file changed during the build; reading the app again");
+            opts.log
+                .step("an app file changed during the build; reading the app again");
             app_layers_once(opts, cache, facts, owner, source_dir, &excludes)
         }
         other => other,
@@ -312,7 +322,8 @@ fn app_layers_once(
         eprintln!("warning: {warning}");
     }
     let entries = collected.entries;
-    let digests = plan::file_digests(&entries).map_err(source_error("cannot read the app's files"))?;
+    let digests =
+        plan::file_digests(&entries).map_err(source_error("cannot read the app's files"))?;
     let key = plan::app_key(&entries, &digests, opts.epoch);
     let mut out = vec![cached_layer(
         cache,
@@ -499,7 +510,8 @@ fn build_site_packages_layers(
             .filter(|e| e.path.ends_with(".py"))
             .cloned()
             .collect();
-        let py_digests = plan::file_digests(&py_entries).map_err(io("cannot read site-packages"))?;
+        let py_digests =
+            plan::file_digests(&py_entries).map_err(io("cannot read site-packages"))?;
         let content_key = plan::bytecode_key(
             &plan::app_key(&py_entries, &py_digests, opts.epoch),
             &facts.version,

@@ -291,7 +291,10 @@ mod tests {
         cache.put_layer("k", &record).unwrap();
         fs::write(cache.blob_path(&digest), b"lazer").unwrap();
         assert_eq!(cache.layer("k"), None);
-        assert!(!cache.blob_path(&digest).exists(), "the corrupt blob is gone");
+        assert!(
+            !cache.blob_path(&digest).exists(),
+            "the corrupt blob is gone"
+        );
     }
 
     fn tmp_entries(root: &Path) -> Vec<String> {

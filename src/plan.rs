@@ -124,7 +124,10 @@ pub fn find_links_listing(link: &str) -> io::Result<Vec<(String, Digest)>> {
             continue;
         }
         let (digest, _) = crate::digest::digest_file(&entry.path()).map_err(|e| {
-            io::Error::new(e.kind(), format!("cannot read `{}`: {e}", entry.path().display()))
+            io::Error::new(
+                e.kind(),
+                format!("cannot read `{}`: {e}", entry.path().display()),
+            )
         })?;
         files.push((entry.file_name().to_string_lossy().into_owned(), digest));
     }

@@ -335,7 +335,10 @@ fn cache_error(path: &Path) -> impl Fn(std::io::Error) -> ResolveError + '_ {
 /// Refuses diff_ids slipway cannot check (another algorithm than sha256, or
 /// malformed), naming the layer, instead of dropping them silently.
 fn check_diff_ids(config: &serde_json::Value, base: &str) -> Result<(), ResolveError> {
-    let diff_ids = config["rootfs"]["diff_ids"].as_array().into_iter().flatten();
+    let diff_ids = config["rootfs"]["diff_ids"]
+        .as_array()
+        .into_iter()
+        .flatten();
     for (i, value) in diff_ids.enumerate() {
         let text = value.as_str().unwrap_or_default();
         if let Err(why) = Digest::parse(text) {

@@ -77,11 +77,47 @@ pub const DEFAULT_EXCLUDES: &[&str] = &[
 /// Image paths a destination must not be: `user` would own them, and the
 /// app's files would mix with (or replace) the base's own.
 const SYSTEM_DIRS: &[&str] = &[
-    "bin", "boot", "dev", "etc", "home", "lib", "lib32", "lib64", "libx32", "media", "mnt", "opt",
-    "proc", "root", "run", "sbin", "srv", "sys", "tmp", "usr", "var", "usr/bin", "usr/include",
-    "usr/lib", "usr/lib64", "usr/libexec", "usr/local", "usr/sbin", "usr/share", "usr/src",
-    "usr/local/bin", "usr/local/etc", "usr/local/include", "usr/local/lib", "usr/local/sbin",
-    "usr/local/share", "var/cache", "var/lib", "var/log", "var/run", "var/tmp",
+    "bin",
+    "boot",
+    "dev",
+    "etc",
+    "home",
+    "lib",
+    "lib32",
+    "lib64",
+    "libx32",
+    "media",
+    "mnt",
+    "opt",
+    "proc",
+    "root",
+    "run",
+    "sbin",
+    "srv",
+    "sys",
+    "tmp",
+    "usr",
+    "var",
+    "usr/bin",
+    "usr/include",
+    "usr/lib",
+    "usr/lib64",
+    "usr/libexec",
+    "usr/local",
+    "usr/sbin",
+    "usr/share",
+    "usr/src",
+    "usr/local/bin",
+    "usr/local/etc",
+    "usr/local/include",
+    "usr/local/lib",
+    "usr/local/sbin",
+    "usr/local/share",
+    "var/cache",
+    "var/lib",
+    "var/log",
+    "var/run",
+    "var/tmp",
 ];
 
 /// Prefix of the names OCI layers use as whiteouts (deletions of lower files).
@@ -239,7 +275,11 @@ pub fn collect(source: &AppSource) -> Result<Collected, AppError> {
                 path: path.to_path_buf(),
             });
         };
-        if item.file_name().as_encoded_bytes().starts_with(WHITEOUT_PREFIX.as_bytes()) {
+        if item
+            .file_name()
+            .as_encoded_bytes()
+            .starts_with(WHITEOUT_PREFIX.as_bytes())
+        {
             return Err(AppError::WhiteoutName {
                 path: path.to_path_buf(),
             });
@@ -249,9 +289,11 @@ pub fn collect(source: &AppSource) -> Result<Collected, AppError> {
             EntryKind::Dir
         } else if file_type.is_file() {
             if meta.nlink() > 1 {
-                let seen = linked
-                    .entry((meta.dev(), meta.ino()))
-                    .or_insert((0, meta.nlink(), path.to_path_buf()));
+                let seen = linked.entry((meta.dev(), meta.ino())).or_insert((
+                    0,
+                    meta.nlink(),
+                    path.to_path_buf(),
+                ));
                 seen.0 += 1;
             }
             EntryKind::File {

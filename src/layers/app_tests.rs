@@ -303,7 +303,10 @@ fn whiteout_names_are_refused_naming_the_file() {
     let err = run(dir.path(), "/app", &[]).unwrap_err();
     assert!(matches!(err, AppError::WhiteoutName { .. }), "{err:?}");
     assert!(err.to_string().contains("bin/.wh.python3"), "{err}");
-    assert!(run(dir.path(), "/app", &["bin/.wh.*"]).is_ok(), "excluded: fine");
+    assert!(
+        run(dir.path(), "/app", &["bin/.wh.*"]).is_ok(),
+        "excluded: fine"
+    );
 }
 
 #[test]

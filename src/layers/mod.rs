@@ -95,7 +95,8 @@ impl SourceError {
     pub fn hint(&self) -> String {
         match self {
             SourceError::Changed { .. } => {
-                "something rewrote it during the build; run the build again once it has settled".into()
+                "something rewrote it during the build; run the build again once it has settled"
+                    .into()
             }
             SourceError::Unreadable { .. } => {
                 "make it readable (`chmod u+r`), or add it to `[app] excludes` in the recipe".into()

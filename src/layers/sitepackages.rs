@@ -401,7 +401,10 @@ fn read_capped(path: &Path) -> std::io::Result<Vec<u8>> {
     if bytes.len() as u64 > EDITED_FILE_CAP {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
-            format!("larger than {} MiB, too large to rewrite", EDITED_FILE_CAP >> 20),
+            format!(
+                "larger than {} MiB, too large to rewrite",
+                EDITED_FILE_CAP >> 20
+            ),
         ));
     }
     Ok(bytes)

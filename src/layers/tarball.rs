@@ -237,8 +237,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let one = sources(&dir.path().join("one"), 1_000_000, 0o600);
         let two = sources(&dir.path().join("two"), 2_000_000, 0o640);
-        let a = write_layer_with_threads(&one, 0, &dir.path().join("a.tgz"), 1, &FileDigests::new()).unwrap();
-        let b = write_layer_with_threads(&two, 0, &dir.path().join("b.tgz"), 2, &FileDigests::new()).unwrap();
+        let a =
+            write_layer_with_threads(&one, 0, &dir.path().join("a.tgz"), 1, &FileDigests::new())
+                .unwrap();
+        let b =
+            write_layer_with_threads(&two, 0, &dir.path().join("b.tgz"), 2, &FileDigests::new())
+                .unwrap();
         let c = write_layer(&one, 0, &dir.path().join("c.tgz")).unwrap();
         let bytes = |p: &PathBuf| std::fs::read(p).unwrap();
         assert_eq!(bytes(&a.path), bytes(&b.path));
@@ -299,7 +303,10 @@ mod tests {
         let entry = file("f", &src, 0o644);
         std::fs::write(&src, "hi").unwrap();
         let err = write_layer(&[entry], 0, &dir.path().join("l.tgz")).unwrap_err();
-        assert!(err.to_string().contains("5 bytes when listed, 2 now"), "{err}");
+        assert!(
+            err.to_string().contains("5 bytes when listed, 2 now"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -309,9 +316,17 @@ mod tests {
         std::fs::write(&src, "hello").unwrap();
         let entry = file("f", &src, 0o644);
         let expected = FileDigests::from([("f".to_string(), Digest::of(b"hallo"))]);
-        let err = write_layer_checked(&[entry.clone()], 0, &dir.path().join("l.tgz"), &expected)
-            .unwrap_err();
-        assert!(err.to_string().contains("differ from the first read"), "{err}");
+        let err = write_layer_checked(
+            std::slice::from_ref(&entry),
+            0,
+            &dir.path().join("l.tgz"),
+            &expected,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("differ from the first read"),
+            "{err}"
+        );
         let good = FileDigests::from([("f".to_string(), Digest::of(b"hello"))]);
         write_layer_checked(&[entry], 0, &dir.path().join("l.tgz"), &good).unwrap();
     }
