@@ -180,7 +180,7 @@ pub async fn base_facts(
                     .map_err(io(format!("cannot read the layers of base `{name}`")))?;
                 cache
                     .put_facts(&base.manifest_digest, &scan)
-                    .map_err(io("cannot write to the cache"))?;
+                    .map_err(io(in_cache(cache, "cannot write to the cache")))?;
                 Some(scan)
             }
         }
@@ -344,7 +344,7 @@ fn app_layers_once(
             || {
                 let snapshot = cache
                     .temp_dir("app-sources")
-                    .map_err(io("cannot create a temp dir in the cache"))?;
+                    .map_err(io(in_cache(cache, "cannot create a temp dir in the cache")))?;
                 let sources = layers::python_sources_snapshot(&entries, &digests, snapshot.path())
                     .map_err(source_error("cannot read the app's files"))?;
                 compile(opts, cache, facts, &sources, &entries, owner)
@@ -368,7 +368,7 @@ fn build_site_packages_layers(
     let python_platform = facts.platform.uv_python_platform(&facts.libc);
     let scratch = cache
         .temp_dir("site-packages")
-        .map_err(io("cannot create a temp dir in the cache"))?;
+        .map_err(io(in_cache(cache, "cannot create a temp dir in the cache")))?;
     let host_python = find_python(opts, facts)
         .ok()
         .unwrap_or_else(|| PathBuf::from("python3"));
@@ -419,7 +419,9 @@ fn build_site_packages_layers(
         "slipway: site-packages for {} ({python_platform})",
         facts.platform
     );
-    let _lock = cache.lock(&key).map_err(io("cannot lock the cache"))?;
+    let _lock = cache
+        .lock(&key)
+        .map_err(io(in_cache(cache, "cannot lock the cache")))?;
     if let (Some(layer), Some(bytecode)) = (
         cache.layer(&key),
         cache.layer(&bkey).filter(|_| py.bytecode),
@@ -530,7 +532,7 @@ fn build_site_packages_layers(
         )?;
         cache
             .put_layer(&bkey, &built.record)
-            .map_err(io("cannot write to the cache"))?;
+            .map_err(io(in_cache(cache, "cannot write to the cache")))?;
         out.push((built, kind, reused));
     }
     Ok(out)
@@ -549,7 +551,9 @@ fn cached_layer(
     opts: &BuildOptions,
     entries: impl FnOnce() -> Result<LayerInputs>,
 ) -> Result<Built> {
-    let _lock = cache.lock(key).map_err(io("cannot lock the cache"))?;
+    let _lock = cache
+        .lock(key)
+        .map_err(io(in_cache(cache, "cannot lock the cache")))?;
     let (record, reused) = match cache.layer(key) {
         Some(record) => (record, true),
         None => {
@@ -602,7 +606,7 @@ fn write_into_cache(
 ) -> Result<LayerRecord> {
     let scratch = cache
         .temp_dir("layer")
-        .map_err(io("cannot create a temp dir in the cache"))?;
+        .map_err(io(in_cache(cache, "cannot create a temp dir in the cache")))?;
     let started = Instant::now();
     let blob = tarball::write_layer_checked(
         entries,
@@ -610,12 +614,15 @@ fn write_into_cache(
         &scratch.path().join("layer.tar.gz"),
         digests,
     )
-    .map_err(source_error(&format!("cannot write layer `{key}`")))?;
+    .map_err(source_error(&format!(
+        "cannot write layer `{key}` in `{}`",
+        scratch.path().display()
+    )))?;
     COMPRESS_NANOS.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
     COMPRESS_BYTES.fetch_add(blob.uncompressed_size, Ordering::Relaxed);
     cache
         .insert_blob(&blob.path, &blob.digest)
-        .map_err(io("cannot write to the cache"))?;
+        .map_err(io(in_cache(cache, "cannot write to the cache")))?;
     let record = LayerRecord {
         digest: blob.digest,
         diff_id: blob.diff_id,
@@ -624,7 +631,7 @@ fn write_into_cache(
     };
     cache
         .put_layer(key, &record)
-        .map_err(io("cannot write to the cache"))?;
+        .map_err(io(in_cache(cache, "cannot write to the cache")))?;
     Ok(record)
 }
 
@@ -642,7 +649,7 @@ fn compile(
     let python = find_python(opts, facts)?;
     let scratch = cache
         .temp_dir("pyc")
-        .map_err(io("cannot create a temp dir in the cache"))?;
+        .map_err(io(in_cache(cache, "cannot create a temp dir in the cache")))?;
     let entries = bytecode::compile(&python, sources, scratch.path(), owner)
         .map_err(|e| Error::wrap(ErrorKind::Input, e, None))?;
     Ok((scratch, layers::normalise_over(entries, lower)))
@@ -730,7 +737,7 @@ async fn publish_to(
             log.step(&format!("writing docker archive `{}`", file.display()));
             let scratch = cache
                 .temp_dir("archive")
-                .map_err(io("cannot create a temp dir in the cache"))?;
+                .map_err(io(in_cache(cache, "cannot create a temp dir in the cache")))?;
             publish::archive::write(image, file, None, scratch.path(), &local).map_err(|e| {
                 let hint = e.hint();
                 let kind = match &e {
@@ -741,6 +748,11 @@ async fn publish_to(
             })
         }
     }
+}
+
+/// An I/O error context naming the cache dir (local I/O errors name their path).
+fn in_cache(cache: &Cache, what: &str) -> String {
+    format!("{what} `{}`", cache.root().display())
 }
 
 /// Exit code by cause for a base blob that could not be had: the cache (a

@@ -165,6 +165,7 @@ fn rewrites_during_builds_never_poison_the_cache() {
         match out.code {
             Some(0) => ok += 1,
             Some(1) => {
+                println!("{}", out.stderr.trim());
                 assert!(
                     out.stderr.contains("changed while slipway was reading it"),
                     "{}",
@@ -317,6 +318,7 @@ fn corrupt_cache_entries_are_rebuilt_and_outputs_are_copies() {
         std::fs::write(cache_blob(h), bytes).unwrap();
     }
     let second = run(&mut work.build_to_layout(&recipe));
+    println!("{}", second.stderr.trim());
     assert_eq!(second.code, Some(0), "{}", second.stderr);
     assert!(
         second.stderr.matches("does not match its digest").count() >= 2,
@@ -739,6 +741,7 @@ fn an_unreadable_source_file_is_named() {
         }
     }
     let out = run(&mut cmd);
+    println!("{}", out.stderr.trim());
     assert_fails(
         &work,
         &out,
@@ -791,6 +794,7 @@ fn a_full_disk_under_the_cache_is_local_io_naming_the_path() {
         };
     }
     let out = run(&mut cmd);
+    println!("{}", out.stderr.trim());
     assert_eq!(out.code, Some(1), "{}", out.stderr);
     assert!(out.stderr.contains("in the cache"), "{}", out.stderr);
     assert!(
@@ -815,6 +819,7 @@ fn a_hard_link_from_outside_the_tree_is_a_warning() {
     std::fs::hard_link(&inside, work.path().join("elsewhere.py")).unwrap();
     let recipe = recipe(&work, "", "");
     let out = run(&mut work.build_to_layout(&recipe));
+    println!("{}", out.stderr.trim());
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert!(
         out.stderr.contains("warning: `")
