@@ -665,22 +665,23 @@ fn stated_recipe(work: &Work) -> PathBuf {
 
 #[test]
 fn base_descriptors_that_lie_are_refused() {
-    let cases: &[(&str, &dyn Fn(&mut Value, &mut Value), &[&str], &[&str])] = &[
+    type Edit = fn(&mut Value, &mut Value);
+    let cases: &[(&str, Edit, &[&str], &[&str])] = &[
         (
             "size",
-            &|m, _| m["layers"][0]["size"] = 10.into(),
+            |m, _| m["layers"][0]["size"] = 10.into(),
             &["--oci-layout"],
             &["base layer 1 `sha256:", "but its descriptor says 10"],
         ),
         (
             "size_archive",
-            &|m, _| m["layers"][0]["size"] = 10.into(),
+            |m, _| m["layers"][0]["size"] = 10.into(),
             &["--docker-archive"],
             &["base layer 1 `sha256:", "but its descriptor says 10"],
         ),
         (
             "sha512_diff_id",
-            &|_, c| c["rootfs"]["diff_ids"][0] = format!("sha512:{}", "ab".repeat(64)).into(),
+            |_, c| c["rootfs"]["diff_ids"][0] = format!("sha512:{}", "ab".repeat(64)).into(),
             &["--oci-layout"],
             &[
                 "diff_id of layer 1 in the config",
