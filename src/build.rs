@@ -718,7 +718,7 @@ async fn publish_to(
                         }
                         PushError::Registry(_) => ErrorKind::Registry,
                         PushError::Fetch(fetch) => fetch_kind(fetch),
-                        PushError::Blob(blob) => blob_kind(blob),
+                        PushError::Blob(blob) => return blob_failure(blob),
                     };
                     let hint = e.hint();
                     Error::wrap(kind, e, hint)
@@ -728,7 +728,7 @@ async fn publish_to(
             log.step(&format!("writing OCI layout `{}`", dir.display()));
             publish::layout::write(image, dir, "latest", &local).map_err(|e| {
                 if publish::BlobError::of(&e).is_some() {
-                    return Error::new(blob_kind(&e), e.to_string());
+                    return blob_failure(&e);
                 }
                 io(format!("cannot write OCI layout `{}`", dir.display()))(e)
             })
@@ -739,12 +739,11 @@ async fn publish_to(
                 .temp_dir("archive")
                 .map_err(io(in_cache(cache, "cannot create a temp dir in the cache")))?;
             publish::archive::write(image, file, None, scratch.path(), &local).map_err(|e| {
+                if let publish::archive::ArchiveError::Blob(blob) = &e {
+                    return blob_failure(blob);
+                }
                 let hint = e.hint();
-                let kind = match &e {
-                    publish::archive::ArchiveError::Blob(blob) => blob_kind(blob),
-                    _ => ErrorKind::Other,
-                };
-                Error::wrap(kind, e, hint)
+                Error::wrap(ErrorKind::Other, e, hint)
             })
         }
     }
@@ -771,11 +770,19 @@ fn fetch_failure(e: resolve::ResolveError) -> Error {
     Error::wrap(fetch_kind(&e), e, hint)
 }
 
-/// A base descriptor that lies is bad input; a corrupt cache file local I/O.
-fn blob_kind(e: &std::io::Error) -> ErrorKind {
+/// A blob that does not match its descriptor: a base descriptor that lies
+/// is bad input, a corrupt cache file local I/O.
+fn blob_failure(e: &std::io::Error) -> Error {
     match publish::BlobError::of(e) {
-        Some(blob) if blob.is_bad_input() => ErrorKind::Input,
-        _ => ErrorKind::Other,
+        Some(blob) => {
+            let kind = if blob.is_bad_input() {
+                ErrorKind::Input
+            } else {
+                ErrorKind::Other
+            };
+            Error::new(kind, blob.to_string()).with_hint(blob.hint())
+        }
+        None => io("cannot publish")(std::io::Error::new(e.kind(), e.to_string())),
     }
 }
 

@@ -117,6 +117,13 @@ impl BlobError {
     pub fn is_bad_input(&self) -> bool {
         matches!(self, BlobError::SizeMismatch { .. })
     }
+
+    pub fn hint(&self) -> String {
+        match self {
+            BlobError::SizeMismatch { .. } => "the base image's manifest gives this layer a wrong size: rebuild or re-push the base, or pick another".into(),
+            BlobError::Corrupt { .. } => "check the disk under the cache; `slipway build` again fetches or builds the blob anew".into(),
+        }
+    }
 }
 
 /// Copies the cached blob `source` into `out`, checking while it goes that
