@@ -19,6 +19,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+mod app_layers;
+mod failures;
+
+use app_layers::build_app_layers;
+use failures::{blob_failure, fetch_failure, fetch_kind, in_cache, source_error};
+
 pub struct BuildOptions {
     pub recipe: Recipe,
     pub destination: Destination,
@@ -193,167 +199,8 @@ pub async fn base_facts(
     })
 }
 
-/// The recipe's excludes plus slipway's own files when they sit inside the
-/// source tree: the recipe, the cache and the output, and the dirs above the
-/// output that hold nothing else (made by slipway for it, e.g. `build/` of
-/// `--oci-layout build/image`), so a build never packs its own inputs or
-/// last image and two builds of the same tree give the same app layer.
-fn excludes_with_outputs(opts: &BuildOptions, source_dir: &Path) -> Vec<String> {
-    let mut excludes = opts.recipe.app.excludes.clone();
-    let source = std::fs::canonicalize(source_dir).unwrap_or_else(|_| source_dir.to_path_buf());
-    let output = match &opts.destination {
-        Destination::OciLayout(dir) => Some(dir.clone()),
-        Destination::DockerArchive(file) => Some(file.clone()),
-        Destination::Push(_) => None,
-    };
-    let own = [Some(opts.cache_dir.clone()), Some(opts.recipe.file.clone())];
-    for (path, is_output) in own
-        .into_iter()
-        .flatten()
-        .map(|p| (p, false))
-        .chain(output.map(|p| (p, true)))
-    {
-        let absolute = if path.is_absolute() {
-            path
-        } else {
-            std::env::current_dir().unwrap_or_default().join(path)
-        };
-        let parent = absolute
-            .parent()
-            .and_then(|p| std::fs::canonicalize(p).ok());
-        let mut resolved = parent
-            .zip(absolute.file_name())
-            .map(|(p, n)| p.join(n))
-            .unwrap_or(absolute);
-        if is_output {
-            // Climb while the parent holds only this path.
-            while let Some(parent) = resolved
-                .parent()
-                .filter(|p| p.starts_with(&source) && *p != source)
-            {
-                let only_child = std::fs::read_dir(parent)
-                    .map(|d| {
-                        d.filter_map(|e| e.ok())
-                            .map(|e| e.file_name())
-                            .collect::<Vec<_>>()
-                    })
-                    .is_ok_and(|names| {
-                        names.len() == 1 && Some(names[0].as_os_str()) == resolved.file_name()
-                    });
-                if !only_child {
-                    break;
-                }
-                resolved = parent.to_path_buf();
-            }
-        }
-        if let Ok(inside) = resolved.strip_prefix(&source) {
-            if let Some(inside) = inside.to_str().filter(|s| !s.is_empty()) {
-                excludes.push(format!("/{inside}"));
-            }
-        }
-    }
-    excludes
-}
-
 /// (layer, kind, reused?)
 type Built = (NewLayer, LayerKind, bool);
-
-fn build_app_layers(
-    opts: &BuildOptions,
-    cache: &Cache,
-    facts: &PythonFacts,
-    owner: Owner,
-) -> Result<Vec<Built>> {
-    let recipe = &opts.recipe;
-    let Some(source_dir) = &recipe.app.source else {
-        return Ok(Vec::new());
-    };
-    let excludes = excludes_with_outputs(opts, source_dir);
-    // A file rewritten between the two reads (key, then pack) fails the
-    // attempt without caching anything; one more attempt reads it settled.
-    match app_layers_once(opts, cache, facts, owner, source_dir, &excludes) {
-        Err(e) if e.kind == ErrorKind::Other && e.message.contains(CHANGED_MARK) => {
-            opts.log
-                .step("an app file changed during the build; reading the app again");
-            app_layers_once(opts, cache, facts, owner, source_dir, &excludes)
-        }
-        other => other,
-    }
-}
-
-/// Part of the message of a file-changed-under-the-build error.
-const CHANGED_MARK: &str = "changed while slipway was reading it";
-
-/// An error reading the user's files: unreadable is bad input (2), changed
-/// under the build is local I/O (1); both name the file.
-fn source_error(context: &str) -> impl Fn(std::io::Error) -> Error + '_ {
-    move |e| match layers::SourceError::of(&e) {
-        Some(source) => {
-            let kind = match source {
-                layers::SourceError::Changed { .. } => ErrorKind::Other,
-                layers::SourceError::Unreadable { .. } => ErrorKind::Input,
-            };
-            Error::new(kind, source.to_string()).with_hint(source.hint())
-        }
-        None => io(context.to_string())(e),
-    }
-}
-
-fn app_layers_once(
-    opts: &BuildOptions,
-    cache: &Cache,
-    facts: &PythonFacts,
-    owner: Owner,
-    source_dir: &Path,
-    excludes: &[String],
-) -> Result<Vec<Built>> {
-    let recipe = &opts.recipe;
-    let collected = app::collect(&app::AppSource {
-        source_dir,
-        destination: &recipe.app.destination,
-        excludes,
-        owner,
-    })
-    .map_err(|e| {
-        let hint = e.hint(source_dir);
-        Error::wrap(ErrorKind::Input, e, hint)
-    })?;
-    for warning in &collected.warnings {
-        eprintln!("warning: {warning}");
-    }
-    let entries = collected.entries;
-    let digests =
-        plan::file_digests(&entries).map_err(source_error("cannot read the app's files"))?;
-    let key = plan::app_key(&entries, &digests, opts.epoch);
-    let mut out = vec![cached_layer(
-        cache,
-        &key,
-        &format!("slipway: app → {}", recipe.app.destination),
-        LayerKind::App,
-        opts,
-        || Ok((entries.clone(), None, digests.clone())),
-    )?];
-    if recipe.app.bytecode {
-        let bkey = plan::bytecode_key(&key, &facts.version);
-        out.push(cached_layer(
-            cache,
-            &bkey,
-            "slipway: app bytecode",
-            LayerKind::AppBytecode,
-            opts,
-            || {
-                let snapshot = cache
-                    .temp_dir("app-sources")
-                    .map_err(io(in_cache(cache, "cannot create a temp dir in the cache")))?;
-                let sources = layers::python_sources_snapshot(&entries, &digests, snapshot.path())
-                    .map_err(source_error("cannot read the app's files"))?;
-                compile(opts, cache, facts, &sources, &entries, owner)
-                    .map(|(dir, e)| (e, Some(dir), Default::default()))
-            },
-        )?);
-    }
-    Ok(out)
-}
 
 fn build_site_packages_layers(
     opts: &BuildOptions,
@@ -746,43 +593,6 @@ async fn publish_to(
                 Error::wrap(ErrorKind::Other, e, hint)
             })
         }
-    }
-}
-
-/// An I/O error context naming the cache dir (local I/O errors name their path).
-fn in_cache(cache: &Cache, what: &str) -> String {
-    format!("{what} `{}`", cache.root().display())
-}
-
-/// Exit code by cause for a base blob that could not be had: the cache (a
-/// full disk) is local I/O, not the registry's fault.
-fn fetch_kind(e: &resolve::ResolveError) -> ErrorKind {
-    use resolve::ResolveError as R;
-    match e {
-        R::Registry(RegistryError::Io { .. }) | R::Io(_) | R::Cache { .. } => ErrorKind::Other,
-        R::Registry(_) => ErrorKind::Registry,
-        _ => ErrorKind::Input,
-    }
-}
-
-fn fetch_failure(e: resolve::ResolveError) -> Error {
-    let hint = e.hint();
-    Error::wrap(fetch_kind(&e), e, hint)
-}
-
-/// A blob that does not match its descriptor: a base descriptor that lies
-/// is bad input, a corrupt cache file local I/O.
-fn blob_failure(e: &std::io::Error) -> Error {
-    match publish::BlobError::of(e) {
-        Some(blob) => {
-            let kind = if blob.is_bad_input() {
-                ErrorKind::Input
-            } else {
-                ErrorKind::Other
-            };
-            Error::new(kind, blob.to_string()).with_hint(blob.hint())
-        }
-        None => io("cannot publish")(std::io::Error::new(e.kind(), e.to_string())),
     }
 }
 
