@@ -708,6 +708,32 @@ fn base_descriptors_that_lie_are_refused() {
     }
 }
 
+/// The same lie caught while pushing: the base layer is uploaded from the
+/// cache (the base is a layout), checked first; no tag appears.
+#[test]
+fn a_base_descriptor_that_lies_is_refused_before_a_push() {
+    if skip_or_fail("docker-registry") {
+        return;
+    }
+    let registry = common::registry::Registry::start();
+    let work = Work::new();
+    let base = small_base(&work, 0);
+    patch_layout(&base, |m, _| m["layers"][0]["size"] = 10.into());
+    let recipe = stated_recipe(&work);
+    let mut cmd = work.build(&recipe);
+    cmd.arg("--base-layout").arg(&base);
+    cmd.arg("--push")
+        .arg(format!("{}/team/app:1", registry.addr()));
+    let out = run(&mut cmd);
+    assert_fails(
+        &work,
+        &out,
+        2,
+        &["base layer 1 `sha256:", "but its descriptor says 10"],
+    );
+    inputs::assert_no_tag(&registry, "team/app", "1");
+}
+
 // ------------------------------------------------------------ 16. messages
 
 /// An unreadable source file is bad input (2) naming the file. Run as an
