@@ -88,7 +88,9 @@ pub(super) fn build_app_layers(
     // A file rewritten between the two reads (key, then pack) fails the
     // attempt without caching anything; one more attempt reads it settled.
     match app_layers_once(opts, cache, facts, owner, source_dir, &excludes) {
-        Err(e) if e.kind == ErrorKind::Other && e.message.contains(CHANGED_MARK) => {
+        Err(e)
+            if e.kind == ErrorKind::Other && e.message.contains(layers::SourceError::CHANGED) =>
+        {
             opts.log
                 .step("an app file changed during the build; reading the app again");
             app_layers_once(opts, cache, facts, owner, source_dir, &excludes)
@@ -96,9 +98,6 @@ pub(super) fn build_app_layers(
         other => other,
     }
 }
-
-/// Part of the message of a file-changed-under-the-build error.
-const CHANGED_MARK: &str = "changed while slipway was reading it";
 
 fn app_layers_once(
     opts: &BuildOptions,

@@ -77,7 +77,7 @@ impl Listed {
 /// or it cannot be read. Travels inside `io::Error` (see [`SourceError::of`]).
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    #[error("`{}` changed while slipway was reading it ({what})", path.display())]
+    #[error("`{}` {} ({what})", path.display(), SourceError::CHANGED)]
     Changed { path: PathBuf, what: String },
     #[error("cannot read `{}`: {source}", path.display())]
     Unreadable {
@@ -87,6 +87,9 @@ pub enum SourceError {
 }
 
 impl SourceError {
+    /// What every `Changed` message says (the build retries on it).
+    pub const CHANGED: &'static str = "changed while slipway was reading it";
+
     /// The `SourceError` inside an I/O error, if that is what it carries.
     pub fn of(error: &std::io::Error) -> Option<&SourceError> {
         error.get_ref()?.downcast_ref::<SourceError>()
