@@ -366,11 +366,17 @@ fn publish_refuses_a_blob_that_does_not_match() {
 /// (fixed zip times, so equal-length bodies give equal-size wheels) and,
 /// when `zeros` > 0, `name/zeros.bin` of that many zero bytes.
 fn make_wheel(dir: &Path, name: &str, body: &str, zeros: u64) -> PathBuf {
+    make_wheel_with(dir, name, body, zeros, None)
+}
+
+/// [`make_wheel`] with one more (empty) file at `extra` inside the wheel.
+fn make_wheel_with(dir: &Path, name: &str, body: &str, zeros: u64, extra: Option<&str>) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     let wheel = dir.join(format!("{name}-1.0-py3-none-any.whl"));
     let script = r#"
 import base64, hashlib, sys, zipfile
 wheel, name, body, zeros = sys.argv[1], sys.argv[2], sys.argv[3].encode(), int(sys.argv[4])
+extra = sys.argv[5] if len(sys.argv) > 5 else None
 dist = f"{name}-1.0.dist-info"
 def rec(data):
     return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
@@ -379,6 +385,8 @@ files = {
     f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n".encode(),
     f"{dist}/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
 }
+if extra:
+    files[extra] = b""
 record = [f"{p},{rec(d)},{len(d)}" for p, d in files.items()]
 with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as z:
     for path, data in files.items():
@@ -400,6 +408,7 @@ with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as z:
         .args(["-c", script])
         .arg(&wheel)
         .args([name, body, &zeros.to_string()])
+        .args(extra)
         .status()
         .unwrap();
     assert!(status.success());
@@ -443,6 +452,30 @@ fn a_rebuilt_local_wheel_of_the_same_name_and_size_is_installed_anew() {
     );
     assert!(!inputs::contains(&layer, "AAAA"));
     assert_cache_whole(&work.cache());
+}
+
+/// A wheel shipping a `.wh.` name would delete a base file (the whiteout
+/// rule applies to every new layer): refused, naming it.
+#[test]
+fn a_wheel_with_a_whiteout_name_is_refused() {
+    if uv_missing() {
+        return;
+    }
+    let work = Work::new();
+    let wheels = work.path().join("wheels");
+    make_wheel_with(&wheels, "sneaky", "X = 1\n", 0, Some("sneaky/.wh.os.py"));
+    let recipe = wheel_recipe(&work, "sneaky", &wheels);
+    let out = run(&mut work.build_to_layout(&recipe));
+    println!("{}", out.stderr.trim());
+    assert_fails(
+        &work,
+        &out,
+        4,
+        &[
+            "an installed file is named `",
+            "sneaky/.wh.os.py`: names starting with `.wh.`",
+        ],
+    );
 }
 
 // ------------------------------------------------- 10. the wheel bomb

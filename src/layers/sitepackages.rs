@@ -70,6 +70,8 @@ pub enum SitePackagesError {
     SpecialFile { path: PathBuf, kind: &'static str },
     #[error("file name `{}` is not valid UTF-8", .0.display())]
     NonUtf8Name(PathBuf),
+    #[error("an installed file is named `{0}`: names starting with `.wh.` delete files of the layers below")]
+    WhiteoutName(String),
     #[error("host paths remain in the installed files: {}", .0.join(", "))]
     HostPathLeak(Vec<String>),
     #[error("reading `{path}`")]
@@ -129,6 +131,9 @@ pub fn collect(
         let Some(image_path) = map.image_path(rel_str)? else {
             continue;
         };
+        if item.file_name().as_encoded_bytes().starts_with(b".wh.") {
+            return Err(SitePackagesError::WhiteoutName(image_path));
+        }
         let meta = item.metadata().map_err(|e| SitePackagesError::Io {
             path: path.to_path_buf(),
             source: e.into(),
