@@ -6,17 +6,24 @@ use crate::assemble::{self, NewLayer};
 use crate::cache::{Cache, LayerRecord};
 use crate::error::{io, Error, ErrorKind, Result};
 use crate::facts::{self, PythonFacts};
-use crate::layers::{self, app, bytecode, deps, sitepackages, tarball, Entry, Owner};
+use crate::layers::tarball::{self, FileDigests};
+use crate::layers::{self, app, bytecode, deps, sitepackages, Entry, Owner};
 use crate::plan;
 use crate::publish::{self, BlobReport, Publishable};
 use crate::recipe::{Destination, Recipe};
-use crate::registry::RegistryClient;
+use crate::registry::{RegistryClient, RegistryError};
 use crate::report::{BuildReport, LayerKind, PlatformReport, Timings};
 use crate::resolve::{self, BaseImage};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
+
+mod app_layers;
+mod failures;
+
+use app_layers::build_app_layers;
+use failures::{blob_failure, fetch_failure, fetch_kind, in_cache, source_error};
 
 pub struct BuildOptions {
     pub recipe: Recipe,
@@ -172,17 +179,14 @@ pub async fn base_facts(
                 for layer in &base.manifest.layers {
                     let path = resolve::fetch_blob(client, cache, &base.location, &layer.digest)
                         .await
-                        .map_err(|e| {
-                            let hint = e.hint();
-                            Error::wrap(ErrorKind::Registry, e, hint)
-                        })?;
+                        .map_err(fetch_failure)?;
                     files.push(path);
                 }
                 let scan = resolve::scan_layers(&files)
                     .map_err(io(format!("cannot read the layers of base `{name}`")))?;
                 cache
                     .put_facts(&base.manifest_digest, &scan)
-                    .map_err(io("cannot write to the cache"))?;
+                    .map_err(io(in_cache(cache, "cannot write to the cache")))?;
                 Some(scan)
             }
         }
@@ -195,88 +199,8 @@ pub async fn base_facts(
     })
 }
 
-/// The recipe's excludes plus slipway's own cache and output when they sit
-/// inside the source tree, so a build never packs its own cache or last image.
-fn excludes_with_outputs(opts: &BuildOptions, source_dir: &Path) -> Vec<String> {
-    let mut excludes = opts.recipe.app.excludes.clone();
-    let source = std::fs::canonicalize(source_dir).unwrap_or_else(|_| source_dir.to_path_buf());
-    let output = match &opts.destination {
-        Destination::OciLayout(dir) => Some(dir.clone()),
-        Destination::DockerArchive(file) => Some(file.clone()),
-        Destination::Push(_) => None,
-    };
-    for path in std::iter::once(opts.cache_dir.clone()).chain(output) {
-        let absolute = if path.is_absolute() {
-            path
-        } else {
-            std::env::current_dir().unwrap_or_default().join(path)
-        };
-        let parent = absolute
-            .parent()
-            .and_then(|p| std::fs::canonicalize(p).ok());
-        let resolved = parent
-            .zip(absolute.file_name())
-            .map(|(p, n)| p.join(n))
-            .unwrap_or(absolute);
-        if let Ok(inside) = resolved.strip_prefix(&source) {
-            if let Some(inside) = inside.to_str().filter(|s| !s.is_empty()) {
-                excludes.push(format!("/{inside}"));
-            }
-        }
-    }
-    excludes
-}
-
 /// (layer, kind, reused?)
 type Built = (NewLayer, LayerKind, bool);
-
-fn build_app_layers(
-    opts: &BuildOptions,
-    cache: &Cache,
-    facts: &PythonFacts,
-    owner: Owner,
-) -> Result<Vec<Built>> {
-    let recipe = &opts.recipe;
-    let Some(source_dir) = &recipe.app.source else {
-        return Ok(Vec::new());
-    };
-    let excludes = excludes_with_outputs(opts, source_dir);
-    let entries = app::collect(&app::AppSource {
-        source_dir,
-        destination: &recipe.app.destination,
-        excludes: &excludes,
-        owner,
-    })
-    .map_err(|e| {
-        let hint = e.hint(source_dir);
-        Error::wrap(ErrorKind::Input, e, hint)
-    })?;
-    let key = plan::app_key(&entries, opts.epoch).map_err(io("cannot read the app's files"))?;
-    let mut out = vec![cached_layer(
-        cache,
-        &key,
-        &format!("slipway: app → {}", recipe.app.destination),
-        LayerKind::App,
-        opts,
-        || Ok((entries.clone(), None)),
-    )?];
-    if recipe.app.bytecode {
-        let sources = app::python_sources(&entries);
-        let bkey = plan::bytecode_key(&key, &facts.version);
-        out.push(cached_layer(
-            cache,
-            &bkey,
-            "slipway: app bytecode",
-            LayerKind::AppBytecode,
-            opts,
-            || {
-                compile(opts, cache, facts, &sources, &entries, owner)
-                    .map(|(dir, e)| (e, Some(dir)))
-            },
-        )?);
-    }
-    Ok(out)
-}
 
 fn build_site_packages_layers(
     opts: &BuildOptions,
@@ -291,7 +215,7 @@ fn build_site_packages_layers(
     let python_platform = facts.platform.uv_python_platform(&facts.libc);
     let scratch = cache
         .temp_dir("site-packages")
-        .map_err(io("cannot create a temp dir in the cache"))?;
+        .map_err(io(in_cache(cache, "cannot create a temp dir in the cache")))?;
     let host_python = find_python(opts, facts)
         .ok()
         .unwrap_or_else(|| PathBuf::from("python3"));
@@ -332,8 +256,9 @@ fn build_site_packages_layers(
         find_links: deps
             .find_links
             .iter()
-            .map(|l| (l.clone(), plan::find_links_listing(l)))
-            .collect(),
+            .map(|l| Ok((l.clone(), plan::find_links_listing(l)?)))
+            .collect::<std::io::Result<_>>()
+            .map_err(io("cannot read the find-links dir"))?,
         offline: deps.offline,
         allow_sdist: py.allow_sdist,
         epoch: opts.epoch,
@@ -345,7 +270,9 @@ fn build_site_packages_layers(
         "slipway: site-packages for {} ({python_platform})",
         facts.platform
     );
-    let _lock = cache.lock(&key).map_err(io("cannot lock the cache"))?;
+    let _lock = cache
+        .lock(&key)
+        .map_err(io(in_cache(cache, "cannot lock the cache")))?;
     if let (Some(layer), Some(bytecode)) = (
         cache.layer(&key),
         cache.layer(&bkey).filter(|_| py.bytecode),
@@ -417,7 +344,7 @@ fn build_site_packages_layers(
         .map_err(|e| Error::wrap(ErrorKind::Dependencies, e, None))?;
     let entries = layers::normalise(entries, Owner::default());
     opts.log.step("writing the site-packages layer");
-    let record = write_into_cache(cache, &key, &entries, opts.epoch)?;
+    let record = write_into_cache(cache, &key, &entries, opts.epoch, &Default::default())?;
     let mut out = vec![(
         NewLayer {
             record,
@@ -436,8 +363,10 @@ fn build_site_packages_layers(
             .filter(|e| e.path.ends_with(".py"))
             .cloned()
             .collect();
+        let py_digests =
+            plan::file_digests(&py_entries).map_err(io("cannot read site-packages"))?;
         let content_key = plan::bytecode_key(
-            &plan::app_key(&py_entries, opts.epoch).map_err(io("cannot read site-packages"))?,
+            &plan::app_key(&py_entries, &py_digests, opts.epoch),
             &facts.version,
         );
         let (built, kind, reused) = cached_layer(
@@ -449,16 +378,20 @@ fn build_site_packages_layers(
             || {
                 opts.log.step("compiling site-packages bytecode");
                 compile(opts, cache, facts, &sources, &entries, owner)
-                    .map(|(dir, e)| (e, Some(dir)))
+                    .map(|(dir, e)| (e, Some(dir), Default::default()))
             },
         )?;
         cache
             .put_layer(&bkey, &built.record)
-            .map_err(io("cannot write to the cache"))?;
+            .map_err(io(in_cache(cache, "cannot write to the cache")))?;
         out.push((built, kind, reused));
     }
     Ok(out)
 }
+
+/// What a layer is built from: its entries, the scratch dir holding their
+/// files (if any), and the content digests its key was made of.
+type LayerInputs = (Vec<Entry>, Option<tempfile::TempDir>, FileDigests);
 
 /// Reuses the layer for `key` from the cache or builds it from `entries()`.
 fn cached_layer(
@@ -467,9 +400,11 @@ fn cached_layer(
     created_by: &str,
     kind: LayerKind,
     opts: &BuildOptions,
-    entries: impl FnOnce() -> Result<(Vec<Entry>, Option<tempfile::TempDir>)>,
+    entries: impl FnOnce() -> Result<LayerInputs>,
 ) -> Result<Built> {
-    let _lock = cache.lock(key).map_err(io("cannot lock the cache"))?;
+    let _lock = cache
+        .lock(key)
+        .map_err(io(in_cache(cache, "cannot lock the cache")))?;
     let (record, reused) = match cache.layer(key) {
         Some(record) => (record, true),
         None => {
@@ -478,8 +413,11 @@ fn cached_layer(
                 created_by.trim_start_matches("slipway: ")
             ));
             // `_scratch` holds the entries' files until the layer is written.
-            let (entries, _scratch) = entries()?;
-            (write_into_cache(cache, key, &entries, opts.epoch)?, false)
+            let (entries, _scratch, digests) = entries()?;
+            (
+                write_into_cache(cache, key, &entries, opts.epoch, &digests)?,
+                false,
+            )
         }
     };
     opts.log.cache(key, reused);
@@ -508,23 +446,34 @@ fn peak_rss_kib() -> u64 {
 static COMPRESS_NANOS: AtomicU64 = AtomicU64::new(0);
 static COMPRESS_BYTES: AtomicU64 = AtomicU64::new(0);
 
+/// Packs `entries` (checked against `digests`, see
+/// [`tarball::write_layer_checked`]) into the blob store under `key`.
 fn write_into_cache(
     cache: &Cache,
     key: &str,
     entries: &[Entry],
     epoch: u64,
+    digests: &FileDigests,
 ) -> Result<LayerRecord> {
     let scratch = cache
         .temp_dir("layer")
-        .map_err(io("cannot create a temp dir in the cache"))?;
+        .map_err(io(in_cache(cache, "cannot create a temp dir in the cache")))?;
     let started = Instant::now();
-    let blob = tarball::write_layer(entries, epoch, &scratch.path().join("layer.tar.gz"))
-        .map_err(io(format!("cannot write layer `{key}`")))?;
+    let blob = tarball::write_layer_checked(
+        entries,
+        epoch,
+        &scratch.path().join("layer.tar.gz"),
+        digests,
+    )
+    .map_err(source_error(&format!(
+        "cannot write layer `{key}` in `{}`",
+        scratch.path().display()
+    )))?;
     COMPRESS_NANOS.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
     COMPRESS_BYTES.fetch_add(blob.uncompressed_size, Ordering::Relaxed);
     cache
         .insert_blob(&blob.path, &blob.digest)
-        .map_err(io("cannot write to the cache"))?;
+        .map_err(io(in_cache(cache, "cannot write to the cache")))?;
     let record = LayerRecord {
         digest: blob.digest,
         diff_id: blob.diff_id,
@@ -533,7 +482,7 @@ fn write_into_cache(
     };
     cache
         .put_layer(key, &record)
-        .map_err(io("cannot write to the cache"))?;
+        .map_err(io(in_cache(cache, "cannot write to the cache")))?;
     Ok(record)
 }
 
@@ -551,7 +500,7 @@ fn compile(
     let python = find_python(opts, facts)?;
     let scratch = cache
         .temp_dir("pyc")
-        .map_err(io("cannot create a temp dir in the cache"))?;
+        .map_err(io(in_cache(cache, "cannot create a temp dir in the cache")))?;
     let entries = bytecode::compile(&python, sources, scratch.path(), owner)
         .map_err(|e| Error::wrap(ErrorKind::Input, e, None))?;
     Ok((scratch, layers::normalise_over(entries, lower)))
@@ -602,10 +551,7 @@ async fn publish_to(
             for layer in &img.layers[..img.new_from] {
                 resolve::fetch_blob(client, cache, &base.location, &layer.digest)
                     .await
-                    .map_err(|e| {
-                        let hint = e.hint();
-                        Error::wrap(ErrorKind::Registry, e, hint)
-                    })?;
+                    .map_err(fetch_failure)?;
             }
         }
     }
@@ -616,21 +562,37 @@ async fn publish_to(
             publish::registry::push(client, cache, image, reference)
                 .await
                 .map_err(|e| {
+                    use publish::registry::PushError;
+                    let kind = match &e {
+                        PushError::Registry(RegistryError::Io { .. }) | PushError::Io { .. } => {
+                            ErrorKind::Other
+                        }
+                        PushError::Registry(_) => ErrorKind::Registry,
+                        PushError::Fetch(fetch) => fetch_kind(fetch),
+                        PushError::Blob(blob) => return blob_failure(blob),
+                    };
                     let hint = e.hint();
-                    Error::wrap(ErrorKind::Registry, e, hint)
+                    Error::wrap(kind, e, hint)
                 })
         }
         Destination::OciLayout(dir) => {
             log.step(&format!("writing OCI layout `{}`", dir.display()));
-            publish::layout::write(image, dir, "latest", &local)
-                .map_err(io(format!("cannot write OCI layout `{}`", dir.display())))
+            publish::layout::write(image, dir, "latest", &local).map_err(|e| {
+                if publish::BlobError::of(&e).is_some() {
+                    return blob_failure(&e);
+                }
+                io(format!("cannot write OCI layout `{}`", dir.display()))(e)
+            })
         }
         Destination::DockerArchive(file) => {
             log.step(&format!("writing docker archive `{}`", file.display()));
             let scratch = cache
                 .temp_dir("archive")
-                .map_err(io("cannot create a temp dir in the cache"))?;
+                .map_err(io(in_cache(cache, "cannot create a temp dir in the cache")))?;
             publish::archive::write(image, file, None, scratch.path(), &local).map_err(|e| {
+                if let publish::archive::ArchiveError::Blob(blob) = &e {
+                    return blob_failure(blob);
+                }
                 let hint = e.hint();
                 Error::wrap(ErrorKind::Other, e, hint)
             })

@@ -76,6 +76,23 @@ impl Cache {
         self.blob_path(digest).is_file()
     }
 
+    /// The blob's path if it is present and hashes to its digest. A corrupt
+    /// blob (a flipped bit, a truncated file) is removed with a warning, so
+    /// the caller rebuilds or re-fetches it instead of publishing it.
+    pub fn verified_blob(&self, digest: &Digest) -> Option<PathBuf> {
+        let path = self.blob_path(digest);
+        let (actual, _) = crate::digest::digest_file(&path).ok()?;
+        if &actual == digest {
+            return Some(path);
+        }
+        eprintln!(
+            "warning: the cache's blob `{}` does not match its digest (it hashes to `{actual}`); removed it, fetching or building it again",
+            path.display()
+        );
+        let _ = fs::remove_file(&path);
+        None
+    }
+
     /// A scratch dir inside the cache (same file system, so renames are atomic);
     /// removed when dropped. A killed build's are removed by the next `open`.
     pub fn temp_dir(&self, prefix: &str) -> io::Result<tempfile::TempDir> {
@@ -100,11 +117,14 @@ impl Cache {
         Ok(digest)
     }
 
-    /// The record for a layer key, if present and its blob is still there.
+    /// The record for a layer key, if present and its blob is still there,
+    /// whole (see [`Cache::verified_blob`]): a miss otherwise.
     pub fn layer(&self, key: &str) -> Option<LayerRecord> {
         let record: LayerRecord =
             self.read_json(&self.root.join("layers").join(format!("{key}.json")))?;
-        self.has_blob(&record.digest).then_some(record)
+        let path = self.verified_blob(&record.digest)?;
+        let size = fs::metadata(path).ok()?.len();
+        (size == record.size).then_some(record)
     }
 
     pub fn put_layer(&self, key: &str, record: &LayerRecord) -> io::Result<()> {
@@ -254,6 +274,26 @@ mod tests {
             cache.layer("k"),
             None,
             "a record whose blob is gone is a miss"
+        );
+    }
+
+    #[test]
+    fn a_corrupt_blob_is_a_miss_and_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let digest = cache.put_blob_bytes(b"layer").unwrap();
+        let record = LayerRecord {
+            digest: digest.clone(),
+            diff_id: digest.clone(),
+            size: 5,
+            uncompressed_size: 5,
+        };
+        cache.put_layer("k", &record).unwrap();
+        fs::write(cache.blob_path(&digest), b"lazer").unwrap();
+        assert_eq!(cache.layer("k"), None);
+        assert!(
+            !cache.blob_path(&digest).exists(),
+            "the corrupt blob is gone"
         );
     }
 

@@ -2,9 +2,10 @@
 //! everything that can change its bytes — so unchanged layers are reused
 //! without being rebuilt, re-compressed or re-uploaded.
 
-use crate::digest::Digest;
+use crate::digest::{Digest, HashingWriter};
 use crate::facts::PythonFacts;
-use crate::layers::{Entry, EntryKind, Owner};
+use crate::layers::tarball::FileDigests;
+use crate::layers::{open_checked, Entry, EntryKind, Owner, SourceError};
 use serde::Serialize;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -21,8 +22,8 @@ pub struct SitePackagesInputs<'a> {
     pub requirement_files: Vec<(String, Digest)>,
     pub index_url: Option<&'a str>,
     pub extra_index_urls: &'a [String],
-    /// find-links as given, plus (name, size) of every file in local ones.
-    pub find_links: Vec<(String, Vec<(String, u64)>)>,
+    /// find-links as given, plus (name, content digest) of every file in local ones.
+    pub find_links: Vec<(String, Vec<(String, Digest)>)>,
     pub offline: bool,
     pub allow_sdist: bool,
     pub epoch: u64,
@@ -40,18 +41,61 @@ pub fn bytecode_key(source_key: &str, python_version: &str) -> String {
     key("bytecode", &(source_key, python_version, "unchecked-hash"))
 }
 
-/// Key of the app layer: every entry's path, kind, mode, owner and content digest.
-pub fn app_key(entries: &[Entry], epoch: u64) -> io::Result<String> {
-    let mut listing = Vec::with_capacity(entries.len());
+/// The content digest of every file among `entries`, by image path, each
+/// read through [`open_checked`] (no symlink followed, still the listed file).
+/// The layer is later packed with [`crate::layers::tarball::write_layer_checked`]
+/// against these, so the key and the bytes agree.
+pub fn file_digests(entries: &[Entry]) -> io::Result<FileDigests> {
+    let mut digests = FileDigests::new();
     for entry in entries {
-        let content = match &entry.kind {
-            EntryKind::Dir => "dir".to_string(),
-            EntryKind::Symlink { target } => format!("symlink:{target}"),
-            EntryKind::File { source, .. } => crate::digest::digest_file(source)?.0.to_string(),
-        };
-        listing.push((entry.path.as_str(), entry.mode, entry.owner, content));
+        if let EntryKind::File {
+            source,
+            size,
+            listed,
+        } = &entry.kind
+        {
+            let mut file = open_checked(source, *size, listed.as_ref())?;
+            let mut hasher = HashingWriter::new(io::sink());
+            io::copy(&mut file, &mut hasher)?;
+            let (_, digest, read) = hasher.finish();
+            if read != *size {
+                return Err(io::Error::other(SourceError::Changed {
+                    path: source.clone(),
+                    what: format!("{size} bytes when listed, {read} read"),
+                }));
+            }
+            digests.insert(entry.path.clone(), digest);
+        }
     }
-    Ok(key("app", &(listing, epoch)))
+    Ok(digests)
+}
+
+/// One line of a layer's listing as its key sees it: path, mode, owner and
+/// `dir`, `symlink:TARGET` or the file's content digest.
+pub type ListingLine = (String, u32, Owner, String);
+
+/// Key of the app layer: every entry's path, kind, mode, owner and content
+/// digest (from `digests`, see [`file_digests`]).
+pub fn app_key(entries: &[Entry], digests: &FileDigests, epoch: u64) -> String {
+    let listing: Vec<ListingLine> = entries
+        .iter()
+        .map(|entry| {
+            let content = match &entry.kind {
+                EntryKind::Dir => "dir".to_string(),
+                EntryKind::Symlink { target } => format!("symlink:{target}"),
+                EntryKind::File { .. } => digests
+                    .get(&entry.path)
+                    .map_or_else(String::new, |d| d.to_string()),
+            };
+            (entry.path.clone(), entry.mode, entry.owner, content)
+        })
+        .collect();
+    app_key_of_listing(&listing, epoch)
+}
+
+/// [`app_key`] from a listing, e.g. one read back from a cached layer's tar.
+pub fn app_key_of_listing(listing: &[ListingLine], epoch: u64) -> String {
+    key("app", &(listing, epoch))
 }
 
 /// (name, digest) of a file whose contents feed a key.
@@ -65,23 +109,30 @@ pub fn file_digest(path: &Path) -> io::Result<(String, Digest)> {
     ))
 }
 
-/// Lists a local find-links dir (names and sizes) so adding a wheel changes the key.
-pub fn find_links_listing(link: &str) -> Vec<(String, u64)> {
+/// Lists a local find-links dir (names and content digests), so adding a
+/// wheel, or rebuilding one under the same name and size, changes the key.
+/// Not a local dir (a URL): empty.
+pub fn find_links_listing(link: &str) -> io::Result<Vec<(String, Digest)>> {
     let dir = PathBuf::from(link);
     let Ok(read) = std::fs::read_dir(&dir) else {
-        return Vec::new();
+        return Ok(Vec::new());
     };
-    let mut files: Vec<(String, u64)> = read
-        .filter_map(Result::ok)
-        .filter_map(|e| {
-            Some((
-                e.file_name().to_string_lossy().into_owned(),
-                e.metadata().ok()?.len(),
-            ))
-        })
-        .collect();
+    let mut files = Vec::new();
+    for entry in read {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            continue;
+        }
+        let (digest, _) = crate::digest::digest_file(&entry.path()).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot read `{}`: {e}", entry.path().display()),
+            )
+        })?;
+        files.push((entry.file_name().to_string_lossy().into_owned(), digest));
+    }
     files.sort();
-    files
+    Ok(files)
 }
 
 fn key<T: Serialize>(kind: &str, inputs: &T) -> String {
@@ -103,15 +154,17 @@ mod tests {
             kind: EntryKind::File {
                 source: file.clone(),
                 size: 8,
+                listed: None,
             },
             mode: 0o644,
             owner: Owner::default(),
         }];
-        let k1 = app_key(&entries, 0).unwrap();
-        assert_eq!(k1, app_key(&entries, 0).unwrap());
-        assert_ne!(k1, app_key(&entries, 1).unwrap());
+        let key = |epoch| app_key(&entries, &file_digests(&entries).unwrap(), epoch);
+        let k1 = key(0);
+        assert_eq!(k1, key(0));
+        assert_ne!(k1, key(1));
         std::fs::write(&file, "print(2)").unwrap();
-        assert_ne!(k1, app_key(&entries, 0).unwrap());
+        assert_ne!(k1, key(0));
         assert_ne!(bytecode_key(&k1, "3.13"), bytecode_key(&k1, "3.12"));
     }
 }

@@ -61,6 +61,12 @@ pub enum ResolveError {
     },
     #[error("cache: {0}")]
     Io(#[from] std::io::Error),
+    #[error("cannot write `{}` in the cache", path.display())]
+    Cache {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl ResolveError {
@@ -142,6 +148,7 @@ pub async fn resolve(
                 ),
             });
         }
+        check_diff_ids(&config, &base)?;
         images.push(BaseImage {
             name: name.clone(),
             location: location.clone(),
@@ -272,7 +279,7 @@ pub async fn fetch_blob(
     digest: &Digest,
 ) -> Result<PathBuf, ResolveError> {
     let dest = cache.blob_path(digest);
-    if dest.is_file() {
+    if cache.verified_blob(digest).is_some() {
         return Ok(dest);
     }
     match location {
@@ -282,23 +289,26 @@ pub async fn fetch_blob(
         } => {
             // Pulled into this build's scratch dir, then renamed into the
             // store: a killed pull leaves no partial file among the blobs.
-            let tmp = cache.temp_dir("blob")?;
+            let tmp = cache.temp_dir("blob").map_err(cache_error(cache.root()))?;
             let staged = tmp.path().join("blob");
             client
                 .pull_blob(registry, repository, digest, &staged)
                 .await?;
-            cache.insert_blob(&staged, digest)?;
+            cache
+                .insert_blob(&staged, digest)
+                .map_err(cache_error(&dest))?;
         }
         BaseLocation::Layout(dir) => {
             let source = dir.join("blobs/sha256").join(digest.hex());
-            let tmp = cache.temp_dir("blob")?;
+            let tmp = cache.temp_dir("blob").map_err(cache_error(cache.root()))?;
             let staged = tmp.path().join("blob");
             let mut reader = std::fs::File::open(&source).map_err(|e| ResolveError::Layout {
                 path: dir.clone(),
                 message: format!("missing blob `{digest}` ({e})"),
             })?;
-            let mut writer = HashingWriter::new(std::fs::File::create(&staged)?);
-            std::io::copy(&mut reader, &mut writer)?;
+            let mut writer =
+                HashingWriter::new(std::fs::File::create(&staged).map_err(cache_error(&staged))?);
+            std::io::copy(&mut reader, &mut writer).map_err(cache_error(&staged))?;
             let (_, actual, _) = writer.finish();
             if &actual != digest {
                 return Err(ResolveError::BlobMismatch {
@@ -307,10 +317,41 @@ pub async fn fetch_blob(
                     actual,
                 });
             }
-            cache.insert_blob(&staged, digest)?;
+            cache
+                .insert_blob(&staged, digest)
+                .map_err(cache_error(&dest))?;
         }
     }
     Ok(dest)
+}
+
+fn cache_error(path: &Path) -> impl Fn(std::io::Error) -> ResolveError + '_ {
+    move |source| ResolveError::Cache {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Refuses diff_ids slipway cannot check (another algorithm than sha256, or
+/// malformed), naming the layer, instead of dropping them silently.
+fn check_diff_ids(config: &serde_json::Value, base: &str) -> Result<(), ResolveError> {
+    let diff_ids = config["rootfs"]["diff_ids"]
+        .as_array()
+        .into_iter()
+        .flatten();
+    for (i, value) in diff_ids.enumerate() {
+        let text = value.as_str().unwrap_or_default();
+        if let Err(why) = Digest::parse(text) {
+            return Err(ResolveError::Bad {
+                base: base.to_string(),
+                message: format!(
+                    "diff_id of layer {} in the config: {why} (slipway checks sha256 digests only)",
+                    i + 1
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Lists the files of the base's layers (gzip'd or plain tars), in order,

@@ -2,20 +2,24 @@
 //! default excludes, the recipe's excludes and `.dockerignore`.
 
 use super::dockerignore::{Matcher, Pattern};
-use super::{normalise, Entry, EntryKind, Owner};
+use super::{normalise, Entry, EntryKind, Listed, Owner};
+use std::collections::BTreeMap;
 use std::fs::FileType;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 pub use super::python_sources;
 
-/// Always excluded, before the recipe's and `.dockerignore`'s patterns.
+/// Always excluded, before the recipe's and `.dockerignore`'s patterns,
+/// matched at any depth and regardless of case (`.ENV`, `ID_RSA`,
+/// `server.PEM`); a later `!pattern` can re-include one. Caches and
+/// virtualenvs, then credentials: the usual key and keystore files, tool
+/// credential files, and the dotfiles secret scanners flag by path.
 pub const DEFAULT_EXCLUDES: &[&str] = &[
+    // Version control, caches and virtualenvs.
     ".git",
     ".hg",
     ".svn",
-    ".env",
-    ".env.*",
     "__pycache__",
     "*.pyc",
     "*.pyo",
@@ -25,17 +29,99 @@ pub const DEFAULT_EXCLUDES: &[&str] = &[
     ".pytest_cache",
     ".ruff_cache",
     ".tox",
+    // Environment files.
+    ".env",
+    ".env.*",
+    // Private keys, certificates with keys, keystores.
     "*.pem",
     "*.key",
     "*.p12",
     "*.pfx",
-    "id_rsa",
-    "id_dsa",
-    "id_ecdsa",
-    "id_ed25519",
+    "*.jks",
+    "*.keystore",
+    "*.ppk",
+    "*.ovpn",
+    "*.kdb",
+    "*.kdbx",
+    "*.keychain",
+    "*.tfstate",
+    "*.tfstate.backup",
+    "id_rsa*",
+    "id_dsa*",
+    "id_ecdsa*",
+    "id_ed25519*",
+    // Whole credential dirs.
+    ".ssh",
+    ".gnupg",
+    ".aws",
+    ".azure",
+    ".config/gcloud",
+    ".docker/config.json",
+    ".kube/config",
+    // Tool credential files.
     ".netrc",
+    "_netrc",
     ".pypirc",
+    ".git-credentials",
+    ".npmrc",
+    ".yarnrc.yml",
+    ".pgpass",
+    ".my.cnf",
+    ".htpasswd",
+    ".s3cfg",
+    ".boto",
+    ".dockercfg",
+    ".*_history",
 ];
+
+/// Image paths a destination must not be: `user` would own them, and the
+/// app's files would mix with (or replace) the base's own.
+const SYSTEM_DIRS: &[&str] = &[
+    "bin",
+    "boot",
+    "dev",
+    "etc",
+    "home",
+    "lib",
+    "lib32",
+    "lib64",
+    "libx32",
+    "media",
+    "mnt",
+    "opt",
+    "proc",
+    "root",
+    "run",
+    "sbin",
+    "srv",
+    "sys",
+    "tmp",
+    "usr",
+    "var",
+    "usr/bin",
+    "usr/include",
+    "usr/lib",
+    "usr/lib64",
+    "usr/libexec",
+    "usr/local",
+    "usr/sbin",
+    "usr/share",
+    "usr/src",
+    "usr/local/bin",
+    "usr/local/etc",
+    "usr/local/include",
+    "usr/local/lib",
+    "usr/local/sbin",
+    "usr/local/share",
+    "var/cache",
+    "var/lib",
+    "var/log",
+    "var/run",
+    "var/tmp",
+];
+
+/// Prefix of the names OCI layers use as whiteouts (deletions of lower files).
+const WHITEOUT_PREFIX: &str = ".wh.";
 
 pub struct AppSource<'a> {
     pub source_dir: &'a Path,
@@ -59,6 +145,12 @@ pub enum AppError {
     NonUtf8Name { path: PathBuf },
     #[error("destination `{0}` must be an absolute path without `.` or `..`")]
     BadDestination(String),
+    #[error("destination `{0}` is the base image's own {1}: the app's files would mix with the base's, and `user` would own it")]
+    SystemDestination(String, &'static str),
+    #[error("`{}` has a name starting with `.wh.`, which image layers use to delete files of the layers below", escaped(path))]
+    WhiteoutName { path: PathBuf },
+    #[error("destination `{0}` has a part starting with `.wh.`, which image layers use to delete files of the layers below")]
+    WhiteoutDestination(String),
     #[error("bad exclude pattern `{pattern}`: {reason}")]
     BadPattern { pattern: String, reason: String },
     #[error("reading `{path}`")]
@@ -97,6 +189,8 @@ impl AppError {
                 rel(path)
             )),
             AppError::BadDestination(_) => Some("write an absolute path inside the image, e.g. `destination = \"/app\"`".into()),
+            AppError::SystemDestination(..) | AppError::WhiteoutDestination(_) => Some("put the app in a directory of its own, e.g. `destination = \"/app\"`".into()),
+            AppError::WhiteoutName { path } => Some(format!("rename it, {}", exclude(path))),
             AppError::BadPattern { .. } => Some("fix the pattern in `[app] excludes` or the source dir's `.dockerignore`".into()),
             AppError::Io { .. } => None,
         }
@@ -116,14 +210,24 @@ fn escaped(path: &Path) -> String {
     out
 }
 
-/// Walks the source dir and returns the layer's entries, normalised (sorted,
-/// parents first), under `destination` (which is itself included).
+/// The app layer's entries and what the walk found worth a warning.
+#[derive(Debug)]
+pub struct Collected {
+    pub entries: Vec<Entry>,
+    pub warnings: Vec<String>,
+}
+
+/// Walks the source dir and returns the layer's entries, sorted, under
+/// `destination` (which is itself included, owned by `source.owner`). No
+/// parent of the destination is emitted: the base's own directories (their
+/// modes and owners) stay as they are.
 ///
 /// Exclusion patterns are evaluated in order with Docker's `.dockerignore`
-/// semantics, last match wins: [`DEFAULT_EXCLUDES`] (matched at any depth),
-/// then the recipe's `excludes`, then `<source_dir>/.dockerignore`; a later
-/// `!pattern` can re-include what an earlier one excluded.
-pub fn collect(source: &AppSource) -> Result<Vec<Entry>, AppError> {
+/// semantics, last match wins: [`DEFAULT_EXCLUDES`] (matched at any depth,
+/// ignoring case), then the recipe's `excludes`, then
+/// `<source_dir>/.dockerignore`; a later `!pattern` can re-include what an
+/// earlier one excluded.
+pub fn collect(source: &AppSource) -> Result<Collected, AppError> {
     let root = source.source_dir;
     if !root.is_dir() {
         return Err(AppError::MissingSource(root.to_path_buf()));
@@ -137,15 +241,14 @@ pub fn collect(source: &AppSource) -> Result<Vec<Entry>, AppError> {
         (false, false) => format!("{prefix}/{rel}"),
     };
 
-    let mut entries = Vec::new();
-    if !prefix.is_empty() {
-        entries.push(Entry {
-            path: prefix.clone(),
-            kind: EntryKind::Dir,
-            mode: 0o755,
-            owner: source.owner,
-        });
-    }
+    let mut entries = vec![Entry {
+        path: prefix.clone(),
+        kind: EntryKind::Dir,
+        mode: 0o755,
+        owner: source.owner,
+    }];
+    // (dev, inode) of multiply-linked files → (links seen in the tree, links in all, a path).
+    let mut linked: BTreeMap<(u64, u64), (u64, u64, PathBuf)> = BTreeMap::new();
     let mut walk = walkdir::WalkDir::new(root)
         .follow_links(false)
         .sort_by_file_name()
@@ -172,13 +275,31 @@ pub fn collect(source: &AppSource) -> Result<Vec<Entry>, AppError> {
                 path: path.to_path_buf(),
             });
         };
+        if item
+            .file_name()
+            .as_encoded_bytes()
+            .starts_with(WHITEOUT_PREFIX.as_bytes())
+        {
+            return Err(AppError::WhiteoutName {
+                path: path.to_path_buf(),
+            });
+        }
         let meta = item.metadata().map_err(|e| io_error(path, e.into()))?;
         let kind = if file_type.is_dir() {
             EntryKind::Dir
         } else if file_type.is_file() {
+            if meta.nlink() > 1 {
+                let seen = linked.entry((meta.dev(), meta.ino())).or_insert((
+                    0,
+                    meta.nlink(),
+                    path.to_path_buf(),
+                ));
+                seen.0 += 1;
+            }
             EntryKind::File {
                 source: path.to_path_buf(),
                 size: meta.len(),
+                listed: Some(Listed::of(&meta)),
             }
         } else if file_type.is_symlink() {
             EntryKind::Symlink {
@@ -203,12 +324,25 @@ pub fn collect(source: &AppSource) -> Result<Vec<Entry>, AppError> {
             owner: source.owner,
         });
     }
-    // Parents added here are above the destination (e.g. `srv` of `/srv/app`):
-    // root-owned, like the base image's own directories.
-    Ok(normalise(entries, Owner::default()))
+    let warnings = linked
+        .into_values()
+        .filter(|(seen, all, _)| seen < all)
+        .map(|(seen, all, path)| {
+            format!(
+                "`{}` is hard-linked from outside the source dir ({} of its {all} links are inside): the image gets its bytes as they are now, and a change made through another link changes the app",
+                path.display(),
+                seen
+            )
+        })
+        .collect();
+    // Parents of re-included files under excluded dirs are the app's own;
+    // those above the destination are the base's and are left out.
+    let mut entries = normalise(entries, source.owner);
+    entries.retain(|e| e.path.len() >= prefix.len());
+    Ok(Collected { entries, warnings })
 }
 
-/// `/app` → `app`, `/` → `` (entries at the image root).
+/// `/app` → `app`; refuses `/`, the base's system dirs and whiteout names.
 fn destination_prefix(destination: &str) -> Result<String, AppError> {
     let bad = || AppError::BadDestination(destination.to_string());
     let rest = destination.strip_prefix('/').ok_or_else(bad)?;
@@ -216,7 +350,38 @@ fn destination_prefix(destination: &str) -> Result<String, AppError> {
     if parts.iter().any(|p| *p == "." || *p == "..") {
         return Err(bad());
     }
-    Ok(parts.join("/"))
+    if parts.iter().any(|p| p.starts_with(WHITEOUT_PREFIX)) {
+        return Err(AppError::WhiteoutDestination(destination.to_string()));
+    }
+    let prefix = parts.join("/");
+    if prefix.is_empty() {
+        return Err(AppError::SystemDestination(
+            destination.to_string(),
+            "root directory",
+        ));
+    }
+    if SYSTEM_DIRS.contains(&prefix.as_str()) {
+        return Err(AppError::SystemDestination(
+            destination.to_string(),
+            "system directory",
+        ));
+    }
+    Ok(prefix)
+}
+
+/// A default exclude made case-insensitive: each ASCII letter becomes a
+/// `[xX]` class (the patterns hold no classes of their own).
+fn any_case(pattern: &str) -> String {
+    pattern
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphabetic() {
+                format!("[{}{}]", c.to_ascii_lowercase(), c.to_ascii_uppercase())
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 fn exclusions(root: &Path, excludes: &[String]) -> Result<Matcher, AppError> {
@@ -226,7 +391,7 @@ fn exclusions(root: &Path, excludes: &[String]) -> Result<Matcher, AppError> {
     };
     let mut matcher = Matcher::default();
     for default in DEFAULT_EXCLUDES {
-        let pattern = format!("**/{default}");
+        let pattern = format!("**/{}", any_case(default));
         matcher.push(Pattern::parse(&pattern).map_err(|e| bad(default, e))?);
     }
     for pattern in excludes {

@@ -19,6 +19,7 @@ fn run(root: &Path, destination: &str, excludes: &[&str]) -> Result<Vec<Entry>, 
             gid: 1000,
         },
     })
+    .map(|collected| collected.entries)
 }
 
 fn paths(entries: &[Entry]) -> Vec<&str> {
@@ -36,7 +37,6 @@ fn walks_sorted_under_the_destination_with_parents_first() {
     assert_eq!(
         paths(&entries),
         [
-            "srv",
             "srv/app",
             "srv/app/main.py",
             "srv/app/pkg",
@@ -45,20 +45,12 @@ fn walks_sorted_under_the_destination_with_parents_first() {
             "srv/app/pkg/z.py"
         ]
     );
-    assert_eq!(
-        entries[0].owner,
-        Owner::default(),
-        "above the destination: root"
-    );
-    assert_eq!(entries[1].owner.uid, 1000);
-    assert_eq!(entries[1].kind, EntryKind::Dir);
-    let main = &entries[2];
-    assert_eq!(
-        main.kind,
-        EntryKind::File {
-            source: dir.path().join("main.py"),
-            size: 9
-        }
+    assert_eq!(entries[0].owner.uid, 1000);
+    assert_eq!(entries[0].kind, EntryKind::Dir);
+    let main = &entries[1];
+    assert!(
+        matches!(&main.kind, EntryKind::File { source, size: 9, listed: Some(_) } if *source == dir.path().join("main.py")),
+        "{main:?}"
     );
 }
 
@@ -154,7 +146,8 @@ fn dockerignore_and_recipe_excludes_use_docker_semantics() {
         ]
     );
     let docs = entries.iter().find(|e| e.path == "app/docs").unwrap();
-    assert_eq!((docs.mode, docs.owner), (0o755, Owner::default()));
+    // Below the destination, so the app's like every other dir there.
+    assert_eq!((docs.mode, docs.owner.uid), (0o755, 1000));
 }
 
 #[test]
@@ -256,7 +249,26 @@ fn destination_and_source_are_checked() {
         run(dir.path(), "/app/../etc", &[]),
         Err(AppError::BadDestination(_))
     ));
-    assert_eq!(paths(&run(dir.path(), "/", &[]).unwrap()), ["m.py"]);
+    for system in ["/", "//", "/usr/local/bin", "/etc/", "/tmp", "/usr"] {
+        assert!(
+            matches!(
+                run(dir.path(), system, &[]),
+                Err(AppError::SystemDestination(..))
+            ),
+            "{system}"
+        );
+    }
+    for whiteout in ["/.wh..wh..opq", "/app/.wh.x"] {
+        assert!(matches!(
+            run(dir.path(), whiteout, &[]),
+            Err(AppError::WhiteoutDestination(_))
+        ));
+    }
+    assert_eq!(
+        paths(&run(dir.path(), "/tmp/app", &[]).unwrap()),
+        ["tmp/app", "tmp/app/m.py"],
+        "no parent of the destination: the base's /tmp keeps its mode"
+    );
     assert!(matches!(
         run(&dir.path().join("nope"), "/app", &[]),
         Err(AppError::MissingSource(_))
@@ -282,4 +294,77 @@ fn python_sources_lists_py_files_with_image_paths() {
             (dir.path().join("pkg/mod.py"), "/app/pkg/mod.py".to_string()),
         ]
     );
+}
+
+#[test]
+fn whiteout_names_are_refused_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "bin/.wh.python3", "");
+    let err = run(dir.path(), "/app", &[]).unwrap_err();
+    assert!(matches!(err, AppError::WhiteoutName { .. }), "{err:?}");
+    assert!(err.to_string().contains("bin/.wh.python3"), "{err}");
+    assert!(
+        run(dir.path(), "/app", &["bin/.wh.*"]).is_ok(),
+        "excluded: fine"
+    );
+}
+
+#[test]
+fn default_secret_excludes_ignore_case_and_can_be_reincluded() {
+    let dir = tempfile::tempdir().unwrap();
+    for secret in [
+        ".ENV",
+        "ID_RSA",
+        "keys/id_ed25519.pub",
+        "server.PEM",
+        ".git-credentials",
+        ".npmrc",
+        ".aws/credentials",
+        ".docker/config.json",
+        ".kube/config",
+        ".ssh/deploy_key",
+        "sub/.Pgpass",
+        ".bash_history",
+    ] {
+        write(dir.path(), secret, "secret");
+    }
+    write(dir.path(), "main.py", "");
+    write(dir.path(), "id_utils.py", "");
+    write(dir.path(), ".docker/README.md", "");
+    let entries = run(dir.path(), "/app", &[]).unwrap();
+    assert_eq!(
+        paths(&entries),
+        [
+            "app",
+            "app/.docker",
+            "app/.docker/README.md",
+            "app/.kube",
+            "app/id_utils.py",
+            "app/keys",
+            "app/main.py",
+            "app/sub"
+        ]
+    );
+    let entries = run(dir.path(), "/app", &["!server.PEM"]).unwrap();
+    assert!(paths(&entries).contains(&"app/server.PEM"));
+}
+
+#[test]
+fn hard_links_from_outside_the_tree_are_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("tree");
+    write(&tree, "inside.py", "x = 1\n");
+    write(&tree, "twice_a.py", "y = 2\n");
+    fs::hard_link(tree.join("twice_a.py"), tree.join("twice_b.py")).unwrap();
+    fs::hard_link(tree.join("inside.py"), dir.path().join("outside.py")).unwrap();
+    let collected = collect(&AppSource {
+        source_dir: &tree,
+        destination: "/app",
+        excludes: &[],
+        owner: Owner::default(),
+    })
+    .unwrap();
+    assert_eq!(collected.warnings.len(), 1, "{:?}", collected.warnings);
+    assert!(collected.warnings[0].contains("inside.py"));
+    assert!(collected.warnings[0].contains("1 of its 2 links"));
 }

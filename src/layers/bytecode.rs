@@ -329,6 +329,7 @@ pub fn compile_report(
             kind: EntryKind::File {
                 source: cfile,
                 size,
+                listed: None,
             },
             mode: 0o644,
             owner,

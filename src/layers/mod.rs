@@ -44,10 +44,119 @@ pub enum EntryKind {
     File {
         source: PathBuf,
         size: u64,
+        /// What the walk saw (files from the user's tree; `None` for
+        /// slipway's own staging): every later open must find the same file.
+        listed: Option<Listed>,
     },
     Symlink {
         target: String,
     },
+}
+
+/// Identity of a listed file: a later open that finds another inode or
+/// mtime means the file was replaced or rewritten under the build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Listed {
+    pub dev: u64,
+    pub ino: u64,
+    pub mtime_ns: i128,
+}
+
+impl Listed {
+    pub fn of(meta: &std::fs::Metadata) -> Listed {
+        use std::os::unix::fs::MetadataExt;
+        Listed {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
+        }
+    }
+}
+
+/// A user's file that cannot be packed: it changed after the walk listed it,
+/// or it cannot be read. Travels inside `io::Error` (see [`SourceError::of`]).
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("`{}` {} ({what})", path.display(), SourceError::CHANGED)]
+    Changed { path: PathBuf, what: String },
+    #[error("cannot read `{}`: {source}", path.display())]
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl SourceError {
+    /// What every `Changed` message says (the build retries on it).
+    pub const CHANGED: &'static str = "changed while slipway was reading it";
+
+    /// The `SourceError` inside an I/O error, if that is what it carries.
+    pub fn of(error: &std::io::Error) -> Option<&SourceError> {
+        error.get_ref()?.downcast_ref::<SourceError>()
+    }
+
+    pub fn hint(&self) -> String {
+        match self {
+            SourceError::Changed { .. } => {
+                "something rewrote it during the build; run the build again once it has settled"
+                    .into()
+            }
+            SourceError::Unreadable { .. } => {
+                "make it readable (`chmod u+r`), or add it to `[app] excludes` in the recipe".into()
+            }
+        }
+    }
+}
+
+/// Opens an entry's file without following a symlink (a link swapped in
+/// after the walk fails here, never yielding its target's bytes) and checks
+/// that it is still the regular file of the recorded size (and, for listed
+/// files, inode and mtime). The error names the file and what changed.
+pub fn open_checked(
+    source: &std::path::Path,
+    size: u64,
+    listed: Option<&Listed>,
+) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let changed = |what: &str| {
+        std::io::Error::other(SourceError::Changed {
+            path: source.to_path_buf(),
+            what: what.to_string(),
+        })
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        // Non-blocking: a FIFO swapped in must not hang the build.
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(source)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => changed("it is now a symlink"),
+            Some(libc::ENOENT) => changed("it was removed"),
+            _ => std::io::Error::other(SourceError::Unreadable {
+                path: source.to_path_buf(),
+                source: e,
+            }),
+        })?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(changed("it is no longer a regular file"));
+    }
+    if meta.len() != size {
+        return Err(changed(&format!(
+            "{size} bytes when listed, {} now",
+            meta.len()
+        )));
+    }
+    if let Some(listed) = listed {
+        let now = Listed::of(&meta);
+        if (now.dev, now.ino) != (listed.dev, listed.ino) {
+            return Err(changed("it was replaced by another file"));
+        }
+        if now.mtime_ns != listed.mtime_ns {
+            return Err(changed("it was modified"));
+        }
+    }
+    Ok(file)
 }
 
 /// A finished, compressed layer blob on disk.
@@ -88,7 +197,8 @@ pub fn normalise(entries: Vec<Entry>, owner: Owner) -> Vec<Entry> {
 /// Like [`normalise`], for a layer stacked on `lower` (e.g. bytecode over the
 /// files it was compiled from): a missing parent copies `lower`'s entry for
 /// that directory, so the upper layer does not change its owner or mode;
-/// parents `lower` lacks get mode 0755, root-owned.
+/// parents `lower` lacks (above the app's destination) are left out, as
+/// they are from `lower`, so the base's own stay as they are.
 pub fn normalise_over(entries: Vec<Entry>, lower: &[Entry]) -> Vec<Entry> {
     let lower_dirs: std::collections::BTreeMap<&str, &Entry> = lower
         .iter()
@@ -97,14 +207,57 @@ pub fn normalise_over(entries: Vec<Entry>, lower: &[Entry]) -> Vec<Entry> {
         .collect();
     let mut out = normalise(entries.clone(), Owner::default());
     let given: std::collections::BTreeSet<&str> = entries.iter().map(|e| e.path.as_str()).collect();
-    for entry in &mut out {
-        if !given.contains(entry.path.as_str()) {
-            if let Some(dir) = lower_dirs.get(entry.path.as_str()) {
-                *entry = (*dir).clone();
-            }
+    out.retain_mut(|entry| {
+        if given.contains(entry.path.as_str()) {
+            return true;
         }
-    }
+        match lower_dirs.get(entry.path.as_str()) {
+            Some(dir) => {
+                *entry = (*dir).clone();
+                true
+            }
+            None => false,
+        }
+    });
     out
+}
+
+/// Copies the `.py` files among `entries` into `dir`, each read through
+/// [`open_checked`] and checked against the digest its layer's key holds,
+/// and returns them as bytecode inputs: `(copy, absolute image path)`. The
+/// bytecode is then compiled from exactly the bytes the key names.
+pub fn python_sources_snapshot(
+    entries: &[Entry],
+    digests: &tarball::FileDigests,
+    dir: &std::path::Path,
+) -> std::io::Result<Vec<(PathBuf, String)>> {
+    let mut out = Vec::new();
+    for (i, entry) in entries.iter().enumerate() {
+        let EntryKind::File {
+            source,
+            size,
+            listed,
+        } = &entry.kind
+        else {
+            continue;
+        };
+        if !entry.path.ends_with(".py") {
+            continue;
+        }
+        let mut file = open_checked(source, *size, listed.as_ref())?;
+        let copy = dir.join(format!("{i}.py"));
+        let mut writer = crate::digest::HashingWriter::new(std::fs::File::create(&copy)?);
+        std::io::copy(&mut file, &mut writer)?;
+        let (_, digest, _) = writer.finish();
+        if digests.get(&entry.path) != Some(&digest) {
+            return Err(std::io::Error::other(SourceError::Changed {
+                path: source.clone(),
+                what: "its bytes differ from the first read".into(),
+            }));
+        }
+        out.push((copy, format!("/{}", entry.path)));
+    }
+    Ok(out)
 }
 
 /// The `.py` files among `entries`, as `(file on disk, absolute path in the
@@ -133,6 +286,7 @@ mod tests {
             kind: EntryKind::File {
                 source: PathBuf::from("/dev/null"),
                 size: 0,
+                listed: None,
             },
             mode: 0o644,
             owner,

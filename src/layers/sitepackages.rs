@@ -70,6 +70,8 @@ pub enum SitePackagesError {
     SpecialFile { path: PathBuf, kind: &'static str },
     #[error("file name `{}` is not valid UTF-8", .0.display())]
     NonUtf8Name(PathBuf),
+    #[error("an installed file is named `{0}`: names starting with `.wh.` delete files of the layers below")]
+    WhiteoutName(String),
     #[error("host paths remain in the installed files: {}", .0.join(", "))]
     HostPathLeak(Vec<String>),
     #[error("reading `{path}`")]
@@ -129,6 +131,9 @@ pub fn collect(
         let Some(image_path) = map.image_path(rel_str)? else {
             continue;
         };
+        if item.file_name().as_encoded_bytes().starts_with(b".wh.") {
+            return Err(SitePackagesError::WhiteoutName(image_path));
+        }
         let meta = item.metadata().map_err(|e| SitePackagesError::Io {
             path: path.to_path_buf(),
             source: e.into(),
@@ -140,6 +145,7 @@ pub fn collect(
             let kind = EntryKind::File {
                 source: path.to_path_buf(),
                 size: meta.len(),
+                listed: None,
             };
             (kind, if exec { 0o755 } else { 0o644 })
         } else if file_type.is_symlink() {
@@ -291,7 +297,10 @@ fn fix_staging(
             .collect();
         scripts.sort();
         for script in scripts {
-            let bytes = std::fs::read(&script).map_err(io_error(&script))?;
+            if !starts_with_shebang(&script).map_err(io_error(&script))? {
+                continue;
+            }
+            let bytes = read_capped(&script).map_err(io_error(&script))?;
             if let Some(new) = rewrite_shebang(&bytes, interpreter) {
                 if new != bytes {
                     std::fs::write(&script, &new).map_err(io_error(&script))?;
@@ -326,8 +335,8 @@ fn fix_staging(
                 changes.dropped.insert(rel.to_path_buf());
             }
             Some("direct_url.json") => {
-                let text = std::fs::read(entry.path()).map_err(io_error(entry.path()))?;
-                if memchr::memmem::find(&text, b"file://").is_some() {
+                let file_url = [memchr::memmem::Finder::new(b"file://")];
+                if file_contains_any(entry.path(), &file_url) {
                     changes.dropped.insert(rel.to_path_buf());
                 }
             }
@@ -337,7 +346,10 @@ fn fix_staging(
     }
     // RECORD lines for bytecode in `__pycache__` dirs go too.
     for record in records {
-        let original = std::fs::read_to_string(&record).map_err(io_error(&record))?;
+        let original = read_capped(&record).map_err(io_error(&record))?;
+        let original = String::from_utf8(original).map_err(|e| {
+            io_error(&record)(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+        })?;
         let without_bytecode = drop_bytecode_lines(&original);
         let fixed = fix_record(&without_bytecode, site_rel, &changes).unwrap_or(without_bytecode);
         if fixed != original {
@@ -368,10 +380,7 @@ pub fn find_host_paths(entries: &[Entry], needles: &[String]) -> Vec<String> {
     let mut hits = Vec::new();
     for entry in entries {
         let found = match &entry.kind {
-            EntryKind::File { source, .. } => match std::fs::read(source) {
-                Ok(bytes) => finders.iter().any(|f| f.find(&bytes).is_some()),
-                Err(_) => false,
-            },
+            EntryKind::File { source, .. } => file_contains_any(source, &finders),
             EntryKind::Symlink { target } => {
                 finders.iter().any(|f| f.find(target.as_bytes()).is_some())
             }
@@ -382,6 +391,59 @@ pub fn find_host_paths(entries: &[Entry], needles: &[String]) -> Vec<String> {
         }
     }
     hits
+}
+
+/// Files slipway edits in memory (console scripts, RECORDs) larger than this
+/// are refused rather than read whole: a hostile wheel can hold gigabytes.
+const EDITED_FILE_CAP: u64 = 64 << 20;
+
+fn read_capped(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(EDITED_FILE_CAP + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > EDITED_FILE_CAP {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "larger than {} MiB, too large to rewrite",
+                EDITED_FILE_CAP >> 20
+            ),
+        ));
+    }
+    Ok(bytes)
+}
+
+fn starts_with_shebang(path: &Path) -> std::io::Result<bool> {
+    use std::io::Read;
+    let mut head = [0u8; 2];
+    let n = std::fs::File::open(path)?.read(&mut head)?;
+    Ok(head[..n] == *b"#!")
+}
+
+/// Whether the file holds any of the needles, read in bounded chunks (an
+/// installed file may be gigabytes); chunks overlap by the longest needle.
+fn file_contains_any(path: &Path, finders: &[memchr::memmem::Finder]) -> bool {
+    use std::io::Read;
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return false;
+    };
+    let overlap = finders.iter().map(|f| f.needle().len()).max().unwrap_or(0);
+    let mut buf = vec![0u8; (1 << 20) + overlap];
+    let mut kept = 0;
+    loop {
+        let n = match file.read(&mut buf[kept..]) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => n,
+        };
+        let filled = kept + n;
+        if finders.iter().any(|f| f.find(&buf[..filled]).is_some()) {
+            return true;
+        }
+        kept = overlap.saturating_sub(1).min(filled);
+        buf.copy_within(filled - kept..filled, 0);
+    }
 }
 
 #[cfg(test)]

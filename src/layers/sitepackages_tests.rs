@@ -43,7 +43,7 @@ fn file_bytes(entries: &[Entry], path: &str) -> Vec<u8> {
         .find(|e| e.path == path)
         .unwrap_or_else(|| panic!("no entry `{path}`"));
     match &entry.kind {
-        EntryKind::File { source, size } => {
+        EntryKind::File { source, size, .. } => {
             let bytes = std::fs::read(source).unwrap();
             assert_eq!(bytes.len() as u64, *size, "{path}");
             bytes

@@ -8,8 +8,10 @@
 //! [`ParallelGzWriter`], whose bytes do not depend on the thread count.
 
 use super::pgzip::ParallelGzWriter;
-use super::{Entry, EntryKind, LayerBlob};
-use crate::digest::HashingWriter;
+use super::{open_checked, Entry, EntryKind, LayerBlob, SourceError};
+use crate::digest::{Digest, HashingWriter};
+use sha2::Digest as _;
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::Path;
@@ -22,8 +24,24 @@ pub const GZIP_LEVEL: u32 = 6;
 /// to `out`, with every mtime set to `epoch`, compressing on up to as many
 /// threads as the machine has (capped at 8).
 pub fn write_layer(entries: &[Entry], epoch: u64, out: &Path) -> io::Result<LayerBlob> {
+    write_layer_checked(entries, epoch, out, &BTreeMap::new())
+}
+
+/// Content digests by image path: the ones a layer's cache key was made of.
+pub type FileDigests = BTreeMap<String, Digest>;
+
+/// [`write_layer`], hashing each file named in `expected` while packing it:
+/// bytes that differ from the digest the cache key holds (the file was
+/// rewritten between the two reads) fail the layer, naming the file, so a
+/// key never maps to bytes it was not made from.
+pub fn write_layer_checked(
+    entries: &[Entry],
+    epoch: u64,
+    out: &Path,
+    expected: &FileDigests,
+) -> io::Result<LayerBlob> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
-    write_layer_with_threads(entries, epoch, out, threads)
+    write_layer_with_threads(entries, epoch, out, threads, expected)
 }
 
 /// [`write_layer`] with an explicit compression thread count (same bytes for any count).
@@ -32,12 +50,16 @@ pub fn write_layer_with_threads(
     epoch: u64,
     out: &Path,
     threads: usize,
+    expected: &FileDigests,
 ) -> io::Result<LayerBlob> {
     let file = BufWriter::with_capacity(1 << 16, File::create(out)?);
     let gzip = ParallelGzWriter::new(HashingWriter::new(file), GZIP_LEVEL, threads);
     let mut tar = tar::Builder::new(HashingWriter::new(gzip));
     for entry in entries {
-        append(&mut tar, entry, epoch).map_err(|e| {
+        append(&mut tar, entry, epoch, expected.get(&entry.path)).map_err(|e| {
+            if SourceError::of(&e).is_some() {
+                return e;
+            }
             io::Error::new(e.kind(), format!("adding `{}` to layer: {e}", entry.path))
         })?;
     }
@@ -54,7 +76,12 @@ pub fn write_layer_with_threads(
     })
 }
 
-fn append<W: Write>(tar: &mut tar::Builder<W>, entry: &Entry, epoch: u64) -> io::Result<()> {
+fn append<W: Write>(
+    tar: &mut tar::Builder<W>,
+    entry: &Entry,
+    epoch: u64,
+    expected: Option<&Digest>,
+) -> io::Result<()> {
     let mut header = Header::new_gnu();
     header.set_mode(entry.mode & 0o7777);
     header.set_uid(entry.owner.uid);
@@ -66,15 +93,37 @@ fn append<W: Write>(tar: &mut tar::Builder<W>, entry: &Entry, epoch: u64) -> io:
             header.set_size(0);
             tar.append_data(&mut header, format!("{}/", entry.path), io::empty())
         }
-        EntryKind::File { source, size } => {
+        EntryKind::File {
+            source,
+            size,
+            listed,
+        } => {
             header.set_entry_type(EntryType::Regular);
             header.set_size(*size);
-            let file = File::open(source)?;
-            let reader = ExactReader {
+            let file = open_checked(source, *size, listed.as_ref())?;
+            let mut reader = ExactReader {
                 inner: file.take(*size),
                 left: *size,
+                hasher: expected.map(|_| sha2::Sha256::new()),
             };
-            tar.append_data(&mut header, &entry.path, reader)
+            tar.append_data(&mut header, &entry.path, &mut reader)
+                .map_err(|e| match e.kind() {
+                    io::ErrorKind::UnexpectedEof => io::Error::other(SourceError::Changed {
+                        path: source.clone(),
+                        what: "it shrank".into(),
+                    }),
+                    _ => e,
+                })?;
+            let read = reader.hasher.map(Digest::from_hasher);
+            match expected {
+                Some(expected) if read.as_ref() != Some(expected) => {
+                    Err(io::Error::other(SourceError::Changed {
+                        path: source.clone(),
+                        what: "its bytes differ from the first read".into(),
+                    }))
+                }
+                _ => Ok(()),
+            }
         }
         EntryKind::Symlink { target } => {
             header.set_entry_type(EntryType::Symlink);
@@ -89,6 +138,7 @@ fn append<W: Write>(tar: &mut tar::Builder<W>, entry: &Entry, epoch: u64) -> io:
 struct ExactReader<R> {
     inner: R,
     left: u64,
+    hasher: Option<sha2::Sha256>,
 }
 
 impl<R: Read> Read for ExactReader<R> {
@@ -104,6 +154,9 @@ impl<R: Read> Read for ExactReader<R> {
             ));
         }
         self.left -= n as u64;
+        if let Some(hasher) = &mut self.hasher {
+            hasher.update(&buf[..n]);
+        }
         Ok(n)
     }
 }
@@ -122,6 +175,7 @@ mod tests {
             kind: EntryKind::File {
                 source: source.to_path_buf(),
                 size: std::fs::metadata(source).unwrap().len(),
+                listed: None,
             },
             mode,
             owner: Owner::default(),
@@ -183,8 +237,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let one = sources(&dir.path().join("one"), 1_000_000, 0o600);
         let two = sources(&dir.path().join("two"), 2_000_000, 0o640);
-        let a = write_layer_with_threads(&one, 0, &dir.path().join("a.tgz"), 1).unwrap();
-        let b = write_layer_with_threads(&two, 0, &dir.path().join("b.tgz"), 2).unwrap();
+        let a =
+            write_layer_with_threads(&one, 0, &dir.path().join("a.tgz"), 1, &FileDigests::new())
+                .unwrap();
+        let b =
+            write_layer_with_threads(&two, 0, &dir.path().join("b.tgz"), 2, &FileDigests::new())
+                .unwrap();
         let c = write_layer(&one, 0, &dir.path().join("c.tgz")).unwrap();
         let bytes = |p: &PathBuf| std::fs::read(p).unwrap();
         assert_eq!(bytes(&a.path), bytes(&b.path));
@@ -245,6 +303,31 @@ mod tests {
         let entry = file("f", &src, 0o644);
         std::fs::write(&src, "hi").unwrap();
         let err = write_layer(&[entry], 0, &dir.path().join("l.tgz")).unwrap_err();
-        assert!(err.to_string().contains("shrank"), "{err}");
+        assert!(
+            err.to_string().contains("5 bytes when listed, 2 now"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bytes_other_than_the_keyed_ones_fail_the_layer() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("f");
+        std::fs::write(&src, "hello").unwrap();
+        let entry = file("f", &src, 0o644);
+        let expected = FileDigests::from([("f".to_string(), Digest::of(b"hallo"))]);
+        let err = write_layer_checked(
+            std::slice::from_ref(&entry),
+            0,
+            &dir.path().join("l.tgz"),
+            &expected,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("differ from the first read"),
+            "{err}"
+        );
+        let good = FileDigests::from([("f".to_string(), Digest::of(b"hello"))]);
+        write_layer_checked(&[entry], 0, &dir.path().join("l.tgz"), &good).unwrap();
     }
 }

@@ -147,6 +147,15 @@ impl IndexUrl {
     }
 }
 
+/// Whether a local dir among `find_links` holds a wheel.
+fn has_local_wheels(find_links: &[String]) -> bool {
+    find_links
+        .iter()
+        .filter_map(|link| std::fs::read_dir(link).ok())
+        .flat_map(|dir| dir.filter_map(Result::ok))
+        .any(|entry| entry.file_name().to_string_lossy().ends_with(".whl"))
+}
+
 /// The `uv pip install` command line for `spec`'s requirements files.
 pub fn command(spec: &UvInstall) -> Command {
     let mut cmd = base_command(spec);
@@ -193,6 +202,13 @@ fn base_command(spec: &UvInstall) -> Command {
         &spec.extra_index_urls,
         &spec.find_links,
     );
+    // uv caches a find-links wheel by its file name: a wheel rebuilt under
+    // the same name would install the cached old one (slipway's key saw the
+    // new bytes, so this build is a miss and must install them). uv refuses
+    // `--refresh` offline, so local wheels go through a throwaway cache.
+    if has_local_wheels(&spec.find_links) {
+        cmd.arg("--no-cache");
+    }
     cmd.env("UV_LINK_MODE", "copy")
         .env("UV_NO_INSTALLER_METADATA", "1")
         .env("UV_PYTHON_DOWNLOADS", "never")

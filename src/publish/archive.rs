@@ -19,6 +19,9 @@ pub enum ArchiveError {
         expected: Digest,
         actual: Digest,
     },
+    /// Carries a [`super::BlobError`].
+    #[error(transparent)]
+    Blob(io::Error),
     #[error("writing `{}`", path.display())]
     Io {
         path: PathBuf,
@@ -66,7 +69,19 @@ pub fn write(
     let mut tar = tar::Builder::new(BufWriter::new(temp.reopen().map_err(io_err(file))?));
     let mut reports = Vec::new();
     let mut layer_names = Vec::new();
-    for (layer, diff_id) in img.layers.iter().zip(&img.diff_ids) {
+    for (i, (layer, diff_id)) in img.layers.iter().zip(&img.diff_ids).enumerate() {
+        let what = super::layer_name(i, img.new_from, &layer.digest);
+        super::copy_verified(
+            &local_blob(&layer.digest),
+            io::sink(),
+            &layer.digest,
+            layer.size,
+            &what,
+        )
+        .map_err(|e| match super::BlobError::of(&e) {
+            Some(_) => ArchiveError::Blob(e),
+            None => io_err(&local_blob(&layer.digest))(e),
+        })?;
         let unpacked = scratch.join(format!("{}.tar", diff_id.hex()));
         let actual =
             decompress(&local_blob(&layer.digest), &unpacked).map_err(io_err(&unpacked))?;

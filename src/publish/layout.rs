@@ -41,16 +41,23 @@ pub fn write(
         put_bytes(bytes)?;
     }
     for (img, _) in &image.images {
-        for layer in &img.layers {
+        for (i, layer) in img.layers.iter().enumerate() {
             if !written.insert(layer.digest.clone()) {
                 continue;
             }
+            // A copy, never a hard link: editing the output must not edit the cache.
             let dest = blobs.join(layer.digest.hex());
-            let source = local_blob(&layer.digest);
-            // A hard link is free when the cache is on the same file system.
-            if fs::hard_link(&source, &dest).is_err() {
-                fs::copy(&source, &dest)?;
-            }
+            let what = super::layer_name(i, img.new_from, &layer.digest);
+            let out = io::BufWriter::new(fs::File::create(&dest)?);
+            super::copy_verified(
+                &local_blob(&layer.digest),
+                out,
+                &layer.digest,
+                layer.size,
+                &what,
+            )?
+            .into_inner()
+            .map_err(|e| e.into_error())?;
             reports.push(BlobReport {
                 digest: layer.digest.clone(),
                 action: BlobAction::Written,

@@ -10,6 +10,7 @@ use crate::assemble::AssembledImage;
 use crate::digest::Digest;
 use crate::recipe::Destination;
 use crate::resolve::BaseImage;
+use std::io::{self, Write};
 use std::path::Path;
 
 /// Everything a publisher needs: one image per platform (with the base it was
@@ -87,4 +88,82 @@ pub(crate) fn check_layout_dir(dir: &Path) -> Result<(), String> {
         return Ok(());
     }
     Err("it is a directory that is not an OCI image layout (no `oci-layout` file), and writing a layout replaces the whole directory".into())
+}
+
+/// A blob that does not match the descriptor the image gives it.
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error("{what} is {actual} bytes, but its descriptor says {declared}")]
+    SizeMismatch {
+        what: String,
+        declared: u64,
+        actual: u64,
+    },
+    #[error("{what}: the cache's copy `{}` hashes to `{actual}`, not its digest; it was removed, run the build again to fetch or build it anew", path.display())]
+    Corrupt {
+        what: String,
+        path: std::path::PathBuf,
+        actual: Digest,
+    },
+}
+
+impl BlobError {
+    /// The `BlobError` inside an I/O error, if that is what it carries.
+    pub fn of(error: &io::Error) -> Option<&BlobError> {
+        error.get_ref()?.downcast_ref::<BlobError>()
+    }
+
+    /// A bad base descriptor is bad input; a corrupt cache file is local I/O.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(self, BlobError::SizeMismatch { .. })
+    }
+
+    pub fn hint(&self) -> String {
+        match self {
+            BlobError::SizeMismatch { .. } => "the base image's manifest gives this layer a wrong size: rebuild or re-push the base, or pick another".into(),
+            BlobError::Corrupt { .. } => "check the disk under the cache; `slipway build` again fetches or builds the blob anew".into(),
+        }
+    }
+}
+
+/// Copies the cached blob `source` into `out`, checking while it goes that
+/// it hashes to `digest` and is `size` bytes (the descriptor's). A corrupt
+/// cache file is removed; either failure is a [`BlobError`] naming `what`
+/// (e.g. "layer 2 `sha256:…`") inside the `io::Error`.
+pub fn copy_verified<W: Write>(
+    source: &Path,
+    out: W,
+    digest: &Digest,
+    size: u64,
+    what: &str,
+) -> io::Result<W> {
+    let mut input = std::fs::File::open(source)?;
+    let mut writer = crate::digest::HashingWriter::new(out);
+    io::copy(&mut input, &mut writer)?;
+    let (out, actual, actual_size) = writer.finish();
+    if &actual != digest {
+        let _ = std::fs::remove_file(source);
+        return Err(io::Error::other(BlobError::Corrupt {
+            what: what.to_string(),
+            path: source.to_path_buf(),
+            actual,
+        }));
+    }
+    if actual_size != size {
+        return Err(io::Error::other(BlobError::SizeMismatch {
+            what: what.to_string(),
+            declared: size,
+            actual: actual_size,
+        }));
+    }
+    Ok(out)
+}
+
+/// How an image's `index`-th layer is named in errors.
+pub fn layer_name(index: usize, new_from: usize, digest: &Digest) -> String {
+    if index < new_from {
+        format!("base layer {} `{digest}`", index + 1)
+    } else {
+        format!("layer {} `{digest}` (built by slipway)", index + 1)
+    }
 }

@@ -21,8 +21,14 @@ pub enum PushError {
     Registry(#[from] RegistryError),
     #[error(transparent)]
     Fetch(#[from] ResolveError),
-    #[error("cache: {0}")]
-    Io(#[from] std::io::Error),
+    #[error("cache `{}`: {source}", path.display())]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    /// Carries a [`super::BlobError`].
+    #[error(transparent)]
+    Blob(std::io::Error),
 }
 
 impl PushError {
@@ -30,7 +36,7 @@ impl PushError {
         match self {
             PushError::Registry(e) => e.hint(),
             PushError::Fetch(e) => e.hint(),
-            PushError::Io(_) => None,
+            PushError::Io { .. } | PushError::Blob(_) => None,
         }
     }
 }
@@ -41,13 +47,20 @@ enum Origin {
     Cache,
 }
 
+/// A blob to push: where it comes from, its descriptor's size, its name in errors.
+struct ToPush {
+    origin: Origin,
+    size: u64,
+    what: String,
+}
+
 pub async fn push(
     client: &RegistryClient,
     cache: &Cache,
     image: &Publishable<'_>,
     dest: &Reference,
 ) -> Result<Vec<BlobReport>, PushError> {
-    let mut blobs: BTreeMap<Digest, Origin> = BTreeMap::new();
+    let mut blobs: BTreeMap<Digest, ToPush> = BTreeMap::new();
     for (img, base) in &image.images {
         for (i, layer) in img.layers.iter().enumerate() {
             let origin = if i < img.new_from {
@@ -55,13 +68,29 @@ pub async fn push(
             } else {
                 Origin::Cache
             };
-            blobs.entry(layer.digest.clone()).or_insert(origin);
+            blobs.entry(layer.digest.clone()).or_insert(ToPush {
+                origin,
+                size: layer.size,
+                what: super::layer_name(i, img.new_from, &layer.digest),
+            });
         }
-        cache.put_blob_bytes(&img.config)?;
-        blobs.insert(img.config_digest.clone(), Origin::Cache);
+        cache
+            .put_blob_bytes(&img.config)
+            .map_err(|source| PushError::Io {
+                path: cache.blob_path(&img.config_digest),
+                source,
+            })?;
+        blobs.insert(
+            img.config_digest.clone(),
+            ToPush {
+                origin: Origin::Cache,
+                size: img.config.len() as u64,
+                what: format!("config `{}`", img.config_digest),
+            },
+        );
     }
     let reports: Vec<BlobReport> = stream::iter(blobs.iter())
-        .map(|(digest, origin)| push_one(client, cache, dest, digest, origin))
+        .map(|(digest, blob)| push_one(client, cache, dest, digest, blob))
         .buffer_unordered(PARALLEL_UPLOADS)
         .try_collect()
         .await?;
@@ -104,7 +133,7 @@ async fn push_one(
     cache: &Cache,
     dest: &Reference,
     digest: &Digest,
-    origin: &Origin,
+    blob: &ToPush,
 ) -> Result<BlobReport, PushError> {
     let report = |action, bytes_sent| {
         Ok(BlobReport {
@@ -120,7 +149,7 @@ async fn push_one(
     {
         return report(BlobAction::Existing, 0);
     }
-    if let Origin::Base(location) = origin {
+    if let Origin::Base(location) = &blob.origin {
         if let BaseLocation::Registry {
             registry,
             repository,
@@ -136,13 +165,18 @@ async fn push_one(
         }
         resolve::fetch_blob(client, cache, location, digest).await?;
     }
+    let path = cache.blob_path(digest);
+    super::copy_verified(&path, std::io::sink(), digest, blob.size, &blob.what).map_err(|e| {
+        match super::BlobError::of(&e) {
+            Some(_) => PushError::Blob(e),
+            None => PushError::Io {
+                path: path.clone(),
+                source: e,
+            },
+        }
+    })?;
     let sent = client
-        .push_blob(
-            &dest.registry,
-            &dest.repository,
-            digest,
-            &cache.blob_path(digest),
-        )
+        .push_blob(&dest.registry, &dest.repository, digest, &path)
         .await?;
     report(BlobAction::Uploaded, sent)
 }
