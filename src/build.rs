@@ -13,6 +13,7 @@ use crate::recipe::{Destination, Recipe};
 use crate::registry::RegistryClient;
 use crate::report::{BuildReport, LayerKind, PlatformReport, Timings};
 use crate::resolve::{self, BaseImage};
+use crate::sbom;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,6 +35,8 @@ pub struct BuildOptions {
     pub uv: PathBuf,
     pub epoch: u64,
     pub log: crate::report::Log,
+    /// The SBOM attached to each platform's image (None: none).
+    pub sbom: Option<crate::sbom::Format>,
 }
 
 pub async fn build(client: &RegistryClient, opts: &BuildOptions) -> Result<BuildReport> {
@@ -68,16 +71,20 @@ pub async fn build(client: &RegistryClient, opts: &BuildOptions) -> Result<Build
     let t = Instant::now();
     // source, revision and version from git; created and base.* come from assemble.
     let annotations = crate::provenance::for_build(recipe);
+    let mut referrers = Vec::new();
     for (base, facts) in bases.iter().zip(&all_facts) {
-        let mut new_layers = build_site_packages_layers(opts, &cache, facts, owner)?;
+        let (mut new_layers, pins) = build_site_packages_layers(opts, &cache, facts, owner)?;
         new_layers.extend(app_layers.iter().cloned());
+        // Recorded in a label so `rebase` can redo this step without the recipe.
+        let settings = crate::rebase::recorded::Recorded::new(&recipe.image, facts, opts.epoch)
+            .image_settings(&recipe.image.annotations);
         let image = assemble::assemble(
             base,
             &new_layers
                 .iter()
                 .map(|(l, _, _)| l.clone())
                 .collect::<Vec<_>>(),
-            &recipe.image,
+            &settings,
             opts.epoch,
             &annotations,
         )
@@ -89,6 +96,23 @@ pub async fn build(client: &RegistryClient, opts: &BuildOptions) -> Result<Build
             )
         })?;
         platform_reports.push(PlatformReport::new(&image, base, facts, &new_layers));
+        if let Some(format) = opts.sbom {
+            let installed: Vec<&LayerRecord> = new_layers
+                .iter()
+                .filter(|(_, kind, _)| *kind == LayerKind::SitePackages)
+                .map(|(l, _, _)| &l.record)
+                .collect();
+            referrers.push(sbom_for(
+                &cache,
+                &image,
+                base,
+                &installed,
+                &pins,
+                &annotations,
+                opts.epoch,
+                format,
+            )?);
+        }
         images.push(image);
     }
     timings.site_packages = t.elapsed().as_secs_f64();
@@ -96,6 +120,7 @@ pub async fn build(client: &RegistryClient, opts: &BuildOptions) -> Result<Build
     let publishable = Publishable {
         images: images.iter().zip(&bases).collect(),
         index,
+        referrers,
     };
 
     let t = Instant::now();
@@ -278,15 +303,52 @@ fn build_app_layers(
     Ok(out)
 }
 
+/// The SBOM of one platform's image, as a referrer of its manifest.
+#[allow(clippy::too_many_arguments)]
+fn sbom_for(
+    cache: &Cache,
+    image: &assemble::AssembledImage,
+    base: &BaseImage,
+    installed: &[&LayerRecord],
+    pins: &sbom::dists::Pins,
+    annotations: &BTreeMap<String, String>,
+    epoch: u64,
+    format: sbom::Format,
+) -> Result<sbom::referrer::Referrer> {
+    let mut dists = sbom::dists::in_cached_layers(cache, installed)
+        .map_err(io("cannot read the site-packages layer from the cache"))?;
+    sbom::dists::attach_wheel_hashes(&mut dists, pins);
+    let input = sbom::SbomInput {
+        image: image.manifest_digest.clone(),
+        platform: image.platform.to_string(),
+        base: sbom::BaseRef {
+            name: base.name.to_string(),
+            digest: base.top_digest.clone(),
+        },
+        dists,
+        app_source: annotations.get(crate::provenance::SOURCE).cloned(),
+        app_revision: annotations.get(crate::provenance::REVISION).cloned(),
+        epoch,
+    };
+    Ok(sbom::referrer::Referrer::new(
+        sbom::render(&input, format),
+        format,
+        &image.manifest_digest,
+        image.manifest.len() as u64,
+        epoch,
+    ))
+}
+
+/// The site-packages layers, and the wheel hashes the lock or bundle pins.
 fn build_site_packages_layers(
     opts: &BuildOptions,
     cache: &Cache,
     facts: &PythonFacts,
     owner: Owner,
-) -> Result<Vec<Built>> {
+) -> Result<(Vec<Built>, sbom::dists::Pins)> {
     let py = &opts.recipe.python;
     if py.requirements.is_empty() && py.project.is_none() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Default::default()));
     }
     let python_platform = facts.platform.uv_python_platform(&facts.libc);
     let scratch = cache
@@ -317,6 +379,7 @@ fn build_site_packages_layers(
         };
         Error::wrap(kind, e, hint)
     })?;
+    let pins = sbom::dists::pinned_hashes(&deps.requirements);
     let uv_version = uv_version(&opts.uv)?;
     let inputs = plan::SitePackagesInputs {
         uv_version: &uv_version,
@@ -347,36 +410,42 @@ fn build_site_packages_layers(
         cache.layer(&bkey).filter(|_| py.bytecode),
     ) {
         opts.log.cache(&key, true);
-        return Ok(vec![
-            (
-                NewLayer {
-                    record: layer,
-                    created_by: label,
-                },
-                LayerKind::SitePackages,
-                true,
-            ),
-            (
-                NewLayer {
-                    record: bytecode,
-                    created_by: "slipway: site-packages bytecode".into(),
-                },
-                LayerKind::SitePackagesBytecode,
-                true,
-            ),
-        ]);
+        return Ok((
+            vec![
+                (
+                    NewLayer {
+                        record: layer,
+                        created_by: label,
+                    },
+                    LayerKind::SitePackages,
+                    true,
+                ),
+                (
+                    NewLayer {
+                        record: bytecode,
+                        created_by: "slipway: site-packages bytecode".into(),
+                    },
+                    LayerKind::SitePackagesBytecode,
+                    true,
+                ),
+            ],
+            pins,
+        ));
     }
     if !py.bytecode {
         if let Some(layer) = cache.layer(&key) {
             opts.log.cache(&key, true);
-            return Ok(vec![(
-                NewLayer {
-                    record: layer,
-                    created_by: label,
-                },
-                LayerKind::SitePackages,
-                true,
-            )]);
+            return Ok((
+                vec![(
+                    NewLayer {
+                        record: layer,
+                        created_by: label,
+                    },
+                    LayerKind::SitePackages,
+                    true,
+                )],
+                pins,
+            ));
         }
     }
     opts.log.cache(&key, false);
@@ -453,7 +522,7 @@ fn build_site_packages_layers(
             .map_err(io("cannot write to the cache"))?;
         out.push((built, kind, reused));
     }
-    Ok(out)
+    Ok((out, pins))
 }
 
 /// Reuses the layer for `key` from the cache or builds it from `entries()`.

@@ -96,6 +96,7 @@ pub async fn push(
                 .await?;
         }
     }
+    super::referrers::attach(client, cache, &image.referrers, dest).await?;
     Ok(reports)
 }
 
