@@ -173,7 +173,7 @@ pub async fn resolve_bases(
     })?;
     let mut all_facts = Vec::new();
     for base in &bases {
-        all_facts.push(base_facts(client, cache, base, recipe).await?);
+        all_facts.push(base_facts(client, cache, base, &recipe.python.stated).await?);
     }
     Ok((bases, all_facts))
 }
@@ -185,9 +185,8 @@ pub async fn base_facts(
     client: &RegistryClient,
     cache: &Cache,
     base: &BaseImage,
-    recipe: &Recipe,
+    stated: &crate::recipe::StatedFacts,
 ) -> Result<PythonFacts> {
-    let stated = &recipe.python.stated;
     let name = base.name.to_string();
     let scan = if facts::needs_scan(&base.config, stated) {
         match cache.facts::<facts::LayerScan>(&base.manifest_digest) {
@@ -654,7 +653,7 @@ pub fn owner_of(user: Option<&str>) -> Owner {
     }
 }
 
-async fn publish_to(
+pub(crate) async fn publish_to(
     client: &RegistryClient,
     cache: &Cache,
     image: &Publishable<'_>,
@@ -703,7 +702,7 @@ async fn publish_to(
     }
 }
 
-fn describe(dest: &Destination) -> String {
+pub(crate) fn describe(dest: &Destination) -> String {
     match dest {
         Destination::Push(r) => r.to_string(),
         Destination::OciLayout(d) => format!("oci:{}", d.display()),

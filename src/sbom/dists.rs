@@ -169,6 +169,38 @@ pub fn attach_wheel_hashes(dists: &mut [Dist], pins: &Pins) {
     }
 }
 
+/// purl → wheel sha256, as an earlier SBOM (SPDX or CycloneDX) of ours states them.
+pub fn wheel_hashes_in(document: &[u8]) -> BTreeMap<String, String> {
+    let Ok(doc) = serde_json::from_slice::<serde_json::Value>(document) else {
+        return BTreeMap::new();
+    };
+    let spdx = doc["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| {
+            let purl = p["externalRefs"][0]["referenceLocator"].as_str()?;
+            let sha = p["checksums"][0]["checksumValue"].as_str()?;
+            Some((purl.to_string(), sha.to_string()))
+        });
+    let cyclonedx = doc["components"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| {
+            let purl = c["purl"].as_str()?;
+            let sha = c["hashes"][0]["content"].as_str()?;
+            Some((purl.to_string(), sha.to_string()))
+        });
+    spdx.chain(cyclonedx)
+        .filter(|(purl, sha)| {
+            purl.starts_with("pkg:pypi/")
+                && sha.len() == 64
+                && sha.bytes().all(|b| b.is_ascii_hexdigit())
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
