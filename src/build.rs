@@ -102,16 +102,17 @@ pub async fn build(client: &RegistryClient, opts: &BuildOptions) -> Result<Build
                 .filter(|(_, kind, _)| *kind == LayerKind::SitePackages)
                 .map(|(l, _, _)| &l.record)
                 .collect();
-            referrers.push(sbom_for(
-                &cache,
+            let mut dists = sbom::dists::in_cached_layers(&cache, &installed)
+                .map_err(io("cannot read the site-packages layer from the cache"))?;
+            sbom::dists::attach_wheel_hashes(&mut dists, &pins);
+            referrers.push(sbom::referrer_for(
                 &image,
                 base,
-                &installed,
-                &pins,
+                dists,
                 &annotations,
                 opts.epoch,
                 format,
-            )?);
+            ));
         }
         images.push(image);
     }
@@ -300,42 +301,6 @@ fn build_app_layers(
         )?);
     }
     Ok(out)
-}
-
-/// The SBOM of one platform's image, as a referrer of its manifest.
-#[allow(clippy::too_many_arguments)]
-fn sbom_for(
-    cache: &Cache,
-    image: &assemble::AssembledImage,
-    base: &BaseImage,
-    installed: &[&LayerRecord],
-    pins: &sbom::dists::Pins,
-    annotations: &BTreeMap<String, String>,
-    epoch: u64,
-    format: sbom::Format,
-) -> Result<sbom::referrer::Referrer> {
-    let mut dists = sbom::dists::in_cached_layers(cache, installed)
-        .map_err(io("cannot read the site-packages layer from the cache"))?;
-    sbom::dists::attach_wheel_hashes(&mut dists, pins);
-    let input = sbom::SbomInput {
-        image: image.manifest_digest.clone(),
-        platform: image.platform.to_string(),
-        base: sbom::BaseRef {
-            name: base.name.to_string(),
-            digest: base.top_digest.clone(),
-        },
-        dists,
-        app_source: annotations.get(crate::provenance::SOURCE).cloned(),
-        app_revision: annotations.get(crate::provenance::REVISION).cloned(),
-        epoch,
-    };
-    Ok(sbom::referrer::Referrer::new(
-        sbom::render(&input, format),
-        format,
-        &image.manifest_digest,
-        image.manifest.len() as u64,
-        epoch,
-    ))
 }
 
 /// The site-packages layers, and the wheel hashes the lock or bundle pins.

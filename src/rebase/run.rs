@@ -197,24 +197,13 @@ async fn new_sbom(
     for dist in &mut dists {
         dist.wheel_sha256 = hashes.get(&dist.purl()).cloned();
     }
-    let input = sbom::SbomInput {
-        image: new.manifest_digest.clone(),
-        platform: new.platform.to_string(),
-        base: sbom::BaseRef {
-            name: base.name.to_string(),
-            digest: base.top_digest.clone(),
-        },
+    Ok(Some(sbom::referrer_for(
+        new,
+        base,
         dists,
-        app_source: old.annotations.get(crate::provenance::SOURCE).cloned(),
-        app_revision: old.annotations.get(crate::provenance::REVISION).cloned(),
+        &old.annotations,
         epoch,
-    };
-    Ok(Some(Referrer::new(
-        sbom::render(&input, format),
         format,
-        &new.manifest_digest,
-        new.manifest.len() as u64,
-        epoch,
     )))
 }
 

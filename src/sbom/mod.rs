@@ -172,6 +172,37 @@ pub fn render(input: &SbomInput, format: Format) -> Vec<u8> {
     }
 }
 
+/// The SBOM of one platform's `image` built on `base`, as a referrer of its
+/// manifest; source and revision come from the image's `annotations`.
+pub fn referrer_for(
+    image: &crate::assemble::AssembledImage,
+    base: &crate::resolve::BaseImage,
+    dists: Vec<Dist>,
+    annotations: &std::collections::BTreeMap<String, String>,
+    epoch: u64,
+    format: Format,
+) -> referrer::Referrer {
+    let input = SbomInput {
+        image: image.manifest_digest.clone(),
+        platform: image.platform.to_string(),
+        base: BaseRef {
+            name: base.name.to_string(),
+            digest: base.top_digest.clone(),
+        },
+        dists,
+        app_source: annotations.get(crate::provenance::SOURCE).cloned(),
+        app_revision: annotations.get(crate::provenance::REVISION).cloned(),
+        epoch,
+    };
+    referrer::Referrer::new(
+        render(&input, format),
+        format,
+        &image.manifest_digest,
+        image.manifest.len() as u64,
+        epoch,
+    )
+}
+
 pub(crate) fn tool_name() -> String {
     format!("slipway-{}", env!("CARGO_PKG_VERSION"))
 }
