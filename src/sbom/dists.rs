@@ -257,4 +257,28 @@ mod tests {
         assert_eq!(dists[0].wheel_sha256.as_deref(), Some(a.as_str()));
         assert_eq!(dists[1].wheel_sha256, None);
     }
+
+    #[test]
+    fn wheel_hashes_come_back_from_either_format() {
+        let mut d = crate::sbom::tests::dist("idna", "3.10", None);
+        d.wheel_sha256 = Some("c".repeat(64));
+        let input = crate::sbom::SbomInput {
+            image: Digest::of(b"m"),
+            platform: "linux/amd64".into(),
+            base: crate::sbom::BaseRef {
+                name: "b".into(),
+                digest: Digest::of(b"b"),
+            },
+            dists: vec![d.clone(), crate::sbom::tests::dist("x", "1", None)],
+            app_source: None,
+            app_revision: None,
+            epoch: 0,
+        };
+        for format in [crate::sbom::Format::Spdx, crate::sbom::Format::CycloneDx] {
+            let hashes = wheel_hashes_in(&crate::sbom::render(&input, format));
+            assert_eq!(hashes.len(), 1, "{format:?}");
+            assert_eq!(hashes[&d.purl()], "c".repeat(64));
+        }
+        assert!(wheel_hashes_in(b"not json").is_empty());
+    }
 }
