@@ -255,9 +255,20 @@ fn patched_base_gives_the_digest_of_a_full_rebuild_on_both_platforms() {
     // Default: the image's own base name, resolved again (now the patched one).
     let dest = format!("{}/team/app:rebased", setup.registry.addr());
     let image = format!("{}/team/app:1", setup.registry.addr());
-    let rebased = printed_digest(&run_ok(
-        &mut setup.slipway(&["rebase", &image, "--push", &dest]),
-    ));
+    let out = run_ok(&mut setup.slipway(&["rebase", &image, "--push", &dest]));
+    let rebased = printed_digest(&out);
+    let base_before = setup.manifest(
+        "team/app",
+        &platform_manifests(&setup, "team/app", &old)[0].0,
+    )["annotations"]["org.opencontainers.image.base.digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("(was on {base_before})")),
+        "{stderr}"
+    );
     assert_ne!(rebased, old);
 
     let rebuilt = setup.build(&recipe, "team/app:rebuilt");

@@ -85,7 +85,11 @@ pub async fn run(args: RebaseArgs) -> Result<()> {
         );
     } else {
         if !common.quiet {
-            eprintln!("rebased onto {}@{}", report.base, report.base_digest);
+            let was = report.old_base_digest.as_deref().unwrap_or("unknown");
+            eprintln!(
+                "rebased onto {}@{} (was on {was})",
+                report.base, report.base_digest
+            );
         }
         println!("{}@{}", report.destination, report.digest);
     }

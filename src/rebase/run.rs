@@ -37,6 +37,8 @@ pub struct RebaseReport {
     pub old_digest: Option<crate::digest::Digest>,
     pub base: String,
     pub base_digest: crate::digest::Digest,
+    /// The base digest the image was on (its `org.opencontainers.image.base.digest`).
+    pub old_base_digest: Option<String>,
 }
 
 pub async fn run(client: &RegistryClient, opts: &RebaseOptions) -> Result<RebaseReport> {
@@ -147,6 +149,10 @@ pub async fn run(client: &RegistryClient, opts: &RebaseOptions) -> Result<Rebase
         old_digest: top.digest,
         base: base_name.to_string(),
         base_digest: bases[0].top_digest.clone(),
+        old_base_digest: old[0]
+            .annotations
+            .get("org.opencontainers.image.base.digest")
+            .cloned(),
     })
 }
 
