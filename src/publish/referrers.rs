@@ -1,7 +1,7 @@
 //! Attaches referrers (SBOMs) to pushed image manifests: the blobs, the
 //! artifact manifest by digest, then the referrers tag schema's index
 //! (`sha256-<hex>` tag) updated with it, since many registries (Distribution
-//! 2.8 among them) have no referrers API. Runs after the image is pushed.
+//! 2.8 among them) have no referrers API. Runs after the blobs, before the tag.
 
 use super::registry::PushError;
 use crate::cache::Cache;
