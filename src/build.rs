@@ -14,6 +14,7 @@ use crate::recipe::{Destination, Recipe};
 use crate::registry::{RegistryClient, RegistryError};
 use crate::report::{BuildReport, LayerKind, PlatformReport, Timings};
 use crate::resolve::{self, BaseImage};
+use crate::sbom;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,6 +42,8 @@ pub struct BuildOptions {
     pub uv: PathBuf,
     pub epoch: u64,
     pub log: crate::report::Log,
+    /// The SBOM attached to each platform's image (None: none).
+    pub sbom: Option<crate::sbom::Format>,
 }
 
 pub async fn build(client: &RegistryClient, opts: &BuildOptions) -> Result<BuildReport> {
@@ -75,16 +78,20 @@ pub async fn build(client: &RegistryClient, opts: &BuildOptions) -> Result<Build
     let t = Instant::now();
     // source, revision and version from git; created and base.* come from assemble.
     let annotations = crate::provenance::for_build(recipe);
+    let mut referrers = Vec::new();
     for (base, facts) in bases.iter().zip(&all_facts) {
-        let mut new_layers = build_site_packages_layers(opts, &cache, facts, owner)?;
+        let (mut new_layers, pins) = build_site_packages_layers(opts, &cache, facts, owner)?;
         new_layers.extend(app_layers.iter().cloned());
+        // Recorded in a label so `rebase` can redo this step without the recipe.
+        let settings = crate::rebase::recorded::Recorded::new(&recipe.image, facts, opts.epoch)
+            .image_settings(&recipe.image.annotations);
         let image = assemble::assemble(
             base,
             &new_layers
                 .iter()
                 .map(|(l, _, _)| l.clone())
                 .collect::<Vec<_>>(),
-            &recipe.image,
+            &settings,
             opts.epoch,
             &annotations,
         )
@@ -96,6 +103,24 @@ pub async fn build(client: &RegistryClient, opts: &BuildOptions) -> Result<Build
             )
         })?;
         platform_reports.push(PlatformReport::new(&image, base, facts, &new_layers));
+        if let Some(format) = opts.sbom {
+            let installed: Vec<&LayerRecord> = new_layers
+                .iter()
+                .filter(|(_, kind, _)| *kind == LayerKind::SitePackages)
+                .map(|(l, _, _)| &l.record)
+                .collect();
+            let mut dists = sbom::dists::in_cached_layers(&cache, &installed)
+                .map_err(io("cannot read the site-packages layer from the cache"))?;
+            sbom::dists::attach_wheel_hashes(&mut dists, &pins);
+            referrers.push(sbom::referrer_for(
+                &image,
+                base,
+                dists,
+                &annotations,
+                opts.epoch,
+                format,
+            ));
+        }
         images.push(image);
     }
     timings.site_packages = t.elapsed().as_secs_f64();
@@ -103,6 +128,7 @@ pub async fn build(client: &RegistryClient, opts: &BuildOptions) -> Result<Build
     let publishable = Publishable {
         images: images.iter().zip(&bases).collect(),
         index,
+        referrers,
     };
 
     let t = Instant::now();
@@ -155,7 +181,7 @@ pub async fn resolve_bases(
     })?;
     let mut all_facts = Vec::new();
     for base in &bases {
-        all_facts.push(base_facts(client, cache, base, recipe).await?);
+        all_facts.push(base_facts(client, cache, base, &recipe.python.stated).await?);
     }
     Ok((bases, all_facts))
 }
@@ -167,9 +193,8 @@ pub async fn base_facts(
     client: &RegistryClient,
     cache: &Cache,
     base: &BaseImage,
-    recipe: &Recipe,
+    stated: &crate::recipe::StatedFacts,
 ) -> Result<PythonFacts> {
-    let stated = &recipe.python.stated;
     let name = base.name.to_string();
     let scan = if facts::needs_scan(&base.config, stated) {
         match cache.facts::<facts::LayerScan>(&base.manifest_digest) {
@@ -202,15 +227,16 @@ pub async fn base_facts(
 /// (layer, kind, reused?)
 type Built = (NewLayer, LayerKind, bool);
 
+/// The site-packages layers, and the wheel hashes the lock or bundle pins.
 fn build_site_packages_layers(
     opts: &BuildOptions,
     cache: &Cache,
     facts: &PythonFacts,
     owner: Owner,
-) -> Result<Vec<Built>> {
+) -> Result<(Vec<Built>, sbom::dists::Pins)> {
     let py = &opts.recipe.python;
     if py.requirements.is_empty() && py.project.is_none() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Default::default()));
     }
     let python_platform = facts.platform.uv_python_platform(&facts.libc);
     let scratch = cache
@@ -241,6 +267,7 @@ fn build_site_packages_layers(
         };
         Error::wrap(kind, e, hint)
     })?;
+    let pins = sbom::dists::pinned_hashes(&deps.requirements);
     let uv_version = uv_version(&opts.uv)?;
     // Keyed without credentials: a rotated index password keeps the layer.
     let bare = |url: &String| crate::layers::uv::IndexUrl::parse(url).url;
@@ -278,36 +305,42 @@ fn build_site_packages_layers(
         cache.layer(&bkey).filter(|_| py.bytecode),
     ) {
         opts.log.cache(&key, true);
-        return Ok(vec![
-            (
-                NewLayer {
-                    record: layer,
-                    created_by: label,
-                },
-                LayerKind::SitePackages,
-                true,
-            ),
-            (
-                NewLayer {
-                    record: bytecode,
-                    created_by: "slipway: site-packages bytecode".into(),
-                },
-                LayerKind::SitePackagesBytecode,
-                true,
-            ),
-        ]);
+        return Ok((
+            vec![
+                (
+                    NewLayer {
+                        record: layer,
+                        created_by: label,
+                    },
+                    LayerKind::SitePackages,
+                    true,
+                ),
+                (
+                    NewLayer {
+                        record: bytecode,
+                        created_by: "slipway: site-packages bytecode".into(),
+                    },
+                    LayerKind::SitePackagesBytecode,
+                    true,
+                ),
+            ],
+            pins,
+        ));
     }
     if !py.bytecode {
         if let Some(layer) = cache.layer(&key) {
             opts.log.cache(&key, true);
-            return Ok(vec![(
-                NewLayer {
-                    record: layer,
-                    created_by: label,
-                },
-                LayerKind::SitePackages,
-                true,
-            )]);
+            return Ok((
+                vec![(
+                    NewLayer {
+                        record: layer,
+                        created_by: label,
+                    },
+                    LayerKind::SitePackages,
+                    true,
+                )],
+                pins,
+            ));
         }
     }
     opts.log.cache(&key, false);
@@ -386,7 +419,7 @@ fn build_site_packages_layers(
             .map_err(io(in_cache(cache, "cannot write to the cache")))?;
         out.push((built, kind, reused));
     }
-    Ok(out)
+    Ok((out, pins))
 }
 
 /// What a layer is built from: its entries, the scratch dir holding their
@@ -538,7 +571,7 @@ pub fn owner_of(user: Option<&str>) -> Owner {
     }
 }
 
-async fn publish_to(
+pub(crate) async fn publish_to(
     client: &RegistryClient,
     cache: &Cache,
     image: &Publishable<'_>,
@@ -600,7 +633,7 @@ async fn publish_to(
     }
 }
 
-fn describe(dest: &Destination) -> String {
+pub(crate) fn describe(dest: &Destination) -> String {
     match dest {
         Destination::Push(r) => r.to_string(),
         Destination::OciLayout(d) => format!("oci:{}", d.display()),

@@ -7,6 +7,7 @@
 //! together into one serialisable [`ImageReport`].
 
 pub mod python;
+pub mod referrers;
 pub mod render;
 pub mod source;
 
@@ -85,6 +86,8 @@ pub struct PlatformReport {
     /// Sum of the layers' uncompressed sizes (when the layers were read).
     pub uncompressed_size: Option<u64>,
     pub python: Option<Breakdown>,
+    /// SBOMs attached as referrers of this manifest.
+    pub sboms: Vec<referrers::AttachedSbom>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -185,7 +188,12 @@ async fn inspect_image(
             comment: text("comment"),
         });
     }
+    let sboms = match &image.manifest_digest {
+        Some(digest) => source.sboms(digest).await?,
+        None => Vec::new(),
+    };
     Ok(PlatformReport {
+        sboms,
         platform: image.platform.to_string(),
         manifest_digest: image.manifest_digest,
         media_type: image.manifest_media_type,

@@ -29,6 +29,15 @@ pub struct BuildArgs {
     /// the base from its layout, wheels from its wheelhouse, hash-checked.
     #[arg(long, value_name = "DIR|FILE.tar")]
     pub bundle: Option<PathBuf>,
+    /// The SBOM attached to each platform's image: `spdx` (SPDX 2.3 JSON),
+    /// `cyclonedx` (CycloneDX 1.6 JSON) or `none`.
+    #[arg(
+        long = "sbom-format",
+        alias = "sbom",
+        value_name = "FORMAT",
+        default_value = "spdx"
+    )]
+    pub sbom_format: String,
     #[command(flatten)]
     pub tools: PythonArgs,
     /// Timestamp for every file and the config's `created` (also read from the recipe).
@@ -62,6 +71,8 @@ pub async fn run(args: BuildArgs) -> Result<()> {
         input_error(e)
             .with_hint("pass a new path, an existing OCI layout dir, or remove what is there")
     })?;
+    let sbom = slipway::sbom::Format::parse(&args.sbom_format)
+        .map_err(|e| input_error(format!("--sbom-format: {e}")))?;
     let common = &args.common;
     let push_registry = match &destination {
         Destination::Push(reference) => Some(reference.registry.as_str()),
@@ -109,6 +120,7 @@ pub async fn run(args: BuildArgs) -> Result<()> {
         python: args.tools.python.clone(),
         uv: args.tools.uv.clone(),
         log,
+        sbom,
     };
     let result = build::build(&client, &options).await;
     log.finish(); // spinners and bars gone before the table or the error

@@ -5,6 +5,8 @@ pub mod build;
 pub mod bundle;
 pub mod init;
 pub mod inspect;
+pub mod rebase;
+pub mod sbom;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use slipway::error::{Error, ErrorKind, Result};
@@ -28,6 +30,10 @@ pub enum Command {
     Inspect(inspect::InspectArgs),
     /// Gather everything a recipe needs (base image, wheels) into one dir for air-gapped builds.
     Bundle(bundle::BundleArgs),
+    /// Print the SBOM attached to an image (SPDX or CycloneDX JSON).
+    Sbom(sbom::SbomArgs),
+    /// Put an image's slipway layers on a new (patched) base without rebuilding.
+    Rebase(rebase::RebaseArgs),
     /// Write a commented recipe for the project in the current (or given) dir.
     Init(init::InitArgs),
     /// Print shell completions (bash, zsh, fish, elvish, powershell).
@@ -138,6 +144,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Inspect(args) => inspect::run(args).await,
         Command::Bundle(args) => bundle::run(args).await,
         Command::Init(args) => init::run(args),
+        Command::Sbom(args) => sbom::run(args).await,
+        Command::Rebase(args) => rebase::run(args).await,
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,

@@ -33,6 +33,19 @@ fn platform(out: &mut String, p: &PlatformReport) {
     if let Some(c) = &p.created {
         let _ = writeln!(out, "  {:<11} {c}", "created");
     }
+    if p.manifest_digest.is_some() {
+        let sboms: Vec<String> = p
+            .sboms
+            .iter()
+            .map(|s| format!("{} ({})", s.digest, s.artifact_type))
+            .collect();
+        let text = if sboms.is_empty() {
+            "none attached".to_string()
+        } else {
+            sboms.join(", ")
+        };
+        let _ = writeln!(out, "  {:<11} {text}", "SBOM");
+    }
     let c = &p.config;
     let list = |v: &Option<Vec<String>>| v.as_ref().map(|v| format!("{v:?}"));
     for (key, value) in [

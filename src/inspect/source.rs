@@ -269,7 +269,11 @@ impl<'a> Source<'a> {
     }
 
     /// A manifest or config, digest checked.
-    async fn blob_bytes(&self, digest: &Digest, manifest: bool) -> Result<Vec<u8>, InspectError> {
+    pub(crate) async fn blob_bytes(
+        &self,
+        digest: &Digest,
+        manifest: bool,
+    ) -> Result<Vec<u8>, InspectError> {
         let bytes = match self {
             Source::Registry {
                 client,

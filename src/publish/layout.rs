@@ -65,6 +65,11 @@ pub fn write(
             });
         }
     }
+    for referrer in &image.referrers {
+        put_bytes(&referrer.sbom)?;
+        put_bytes(crate::sbom::referrer::EMPTY_CONFIG)?;
+        put_bytes(&referrer.manifest)?;
+    }
     let (media_type, top) = image.top();
     let index = Index {
         schema_version: 2,
@@ -87,7 +92,7 @@ pub fn write(
     };
     fs::write(
         staging.path().join("index.json"),
-        oci::to_canonical_bytes(&index),
+        with_referrers(&oci::to_canonical_bytes(&index), &image.referrers),
     )?;
     fs::write(
         staging.path().join("oci-layout"),
@@ -95,6 +100,19 @@ pub fn write(
     )?;
     replace_dir(staging, dir)?;
     Ok(reports)
+}
+
+/// index.json with the referrers listed after the image, as ORAS lays them
+/// out: the image stays the first entry, each referrer names its subject.
+fn with_referrers(index: &[u8], referrers: &[crate::sbom::referrer::Referrer]) -> Vec<u8> {
+    if referrers.is_empty() {
+        return index.to_vec();
+    }
+    let mut index: serde_json::Value = serde_json::from_slice(index).expect("index.json is JSON");
+    if let Some(manifests) = index["manifests"].as_array_mut() {
+        manifests.extend(referrers.iter().map(|r| r.descriptor()));
+    }
+    serde_json::to_vec(&index).expect("JSON values serialise")
 }
 
 /// Moves a finished staging dir to `dest`, replacing what was there.

@@ -4,6 +4,7 @@
 
 pub mod archive;
 pub mod layout;
+pub mod referrers;
 pub mod registry;
 
 use crate::assemble::AssembledImage;
@@ -19,6 +20,8 @@ use std::path::Path;
 pub struct Publishable<'a> {
     pub images: Vec<(&'a AssembledImage, &'a BaseImage)>,
     pub index: Option<(Vec<u8>, Digest)>,
+    /// Artifacts (SBOMs) that refer to the platform manifests.
+    pub referrers: Vec<crate::sbom::referrer::Referrer>,
 }
 
 impl Publishable<'_> {

@@ -94,6 +94,9 @@ pub async fn push(
         .buffer_unordered(PARALLEL_UPLOADS)
         .try_collect()
         .await?;
+    // SBOMs before the tag: a failure leaves the tag where it was. (A
+    // referrer may name a subject not pushed yet; the image follows at once.)
+    super::referrers::attach(client, cache, &image.referrers, dest).await?;
     let tag = dest.tag.clone().unwrap_or_else(|| "latest".into());
     match &image.index {
         Some((bytes, _)) => {

@@ -1,0 +1,58 @@
+//! Attaches referrers (SBOMs) to pushed image manifests: the blobs, the
+//! artifact manifest by digest, then the referrers tag schema's index
+//! (`sha256-<hex>` tag) updated with it, since many registries (Distribution
+//! 2.8 among them) have no referrers API. Runs after the blobs, before the tag.
+
+use super::registry::PushError;
+use crate::cache::Cache;
+use crate::reference::Reference;
+use crate::registry::RegistryClient;
+use crate::sbom::referrer::{self, Referrer, EMPTY_CONFIG};
+
+pub async fn attach(
+    client: &RegistryClient,
+    cache: &Cache,
+    referrers: &[Referrer],
+    dest: &Reference,
+) -> Result<(), PushError> {
+    let (registry, repository) = (&dest.registry, &dest.repository);
+    for r in referrers {
+        for bytes in [&r.sbom[..], EMPTY_CONFIG] {
+            let digest = cache
+                .put_blob_bytes(bytes)
+                .map_err(|source| PushError::Io {
+                    path: cache.root().to_path_buf(),
+                    source,
+                })?;
+            if client
+                .blob_exists(registry, repository, &digest)
+                .await?
+                .is_none()
+            {
+                client
+                    .push_blob(registry, repository, &digest, &cache.blob_path(&digest))
+                    .await?;
+            }
+        }
+        client
+            .put_manifest(
+                registry,
+                repository,
+                r.manifest_digest.as_str(),
+                crate::oci::OCI_MANIFEST,
+                &r.manifest,
+            )
+            .await?;
+        let tag = referrer::fallback_tag(&r.subject);
+        let existing = match client.manifest_digest(registry, repository, &tag).await? {
+            Some(_) => Some(client.get_manifest(registry, repository, &tag).await?.bytes),
+            None => None,
+        };
+        if let Some(index) = referrer::merged_index(existing.as_deref(), r) {
+            client
+                .put_manifest(registry, repository, &tag, crate::oci::OCI_INDEX, &index)
+                .await?;
+        }
+    }
+    Ok(())
+}

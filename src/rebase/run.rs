@@ -1,0 +1,228 @@
+//! The I/O around [`super::rebase`]: read the image (registry or OCI
+//! layout), resolve the new base, learn its facts, check them, assemble,
+//! regenerate the SBOM, publish. Nothing is published when a check fails.
+
+use super::{check_facts, rebase, recorded::LayerFacts, OldImage, RebaseError};
+use crate::assemble::{self, AssembledImage};
+use crate::build::{base_facts, describe, publish_to};
+use crate::cache::{Cache, LayerRecord};
+use crate::error::{io, Error, ErrorKind, Result};
+use crate::inspect::{source::Source, InspectError, Target};
+use crate::publish::Publishable;
+use crate::recipe::{Destination, StatedFacts};
+use crate::reference::Reference;
+use crate::registry::RegistryClient;
+use crate::report::Log;
+use crate::resolve::{self, BaseImage, BaseLocation};
+use crate::sbom::{self, referrer::Referrer};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+pub struct RebaseOptions {
+    pub image: Target,
+    /// The new base; None: the image's own `org.opencontainers.image.base.name`, resolved again.
+    pub base: Option<Reference>,
+    pub base_layout: Option<PathBuf>,
+    pub destination: Destination,
+    pub cache_dir: PathBuf,
+    pub mirrors: BTreeMap<String, String>,
+    pub log: Log,
+}
+
+/// What was published: `destination@digest`, and the new base per platform.
+#[derive(Debug, serde::Serialize)]
+pub struct RebaseReport {
+    pub destination: String,
+    pub digest: crate::digest::Digest,
+    pub old_digest: Option<crate::digest::Digest>,
+    pub base: String,
+    pub base_digest: crate::digest::Digest,
+    /// The base digest the image was on (its `org.opencontainers.image.base.digest`).
+    pub old_base_digest: Option<String>,
+}
+
+pub async fn run(client: &RegistryClient, opts: &RebaseOptions) -> Result<RebaseReport> {
+    let cache = Cache::open(&opts.cache_dir).map_err(io(format!(
+        "cannot open cache dir `{}`",
+        opts.cache_dir.display()
+    )))?;
+    let log = &opts.log;
+    log.step(&format!("reading `{}`", opts.image));
+    let source =
+        Source::open(&opts.image, client, &opts.cache_dir, &opts.mirrors).map_err(inspect_error)?;
+    let (top, raw) = source.images(&[]).await.map_err(inspect_error)?;
+    let old: Vec<OldImage> = raw
+        .into_iter()
+        .map(|r| OldImage {
+            platform: r.platform,
+            manifest_digest: r
+                .manifest_digest
+                .expect("registry and layout images have manifests"),
+            config: r.config,
+            layers: r.layers,
+            annotations: r.manifest_annotations,
+        })
+        .collect();
+    let recorded = old
+        .iter()
+        .map(OldImage::recorded)
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(rebase_error)?;
+    let base_name = match &opts.base {
+        Some(base) => base.clone(),
+        None => {
+            let name = old[0]
+                .annotations
+                .get("org.opencontainers.image.base.name")
+                .ok_or_else(|| {
+                    Error::new(ErrorKind::Input, format!("`{}` does not name its base (no `org.opencontainers.image.base.name` annotation)", opts.image))
+                        .with_hint("name the new base with `--base REF`")
+                })?;
+            Reference::parse(name)
+                .map_err(|e| Error::new(ErrorKind::Input, format!("base `{name}`: {e}")))?
+        }
+    };
+    log.step(&format!("resolving base `{base_name}`"));
+    let platforms: Vec<_> = old.iter().map(|o| o.platform.clone()).collect();
+    let bases = resolve::resolve(
+        client,
+        &base_name,
+        opts.base_layout.as_deref(),
+        &opts.mirrors,
+        &platforms,
+    )
+    .await
+    .map_err(|e| {
+        let hint = e.hint();
+        let kind = if matches!(e, resolve::ResolveError::Registry(_)) {
+            ErrorKind::Registry
+        } else {
+            ErrorKind::Input
+        };
+        Error::wrap(kind, e, hint)
+    })?;
+    let mut new_facts = Vec::new();
+    for base in &bases {
+        new_facts.push(LayerFacts::from(
+            &base_facts(client, &cache, base, &StatedFacts::default()).await?,
+        ));
+    }
+    let pairs: Vec<_> = old
+        .iter()
+        .zip(&recorded)
+        .zip(new_facts)
+        .map(|((o, r), f)| (o, r, f))
+        .collect();
+    check_facts(&pairs).map_err(rebase_error)?;
+
+    let mut images = Vec::new();
+    let mut referrers = Vec::new();
+    for ((image, recorded), base) in old.iter().zip(&recorded).zip(&bases) {
+        let new = rebase(image, recorded, base).map_err(rebase_error)?;
+        // slipway's layers come along from where the image is (into the cache).
+        let location = image_location(&source);
+        for layer in &new.layers[new.new_from..] {
+            resolve::fetch_blob(client, &cache, &location, &layer.digest)
+                .await
+                .map_err(|e| {
+                    let hint = e.hint();
+                    Error::wrap(ErrorKind::Registry, e, hint)
+                })?;
+        }
+        if let Some(referrer) = new_sbom(&source, &cache, image, &new, base, recorded.epoch).await?
+        {
+            referrers.push(referrer);
+        }
+        images.push(new);
+    }
+    let index =
+        crate::oci::is_index(&top.media_type).then(|| assemble::index(&images, &top.annotations));
+    let publishable = Publishable {
+        images: images.iter().zip(&bases).collect(),
+        index,
+        referrers,
+    };
+    publish_to(client, &cache, &publishable, &opts.destination, log).await?;
+    Ok(RebaseReport {
+        destination: describe(&opts.destination),
+        digest: publishable.digest(),
+        old_digest: top.digest,
+        base: base_name.to_string(),
+        base_digest: bases[0].top_digest.clone(),
+        old_base_digest: old[0]
+            .annotations
+            .get("org.opencontainers.image.base.digest")
+            .cloned(),
+    })
+}
+
+/// Where the image's own blobs are read from.
+fn image_location(source: &Source<'_>) -> BaseLocation {
+    match source {
+        Source::Registry { location, .. } => location.clone(),
+        Source::Layout { dir, .. } => BaseLocation::Layout(dir.clone()),
+        Source::Archive(_) => unreachable!("archives are refused before"),
+    }
+}
+
+/// The SBOM for the rebased image, in the format the old one had (none if
+/// it had none), listing the same distributions; wheel hashes carried over.
+async fn new_sbom(
+    source: &Source<'_>,
+    cache: &Cache,
+    old: &OldImage,
+    new: &AssembledImage,
+    base: &BaseImage,
+    epoch: u64,
+) -> Result<Option<Referrer>> {
+    let attached = source
+        .sboms(&old.manifest_digest)
+        .await
+        .map_err(inspect_error)?;
+    let Some(first) = attached.first() else {
+        return Ok(None);
+    };
+    let format = if first.artifact_type == sbom::CYCLONEDX_MEDIA_TYPE {
+        sbom::Format::CycloneDx
+    } else {
+        sbom::Format::Spdx
+    };
+    let old_document = source
+        .sbom_document(&first.digest)
+        .await
+        .map_err(inspect_error)?;
+    let layers = old.slipway_layers().map_err(rebase_error)?;
+    let installed: Vec<&LayerRecord> = layers
+        .iter()
+        .filter(|l| l.created_by.starts_with("slipway: site-packages for"))
+        .map(|l| &l.record)
+        .collect();
+    let mut dists = sbom::dists::in_cached_layers(cache, &installed)
+        .map_err(io("cannot read the site-packages layer from the cache"))?;
+    let hashes = sbom::dists::wheel_hashes_in(&old_document);
+    for dist in &mut dists {
+        dist.wheel_sha256 = hashes.get(&dist.purl()).cloned();
+    }
+    Ok(Some(sbom::referrer_for(
+        new,
+        base,
+        dists,
+        &old.annotations,
+        epoch,
+        format,
+    )))
+}
+
+fn inspect_error(e: InspectError) -> Error {
+    let hint = e.hint();
+    let kind = match e {
+        InspectError::Registry(_) | InspectError::Fetch(_) => ErrorKind::Registry,
+        _ => ErrorKind::Input,
+    };
+    Error::wrap(kind, e, hint)
+}
+
+fn rebase_error(e: RebaseError) -> Error {
+    let hint = e.hint();
+    Error::wrap(ErrorKind::Input, e, hint)
+}
