@@ -138,6 +138,18 @@ fn dictionary(target: &str) -> Vec<&'static [u8]> {
             b"\"3.\"",
             b"\"3.99999999999\"",
         ],
+        "dockerignore" => &[
+            b"*",
+            b"**",
+            b"**/",
+            b"?",
+            b"!",
+            b"[a-z]",
+            b"[^/]",
+            b"/..",
+            b"./",
+            b"*a*a*a*a*a*b",
+        ],
         _ => &[],
     };
     words.extend_from_slice(specific);
@@ -277,4 +289,9 @@ fn manifest_and_index_parsing_survives_and_round_trips() {
 #[test]
 fn facts_detection_survives_any_config() {
     run("config", targets::config);
+}
+
+#[test]
+fn dockerignore_matcher_survives_any_patterns() {
+    run("dockerignore", targets::dockerignore);
 }

@@ -4,6 +4,13 @@
 //! any number of directories, `[...]` classes and `\` escapes work, `!`
 //! re-includes, the last matching pattern wins, and a pattern that matches a
 //! parent directory matches everything under it.
+//!
+//! Each pattern is compiled once to a `regex` (as moby does, to Go's regexp):
+//! the `regex` crate matches in time linear in the path, whatever the
+//! pattern, so `*a*a*a*a*b` or `**/**/**/...` cannot blow up, and "this path
+//! or one of its parents" is a single match with a `(/.*)?` suffix.
+
+use regex::Regex;
 
 /// One compiled pattern.
 #[derive(Clone, Debug)]
@@ -12,6 +19,8 @@ pub struct Pattern {
     text: String,
     exclusion: bool,
     tokens: Vec<Token>,
+    /// Matches the path or one of its parent directories.
+    or_parent: Regex,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -34,16 +43,33 @@ enum Token {
 impl Pattern {
     /// Parses one pattern line (already trimmed, not a comment, not empty).
     pub fn parse(line: &str) -> Result<Pattern, String> {
+        Pattern::parse_with_case(line, false)
+    }
+
+    /// [`Pattern::parse`], matching letters in any case (for the default
+    /// secret excludes: `.ENV` is as secret as `.env`).
+    pub fn parse_ignoring_case(line: &str) -> Result<Pattern, String> {
+        Pattern::parse_with_case(line, true)
+    }
+
+    fn parse_with_case(line: &str, ignore_case: bool) -> Result<Pattern, String> {
         let (exclusion, body) = match line.strip_prefix('!') {
             Some(rest) => (true, rest.trim()),
             None => (false, line),
         };
         let text = clean(body);
         let tokens = compile(&text)?;
+        let body = to_regex(&tokens);
+        let flags = if ignore_case { "(?si)" } else { "(?s)" };
+        let or_parent = regex::RegexBuilder::new(&format!("{flags}^(?:{body})(?:/.*)?$"))
+            .size_limit(1 << 20)
+            .build()
+            .map_err(|e| format!("pattern is too complex: {e}"))?;
         Ok(Pattern {
             text,
             exclusion,
             tokens,
+            or_parent,
         })
     }
 
@@ -56,19 +82,10 @@ impl Pattern {
         self.exclusion
     }
 
-    /// Whether `path` (relative, `/`-separated) matches this pattern exactly.
-    pub fn matches(&self, path: &str) -> bool {
-        let chars: Vec<char> = path.chars().collect();
-        matches_at(&self.tokens, &chars)
-    }
-
-    /// Whether `path` or one of its parent directories matches.
-    fn matches_or_parent(&self, path: &str) -> bool {
-        if self.matches(path) {
-            return true;
-        }
-        path.match_indices('/')
-            .any(|(i, _)| self.matches(&path[..i]))
+    /// Whether `path` (relative, `/`-separated) or one of its parent
+    /// directories matches.
+    pub fn matches_or_parent(&self, path: &str) -> bool {
+        self.or_parent.is_match(path)
     }
 
     /// Whether some path under `dir` might be re-included by this `!` pattern,
@@ -242,27 +259,39 @@ fn class(chars: &[char], mut i: usize) -> Result<(Token, usize), String> {
     }
 }
 
-fn matches_at(tokens: &[Token], path: &[char]) -> bool {
-    let Some((token, rest)) = tokens.split_first() else {
-        return path.is_empty();
-    };
-    match token {
-        Token::Char(c) => path.first() == Some(c) && matches_at(rest, &path[1..]),
-        Token::Any => path.first().is_some_and(|&c| c != '/') && matches_at(rest, &path[1..]),
-        Token::Class { negated, items } => path.first().is_some_and(|&c| {
-            let inside = items.iter().any(|&(lo, hi)| lo <= c && c <= hi);
-            c != '/' && inside != *negated && matches_at(rest, &path[1..])
-        }),
-        Token::Star => {
-            let run = path.iter().take_while(|&&c| c != '/').count();
-            (0..=run).any(|n| matches_at(rest, &path[n..]))
+/// The tokens as a regex, moby's way: `*` is `[^/]*`, `?` is `[^/]`, `**/`
+/// is `(.*/)?`, a trailing `**` is `.*`; classes never match `/`.
+fn to_regex(tokens: &[Token]) -> String {
+    let mut out = String::new();
+    for token in tokens {
+        match token {
+            Token::Char(c) => out.push_str(&regex::escape(&c.to_string())),
+            Token::Star => out.push_str("[^/]*"),
+            Token::Any => out.push_str("[^/]"),
+            Token::Dirs => out.push_str("(?:.*/)?"),
+            Token::Rest => out.push_str(".*"),
+            Token::Class { negated, items } => {
+                let ranges: String = items
+                    .iter()
+                    .map(|&(lo, hi)| format!("{}-{}", class_char(lo), class_char(hi)))
+                    .collect();
+                if *negated {
+                    out.push_str(&format!("[^/{ranges}]"));
+                } else {
+                    out.push_str(&format!("[[{ranges}]&&[^/]]"));
+                }
+            }
         }
-        Token::Rest => true,
-        Token::Dirs => {
-            // "(.*/)?": nothing, or anything that ends with a `/`.
-            matches_at(rest, path)
-                || (0..path.len()).any(|i| path[i] == '/' && matches_at(rest, &path[i + 1..]))
-        }
+    }
+    out
+}
+
+/// A character escaped for use inside a regex class.
+fn class_char(c: char) -> String {
+    if c.is_alphanumeric() {
+        c.to_string()
+    } else {
+        format!("\\x{{{:x}}}", c as u32)
     }
 }
 
@@ -333,5 +362,54 @@ mod tests {
         assert_eq!(clean("/a/./b//c/"), "a/b/c");
         assert_eq!(clean("a/../b"), "b");
         assert_eq!(clean("/"), ".");
+    }
+
+    #[test]
+    fn specials_are_literal_and_case_can_be_ignored() {
+        let m = matcher("a.b\n[.]c\n(x)|y+\n\\[z]\n");
+        assert!(m.is_excluded("a.b"));
+        assert!(!m.is_excluded("axb"), "`.` is a literal dot");
+        assert!(m.is_excluded(".c"));
+        assert!(m.is_excluded("(x)|y+"));
+        assert!(m.is_excluded("[z]"));
+        assert!(!m.is_excluded("z"));
+        let p = Pattern::parse_ignoring_case("**/.env").unwrap();
+        assert!(p.matches_or_parent("a/.ENV") && p.matches_or_parent(".Env/x"));
+        assert!(!Pattern::parse("**/.env").unwrap().matches_or_parent(".ENV"));
+        let classes = matcher("[^a]\n[.-0]x\n");
+        assert!(!classes.is_excluded("/"), "classes never match `/`");
+        assert!(classes.is_excluded("b"));
+        assert!(!classes.is_excluded("a"));
+        assert!(classes.is_excluded(".x") && classes.is_excluded("0x"));
+        assert!(!classes.is_excluded("/x"), "not even inside a range");
+    }
+
+    /// The issue's worst cases took over 60 s each with the backtracking
+    /// matcher; compiled to a regex they are linear in the path.
+    #[test]
+    fn worst_cases_take_linear_time() {
+        let long_name = "a".repeat(40);
+        let deep_path = vec!["d"; 40].join("/");
+        let very_deep = vec!["d"; 1200].join("/");
+        let cases = [
+            ("*a*a*a*a*a*a*a*a*a*a*a*a*b", long_name.as_str()),
+            ("**/**/**/**/**/**/**/**/x", deep_path.as_str()),
+            ("**/**/**/**/**/**/**/**/x", very_deep.as_str()),
+            ("**/.git", very_deep.as_str()),
+        ];
+        for (pattern, path) in cases {
+            let m = matcher(&format!("{pattern}\n!{pattern}/keep\n"));
+            let started = std::time::Instant::now();
+            // A whole walk asks once per path, parents included.
+            let mut excluded = 0;
+            for (i, _) in path.match_indices('/') {
+                excluded += usize::from(m.is_excluded(&path[..i]));
+            }
+            excluded += usize::from(m.is_excluded(path));
+            let took = started.elapsed();
+            eprintln!("`{pattern}` against {} chars: {took:?}", path.len());
+            assert_eq!(excluded, 0, "{pattern}");
+            assert!(took.as_secs_f64() < 5.0, "`{pattern}` took {took:?}");
+        }
     }
 }
