@@ -138,13 +138,13 @@ pub async fn resolve_bases(
     )
     .await
     .map_err(|e| {
-        let hint = e.hint();
-        let kind = if matches!(e, resolve::ResolveError::Registry(_)) {
-            ErrorKind::Registry
-        } else {
-            ErrorKind::Input
-        };
-        Error::wrap(kind, e, hint)
+        let wrong_platform = matches!(e, resolve::ResolveError::NoPlatform { .. });
+        let error = e.into_error(cache.root());
+        if wrong_platform {
+            let hint = format!("pick platforms the base image has, with {}", recipe.platforms_origin);
+            return error.with_hint(hint);
+        }
+        error
     })?;
     let mut all_facts = Vec::new();
     for base in &bases {
@@ -172,10 +172,7 @@ pub async fn base_facts(
                 for layer in &base.manifest.layers {
                     let path = resolve::fetch_blob(client, cache, &base.location, &layer.digest)
                         .await
-                        .map_err(|e| {
-                            let hint = e.hint();
-                            Error::wrap(ErrorKind::Registry, e, hint)
-                        })?;
+                        .map_err(|e| e.into_error(cache.root()))?;
                     files.push(path);
                 }
                 let scan = resolve::scan_layers(&files)
@@ -598,10 +595,7 @@ async fn publish_to(
             for layer in &img.layers[..img.new_from] {
                 resolve::fetch_blob(client, cache, &base.location, &layer.digest)
                     .await
-                    .map_err(|e| {
-                        let hint = e.hint();
-                        Error::wrap(ErrorKind::Registry, e, hint)
-                    })?;
+                    .map_err(|e| e.into_error(cache.root()))?;
             }
         }
     }

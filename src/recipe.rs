@@ -7,6 +7,9 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+mod keys;
+pub use keys::{Key, KEYS};
+
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawRecipe {
@@ -82,6 +85,8 @@ pub struct Recipe {
     pub file: PathBuf,
     pub base: Reference,
     pub platforms: Vec<Platform>,
+    /// Where `platforms` came from, for hints: the recipe's key or `--platform`.
+    pub platforms_origin: String,
     pub source_date_epoch: Option<u64>,
     pub destination: Option<Destination>,
     pub python: PythonSettings,
@@ -182,8 +187,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Recipe, RecipeError> {
     };
     let raw: RawRecipe = toml::from_str(text).map_err(|e| {
         let message = e.to_string().trim_end().to_string();
-        let key = e.span().and_then(|span| key_at(text, span.start));
-        let hint = unknown_key_hint(&message).or_else(|| toml_hint(&message, key.as_deref()));
+        let hint = toml_hint(text, &message, e.span().map(|span| span.start));
         invalid(message, hint)
     })?;
     let line_of = |key: &str| line_of_key(text, key);
@@ -288,6 +292,34 @@ pub fn parse(text: &str, path: &Path) -> Result<Recipe, RecipeError> {
             )),
         ));
     }
+    if let Some(epoch) = raw.source_date_epoch {
+        if epoch > MAX_EPOCH {
+            return Err(invalid(
+                format!(
+                    "`source_date_epoch` = {epoch} is after the year 9999 (the largest is {MAX_EPOCH}){}",
+                    line_of("source_date_epoch")
+                ),
+                Some(EPOCH_HINT.into()),
+            ));
+        }
+    }
+    if let Some(user) = &raw.image.user {
+        check_user(user).map_err(|why| {
+            invalid(
+                format!("`image.user` = `{user}` {why}{}", line_of("user")),
+                Some("write `user = \"UID:GID\"` with numbers 0-4294967294 (e.g. `\"1000:1000\"`), or a user name the base has".into()),
+            )
+        })?;
+    }
+    if let Some((key, at)) = nul_in(text) {
+        return Err(invalid(
+            format!(
+                "`{key}` contains a NUL character{}",
+                line_of(at.as_str())
+            ),
+            Some("no runtime accepts NUL in names, values, paths or commands: remove the `\\u0000`".into()),
+        ));
+    }
     for port in &raw.image.ports {
         if !valid_port(port) {
             return Err(invalid(
@@ -318,6 +350,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Recipe, RecipeError> {
         file: path.to_path_buf(),
         base,
         platforms,
+        platforms_origin: "the recipe's `platforms`".into(),
         source_date_epoch: raw.source_date_epoch,
         destination: destinations.pop(),
         python: PythonSettings {
@@ -403,7 +436,63 @@ pub fn parse_libc(text: &str) -> Result<Libc, String> {
 
 fn valid_port(port: &str) -> bool {
     let (number, proto) = port.split_once('/').unwrap_or((port, "tcp"));
-    number.parse::<u16>().is_ok_and(|n| n > 0) && matches!(proto, "tcp" | "udp" | "sctp")
+    let digits = !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit());
+    digits
+        && number.parse::<u16>().is_ok_and(|n| n > 0)
+        && matches!(proto, "tcp" | "udp" | "sctp")
+}
+
+/// The last second of the year 9999: later timestamps do not fit RFC 3339.
+pub const MAX_EPOCH: u64 = 253_402_300_799;
+pub const EPOCH_HINT: &str = "a timestamp is seconds since 1970 up to 253402300799 (9999-12-31), e.g. the last commit's: `git log -1 --format=%ct`";
+/// uid/gid 4294967295 is `(uid_t)-1`, "no user" to the kernel.
+const MAX_ID: u64 = 4_294_967_294;
+
+/// `UID`, `UID:GID`, `NAME` or `NAME:GROUP`; numbers 0..=4294967294.
+fn check_user(user: &str) -> Result<(), String> {
+    let parts: Vec<&str> = user.split(':').collect();
+    if parts.len() > 2 {
+        return Err("has more than one `:`".into());
+    }
+    for part in parts {
+        if part.is_empty() || part.chars().any(char::is_whitespace) {
+            return Err("is not `USER` or `USER:GROUP`".into());
+        }
+        if part.bytes().all(|b| b.is_ascii_digit()) && part.parse::<u64>().map_or(true, |id| id > MAX_ID) {
+            return Err(format!("has id `{part}`, outside 0-{MAX_ID}"));
+        }
+    }
+    Ok(())
+}
+
+/// The first string or key holding a NUL: (its dotted path, the key to find its line by).
+fn nul_in(text: &str) -> Option<(String, String)> {
+    fn walk(value: &toml::Value, path: &str, last: &str) -> Option<(String, String)> {
+        match value {
+            toml::Value::String(s) if s.contains('\0') => Some((path.into(), last.into())),
+            toml::Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .find_map(|(i, v)| walk(v, &format!("{path}[{i}]"), last)),
+            toml::Value::Table(table) => table.iter().find_map(|(k, v)| {
+                let here = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                if k.contains('\0') {
+                    return Some((here.escape_debug().to_string(), last.into()));
+                }
+                walk(v, &here, if path.contains('.') { last } else { k })
+            }),
+            _ => None,
+        }
+    }
+    if !text.contains("\\u0000") && !text.contains("\\U00000000") && !text.contains('\0') {
+        return None;
+    }
+    let value: toml::Value = toml::from_str(text).ok()?;
+    walk(&value, "", "")
 }
 
 fn resolve_link(link: &str, dir: &Path) -> String {
@@ -498,142 +587,102 @@ pub fn check_inputs(recipe: &Recipe) -> Result<(), RecipeError> {
 
 /// The key assigned on the line holding byte `offset` of `text`, if any.
 fn key_at(text: &str, offset: usize) -> Option<String> {
-    let start = text[..offset.min(text.len())]
-        .rfind('\n')
-        .map_or(0, |i| i + 1);
+    let start = line_start(text, offset);
     let line = text[start..].lines().next()?;
     let key = line.split_once('=')?.0.trim().trim_matches('"');
     (!key.is_empty()).then(|| key.rsplit('.').next().unwrap_or(key).to_string())
 }
 
-/// A hint for toml's "invalid type", "missing field" and syntax errors.
-fn toml_hint(message: &str, key: Option<&str>) -> Option<String> {
+/// A hint for a toml error: unknown keys get the valid keys of their table
+/// (and Dockerfile words their recipe key), wrong types the expected type,
+/// real syntax errors a pointer to TOML itself.
+fn toml_hint(text: &str, message: &str, offset: Option<usize>) -> Option<String> {
     if message.contains("missing field `base`") {
         return Some(
             "every recipe needs a base image, e.g. `base = \"python:3.13-alpine\"`".into(),
         );
     }
-    if !message.contains("invalid type") && !message.contains("invalid value") {
-        return Some("the recipe must be valid TOML (https://toml.io): check quotes, brackets and `key = value` pairs".into());
+    let table = offset.map(|o| table_at(text, o)).unwrap_or_default();
+    if let Some((word, valid)) = unknown_field(message) {
+        return Some(keys::unknown_key_hint(&word, &table, &valid));
     }
-    let example = EXAMPLES
-        .iter()
-        .find(|(k, _)| Some(*k) == key)
-        .map(|(_, e)| *e)?;
-    Some(format!(
-        "write it like `{example}` (the README lists every recipe key)"
-    ))
+    if message.contains("invalid type") || message.contains("invalid value") {
+        let key = offset.and_then(|o| key_at(text, o))?;
+        return keys::type_hint(&key, Some(&table));
+    }
+    if toml::from_str::<toml::Table>(text).is_ok() {
+        return None;
+    }
+    Some("the recipe must be valid TOML (https://toml.io): check quotes, brackets and `key = value` pairs".into())
 }
 
-/// A correctly typed example for each key, for "invalid type" hints.
-const EXAMPLES: &[(&str, &str)] = &[
-    ("base", "base = \"python:3.13-alpine\""),
-    (
-        "platforms",
-        "platforms = [\"linux/amd64\", \"linux/arm64\"]",
-    ),
-    ("source_date_epoch", "source_date_epoch = 1700000000"),
-    ("push", "push = \"registry.example:5000/team/app:1.0\""),
-    ("oci_layout", "oci_layout = \"out/oci\""),
-    ("docker_archive", "docker_archive = \"out/app.tar\""),
-    ("requirements", "requirements = [\"requirements.txt\"]"),
-    ("project", "project = \".\""),
-    ("index_url", "index_url = \"https://pypi.org/simple\""),
-    (
-        "extra_index_urls",
-        "extra_index_urls = [\"https://example.org/simple\"]",
-    ),
-    ("find_links", "find_links = [\"wheels\"]"),
-    ("offline", "offline = true"),
-    ("allow_sdist", "allow_sdist = false"),
-    ("bytecode", "bytecode = true"),
-    ("version", "version = \"3.13\""),
-    ("libc", "libc = \"musl\""),
-    ("interpreter", "interpreter = \"/usr/local/bin/python3.13\""),
-    (
-        "site_packages",
-        "site_packages = \"/usr/local/lib/python3.13/site-packages\"",
-    ),
-    ("source", "source = \"src\""),
-    ("destination", "destination = \"/app\""),
-    ("excludes", "excludes = [\"tests\", \"*.log\"]"),
-    ("entrypoint", "entrypoint = [\"python\", \"-m\", \"app\"]"),
-    ("cmd", "cmd = [\"uvicorn\", \"app:app\"]"),
-    ("workdir", "workdir = \"/app\""),
-    ("env", "env = { APP_ENV = \"production\" }"),
-    ("ports", "ports = [\"8000/tcp\"]"),
-    ("user", "user = \"1000:1000\""),
-    (
-        "labels",
-        "labels = { \"org.opencontainers.image.title\" = \"app\" }",
-    ),
-    (
-        "annotations",
-        "annotations = { \"org.opencontainers.image.version\" = \"1.0\" }",
-    ),
-];
-
-const KNOWN_KEYS: &[&str] = &[
-    "base",
-    "platforms",
-    "source_date_epoch",
-    "push",
-    "oci_layout",
-    "docker_archive",
-    "python",
-    "app",
-    "image",
-    "requirements",
-    "project",
-    "index_url",
-    "extra_index_urls",
-    "find_links",
-    "offline",
-    "allow_sdist",
-    "bytecode",
-    "version",
-    "libc",
-    "interpreter",
-    "site_packages",
-    "source",
-    "destination",
-    "excludes",
-    "entrypoint",
-    "cmd",
-    "workdir",
-    "env",
-    "ports",
-    "user",
-    "labels",
-    "annotations",
-];
-
-/// toml says "unknown field `x`, expected one of ..."; suggest the closest key.
-fn unknown_key_hint(message: &str) -> Option<String> {
+/// serde's "unknown field `x`, expected one of `a`, `b`" → (`x`, [a, b]).
+fn unknown_field(message: &str) -> Option<(String, Vec<String>)> {
     let start = message.find("unknown field `")? + "unknown field `".len();
-    let key = &message[start..start + message[start..].find('`')?];
-    let best = KNOWN_KEYS
-        .iter()
-        .min_by_key(|known| edit_distance(key, known))?;
-    (edit_distance(key, best) <= 3)
-        .then(|| format!("did you mean `{best}`? (the README lists every recipe key)"))
+    let word = &message[start..start + message[start..].find('`')?];
+    let rest = &message[start + word.len()..];
+    let valid = rest
+        .split_once("expected")
+        .map(|(_, list)| {
+            list.split('`')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    Some((word.to_string(), valid))
 }
 
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb))
-                .min(row[j] + 1)
-                .min(row[j + 1] + 1);
-            prev = cur;
+/// The table in force at byte `offset`: the last `[header]` before its line
+/// (or the parent of the header on it) plus the dotted prefix of the key
+/// on it (`app.dest = ...`).
+fn table_at(text: &str, offset: usize) -> String {
+    let start = line_start(text, offset);
+    let line = text[start..].lines().next().unwrap_or("");
+    let mut path: Vec<&str> = match header(line) {
+        Some(this) => {
+            let mut parts = dotted(this);
+            parts.pop();
+            return parts.join(".");
         }
+        None => text[..start]
+            .lines()
+            .rev()
+            .find_map(header)
+            .map(dotted)
+            .unwrap_or_default(),
+    };
+    if let Some((key, _)) = line.split_once('=') {
+        let mut parts = dotted(key);
+        parts.pop();
+        path.extend(parts);
     }
-    row[b.len()]
+    path.join(".")
+}
+
+/// The byte where the line holding `offset` starts.
+fn line_start(text: &str, offset: usize) -> usize {
+    let bytes = text.as_bytes();
+    bytes[..offset.min(bytes.len())]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1)
+}
+
+/// `[app]` / `[[x.y]]` → `app` / `x.y`.
+fn header(line: &str) -> Option<&str> {
+    let line = line.trim_start().strip_prefix('[')?;
+    let line = line.strip_prefix('[').unwrap_or(line);
+    Some(line.split(']').next().unwrap_or(line))
+}
+
+/// `a . "b"` → [a, b].
+fn dotted(key: &str) -> Vec<&str> {
+    key.split('.')
+        .map(|p| p.trim().trim_matches(|c| c == '"' || c == '\''))
+        .filter(|p| !p.is_empty())
+        .collect()
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 
 use crate::cache::Cache;
 use crate::digest::{Digest, HashingWriter};
+use crate::error::{Error, ErrorKind};
 use crate::facts::{glibc_version_in, LayerScan};
 use crate::oci::{self, Descriptor, Index, Manifest};
 use crate::platform::Platform;
@@ -68,12 +69,37 @@ impl ResolveError {
         match self {
             ResolveError::Registry(e) => e.hint(),
             ResolveError::NoPlatform { .. } => {
-                Some("pick platforms the base image has, in the recipe's `platforms`".into())
+                Some("pick platforms the base image has, in the recipe's `platforms` or with `--platform`".into())
             }
             ResolveError::BlobMismatch { .. } => {
                 Some("the file is corrupt or was changed: re-create the bundle or layout".into())
             }
             _ => None,
+        }
+    }
+}
+
+impl ResolveError {
+    /// The exit code by cause: the registry's fault 3, the cache's I/O 1,
+    /// a base (or layout) that is not what the recipe needs 2.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ResolveError::Registry(_) => ErrorKind::Registry,
+            ResolveError::Io(_) => ErrorKind::Other,
+            _ => ErrorKind::Input,
+        }
+    }
+
+    /// As the CLI's error; cache I/O errors name the cache dir.
+    pub fn into_error(self, cache: &Path) -> Error {
+        let (kind, hint) = (self.kind(), self.hint());
+        match self {
+            ResolveError::Io(e) => Error::wrap(
+                kind,
+                std::io::Error::new(e.kind(), format!("cache `{}`: {e}", cache.display())),
+                Some("free space or fix the permissions there, or pick another cache with `--cache-dir`".into()),
+            ),
+            other => Error::wrap(kind, other, hint),
         }
     }
 }
