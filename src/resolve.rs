@@ -79,6 +79,24 @@ impl ResolveError {
     }
 }
 
+/// The largest index, manifest or config read whole (containerd caps configs
+/// at 8 MiB): parsed into a tree, tiny JSON values cost ~30x their bytes.
+pub const JSON_LIMIT: u64 = 8 << 20;
+
+/// Reads a JSON document, refusing one larger than [`JSON_LIMIT`] without
+/// reading past it.
+pub fn read_json_capped(reader: impl Read, what: &str) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    reader.take(JSON_LIMIT + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > JSON_LIMIT {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{what} is larger than {} MiB, the most slipway reads", JSON_LIMIT >> 20),
+        ));
+    }
+    Ok(bytes)
+}
+
 impl ResolveError {
     /// The exit code by cause: the registry's fault 3, the cache's I/O 1,
     /// a base (or layout) that is not what the recipe needs 2.
@@ -147,6 +165,16 @@ pub async fn resolve(
             });
         };
         let manifest: Manifest = parse_json(&manifest_bytes, &base, "manifest")?;
+        if manifest.config.size > JSON_LIMIT {
+            return Err(ResolveError::Bad {
+                base,
+                message: format!(
+                    "its config is {} bytes, more than the {} MiB slipway reads",
+                    manifest.config.size,
+                    JSON_LIMIT >> 20
+                ),
+            });
+        }
         let config_bytes = fetch_small_blob(client, &location, &manifest.config.digest).await?;
         let config: serde_json::Value = parse_json(&config_bytes, &base, "config")?;
         let platform = config_platform(&config);
@@ -211,7 +239,8 @@ async fn fetch_top(
                 path: dir.clone(),
                 message,
             };
-            let index_bytes = std::fs::read(dir.join("index.json"))
+            let index_bytes = std::fs::File::open(dir.join("index.json"))
+                .and_then(|f| read_json_capped(f, "index.json"))
                 .map_err(|e| layout_err(format!("cannot read index.json: {e}")))?;
             let index: Index = serde_json::from_slice(&index_bytes)
                 .map_err(|e| layout_err(format!("index.json: {e}")))?;
@@ -275,9 +304,15 @@ async fn fetch_small_blob(
 
 fn read_layout_blob(dir: &Path, digest: &Digest) -> Result<Vec<u8>, ResolveError> {
     let path = dir.join("blobs/sha256").join(digest.hex());
-    let bytes = std::fs::read(&path).map_err(|e| ResolveError::Layout {
+    let file = std::fs::File::open(&path).map_err(|e| ResolveError::Layout {
         path: dir.to_path_buf(),
         message: format!("missing blob `{digest}` ({e})"),
+    })?;
+    let bytes = read_json_capped(file, &format!("blob `{digest}`")).map_err(|e| {
+        ResolveError::Layout {
+            path: dir.to_path_buf(),
+            message: e.to_string(),
+        }
     })?;
     let actual = Digest::of(&bytes);
     if &actual != digest {
