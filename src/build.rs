@@ -141,7 +141,10 @@ pub async fn resolve_bases(
         let wrong_platform = matches!(e, resolve::ResolveError::NoPlatform { .. });
         let error = e.into_error(cache.root());
         if wrong_platform {
-            let hint = format!("pick platforms the base image has, with {}", recipe.platforms_origin);
+            let hint = format!(
+                "pick platforms the base image has, with {}",
+                recipe.platforms_origin
+            );
             return error.with_hint(hint);
         }
         error

@@ -313,11 +313,11 @@ pub fn parse(text: &str, path: &Path) -> Result<Recipe, RecipeError> {
     }
     if let Some((key, at)) = nul_in(text) {
         return Err(invalid(
-            format!(
-                "`{key}` contains a NUL character{}",
-                line_of(at.as_str())
+            format!("`{key}` contains a NUL character{}", line_of(at.as_str())),
+            Some(
+                "no runtime accepts NUL in names, values, paths or commands: remove the `\\u0000`"
+                    .into(),
             ),
-            Some("no runtime accepts NUL in names, values, paths or commands: remove the `\\u0000`".into()),
         ));
     }
     for port in &raw.image.ports {
@@ -437,9 +437,7 @@ pub fn parse_libc(text: &str) -> Result<Libc, String> {
 fn valid_port(port: &str) -> bool {
     let (number, proto) = port.split_once('/').unwrap_or((port, "tcp"));
     let digits = !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit());
-    digits
-        && number.parse::<u16>().is_ok_and(|n| n > 0)
-        && matches!(proto, "tcp" | "udp" | "sctp")
+    digits && number.parse::<u16>().is_ok_and(|n| n > 0) && matches!(proto, "tcp" | "udp" | "sctp")
 }
 
 /// The last second of the year 9999: later timestamps do not fit RFC 3339.
@@ -458,7 +456,9 @@ fn check_user(user: &str) -> Result<(), String> {
         if part.is_empty() || part.chars().any(char::is_whitespace) {
             return Err("is not `USER` or `USER:GROUP`".into());
         }
-        if part.bytes().all(|b| b.is_ascii_digit()) && part.parse::<u64>().map_or(true, |id| id > MAX_ID) {
+        if part.bytes().all(|b| b.is_ascii_digit())
+            && part.parse::<u64>().map_or(true, |id| id > MAX_ID)
+        {
             return Err(format!("has id `{part}`, outside 0-{MAX_ID}"));
         }
     }
@@ -607,7 +607,11 @@ fn toml_hint(text: &str, message: &str, offset: Option<usize>) -> Option<String>
         return Some(keys::unknown_key_hint(&word, &table, &valid));
     }
     if message.contains("invalid type") || message.contains("invalid value") {
-        let key = offset.and_then(|o| key_at(text, o))?;
+        let offset = offset?;
+        let key = key_at(text, offset).or_else(|| {
+            let line = text[line_start(text, offset)..].lines().next()?;
+            header(line).and_then(|h| dotted(h).pop().map(str::to_string))
+        })?;
         return keys::type_hint(&key, Some(&table));
     }
     if toml::from_str::<toml::Table>(text).is_ok() {

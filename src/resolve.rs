@@ -91,7 +91,10 @@ pub fn read_json_capped(reader: impl Read, what: &str) -> std::io::Result<Vec<u8
     if bytes.len() as u64 > JSON_LIMIT {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
-            format!("{what} is larger than {} MiB, the most slipway reads", JSON_LIMIT >> 20),
+            format!(
+                "{what} is larger than {} MiB, the most slipway reads",
+                JSON_LIMIT >> 20
+            ),
         ));
     }
     Ok(bytes)
@@ -308,12 +311,11 @@ fn read_layout_blob(dir: &Path, digest: &Digest) -> Result<Vec<u8>, ResolveError
         path: dir.to_path_buf(),
         message: format!("missing blob `{digest}` ({e})"),
     })?;
-    let bytes = read_json_capped(file, &format!("blob `{digest}`")).map_err(|e| {
-        ResolveError::Layout {
+    let bytes =
+        read_json_capped(file, &format!("blob `{digest}`")).map_err(|e| ResolveError::Layout {
             path: dir.to_path_buf(),
             message: e.to_string(),
-        }
-    })?;
+        })?;
     let actual = Digest::of(&bytes);
     if &actual != digest {
         return Err(ResolveError::BlobMismatch {

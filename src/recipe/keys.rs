@@ -54,7 +54,12 @@ pub const KEYS: &[Key] = &[
         "push = \"registry.example:5000/team/app:1.0\"",
     ),
     key("", "oci_layout", STRING, "oci_layout = \"out/oci\""),
-    key("", "docker_archive", STRING, "docker_archive = \"out/app.tar\""),
+    key(
+        "",
+        "docker_archive",
+        STRING,
+        "docker_archive = \"out/app.tar\"",
+    ),
     key("", "python", TABLE, "[python]"),
     key("", "app", TABLE, "[app]"),
     key("", "image", TABLE, "[image]"),
@@ -97,7 +102,12 @@ pub const KEYS: &[Key] = &[
     ),
     key("app", "source", STRING, "source = \"src\""),
     key("app", "destination", STRING, "destination = \"/app\""),
-    key("app", "excludes", STRINGS, "excludes = [\"tests\", \"*.log\"]"),
+    key(
+        "app",
+        "excludes",
+        STRINGS,
+        "excludes = [\"tests\", \"*.log\"]",
+    ),
     key("app", "bytecode", BOOL, "bytecode = true"),
     key(
         "image",
@@ -107,7 +117,12 @@ pub const KEYS: &[Key] = &[
     ),
     key("image", "cmd", STRINGS, "cmd = [\"uvicorn\", \"app:app\"]"),
     key("image", "workdir", STRING, "workdir = \"/app\""),
-    key("image", "env", STRING_MAP, "env = { APP_ENV = \"production\" }"),
+    key(
+        "image",
+        "env",
+        STRING_MAP,
+        "env = { APP_ENV = \"production\" }",
+    ),
     key("image", "ports", STRINGS, "ports = [\"8000/tcp\"]"),
     key("image", "user", STRING, "user = \"1000:1000\""),
     key(
@@ -285,12 +300,7 @@ mod tests {
     #[test]
     fn every_key_is_unique_in_its_table_and_has_an_example() {
         for (i, k) in KEYS.iter().enumerate() {
-            assert!(
-                k.example.contains(k.name),
-                "{}: {}",
-                k.name,
-                k.example
-            );
+            assert!(k.example.contains(k.name), "{}: {}", k.name, k.example);
             assert!(!KEYS[..i]
                 .iter()
                 .any(|o| o.table == k.table && o.name == k.name));
