@@ -1347,6 +1347,37 @@ fn excluded_special_files_are_fine() {
     assert_eq!(out.code, Some(0), "{}", out.stderr);
 }
 
+/// Not a failure: `.dockerignore` patterns that made the old backtracking
+/// matcher exponential, against a 40-character name, a 40-deep and a
+/// 1,200-deep tree (each over 60 s before). The build's total time is printed
+/// and asserted generously; the matcher alone is timed in
+/// `layers::dockerignore` (well under 1 s).
+#[test]
+fn pathological_dockerignore_is_linear() {
+    let work = Work::new();
+    let app = work.app();
+    work.write(
+        "app/.dockerignore",
+        "*a*a*a*a*a*a*a*a*a*a*a*a*b\n**/**/**/**/**/**/**/**/x\n!**/**/**/**/**/**/**/**/keep\n",
+    );
+    std::fs::write(app.join("a".repeat(40)), "").unwrap();
+    let deep40 = app.join(vec!["d"; 40].join("/"));
+    std::fs::create_dir_all(&deep40).unwrap();
+    std::fs::write(deep40.join("f.txt"), "").unwrap();
+    let deep1200 = app.join(vec!["e"; 1200].join("/"));
+    std::fs::create_dir_all(&deep1200).unwrap();
+    std::fs::write(deep1200.join("f.txt"), "").unwrap();
+    let recipe = work.recipe(&format!(
+        "{BASE}\n[app]\nsource = \"app\"\nbytecode = false\n"
+    ));
+    let started = std::time::Instant::now();
+    let out = run(&mut work.build_to_layout(&recipe));
+    let took = started.elapsed();
+    eprintln!("build with pathological .dockerignore and a 1,200-deep tree: {took:?}");
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(took.as_secs() < 60, "took {took:?}");
+}
+
 /// A 2 GiB file is legal in a tar layer, so slipway accepts it (as a user
 /// would expect) and streams it: the build's peak memory stays far below
 /// the file's size. A sparse file keeps the test cheap on disk; compressing
