@@ -752,4 +752,25 @@ mod tests {
             })
         );
     }
+
+    /// `keys::KEYS` lists exactly the fields serde accepts in each table, so
+    /// a new key without its row (example, type) fails here.
+    #[test]
+    fn the_key_table_matches_the_recipe_structs() {
+        for table in ["", "python", "app", "image"] {
+            let text = if table.is_empty() {
+                "base = \"p\"\nnot_a_key = 1\n".to_string()
+            } else {
+                format!("base = \"p\"\n[{table}]\nnot_a_key = 1\n")
+            };
+            let message = parse_str(&text).unwrap_err().to_string();
+            let (_, valid) = unknown_field(&message).unwrap();
+            let listed: Vec<&str> = KEYS
+                .iter()
+                .filter(|k| k.table == table)
+                .map(|k| k.name)
+                .collect();
+            assert_eq!(valid, listed, "table `{table}`");
+        }
+    }
 }

@@ -1035,6 +1035,33 @@ fn cli_cases() -> Vec<Case> {
             Expect { code: 2, says: &["its config is", "more than the 8 MiB slipway reads"], line: None, hint: None },
         ),
         cli(
+            "inspect_layout_config_too_big",
+            "`slipway inspect oci:DIR` of a layout whose config is 9 MiB: read up to the 8 MiB cap, never whole.",
+            |work| {
+                let dir = work.path().join("huge-config");
+                let env = format!("BIG={}", "x".repeat(9 << 20));
+                inputs::write_layout(&dir, "latest", &[musl_python_layer()], &[&env]);
+                inspect(work, &format!("oci:{}", dir.display()))
+            },
+            Expect { code: 2, says: &["is larger than 8 MiB, the most slipway reads"], line: None, hint: None },
+        ),
+        cli(
+            "inspect_archive_manifest_too_big",
+            "`slipway inspect docker-archive:FILE` whose `manifest.json` is 9 MiB of tiny JSON values.",
+            |work| {
+                let file = work.path().join("huge.tar");
+                let mut tar = tar::Builder::new(std::fs::File::create(&file).unwrap());
+                let body = format!("[{}0]", "0,".repeat(9 << 19));
+                let mut header = tar::Header::new_gnu();
+                header.set_size(body.len() as u64);
+                header.set_mode(0o644);
+                tar.append_data(&mut header, "manifest.json", body.as_bytes()).unwrap();
+                tar.finish().unwrap();
+                inspect(work, &format!("docker-archive:{}", file.display()))
+            },
+            Expect { code: 2, says: &["`manifest.json` is larger than 8 MiB"], line: None, hint: None },
+        ),
+        cli(
             "more_than_127_layers",
             "A base of 126 layers (made by the test) plus the app and app-bytecode layers.",
             |work| {
@@ -1149,6 +1176,14 @@ fn cli_cases() -> Vec<Case> {
             Expect { code: 1, says: &["cache-file"], line: None, hint: None },
         ),
     ]
+}
+
+/// `slipway inspect TARGET`, isolated like a build.
+fn inspect(work: &Work, target: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_slipway"));
+    cmd.arg("inspect").arg(target);
+    inputs::isolate(&mut cmd, work.path());
+    cmd
 }
 
 /// `slipway build` of `recipe` on the OCI layout `base`, into `--oci-layout`.
