@@ -7,8 +7,13 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+mod hints;
 mod keys;
+mod values;
+use hints::toml_hint;
 pub use keys::{Key, KEYS};
+use values::{check_user, nul_in, valid_port};
+pub use values::{EPOCH_HINT, MAX_EPOCH};
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -434,67 +439,6 @@ pub fn parse_libc(text: &str) -> Result<Libc, String> {
     ))
 }
 
-fn valid_port(port: &str) -> bool {
-    let (number, proto) = port.split_once('/').unwrap_or((port, "tcp"));
-    let digits = !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit());
-    digits && number.parse::<u16>().is_ok_and(|n| n > 0) && matches!(proto, "tcp" | "udp" | "sctp")
-}
-
-/// The last second of the year 9999: later timestamps do not fit RFC 3339.
-pub const MAX_EPOCH: u64 = 253_402_300_799;
-pub const EPOCH_HINT: &str = "a timestamp is seconds since 1970 up to 253402300799 (9999-12-31), e.g. the last commit's: `git log -1 --format=%ct`";
-/// uid/gid 4294967295 is `(uid_t)-1`, "no user" to the kernel.
-const MAX_ID: u64 = 4_294_967_294;
-
-/// `UID`, `UID:GID`, `NAME` or `NAME:GROUP`; numbers 0..=4294967294.
-fn check_user(user: &str) -> Result<(), String> {
-    let parts: Vec<&str> = user.split(':').collect();
-    if parts.len() > 2 {
-        return Err("has more than one `:`".into());
-    }
-    for part in parts {
-        if part.is_empty() || part.chars().any(char::is_whitespace) {
-            return Err("is not `USER` or `USER:GROUP`".into());
-        }
-        if part.bytes().all(|b| b.is_ascii_digit())
-            && part.parse::<u64>().map_or(true, |id| id > MAX_ID)
-        {
-            return Err(format!("has id `{part}`, outside 0-{MAX_ID}"));
-        }
-    }
-    Ok(())
-}
-
-/// The first string or key holding a NUL: (its dotted path, the key to find its line by).
-fn nul_in(text: &str) -> Option<(String, String)> {
-    fn walk(value: &toml::Value, path: &str, last: &str) -> Option<(String, String)> {
-        match value {
-            toml::Value::String(s) if s.contains('\0') => Some((path.into(), last.into())),
-            toml::Value::Array(items) => items
-                .iter()
-                .enumerate()
-                .find_map(|(i, v)| walk(v, &format!("{path}[{i}]"), last)),
-            toml::Value::Table(table) => table.iter().find_map(|(k, v)| {
-                let here = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
-                if k.contains('\0') {
-                    return Some((here.escape_debug().to_string(), last.into()));
-                }
-                walk(v, &here, if path.contains('.') { last } else { k })
-            }),
-            _ => None,
-        }
-    }
-    if !text.contains("\\u0000") && !text.contains("\\U00000000") && !text.contains('\0') {
-        return None;
-    }
-    let value: toml::Value = toml::from_str(text).ok()?;
-    walk(&value, "", "")
-}
-
 fn resolve_link(link: &str, dir: &Path) -> String {
     if link.contains("://") || Path::new(link).is_absolute() {
         link.to_string()
@@ -585,110 +529,6 @@ pub fn check_inputs(recipe: &Recipe) -> Result<(), RecipeError> {
     Ok(())
 }
 
-/// The key assigned on the line holding byte `offset` of `text`, if any.
-fn key_at(text: &str, offset: usize) -> Option<String> {
-    let start = line_start(text, offset);
-    let line = text[start..].lines().next()?;
-    let key = line.split_once('=')?.0.trim().trim_matches('"');
-    (!key.is_empty()).then(|| key.rsplit('.').next().unwrap_or(key).to_string())
-}
-
-/// A hint for a toml error: unknown keys get the valid keys of their table
-/// (and Dockerfile words their recipe key), wrong types the expected type,
-/// real syntax errors a pointer to TOML itself.
-fn toml_hint(text: &str, message: &str, offset: Option<usize>) -> Option<String> {
-    if message.contains("missing field `base`") {
-        return Some(
-            "every recipe needs a base image, e.g. `base = \"python:3.13-alpine\"`".into(),
-        );
-    }
-    let table = offset.map(|o| table_at(text, o)).unwrap_or_default();
-    if let Some((word, valid)) = unknown_field(message) {
-        return Some(keys::unknown_key_hint(&word, &table, &valid));
-    }
-    if message.contains("invalid type") || message.contains("invalid value") {
-        let offset = offset?;
-        let key = key_at(text, offset).or_else(|| {
-            let line = text[line_start(text, offset)..].lines().next()?;
-            header(line).and_then(|h| dotted(h).pop().map(str::to_string))
-        })?;
-        return keys::type_hint(&key, Some(&table));
-    }
-    if toml::from_str::<toml::Table>(text).is_ok() {
-        return None;
-    }
-    Some("the recipe must be valid TOML (https://toml.io): check quotes, brackets and `key = value` pairs".into())
-}
-
-/// serde's "unknown field `x`, expected one of `a`, `b`" → (`x`, [a, b]).
-fn unknown_field(message: &str) -> Option<(String, Vec<String>)> {
-    let start = message.find("unknown field `")? + "unknown field `".len();
-    let word = &message[start..start + message[start..].find('`')?];
-    let rest = &message[start + word.len()..];
-    let valid = rest
-        .split_once("expected")
-        .map(|(_, list)| {
-            list.split('`')
-                .skip(1)
-                .step_by(2)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
-    Some((word.to_string(), valid))
-}
-
-/// The table in force at byte `offset`: the last `[header]` before its line
-/// (or the parent of the header on it) plus the dotted prefix of the key
-/// on it (`app.dest = ...`).
-fn table_at(text: &str, offset: usize) -> String {
-    let start = line_start(text, offset);
-    let line = text[start..].lines().next().unwrap_or("");
-    let mut path: Vec<&str> = match header(line) {
-        Some(this) => {
-            let mut parts = dotted(this);
-            parts.pop();
-            return parts.join(".");
-        }
-        None => text[..start]
-            .lines()
-            .rev()
-            .find_map(header)
-            .map(dotted)
-            .unwrap_or_default(),
-    };
-    if let Some((key, _)) = line.split_once('=') {
-        let mut parts = dotted(key);
-        parts.pop();
-        path.extend(parts);
-    }
-    path.join(".")
-}
-
-/// The byte where the line holding `offset` starts.
-fn line_start(text: &str, offset: usize) -> usize {
-    let bytes = text.as_bytes();
-    bytes[..offset.min(bytes.len())]
-        .iter()
-        .rposition(|&b| b == b'\n')
-        .map_or(0, |i| i + 1)
-}
-
-/// `[app]` / `[[x.y]]` → `app` / `x.y`.
-fn header(line: &str) -> Option<&str> {
-    let line = line.trim_start().strip_prefix('[')?;
-    let line = line.strip_prefix('[').unwrap_or(line);
-    Some(line.split(']').next().unwrap_or(line))
-}
-
-/// `a . "b"` → [a, b].
-fn dotted(key: &str) -> Vec<&str> {
-    key.split('.')
-        .map(|p| p.trim().trim_matches(|c| c == '"' || c == '\''))
-        .filter(|p| !p.is_empty())
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -764,7 +604,7 @@ mod tests {
                 format!("base = \"p\"\n[{table}]\nnot_a_key = 1\n")
             };
             let message = parse_str(&text).unwrap_err().to_string();
-            let (_, valid) = unknown_field(&message).unwrap();
+            let (_, valid) = hints::unknown_field(&message).unwrap();
             let listed: Vec<&str> = KEYS
                 .iter()
                 .filter(|k| k.table == table)
