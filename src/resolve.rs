@@ -470,3 +470,35 @@ fn config_platform(config: &serde_json::Value) -> Platform {
         variant: config["variant"].as_str().map(str::to_string),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_cache_is_local_io_naming_the_dir_not_a_registry_error() {
+        let full = ResolveError::Io(std::io::Error::from_raw_os_error(28));
+        let error = full.into_error(Path::new("/var/cache/slipway"));
+        assert_eq!(error.kind, ErrorKind::Other);
+        assert!(
+            error.message.starts_with("cache `/var/cache/slipway`: No space left on device"),
+            "{}",
+            error.message
+        );
+        let layout = ResolveError::Layout {
+            path: "/l".into(),
+            message: "missing blob".into(),
+        };
+        assert_eq!(layout.kind(), ErrorKind::Input);
+    }
+
+    #[test]
+    fn json_is_read_only_up_to_the_cap() {
+        let small = read_json_capped(&b"{\"a\":1}"[..], "config").unwrap();
+        assert_eq!(small, b"{\"a\":1}");
+        // An endless reader: the cap stops reading, it does not buffer it all.
+        let endless = std::io::repeat(b'0');
+        let e = read_json_capped(endless, "config").unwrap_err();
+        assert!(e.to_string().contains("config is larger than 8 MiB"), "{e}");
+    }
+}
