@@ -481,7 +481,9 @@ mod tests {
         let error = full.into_error(Path::new("/var/cache/slipway"));
         assert_eq!(error.kind, ErrorKind::Other);
         assert!(
-            error.message.starts_with("cache `/var/cache/slipway`: No space left on device"),
+            error
+                .message
+                .starts_with("cache `/var/cache/slipway`: No space left on device"),
             "{}",
             error.message
         );

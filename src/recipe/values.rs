@@ -77,7 +77,15 @@ mod tests {
         for good in ["0", "1000:1000", "app", "app:staff", "4294967294:0"] {
             assert!(check_user(good).is_ok(), "{good}");
         }
-        for bad in ["4294967295", "0:4294967296", "99999999999", "", ":", "a b", "1:2:3"] {
+        for bad in [
+            "4294967295",
+            "0:4294967296",
+            "99999999999",
+            "",
+            ":",
+            "a b",
+            "1:2:3",
+        ] {
             assert!(check_user(bad).is_err(), "{bad}");
         }
         assert_eq!(nul_in("a = \"b\"\n"), None);
