@@ -24,7 +24,7 @@ mod app_layers;
 mod failures;
 
 use app_layers::build_app_layers;
-use failures::{blob_failure, fetch_failure, fetch_kind, in_cache, source_error};
+use failures::{blob_failure, in_cache, source_error};
 
 pub struct BuildOptions {
     pub recipe: Recipe,
@@ -171,13 +171,16 @@ pub async fn resolve_bases(
     )
     .await
     .map_err(|e| {
-        let hint = e.hint();
-        let kind = if matches!(e, resolve::ResolveError::Registry(_)) {
-            ErrorKind::Registry
-        } else {
-            ErrorKind::Input
-        };
-        Error::wrap(kind, e, hint)
+        let wrong_platform = matches!(e, resolve::ResolveError::NoPlatform { .. });
+        let error = e.into_error(cache.root());
+        if wrong_platform {
+            let hint = format!(
+                "pick platforms the base image has, with {}",
+                recipe.platforms_origin
+            );
+            return error.with_hint(hint);
+        }
+        error
     })?;
     let mut all_facts = Vec::new();
     for base in &bases {
@@ -204,7 +207,7 @@ pub async fn base_facts(
                 for layer in &base.manifest.layers {
                     let path = resolve::fetch_blob(client, cache, &base.location, &layer.digest)
                         .await
-                        .map_err(fetch_failure)?;
+                        .map_err(|e| e.into_error(cache.root()))?;
                     files.push(path);
                 }
                 let scan = resolve::scan_layers(&files)
@@ -584,7 +587,7 @@ pub(crate) async fn publish_to(
             for layer in &img.layers[..img.new_from] {
                 resolve::fetch_blob(client, cache, &base.location, &layer.digest)
                     .await
-                    .map_err(fetch_failure)?;
+                    .map_err(|e| e.into_error(cache.root()))?;
             }
         }
     }
@@ -601,7 +604,7 @@ pub(crate) async fn publish_to(
                             ErrorKind::Other
                         }
                         PushError::Registry(_) => ErrorKind::Registry,
-                        PushError::Fetch(fetch) => fetch_kind(fetch),
+                        PushError::Fetch(fetch) => fetch.kind(),
                         PushError::Blob(blob) => return blob_failure(blob),
                     };
                     let hint = e.hint();

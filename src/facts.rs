@@ -39,6 +39,12 @@ pub struct LayerScan {
 pub enum FactsError {
     #[error("base image `{base}` has no Python: no `PYTHON_VERSION` in its config and no `python3.X` in /usr/local/bin or /usr/bin")]
     NoPython { base: String },
+    #[error("base image `{base}` has no Python: {why}, but `{path}` is not in its layers")]
+    MissingInterpreter {
+        base: String,
+        path: String,
+        why: String,
+    },
     #[error("base image `{base}`: cannot tell its C library (no /lib/ld-musl-*.so.1 and no glibc loader)")]
     UnknownLibc { base: String },
     #[error("the recipe says {what} is `{stated}` ({at}), but base image `{base}` has `{found}`")]
@@ -56,6 +62,7 @@ impl FactsError {
     pub fn hint(&self) -> Option<String> {
         match self {
             FactsError::NoPython { .. } => Some("use a Python base image such as `python:3.13-alpine`, or state `[python] version` and `interpreter` in the recipe".into()),
+            FactsError::MissingInterpreter { .. } => Some("use a base image that has Python (e.g. `python:3.13-alpine`), or state `[python] interpreter` if it lives elsewhere".into()),
             FactsError::UnknownLibc { .. } => Some("state it in the recipe: `[python] libc = \"musl\"` or `\"glibc-2.36\"`".into()),
             FactsError::Contradiction { .. } => Some("fix or remove the `[python]` fact in the recipe, or pick a base image that matches it".into()),
         }
@@ -214,6 +221,18 @@ pub fn detect(
             ))
         }
         Some(s) => s.clone(),
+        // Learned from the base's files: the interpreter must be among them.
+        None if scan.is_some_and(|scan| !scan.paths.contains_key(&found_interpreter[1..])) => {
+            let why = match &full_version {
+                Some(v) => format!("its config says `PYTHON_VERSION={v}`"),
+                None => format!("its layers name Python {version}"),
+            };
+            return Err(FactsError::MissingInterpreter {
+                base: base.to_string(),
+                path: found_interpreter,
+                why,
+            });
+        }
         None => found_interpreter,
     };
     let site_packages = stated
@@ -395,6 +414,17 @@ mod tests {
             ..Default::default()
         };
         assert!(detect("b", &Platform::host(), &alpine_config(), Some(&s), &stated).is_err());
+        // The config says PYTHON_VERSION, the files have no interpreter.
+        let e = detect(
+            "b",
+            &Platform::host(),
+            &alpine_config(),
+            Some(&s),
+            &StatedFacts::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(e, FactsError::MissingInterpreter { .. }), "{e}");
+        assert!(e.to_string().contains("`/usr/local/bin/python3.13`"), "{e}");
     }
 
     #[test]

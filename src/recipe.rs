@@ -7,6 +7,14 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+mod hints;
+mod keys;
+mod values;
+use hints::toml_hint;
+pub use keys::{Key, KEYS};
+use values::{check_user, nul_in, valid_port};
+pub use values::{EPOCH_HINT, MAX_EPOCH};
+
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RawRecipe {
@@ -82,6 +90,8 @@ pub struct Recipe {
     pub file: PathBuf,
     pub base: Reference,
     pub platforms: Vec<Platform>,
+    /// Where `platforms` came from, for hints: the recipe's key or `--platform`.
+    pub platforms_origin: String,
     pub source_date_epoch: Option<u64>,
     pub destination: Option<Destination>,
     pub python: PythonSettings,
@@ -182,8 +192,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Recipe, RecipeError> {
     };
     let raw: RawRecipe = toml::from_str(text).map_err(|e| {
         let message = e.to_string().trim_end().to_string();
-        let key = e.span().and_then(|span| key_at(text, span.start));
-        let hint = unknown_key_hint(&message).or_else(|| toml_hint(&message, key.as_deref()));
+        let hint = toml_hint(text, &message, e.span().map(|span| span.start));
         invalid(message, hint)
     })?;
     let line_of = |key: &str| line_of_key(text, key);
@@ -288,6 +297,34 @@ pub fn parse(text: &str, path: &Path) -> Result<Recipe, RecipeError> {
             )),
         ));
     }
+    if let Some(epoch) = raw.source_date_epoch {
+        if epoch > MAX_EPOCH {
+            return Err(invalid(
+                format!(
+                    "`source_date_epoch` = {epoch} is after the year 9999 (the largest is {MAX_EPOCH}){}",
+                    line_of("source_date_epoch")
+                ),
+                Some(EPOCH_HINT.into()),
+            ));
+        }
+    }
+    if let Some(user) = &raw.image.user {
+        check_user(user).map_err(|why| {
+            invalid(
+                format!("`image.user` = `{user}` {why}{}", line_of("user")),
+                Some("write `user = \"UID:GID\"` with numbers 0-4294967294 (e.g. `\"1000:1000\"`), or a user name the base has".into()),
+            )
+        })?;
+    }
+    if let Some((key, at)) = nul_in(text) {
+        return Err(invalid(
+            format!("`{key}` contains a NUL character{}", line_of(at.as_str())),
+            Some(
+                "no runtime accepts NUL in names, values, paths or commands: remove the `\\u0000`"
+                    .into(),
+            ),
+        ));
+    }
     for port in &raw.image.ports {
         if !valid_port(port) {
             return Err(invalid(
@@ -318,6 +355,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Recipe, RecipeError> {
         file: path.to_path_buf(),
         base,
         platforms,
+        platforms_origin: "the recipe's `platforms`".into(),
         source_date_epoch: raw.source_date_epoch,
         destination: destinations.pop(),
         python: PythonSettings {
@@ -399,11 +437,6 @@ pub fn parse_libc(text: &str) -> Result<Libc, String> {
     Err(format!(
         "libc `{text}` is not `musl`, `glibc` or `glibc-2.NN`"
     ))
-}
-
-fn valid_port(port: &str) -> bool {
-    let (number, proto) = port.split_once('/').unwrap_or((port, "tcp"));
-    number.parse::<u16>().is_ok_and(|n| n > 0) && matches!(proto, "tcp" | "udp" | "sctp")
 }
 
 fn resolve_link(link: &str, dir: &Path) -> String {
@@ -496,146 +529,6 @@ pub fn check_inputs(recipe: &Recipe) -> Result<(), RecipeError> {
     Ok(())
 }
 
-/// The key assigned on the line holding byte `offset` of `text`, if any.
-fn key_at(text: &str, offset: usize) -> Option<String> {
-    let start = text[..offset.min(text.len())]
-        .rfind('\n')
-        .map_or(0, |i| i + 1);
-    let line = text[start..].lines().next()?;
-    let key = line.split_once('=')?.0.trim().trim_matches('"');
-    (!key.is_empty()).then(|| key.rsplit('.').next().unwrap_or(key).to_string())
-}
-
-/// A hint for toml's "invalid type", "missing field" and syntax errors.
-fn toml_hint(message: &str, key: Option<&str>) -> Option<String> {
-    if message.contains("missing field `base`") {
-        return Some(
-            "every recipe needs a base image, e.g. `base = \"python:3.13-alpine\"`".into(),
-        );
-    }
-    if !message.contains("invalid type") && !message.contains("invalid value") {
-        return Some("the recipe must be valid TOML (https://toml.io): check quotes, brackets and `key = value` pairs".into());
-    }
-    let example = EXAMPLES
-        .iter()
-        .find(|(k, _)| Some(*k) == key)
-        .map(|(_, e)| *e)?;
-    Some(format!(
-        "write it like `{example}` (the README lists every recipe key)"
-    ))
-}
-
-/// A correctly typed example for each key, for "invalid type" hints.
-const EXAMPLES: &[(&str, &str)] = &[
-    ("base", "base = \"python:3.13-alpine\""),
-    (
-        "platforms",
-        "platforms = [\"linux/amd64\", \"linux/arm64\"]",
-    ),
-    ("source_date_epoch", "source_date_epoch = 1700000000"),
-    ("push", "push = \"registry.example:5000/team/app:1.0\""),
-    ("oci_layout", "oci_layout = \"out/oci\""),
-    ("docker_archive", "docker_archive = \"out/app.tar\""),
-    ("requirements", "requirements = [\"requirements.txt\"]"),
-    ("project", "project = \".\""),
-    ("index_url", "index_url = \"https://pypi.org/simple\""),
-    (
-        "extra_index_urls",
-        "extra_index_urls = [\"https://example.org/simple\"]",
-    ),
-    ("find_links", "find_links = [\"wheels\"]"),
-    ("offline", "offline = true"),
-    ("allow_sdist", "allow_sdist = false"),
-    ("bytecode", "bytecode = true"),
-    ("version", "version = \"3.13\""),
-    ("libc", "libc = \"musl\""),
-    ("interpreter", "interpreter = \"/usr/local/bin/python3.13\""),
-    (
-        "site_packages",
-        "site_packages = \"/usr/local/lib/python3.13/site-packages\"",
-    ),
-    ("source", "source = \"src\""),
-    ("destination", "destination = \"/app\""),
-    ("excludes", "excludes = [\"tests\", \"*.log\"]"),
-    ("entrypoint", "entrypoint = [\"python\", \"-m\", \"app\"]"),
-    ("cmd", "cmd = [\"uvicorn\", \"app:app\"]"),
-    ("workdir", "workdir = \"/app\""),
-    ("env", "env = { APP_ENV = \"production\" }"),
-    ("ports", "ports = [\"8000/tcp\"]"),
-    ("user", "user = \"1000:1000\""),
-    (
-        "labels",
-        "labels = { \"org.opencontainers.image.title\" = \"app\" }",
-    ),
-    (
-        "annotations",
-        "annotations = { \"org.opencontainers.image.version\" = \"1.0\" }",
-    ),
-];
-
-const KNOWN_KEYS: &[&str] = &[
-    "base",
-    "platforms",
-    "source_date_epoch",
-    "push",
-    "oci_layout",
-    "docker_archive",
-    "python",
-    "app",
-    "image",
-    "requirements",
-    "project",
-    "index_url",
-    "extra_index_urls",
-    "find_links",
-    "offline",
-    "allow_sdist",
-    "bytecode",
-    "version",
-    "libc",
-    "interpreter",
-    "site_packages",
-    "source",
-    "destination",
-    "excludes",
-    "entrypoint",
-    "cmd",
-    "workdir",
-    "env",
-    "ports",
-    "user",
-    "labels",
-    "annotations",
-];
-
-/// toml says "unknown field `x`, expected one of ..."; suggest the closest key.
-fn unknown_key_hint(message: &str) -> Option<String> {
-    let start = message.find("unknown field `")? + "unknown field `".len();
-    let key = &message[start..start + message[start..].find('`')?];
-    let best = KNOWN_KEYS
-        .iter()
-        .min_by_key(|known| edit_distance(key, known))?;
-    (edit_distance(key, best) <= 3)
-        .then(|| format!("did you mean `{best}`? (the README lists every recipe key)"))
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb))
-                .min(row[j] + 1)
-                .min(row[j + 1] + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -698,5 +591,26 @@ mod tests {
                 minor: 36
             })
         );
+    }
+
+    /// `keys::KEYS` lists exactly the fields serde accepts in each table, so
+    /// a new key without its row (example, type) fails here.
+    #[test]
+    fn the_key_table_matches_the_recipe_structs() {
+        for table in ["", "python", "app", "image"] {
+            let text = if table.is_empty() {
+                "base = \"p\"\nnot_a_key = 1\n".to_string()
+            } else {
+                format!("base = \"p\"\n[{table}]\nnot_a_key = 1\n")
+            };
+            let message = parse_str(&text).unwrap_err().to_string();
+            let (_, valid) = hints::unknown_field(&message).unwrap();
+            let listed: Vec<&str> = KEYS
+                .iter()
+                .filter(|k| k.table == table)
+                .map(|k| k.name)
+                .collect();
+            assert_eq!(valid, listed, "table `{table}`");
+        }
     }
 }

@@ -4,6 +4,7 @@
 
 use crate::cache::Cache;
 use crate::digest::{Digest, HashingWriter};
+use crate::error::{Error, ErrorKind};
 use crate::facts::{glibc_version_in, LayerScan};
 use crate::oci::{self, Descriptor, Index, Manifest};
 use crate::platform::Platform;
@@ -74,12 +75,61 @@ impl ResolveError {
         match self {
             ResolveError::Registry(e) => e.hint(),
             ResolveError::NoPlatform { .. } => {
-                Some("pick platforms the base image has, in the recipe's `platforms`".into())
+                Some("pick platforms the base image has, in the recipe's `platforms` or with `--platform`".into())
             }
             ResolveError::BlobMismatch { .. } => {
                 Some("the file is corrupt or was changed: re-create the bundle or layout".into())
             }
             _ => None,
+        }
+    }
+}
+
+/// The largest index, manifest or config read whole (containerd caps configs
+/// at 8 MiB): parsed into a tree, tiny JSON values cost ~30x their bytes.
+pub const JSON_LIMIT: u64 = 8 << 20;
+
+/// Reads a JSON document, refusing one larger than [`JSON_LIMIT`] without
+/// reading past it.
+pub fn read_json_capped(reader: impl Read, what: &str) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    reader.take(JSON_LIMIT + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > JSON_LIMIT {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "{what} is larger than {} MiB, the most slipway reads",
+                JSON_LIMIT >> 20
+            ),
+        ));
+    }
+    Ok(bytes)
+}
+
+impl ResolveError {
+    /// The exit code by cause: the registry's fault 3, the cache's I/O 1,
+    /// a base (or layout) that is not what the recipe needs 2.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            // The cache (a full disk) is local I/O, not the registry's fault.
+            ResolveError::Registry(crate::registry::RegistryError::Io { .. })
+            | ResolveError::Io(_)
+            | ResolveError::Cache { .. } => ErrorKind::Other,
+            ResolveError::Registry(_) => ErrorKind::Registry,
+            _ => ErrorKind::Input,
+        }
+    }
+
+    /// As the CLI's error; cache I/O errors name the cache dir.
+    pub fn into_error(self, cache: &Path) -> Error {
+        let (kind, hint) = (self.kind(), self.hint());
+        match self {
+            ResolveError::Io(e) => Error::wrap(
+                kind,
+                std::io::Error::new(e.kind(), format!("cache `{}`: {e}", cache.display())),
+                Some("free space or fix the permissions there, or pick another cache with `--cache-dir`".into()),
+            ),
+            other => Error::wrap(kind, other, hint),
         }
     }
 }
@@ -127,6 +177,16 @@ pub async fn resolve(
             });
         };
         let manifest: Manifest = parse_json(&manifest_bytes, &base, "manifest")?;
+        if manifest.config.size > JSON_LIMIT {
+            return Err(ResolveError::Bad {
+                base,
+                message: format!(
+                    "its config is {} bytes, more than the {} MiB slipway reads",
+                    manifest.config.size,
+                    JSON_LIMIT >> 20
+                ),
+            });
+        }
         let config_bytes = fetch_small_blob(client, &location, &manifest.config.digest).await?;
         let config: serde_json::Value = parse_json(&config_bytes, &base, "config")?;
         let platform = config_platform(&config);
@@ -192,7 +252,8 @@ async fn fetch_top(
                 path: dir.clone(),
                 message,
             };
-            let index_bytes = std::fs::read(dir.join("index.json"))
+            let index_bytes = std::fs::File::open(dir.join("index.json"))
+                .and_then(|f| read_json_capped(f, "index.json"))
                 .map_err(|e| layout_err(format!("cannot read index.json: {e}")))?;
             let index: Index = serde_json::from_slice(&index_bytes)
                 .map_err(|e| layout_err(format!("index.json: {e}")))?;
@@ -256,10 +317,15 @@ async fn fetch_small_blob(
 
 fn read_layout_blob(dir: &Path, digest: &Digest) -> Result<Vec<u8>, ResolveError> {
     let path = dir.join("blobs/sha256").join(digest.hex());
-    let bytes = std::fs::read(&path).map_err(|e| ResolveError::Layout {
+    let file = std::fs::File::open(&path).map_err(|e| ResolveError::Layout {
         path: dir.to_path_buf(),
         message: format!("missing blob `{digest}` ({e})"),
     })?;
+    let bytes =
+        read_json_capped(file, &format!("blob `{digest}`")).map_err(|e| ResolveError::Layout {
+            path: dir.to_path_buf(),
+            message: e.to_string(),
+        })?;
     let actual = Digest::of(&bytes);
     if &actual != digest {
         return Err(ResolveError::BlobMismatch {
@@ -446,5 +512,39 @@ fn config_platform(config: &serde_json::Value) -> Platform {
             .to_string(),
         os: config["os"].as_str().unwrap_or("linux").to_string(),
         variant: config["variant"].as_str().map(str::to_string),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_cache_is_local_io_naming_the_dir_not_a_registry_error() {
+        let full = ResolveError::Io(std::io::Error::from_raw_os_error(28));
+        let error = full.into_error(Path::new("/var/cache/slipway"));
+        assert_eq!(error.kind, ErrorKind::Other);
+        assert!(
+            error
+                .message
+                .starts_with("cache `/var/cache/slipway`: No space left on device"),
+            "{}",
+            error.message
+        );
+        let layout = ResolveError::Layout {
+            path: "/l".into(),
+            message: "missing blob".into(),
+        };
+        assert_eq!(layout.kind(), ErrorKind::Input);
+    }
+
+    #[test]
+    fn json_is_read_only_up_to_the_cap() {
+        let small = read_json_capped(&b"{\"a\":1}"[..], "config").unwrap();
+        assert_eq!(small, b"{\"a\":1}");
+        // An endless reader: the cap stops reading, it does not buffer it all.
+        let endless = std::io::repeat(b'0');
+        let e = read_json_capped(endless, "config").unwrap_err();
+        assert!(e.to_string().contains("config is larger than 8 MiB"), "{e}");
     }
 }

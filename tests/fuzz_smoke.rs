@@ -68,6 +68,13 @@ const TARGETS: &[Target] = &[
         parses: fuzz_gen::config_parses,
         min_parsed: 0.5,
     },
+    Target {
+        name: "dockerignore",
+        run: targets::dockerignore,
+        generate: fuzz_gen::dockerignore,
+        parses: fuzz_gen::dockerignore_parses,
+        min_parsed: 0.3,
+    },
 ];
 
 fn target(name: &str) -> &'static Target {
@@ -209,6 +216,18 @@ fn dictionary(target: &str) -> Vec<&'static [u8]> {
             b"\"lib/x86_64-linux-gnu/libc.so.6\"",
             b"\"3.\"",
             b"\"3.99999999999\"",
+        ],
+        "dockerignore" => &[
+            b"*",
+            b"**",
+            b"**/",
+            b"?",
+            b"!",
+            b"[a-z]",
+            b"[^/]",
+            b"/..",
+            b"./",
+            b"*a*a*a*a*a*b",
         ],
         _ => &[],
     };
@@ -401,4 +420,9 @@ fn manifest_and_index_parsing_survives_and_round_trips() {
 #[test]
 fn facts_detection_survives_any_config() {
     fuzz(target("config"));
+}
+
+#[test]
+fn dockerignore_matcher_survives_any_patterns() {
+    fuzz(target("dockerignore"));
 }

@@ -131,3 +131,35 @@ fn collect_strings(value: &serde_json::Value, f: &mut impl FnMut(&str)) {
         _ => {}
     }
 }
+
+/// `.dockerignore` text, then (after a NUL) paths one per line: patterns
+/// parse or fail with a reason, never a panic, and matching keeps Docker's
+/// parent rule (an excluded dir excludes what is under it unless a `!`
+/// pattern re-includes it; with no `!` pattern that is unconditional).
+pub fn dockerignore(data: &[u8]) {
+    use slipway::layers::dockerignore::Matcher;
+    let text = String::from_utf8_lossy(data);
+    let (patterns, paths) = text.split_once('\0').unwrap_or((&text, "a/b/c"));
+    let mut matcher = Matcher::default();
+    if let Err((line, reason)) = matcher.add_file_text(patterns) {
+        assert!(!line.is_empty() && !reason.is_empty());
+        return;
+    }
+    let reincludes = patterns.lines().any(|l| l.trim().starts_with('!'));
+    for path in paths.lines().take(64) {
+        let path = path.trim_matches('/');
+        if path.is_empty() {
+            continue;
+        }
+        let excluded = matcher.is_excluded(path);
+        if excluded && !reincludes {
+            assert!(
+                matcher.is_excluded(&format!("{path}/child")),
+                "`{path}` is excluded but `{path}/child` is not"
+            );
+        }
+        if excluded {
+            let _ = matcher.must_descend(path);
+        }
+    }
+}

@@ -6,28 +6,10 @@ use crate::cache::Cache;
 use crate::error::{io, Error, ErrorKind};
 use crate::layers;
 use crate::publish;
-use crate::registry::RegistryError;
-use crate::resolve;
 
 /// An I/O error context naming the cache dir (local I/O errors name their path).
 pub(super) fn in_cache(cache: &Cache, what: &str) -> String {
     format!("{what} `{}`", cache.root().display())
-}
-
-/// Exit code by cause for a base blob that could not be had: the cache (a
-/// full disk) is local I/O, not the registry's fault.
-pub(super) fn fetch_kind(e: &resolve::ResolveError) -> ErrorKind {
-    use resolve::ResolveError as R;
-    match e {
-        R::Registry(RegistryError::Io { .. }) | R::Io(_) | R::Cache { .. } => ErrorKind::Other,
-        R::Registry(_) => ErrorKind::Registry,
-        _ => ErrorKind::Input,
-    }
-}
-
-pub(super) fn fetch_failure(e: resolve::ResolveError) -> Error {
-    let hint = e.hint();
-    Error::wrap(fetch_kind(&e), e, hint)
 }
 
 /// A blob that does not match its descriptor: a base descriptor that lies

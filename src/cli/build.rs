@@ -41,7 +41,8 @@ pub struct BuildArgs {
     #[command(flatten)]
     pub tools: PythonArgs,
     /// Timestamp for every file and the config's `created` (also read from the recipe).
-    #[arg(long, env = "SOURCE_DATE_EPOCH", value_name = "SECONDS")]
+    #[arg(long, env = "SOURCE_DATE_EPOCH", value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(..=slipway::recipe::MAX_EPOCH))]
     pub source_date_epoch: Option<u64>,
     #[command(flatten)]
     pub common: CommonArgs,

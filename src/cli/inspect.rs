@@ -32,7 +32,8 @@ pub async fn run(args: InspectArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(slipway::cache::Cache::default_dir);
     let kind_of = |e: &InspectError| match e {
-        InspectError::Registry(_) | InspectError::Fetch(_) => ErrorKind::Registry,
+        InspectError::Registry(_) => ErrorKind::Registry,
+        InspectError::Fetch(e) => e.kind(),
         InspectError::NotFound(_) | InspectError::Bad(_) => ErrorKind::Input,
         InspectError::Io { .. } => match target {
             Target::Registry(_) => ErrorKind::Other,

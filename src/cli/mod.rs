@@ -112,10 +112,13 @@ impl PythonArgs {
                 .platforms
                 .iter()
                 .map(|p| {
-                    slipway::platform::Platform::parse(p)
-                        .map_err(|e| input_error(e).with_hint(slipway::recipe::PLATFORMS_HINT))
+                    slipway::platform::Platform::parse(p).map_err(|e| {
+                        input_error(format!("--platform: {e}"))
+                            .with_hint("supported platforms: `linux/amd64`, `linux/arm64` (e.g. `--platform linux/arm64`)")
+                    })
                 })
                 .collect::<Result<_>>()?;
+            recipe.platforms_origin = "`--platform`".into();
         }
         recipe
             .python

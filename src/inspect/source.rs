@@ -229,7 +229,8 @@ impl<'a> Source<'a> {
                 Ok((m.bytes, m.media_type, m.digest))
             }
             Source::Layout { dir, tag } => {
-                let index_bytes = std::fs::read(dir.join("index.json"))
+                let index_bytes = File::open(dir.join("index.json"))
+                    .and_then(|f| resolve::read_json_capped(f, "index.json"))
                     .map_err(InspectError::io(&dir.join("index.json")))?;
                 let index: Index = parse(&index_bytes, "index.json")?;
                 let name_of = |m: &Descriptor| {
@@ -293,14 +294,8 @@ impl<'a> Source<'a> {
                     client.get_blob_bytes(registry, repository, digest).await?
                 })
             }
-            _ => {
-                let mut bytes = Vec::new();
-                self.open_blob(digest)
-                    .await?
-                    .read_to_end(&mut bytes)
-                    .map_err(InspectError::io(Path::new(digest.as_str())))?;
-                bytes
-            }
+            _ => resolve::read_json_capped(self.open_blob(digest).await?, digest.as_str())
+                .map_err(InspectError::io(Path::new(digest.as_str())))?,
         };
         let actual = Digest::of(&bytes);
         if &actual != digest && !matches!(self, Source::Archive(_)) {
@@ -397,11 +392,8 @@ impl Archive {
     }
 
     fn read_small(&self, name: &str) -> Result<Vec<u8>, InspectError> {
-        let mut bytes = Vec::new();
-        self.read_entry(name)?
-            .read_to_end(&mut bytes)
-            .map_err(InspectError::io(&self.file))?;
-        Ok(bytes)
+        resolve::read_json_capped(self.read_entry(name)?, &format!("`{name}`"))
+            .map_err(InspectError::io(&self.file))
     }
 
     fn digest_of(&self, name: &str) -> Result<Digest, InspectError> {

@@ -4,6 +4,15 @@
 //! any number of directories, `[...]` classes and `\` escapes work, `!`
 //! re-includes, the last matching pattern wins, and a pattern that matches a
 //! parent directory matches everything under it.
+//!
+//! Each pattern is compiled once to a `regex` (as moby does, to Go's regexp):
+//! the `regex` crate matches in time linear in the path, whatever the
+//! pattern, so `*a*a*a*a*b` or `**/**/**/...` cannot blow up, and "this path
+//! or one of its parents" is a single match with a `(/.*)?` suffix. The
+//! regex works on the path's UTF-8 bytes without Unicode tables (compiling
+//! ~7x faster); `?` and negated classes still match one whole character.
+
+use regex::bytes::Regex;
 
 /// One compiled pattern.
 #[derive(Clone, Debug)]
@@ -12,6 +21,8 @@ pub struct Pattern {
     text: String,
     exclusion: bool,
     tokens: Vec<Token>,
+    /// Matches the path or one of its parent directories.
+    or_parent: Regex,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -34,16 +45,34 @@ enum Token {
 impl Pattern {
     /// Parses one pattern line (already trimmed, not a comment, not empty).
     pub fn parse(line: &str) -> Result<Pattern, String> {
+        Pattern::parse_with_case(line, false)
+    }
+
+    /// [`Pattern::parse`], matching letters in any case (for the default
+    /// secret excludes: `.ENV` is as secret as `.env`).
+    pub fn parse_ignoring_case(line: &str) -> Result<Pattern, String> {
+        Pattern::parse_with_case(line, true)
+    }
+
+    fn parse_with_case(line: &str, ignore_case: bool) -> Result<Pattern, String> {
         let (exclusion, body) = match line.strip_prefix('!') {
             Some(rest) => (true, rest.trim()),
             None => (false, line),
         };
         let text = clean(body);
         let tokens = compile(&text)?;
+        let body = to_regex(&tokens);
+        let flags = if ignore_case { "(?si)" } else { "(?s)" };
+        let or_parent = regex::bytes::RegexBuilder::new(&format!("{flags}^(?:{body})(?:/.*)?$"))
+            .unicode(false)
+            .size_limit(1 << 20)
+            .build()
+            .map_err(|e| format!("pattern is too complex: {e}"))?;
         Ok(Pattern {
             text,
             exclusion,
             tokens,
+            or_parent,
         })
     }
 
@@ -56,19 +85,10 @@ impl Pattern {
         self.exclusion
     }
 
-    /// Whether `path` (relative, `/`-separated) matches this pattern exactly.
-    pub fn matches(&self, path: &str) -> bool {
-        let chars: Vec<char> = path.chars().collect();
-        matches_at(&self.tokens, &chars)
-    }
-
-    /// Whether `path` or one of its parent directories matches.
-    fn matches_or_parent(&self, path: &str) -> bool {
-        if self.matches(path) {
-            return true;
-        }
-        path.match_indices('/')
-            .any(|(i, _)| self.matches(&path[..i]))
+    /// Whether `path` (relative, `/`-separated) or one of its parent
+    /// directories matches.
+    pub fn matches_or_parent(&self, path: &str) -> bool {
+        self.or_parent.is_match(path.as_bytes())
     }
 
     /// Whether some path under `dir` might be re-included by this `!` pattern,
@@ -242,27 +262,70 @@ fn class(chars: &[char], mut i: usize) -> Result<(Token, usize), String> {
     }
 }
 
-fn matches_at(tokens: &[Token], path: &[char]) -> bool {
-    let Some((token, rest)) = tokens.split_first() else {
-        return path.is_empty();
-    };
-    match token {
-        Token::Char(c) => path.first() == Some(c) && matches_at(rest, &path[1..]),
-        Token::Any => path.first().is_some_and(|&c| c != '/') && matches_at(rest, &path[1..]),
-        Token::Class { negated, items } => path.first().is_some_and(|&c| {
-            let inside = items.iter().any(|&(lo, hi)| lo <= c && c <= hi);
-            c != '/' && inside != *negated && matches_at(rest, &path[1..])
-        }),
-        Token::Star => {
-            let run = path.iter().take_while(|&&c| c != '/').count();
-            (0..=run).any(|n| matches_at(rest, &path[n..]))
+/// One UTF-8 character other than `/`, as bytes (paths are valid UTF-8).
+const ONE_CHAR: &str = r"(?:[\x00-\x2e\x30-\x7f]|[\xc0-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf7][\x80-\xbf]{3})";
+
+/// The tokens as a byte regex, moby's way: `*` is `[^/]*`, `?` is one
+/// character but `/`, `**/` is `(.*/)?`, a trailing `**` is `.*`; classes
+/// never match `/`.
+fn to_regex(tokens: &[Token]) -> String {
+    let mut out = String::new();
+    for token in tokens {
+        match token {
+            Token::Char(c) => push_literal(&mut out, *c),
+            Token::Star => out.push_str("[^/]*"),
+            Token::Any => out.push_str(ONE_CHAR),
+            Token::Dirs => out.push_str("(?:.*/)?"),
+            Token::Rest => out.push_str(".*"),
+            Token::Class { negated, items } => push_class(&mut out, *negated, items),
         }
-        Token::Rest => true,
-        Token::Dirs => {
-            // "(.*/)?": nothing, or anything that ends with a `/`.
-            matches_at(rest, path)
-                || (0..path.len()).any(|i| path[i] == '/' && matches_at(rest, &path[i + 1..]))
+    }
+    out
+}
+
+fn push_literal(out: &mut String, c: char) {
+    if c.is_ascii() {
+        out.push_str(&regex::escape(c.encode_utf8(&mut [0; 4])));
+    } else {
+        for byte in c.encode_utf8(&mut [0; 4]).bytes() {
+            out.push_str(&format!(r"\x{byte:02x}"));
         }
+    }
+}
+
+fn push_class(out: &mut String, negated: bool, items: &[(char, char)]) {
+    let hex = |c: char| format!(r"\x{{{:x}}}", c as u32);
+    if items.iter().any(|&(_, hi)| !hi.is_ascii()) {
+        // Rare: non-ASCII ranges need Unicode classes for this one class.
+        let ranges: String = items
+            .iter()
+            .map(|&(lo, hi)| format!("{}-{}", hex(lo), hex(hi)))
+            .collect();
+        let class = if negated {
+            format!("[^/{ranges}]")
+        } else {
+            format!("[[{ranges}]&&[^/]]")
+        };
+        out.push_str(&format!("(?u:{class})"));
+        return;
+    }
+    // ASCII ranges, split around `/` so the class never matches it.
+    let mut ranges = String::new();
+    for &(lo, hi) in items {
+        for (lo, hi) in [(lo, hi.min('.')), (lo.max('0'), hi)] {
+            if lo <= hi {
+                ranges.push_str(&format!("{}-{}", hex(lo), hex(hi)));
+            }
+        }
+    }
+    if negated {
+        // One ASCII character not listed (nor `/`), or any non-ASCII one.
+        let multibyte = &ONE_CHAR["(?:[\\x00-\\x2e\\x30-\\x7f]|".len()..];
+        out.push_str(&format!(r"(?:[^/{ranges}\x80-\xff]|{multibyte}"));
+    } else if ranges.is_empty() {
+        out.push_str("[^\\x00-\\xff]");
+    } else {
+        out.push_str(&format!("[{ranges}]"));
     }
 }
 
@@ -333,5 +396,73 @@ mod tests {
         assert_eq!(clean("/a/./b//c/"), "a/b/c");
         assert_eq!(clean("a/../b"), "b");
         assert_eq!(clean("/"), ".");
+    }
+
+    #[test]
+    fn specials_are_literal_and_case_can_be_ignored() {
+        let m = matcher("a.b\n[.]c\n(x)|y+\n\\[z]\n");
+        assert!(m.is_excluded("a.b"));
+        assert!(!m.is_excluded("axb"), "`.` is a literal dot");
+        assert!(m.is_excluded(".c"));
+        assert!(m.is_excluded("(x)|y+"));
+        assert!(m.is_excluded("[z]"));
+        assert!(!m.is_excluded("z"));
+        let p = Pattern::parse_ignoring_case("**/.env").unwrap();
+        assert!(p.matches_or_parent("a/.ENV") && p.matches_or_parent(".Env/x"));
+        assert!(!Pattern::parse("**/.env").unwrap().matches_or_parent(".ENV"));
+        let classes = matcher("[^a]\n[.-0]x\n");
+        assert!(!classes.is_excluded("/"), "classes never match `/`");
+        assert!(classes.is_excluded("b"));
+        assert!(!classes.is_excluded("a"));
+        assert!(classes.is_excluded(".x") && classes.is_excluded("0x"));
+        assert!(!classes.is_excluded("/x"), "not even inside a range");
+    }
+
+    /// The issue's worst cases took over 60 s each with the backtracking
+    /// matcher; compiled to a regex they are linear in the path.
+    #[test]
+    fn worst_cases_take_linear_time() {
+        let long_name = "a".repeat(40);
+        let deep_path = vec!["d"; 40].join("/");
+        let very_deep = vec!["d"; 1200].join("/");
+        let cases = [
+            ("*a*a*a*a*a*a*a*a*a*a*a*a*b", long_name.as_str()),
+            ("**/**/**/**/**/**/**/**/x", deep_path.as_str()),
+            ("**/**/**/**/**/**/**/**/x", very_deep.as_str()),
+            ("**/.git", very_deep.as_str()),
+        ];
+        for (pattern, path) in cases {
+            let m = matcher(&format!("{pattern}\n!{pattern}/keep\n"));
+            let started = std::time::Instant::now();
+            // A whole walk asks once per path, parents included.
+            let mut excluded = 0;
+            for (i, _) in path.match_indices('/') {
+                excluded += usize::from(m.is_excluded(&path[..i]));
+            }
+            excluded += usize::from(m.is_excluded(path));
+            let took = started.elapsed();
+            eprintln!("`{pattern}` against {} chars: {took:?}", path.len());
+            assert_eq!(excluded, 0, "{pattern}");
+            assert!(took.as_secs_f64() < 5.0, "`{pattern}` took {took:?}");
+        }
+    }
+
+    #[test]
+    fn non_ascii_names_match_by_character() {
+        let m = matcher("caf?.py\n[^x]y\n[é-ü]z\nnaïve/*\n");
+        assert!(
+            m.is_excluded("café.py"),
+            "`?` is one character, not one byte"
+        );
+        assert!(!m.is_excluded("cafe1.py"));
+        assert!(
+            m.is_excluded("éy"),
+            "a negated class takes a whole character"
+        );
+        assert!(!m.is_excluded("xy"));
+        assert!(m.is_excluded("ñz") && !m.is_excluded("az"));
+        assert!(m.is_excluded("naïve/a") && !m.is_excluded("naive/a"));
+        let slash = matcher("a[/]b\n");
+        assert!(!slash.is_excluded("a/b"));
     }
 }

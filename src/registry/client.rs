@@ -77,7 +77,8 @@ const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
     application/vnd.docker.distribution.manifest.list.v2+json, \
     application/vnd.docker.distribution.manifest.v2+json";
 const MANIFEST_LIMIT: usize = 4 << 20;
-pub(super) const BLOB_BYTES_LIMIT: usize = 64 << 20;
+/// Configs read whole (containerd caps them at 8 MiB too).
+pub(super) const BLOB_BYTES_LIMIT: usize = crate::resolve::JSON_LIMIT as usize;
 
 pub struct RegistryClient {
     pub options: RegistryOptions,

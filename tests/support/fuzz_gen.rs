@@ -407,3 +407,66 @@ pub fn config_parses(data: &[u8]) -> bool {
     data.split_first()
         .is_some_and(|(_, json)| serde_json::from_slice::<Value>(json).is_ok())
 }
+
+/// A `.dockerignore` file (pattern lines made of globs, classes, `!`, `/`
+/// and `**` pieces), a NUL, then paths to match against it.
+pub fn dockerignore(rng: &mut Rng) -> Vec<u8> {
+    const PIECES: &[&str] = &[
+        "*",
+        "**",
+        "**/",
+        "?",
+        "a",
+        "b",
+        ".git",
+        "src",
+        "[a-z]",
+        "[^/]",
+        "[!x]",
+        "\\*",
+        "/",
+        ".",
+        "..",
+        "*.py",
+        "node_modules",
+        "__pycache__",
+    ];
+    const NAMES: &[&str] = &[
+        "a",
+        "b",
+        "src",
+        ".git",
+        "x.py",
+        "__pycache__",
+        "node_modules",
+        "aaaa",
+    ];
+    let mut out = String::new();
+    for _ in 0..rng.usize(1..6) {
+        if rng.u8(..4) == 0 {
+            out.push('!');
+        }
+        for _ in 0..rng.usize(1..5) {
+            out.push_str(PIECES[rng.usize(..PIECES.len())]);
+        }
+        out.push('\n');
+    }
+    out.push('\0');
+    for _ in 0..rng.usize(1..6) {
+        let depth = rng.usize(1..6);
+        let parts: Vec<&str> = (0..depth)
+            .map(|_| NAMES[rng.usize(..NAMES.len())])
+            .collect();
+        out.push_str(&parts.join("/"));
+        out.push('\n');
+    }
+    out.into_bytes()
+}
+
+pub fn dockerignore_parses(data: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(data);
+    let patterns = text.split_once('\0').map_or(&*text, |(p, _)| p);
+    slipway::layers::dockerignore::Matcher::default()
+        .add_file_text(patterns)
+        .is_ok()
+}
