@@ -11,7 +11,7 @@ use crate::plan;
 use crate::publish::{self, BlobReport, Publishable};
 use crate::recipe::{Destination, Recipe};
 use crate::registry::RegistryClient;
-use crate::report::{BuildReport, LayerKind, PlatformReport, Timings};
+use crate::report::{BuildReport, LayerKind, OmittedLayer, PlatformReport, Timings};
 use crate::resolve::{self, BaseImage};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -60,7 +60,7 @@ pub async fn build(client: &RegistryClient, opts: &BuildOptions) -> Result<Build
 
     let owner = owner_of(recipe.image.user.as_deref());
     let t = Instant::now();
-    let app_layers = build_app_layers(opts, &cache, &all_facts[0], owner)?;
+    let (app_layers, app_omitted) = build_app_layers(opts, &cache, &all_facts[0], owner)?;
     timings.app = t.elapsed().as_secs_f64();
 
     let mut images = Vec::new();
@@ -69,8 +69,9 @@ pub async fn build(client: &RegistryClient, opts: &BuildOptions) -> Result<Build
     // source, revision and version from git; created and base.* come from assemble.
     let annotations = crate::provenance::for_build(recipe);
     for (base, facts) in bases.iter().zip(&all_facts) {
-        let mut new_layers = build_site_packages_layers(opts, &cache, facts, owner)?;
+        let (mut new_layers, mut left_out) = build_python_layers(opts, &cache, facts, owner)?;
         new_layers.extend(app_layers.iter().cloned());
+        left_out.extend(app_omitted.iter().cloned());
         let image = assemble::assemble(
             base,
             &new_layers
@@ -88,7 +89,9 @@ pub async fn build(client: &RegistryClient, opts: &BuildOptions) -> Result<Build
                 Some("use fewer layers in the base image".into()),
             )
         })?;
-        platform_reports.push(PlatformReport::new(&image, base, facts, &new_layers));
+        let mut platform_report = PlatformReport::new(&image, base, facts, &new_layers);
+        platform_report.omitted = left_out;
+        platform_reports.push(platform_report);
         images.push(image);
     }
     timings.site_packages = t.elapsed().as_secs_f64();
@@ -230,15 +233,25 @@ fn excludes_with_outputs(opts: &BuildOptions, source_dir: &Path) -> Vec<String> 
 /// (layer, kind, reused?)
 type Built = (NewLayer, LayerKind, bool);
 
+/// Layers left out (no files), with the reason, for the report.
+type Omitted = Vec<OmittedLayer>;
+
+fn omitted(kind: LayerKind, reason: &str) -> OmittedLayer {
+    OmittedLayer {
+        kind,
+        reason: reason.to_string(),
+    }
+}
+
 fn build_app_layers(
     opts: &BuildOptions,
     cache: &Cache,
     facts: &PythonFacts,
     owner: Owner,
-) -> Result<Vec<Built>> {
+) -> Result<(Vec<Built>, Omitted)> {
     let recipe = &opts.recipe;
     let Some(source_dir) = &recipe.app.source else {
-        return Ok(Vec::new());
+        return Ok(Default::default());
     };
     let excludes = excludes_with_outputs(opts, source_dir);
     let entries = app::collect(&app::AppSource {
@@ -260,8 +273,14 @@ fn build_app_layers(
         opts,
         || Ok((entries.clone(), None)),
     )?];
-    if recipe.app.bytecode {
-        let sources = app::python_sources(&entries);
+    let mut left_out = Vec::new();
+    let sources = app::python_sources(&entries);
+    if recipe.app.bytecode && sources.is_empty() {
+        left_out.push(omitted(
+            LayerKind::AppBytecode,
+            "the app has no .py files to compile",
+        ));
+    } else if recipe.app.bytecode {
         let bkey = plan::bytecode_key(&key, &facts.version);
         out.push(cached_layer(
             cache,
@@ -275,20 +294,94 @@ fn build_app_layers(
             },
         )?);
     }
-    Ok(out)
+    Ok((out, left_out))
 }
 
-fn build_site_packages_layers(
+/// What the site-packages and project layers of one platform share.
+struct Target<'a> {
+    facts: &'a PythonFacts,
+    owner: Owner,
+    python_platform: String,
+    host_python: PathBuf,
+    uv_version: String,
+    scratch: &'a Path,
+}
+
+impl Target<'_> {
+    fn install(&self, opts: &BuildOptions, spec: InstallSpec) -> Result<Vec<Entry>> {
+        let staging = self.scratch.join(spec.staging);
+        sitepackages::install(&sitepackages::UvInstall {
+            uv: opts.uv.clone(),
+            host_python: self.host_python.clone(),
+            requirements: spec.deps.requirements.clone(),
+            require_hashes: spec.deps.require_hashes,
+            wheels: spec.wheels,
+            python_platform: self.python_platform.clone(),
+            python_version: self.facts.version.clone(),
+            index_url: spec.deps.index_url.clone(),
+            extra_index_urls: spec.deps.extra_index_urls.clone(),
+            find_links: spec.deps.find_links.clone(),
+            offline: spec.deps.offline,
+            allow_sdist: opts.recipe.python.allow_sdist,
+            staging: staging.clone(),
+        })
+        .map_err(|e| {
+            let hint = opts.bundle.as_ref().map(|b| b.missing_hint());
+            Error::wrap(ErrorKind::Dependencies, e, hint)
+        })?;
+        let layout = sitepackages::PythonLayout {
+            site_packages: self.facts.site_packages.clone(),
+            bin_dir: self.facts.bin_dir.clone(),
+            interpreter: self.facts.interpreter.clone(),
+        };
+        let entries = sitepackages::collect(&staging, &layout, self.owner)
+            .map_err(|e| Error::wrap(ErrorKind::Dependencies, e, None))?;
+        Ok(layers::normalise(entries, Owner::default()))
+    }
+
+    /// The inputs of a layer installed from `files` (requirements or wheels).
+    fn inputs<'a>(
+        &'a self,
+        opts: &BuildOptions,
+        deps: &'a deps::Dependencies,
+        files: Vec<(String, crate::digest::Digest)>,
+    ) -> plan::SitePackagesInputs<'a> {
+        plan::SitePackagesInputs {
+            uv_version: &self.uv_version,
+            python_platform: &self.python_platform,
+            facts: self.facts,
+            requirement_files: files,
+            index_url: deps.index_url.as_deref(),
+            extra_index_urls: &deps.extra_index_urls,
+            find_links: deps
+                .find_links
+                .iter()
+                .map(|l| (l.clone(), plan::find_links_listing(l)))
+                .collect(),
+            offline: deps.offline,
+            allow_sdist: opts.recipe.python.allow_sdist,
+            epoch: opts.epoch,
+            owner: self.owner,
+        }
+    }
+}
+
+struct InstallSpec<'a> {
+    deps: &'a deps::Dependencies,
+    wheels: Vec<PathBuf>,
+    staging: &'static str,
+}
+
+fn build_python_layers(
     opts: &BuildOptions,
     cache: &Cache,
     facts: &PythonFacts,
     owner: Owner,
-) -> Result<Vec<Built>> {
+) -> Result<(Vec<Built>, Omitted)> {
     let py = &opts.recipe.python;
     if py.requirements.is_empty() && py.project.is_none() {
-        return Ok(Vec::new());
+        return Ok(Default::default());
     }
-    let python_platform = facts.platform.uv_python_platform(&facts.libc);
     let scratch = cache
         .temp_dir("site-packages")
         .map_err(io("cannot create a temp dir in the cache"))?;
@@ -307,6 +400,7 @@ fn build_site_packages_layers(
         pinned: pinned.as_ref(),
         uv: &opts.uv,
         host_python: &host_python,
+        python_version: &facts.version,
         scratch: scratch.path(),
     })
     .map_err(|e| {
@@ -317,25 +411,40 @@ fn build_site_packages_layers(
         };
         Error::wrap(kind, e, hint)
     })?;
-    let uv_version = uv_version(&opts.uv)?;
-    let inputs = plan::SitePackagesInputs {
-        uv_version: &uv_version,
-        python_platform: &python_platform,
+    let target = Target {
         facts,
-        requirement_files: deps.key_files.clone(),
-        index_url: deps.index_url.as_deref(),
-        extra_index_urls: &deps.extra_index_urls,
-        find_links: deps
-            .find_links
-            .iter()
-            .map(|l| (l.clone(), plan::find_links_listing(l)))
-            .collect(),
-        offline: deps.offline,
-        allow_sdist: py.allow_sdist,
-        epoch: opts.epoch,
         owner,
+        python_platform: facts.platform.uv_python_platform(&facts.libc),
+        host_python,
+        uv_version: uv_version(&opts.uv)?,
+        scratch: scratch.path(),
     };
-    let key = plan::site_packages_key(&inputs);
+    let mut out = Vec::new();
+    let mut left_out = Vec::new();
+    if deps.requirements.is_empty() {
+        left_out.push(omitted(
+            LayerKind::SitePackages,
+            "the project has no third-party dependencies",
+        ));
+    } else {
+        out.extend(site_packages_layers(opts, cache, &target, &deps)?);
+    }
+    if !deps.wheels.is_empty() {
+        out.extend(project_layers(opts, cache, &target, &deps)?);
+    }
+    Ok((out, left_out))
+}
+
+fn site_packages_layers(
+    opts: &BuildOptions,
+    cache: &Cache,
+    target: &Target,
+    deps: &deps::Dependencies,
+) -> Result<Vec<Built>> {
+    let py = &opts.recipe.python;
+    let facts = target.facts;
+    let python_platform = &target.python_platform;
+    let key = plan::site_packages_key(&target.inputs(opts, deps, deps.key_files.clone()));
     let bkey = plan::bytecode_key(&key, &facts.version);
     let label = format!(
         "slipway: site-packages for {} ({python_platform})",
@@ -384,34 +493,14 @@ fn build_site_packages_layers(
         "installing wheels for {python_platform}, Python {}",
         facts.version
     ));
-    let staging = scratch.path().join("prefix");
-    sitepackages::install(&sitepackages::UvInstall {
-        uv: opts.uv.clone(),
-        host_python,
-        requirements: deps.requirements.clone(),
-        require_hashes: deps.require_hashes,
-        wheels: deps.wheels.clone(),
-        python_platform: python_platform.clone(),
-        python_version: facts.version.clone(),
-        index_url: deps.index_url.clone(),
-        extra_index_urls: deps.extra_index_urls.clone(),
-        find_links: deps.find_links.clone(),
-        offline: deps.offline,
-        allow_sdist: py.allow_sdist,
-        staging: staging.clone(),
-    })
-    .map_err(|e| {
-        let hint = opts.bundle.as_ref().map(|b| b.missing_hint());
-        Error::wrap(ErrorKind::Dependencies, e, hint)
-    })?;
-    let layout = sitepackages::PythonLayout {
-        site_packages: facts.site_packages.clone(),
-        bin_dir: facts.bin_dir.clone(),
-        interpreter: facts.interpreter.clone(),
-    };
-    let entries = sitepackages::collect(&staging, &layout, owner)
-        .map_err(|e| Error::wrap(ErrorKind::Dependencies, e, None))?;
-    let entries = layers::normalise(entries, Owner::default());
+    let entries = target.install(
+        opts,
+        InstallSpec {
+            deps,
+            wheels: Vec::new(),
+            staging: "prefix",
+        },
+    )?;
     opts.log.step("writing the site-packages layer");
     let record = write_into_cache(cache, &key, &entries, opts.epoch)?;
     let mut out = vec![(
@@ -444,7 +533,7 @@ fn build_site_packages_layers(
             opts,
             || {
                 opts.log.step("compiling site-packages bytecode");
-                compile(opts, cache, facts, &sources, &entries, owner)
+                compile(opts, cache, facts, &sources, &entries, target.owner)
                     .map(|(dir, e)| (e, Some(dir)))
             },
         )?;
@@ -452,6 +541,66 @@ fn build_site_packages_layers(
             .put_layer(&bkey, &built.record)
             .map_err(io("cannot write to the cache"))?;
         out.push((built, kind, reused));
+    }
+    Ok(out)
+}
+
+/// The project's own wheel and its workspace members' wheels, installed
+/// without dependencies, and their bytecode: keyed by the wheels alone, so
+/// a code edit rebuilds these two small layers and nothing else.
+fn project_layers(
+    opts: &BuildOptions,
+    cache: &Cache,
+    target: &Target,
+    deps: &deps::Dependencies,
+) -> Result<Vec<Built>> {
+    let facts = target.facts;
+    let local = deps::Dependencies {
+        offline: true,
+        ..deps::Dependencies::default()
+    };
+    let key = plan::project_key(&target.inputs(opts, &local, deps.wheel_key_files.clone()));
+    let bkey = plan::bytecode_key(&key, &facts.version);
+    let bytecode = opts.recipe.python.bytecode;
+    let cached = cache.layer(&key).is_some() && (!bytecode || cache.layer(&bkey).is_some());
+    let entries = if cached {
+        Vec::new()
+    } else {
+        opts.log.step("installing the project's wheel");
+        target.install(
+            opts,
+            InstallSpec {
+                deps: &local,
+                wheels: deps.wheels.clone(),
+                staging: "project-prefix",
+            },
+        )?
+    };
+    let label = format!(
+        "slipway: project for {} ({})",
+        facts.platform, target.python_platform
+    );
+    let mut out = vec![cached_layer(
+        cache,
+        &key,
+        &label,
+        LayerKind::Project,
+        opts,
+        || Ok((entries.clone(), None)),
+    )?];
+    if bytecode {
+        let sources = app::python_sources(&entries);
+        out.push(cached_layer(
+            cache,
+            &bkey,
+            "slipway: project bytecode",
+            LayerKind::ProjectBytecode,
+            opts,
+            || {
+                compile(opts, cache, facts, &sources, &entries, target.owner)
+                    .map(|(dir, e)| (e, Some(dir)))
+            },
+        )?);
     }
     Ok(out)
 }

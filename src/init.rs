@@ -71,10 +71,14 @@ pub struct Project {
 
 impl Project {
     /// Whether the app's code reaches the image as the project's own wheel
-    /// (started by its console script), so no `[app]` layer is needed.
+    /// (started by its console script or imported by its server), so no
+    /// `[app]` layer is needed.
     pub fn installed_as_package(&self) -> bool {
         self.is_package
-            && matches!(self.launch, Launch::Script(_))
+            && matches!(
+                self.launch,
+                Launch::Script(_) | Launch::Asgi { .. } | Launch::Wsgi { .. }
+            )
             && matches!(
                 self.dependencies,
                 Dependencies::Project | Dependencies::ProjectUnlocked
@@ -480,10 +484,20 @@ pub fn render(project: &Project, base: Option<&str>) -> String {
         );
         let _ = writeln!(
             w,
-            "# in site-packages, so no [app] layer is needed. To copy files in as well:"
+            "# in site-packages (its own small layer), so no [app] layer is needed. To copy files in as well:"
         );
         "# "
     } else {
+        if project.is_package {
+            let _ = writeln!(
+                w,
+                "# The project is a package (its wheel is installed), but the command runs a"
+            );
+            let _ = writeln!(
+                w,
+                "# file outside it, so the app's files are copied in as well."
+            );
+        }
         ""
     };
     let _ = writeln!(w, "{c}[app]");

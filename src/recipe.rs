@@ -32,6 +32,8 @@ pub struct RawPython {
     pub requirements: Vec<PathBuf>,
     /// A dir with pyproject.toml + uv.lock; its locked dependencies are installed.
     pub project: Option<PathBuf>,
+    /// The workspace member to build when `project` is a uv workspace root.
+    pub package: Option<String>,
     pub index_url: Option<String>,
     #[serde(default)]
     pub extra_index_urls: Vec<String>,
@@ -100,6 +102,8 @@ pub enum Destination {
 pub struct PythonSettings {
     pub requirements: Vec<PathBuf>,
     pub project: Option<PathBuf>,
+    /// A uv workspace member's name (`[python] package`).
+    pub package: Option<String>,
     pub index_url: Option<String>,
     pub extra_index_urls: Vec<String>,
     pub find_links: Vec<String>,
@@ -323,6 +327,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Recipe, RecipeError> {
         python: PythonSettings {
             requirements: raw.python.requirements.iter().map(|p| abs(p)).collect(),
             project: raw.python.project.as_deref().map(abs),
+            package: raw.python.package,
             index_url: raw.python.index_url,
             extra_index_urls: raw.python.extra_index_urls,
             find_links: raw
@@ -585,6 +590,7 @@ const KNOWN_KEYS: &[&str] = &[
     "image",
     "requirements",
     "project",
+    "package",
     "index_url",
     "extra_index_urls",
     "find_links",
