@@ -4,6 +4,8 @@
 //! a WSGI app (`Flask(`: run by gunicorn) or a console script in
 //! `[project.scripts]` (the entrypoint). [`detect`] looks, [`render`] writes.
 
+mod workspace;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -67,6 +69,10 @@ pub struct Project {
     pub is_package: bool,
     /// A `gunicorn.conf.py` beside the app (gunicorn is pointed at it).
     pub gunicorn_config: bool,
+    /// At a uv workspace root: the member to build (`[python] package`).
+    pub package: Option<String>,
+    /// In a workspace member: the workspace root (where `uv.lock` is).
+    pub workspace_root: Option<String>,
 }
 
 impl Project {
@@ -120,11 +126,41 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> InitError + '_ {
     }
 }
 
-/// Looks at `dir` and says what kind of project it is.
+/// Looks at `dir` and says what kind of project it is; at a uv workspace
+/// root whose own project has no app, at the member to build.
 pub fn detect(dir: &Path) -> Result<Project, InitError> {
     if !dir.is_dir() {
         return Err(InitError::NotADir(dir.to_path_buf()));
     }
+    let here = detect_here(dir)?;
+    let app_file = match &here.launch {
+        Launch::Asgi { file, .. } | Launch::Wsgi { file, .. } | Launch::File(file) => {
+            Some(file.as_str())
+        }
+        _ => None,
+    };
+    let Some((name, member_dir)) = workspace::member_to_build(dir, app_file) else {
+        return Ok(here);
+    };
+    let mut member = detect_here(&member_dir)?;
+    let root = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let rel = member_dir
+        .strip_prefix(&root)
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| member_dir.to_string_lossy().into_owned());
+    member.source = if member.source == "." {
+        rel
+    } else {
+        format!("{rel}/{}", member.source)
+    };
+    member.package = Some(name);
+    member.workspace_root = None;
+    member.dependencies = Dependencies::Project;
+    Ok(member)
+}
+
+/// [`detect`] for `dir` itself.
+fn detect_here(dir: &Path) -> Result<Project, InitError> {
     let pyproject_path = dir.join("pyproject.toml");
     let pyproject: Option<toml::Table> = match std::fs::read_to_string(&pyproject_path) {
         Ok(text) => Some(
@@ -165,7 +201,9 @@ pub fn detect(dir: &Path) -> Result<Project, InitError> {
     .take(1)
     .map(|f| f.to_string())
     .collect();
-    let dependencies = match (pyproject.is_some(), dir.join("uv.lock").is_file()) {
+    let workspace_root = workspace::root_above(dir);
+    let locked = dir.join("uv.lock").is_file() || workspace_root.is_some();
+    let dependencies = match (pyproject.is_some(), locked) {
         (true, true) => Dependencies::Project,
         _ if !requirements.is_empty() => Dependencies::Requirements(requirements.clone()),
         (true, false) => Dependencies::ProjectUnlocked,
@@ -217,11 +255,13 @@ pub fn detect(dir: &Path) -> Result<Project, InitError> {
         scripts,
         is_package,
         gunicorn_config,
+        package: None,
+        workspace_root,
     })
 }
 
 /// `FastAPI[all]>=0.1 ; python_version>"3"` → `fastapi`.
-fn requirement_name(spec: &str) -> String {
+pub(crate) fn requirement_name(spec: &str) -> String {
     let end = spec
         .find(|c: char| !(c.is_ascii_alphanumeric() || "-_.".contains(c)))
         .unwrap_or(spec.len());
@@ -439,6 +479,19 @@ pub fn render(project: &Project, base: Option<&str>) -> String {
                 "# (and the project itself when it is a package, with its console scripts)."
             );
             let _ = writeln!(w, "project = \".\"");
+            if let Some(package) = &project.package {
+                let _ = writeln!(
+                    w,
+                    "# A uv workspace: the member to build (the others it depends on come as wheels)."
+                );
+                let _ = writeln!(w, "package = {}", q(package));
+            }
+            if let Some(root) = &project.workspace_root {
+                let _ = writeln!(
+                    w,
+                    "# A member of the uv workspace at `{root}`: its uv.lock is used."
+                );
+            }
         }
         Dependencies::ProjectUnlocked => {
             let _ = writeln!(

@@ -155,7 +155,7 @@ fn read_toml(path: &Path) -> Result<toml::Value, ProjectError> {
 
 /// The nearest dir at or above `dir` holding `uv.lock` next to a
 /// `pyproject.toml` (a project's own lock, or its workspace root's).
-fn find_lock_root(dir: &Path) -> Option<PathBuf> {
+pub fn find_lock_root(dir: &Path) -> Option<PathBuf> {
     let dir = std::fs::canonicalize(dir).ok()?;
     dir.ancestors()
         .find(|d| d.join("uv.lock").is_file() && d.join("pyproject.toml").is_file())
@@ -163,7 +163,7 @@ fn find_lock_root(dir: &Path) -> Option<PathBuf> {
 }
 
 /// (name, dir) of every workspace member recorded in `root/uv.lock`.
-fn lock_members(root: &Path) -> Result<Vec<(String, PathBuf)>, ProjectError> {
+pub fn lock_members(root: &Path) -> Result<Vec<(String, PathBuf)>, ProjectError> {
     let lock = read_toml(&root.join("uv.lock"))?;
     let packages = lock.get("package").and_then(|p| p.as_array());
     let mut members = Vec::new();
