@@ -6,6 +6,7 @@ use crate::assemble::{self, NewLayer};
 use crate::cache::{Cache, LayerRecord};
 use crate::error::{io, Error, ErrorKind, Result};
 use crate::facts::{self, PythonFacts};
+use crate::layers::project::ProjectError;
 use crate::layers::{self, app, bytecode, deps, sitepackages, tarball, Entry, Owner};
 use crate::plan;
 use crate::publish::{self, BlobReport, Publishable};
@@ -406,7 +407,10 @@ fn build_python_layers(
     .map_err(|e| {
         let hint = e.hint();
         let kind = match e {
-            deps::DepsError::Read { .. } => ErrorKind::Input,
+            deps::DepsError::Read { .. }
+            | deps::DepsError::Project(
+                ProjectError::NoMember { .. } | ProjectError::VirtualRoot { .. },
+            ) => ErrorKind::Input,
             deps::DepsError::Project(_) => ErrorKind::Dependencies,
         };
         Error::wrap(kind, e, hint)

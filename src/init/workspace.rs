@@ -33,9 +33,8 @@ pub fn member_to_build(dir: &Path, app_file: Option<&str>) -> Option<(String, Pa
             None => {}
         }
     }
-    let has_app = |d: &Path| {
-        super::detect_here(d).is_ok_and(|p| !matches!(p.launch, super::Launch::Unknown))
-    };
+    let has_app =
+        |d: &Path| super::detect_here(d).is_ok_and(|p| !matches!(p.launch, super::Launch::Unknown));
     if let Some(m) = members.iter().find(|(_, d)| has_app(d)) {
         return Some(m.clone());
     }

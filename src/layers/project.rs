@@ -47,7 +47,7 @@ pub enum ProjectError {
         members: String,
     },
     #[error(
-        "`{}` is a workspace root without a `[project]` of its own",
+        "`{}` is a workspace root without a `[project]` of its own (members: {members})",
         shown(root)
     )]
     VirtualRoot { root: PathBuf, members: String },
