@@ -299,6 +299,14 @@ fn assert_only_rebuilt(report: &Value, rebuilt: &[&str]) {
     }
 }
 
+/// The new layers of a packaged project with dependencies, bottom to top.
+const PROJECT_KINDS: [&str; 4] = [
+    "site-packages",
+    "site-packages-bytecode",
+    "project",
+    "project-bytecode",
+];
+
 const FASTAPI_MAIN: &str = "from fastapi import FastAPI\n\napp = FastAPI()\n\n\n\
     @app.get(\"/\")\ndef root():\n    return {\"message\": \"hello\"}\n";
 
@@ -328,15 +336,7 @@ fn packaged_fastapi_project_on_hatchling_gets_a_project_layer() {
 
     let (report, answer) = s.build_and_ask(&dir.join("slipway.toml"), "/");
     assert!(answer.contains("\"hello\""), "{answer}");
-    assert_eq!(
-        kinds(&report),
-        [
-            "site-packages",
-            "site-packages-bytecode",
-            "project",
-            "project-bytecode"
-        ]
-    );
+    assert_eq!(kinds(&report), PROJECT_KINDS);
     let project_layer = &report["platforms"][0]["layers"][4];
     assert!(
         project_layer["uncompressed_size"].as_u64().unwrap() < 64 * 1024,
@@ -401,15 +401,7 @@ fn uv_workspace_member_with_its_sibling_as_a_wheel() {
     assert!(recipe.contains("backend.web:app"), "{recipe}");
     let (report, answer) = s.build_and_ask(&root.join("slipway.toml"), "/");
     assert!(answer.contains("\"hello\""), "{answer}");
-    assert_eq!(
-        kinds(&report),
-        [
-            "site-packages",
-            "site-packages-bytecode",
-            "project",
-            "project-bytecode"
-        ]
-    );
+    assert_eq!(kinds(&report), PROJECT_KINDS);
 
     // A one-line edit in the sibling member: only the project layers.
     edit(
