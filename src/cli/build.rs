@@ -92,7 +92,7 @@ pub async fn run(args: BuildArgs) -> Result<()> {
         epoch: args
             .source_date_epoch
             .or(recipe.source_date_epoch)
-            .unwrap_or_else(|| crate::provenance::default_epoch(&recipe)),
+            .unwrap_or_else(|| slipway::provenance::default_epoch(&recipe)),
         recipe,
         destination,
         cache_dir,
