@@ -31,7 +31,7 @@ pub struct BuildArgs {
     pub bundle: Option<PathBuf>,
     #[command(flatten)]
     pub tools: PythonArgs,
-    /// Timestamp for every file and the config's `created` (also read from the recipe).
+    /// Timestamp for every file and the config's `created` (also read from the recipe; default: the commit time of git HEAD, else 0).
     #[arg(long, env = "SOURCE_DATE_EPOCH", value_name = "SECONDS")]
     pub source_date_epoch: Option<u64>,
     #[command(flatten)]
