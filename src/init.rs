@@ -4,7 +4,10 @@
 //! a WSGI app (`Flask(`: run by gunicorn) or a console script in
 //! `[project.scripts]` (the entrypoint). [`detect`] looks, [`render`] writes.
 
+mod python;
 mod workspace;
+
+pub use python::DEFAULT_PYTHON;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -12,9 +15,6 @@ use std::path::{Path, PathBuf};
 
 /// The recipe's file name in the project dir.
 pub const RECIPE_FILE: &str = "slipway.toml";
-
-/// Python version used when the project states none.
-pub const DEFAULT_PYTHON: &str = "3.13";
 
 /// How the dependencies are given.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -268,35 +268,21 @@ pub(crate) fn requirement_name(spec: &str) -> String {
     spec[..end].to_ascii_lowercase().replace('_', "-")
 }
 
-/// `.python-version` (`3.13.1` → `3.13`), else the lowest minor `requires-python`
-/// allows if it pins one (`==3.12.*`, `~=3.12`), else the default.
+/// `.python-version` (`3.13.1` → `3.13`), else the newest official minor
+/// `requires-python` allows, else the default.
 fn python_version(dir: &Path, requires: Option<&str>) -> String {
-    let minor = |text: &str| -> Option<String> {
-        let mut parts = text.trim().split('.');
-        let major = parts.next()?.trim();
-        let minor: String = parts
-            .next()?
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect();
-        (major == "3" && !minor.is_empty()).then(|| format!("3.{minor}"))
-    };
     if let Ok(text) = std::fs::read_to_string(dir.join(".python-version")) {
-        if let Some(v) = text.lines().next().and_then(minor) {
-            return v;
-        }
-    }
-    if let Some(spec) = requires {
-        for clause in spec.split(',') {
-            let clause = clause.trim();
-            for op in ["==", "~="] {
-                if let Some(v) = clause.strip_prefix(op).and_then(minor) {
-                    return v;
-                }
+        let mut parts = text.lines().next().unwrap_or_default().trim().split('.');
+        if let (Some("3"), Some(minor)) = (parts.next(), parts.next()) {
+            let minor: String = minor.chars().take_while(char::is_ascii_digit).collect();
+            if !minor.is_empty() {
+                return format!("3.{minor}");
             }
         }
     }
-    DEFAULT_PYTHON.to_string()
+    requires
+        .and_then(python::newest_allowed)
+        .unwrap_or_else(|| DEFAULT_PYTHON.to_string())
 }
 
 /// `.py` files (relative, `/`-separated), shallow first, skipping
@@ -744,7 +730,9 @@ mod tests {
         assert_eq!(requirement_name("typing_extensions"), "typing-extensions");
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(python_version(dir.path(), Some("==3.12.*")), "3.12");
-        assert_eq!(python_version(dir.path(), Some(">=3.10")), DEFAULT_PYTHON);
+        assert_eq!(python_version(dir.path(), Some(">=3.10,<3.14")), "3.13");
+        assert_eq!(python_version(dir.path(), Some(">=3.14,<4.0")), "3.14");
+        assert_eq!(python_version(dir.path(), None), DEFAULT_PYTHON);
         std::fs::write(dir.path().join(".python-version"), "3.11.4\n").unwrap();
         assert_eq!(python_version(dir.path(), None), "3.11");
     }
