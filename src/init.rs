@@ -4,6 +4,7 @@
 //! a WSGI app (`Flask(`: run by gunicorn) or a console script in
 //! `[project.scripts]` (the entrypoint). [`detect`] looks, [`render`] writes.
 
+mod frameworks;
 mod python;
 mod workspace;
 
@@ -47,6 +48,8 @@ pub enum Launch {
     Script(String),
     /// `python FILE` (a file with `if __name__ == "__main__"`).
     File(String),
+    /// A Procfile's `web:` line.
+    Procfile(Vec<String>),
     Unknown,
 }
 
@@ -73,6 +76,8 @@ pub struct Project {
     pub package: Option<String>,
     /// In a workspace member: the workspace root (where `uv.lock` is).
     pub workspace_root: Option<String>,
+    /// Env the command needs (`DJANGO_SETTINGS_MODULE`, a Procfile's `PORT`).
+    pub env: Vec<(String, String)>,
 }
 
 impl Project {
@@ -227,8 +232,40 @@ fn detect_here(dir: &Path) -> Result<Project, InitError> {
         );
     }
 
+    // Servers that extras bring (`fastapi[standard]`), and with a lock
+    // everything it installs: a server may come in transitively.
+    let specs: Vec<String> = project
+        .and_then(|p| p.get("dependencies"))
+        .and_then(|d| d.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d.as_str().map(str::to_string))
+        .collect();
+    declared.extend(
+        specs
+            .iter()
+            .flat_map(|d| frameworks::servers_from_extras(d)),
+    );
+    if let Some(root) = crate::layers::project::find_lock_root(dir) {
+        declared.extend(frameworks::locked_names(&root));
+    }
+
     let sources = python_files(dir);
-    let launch = find_app(dir, &sources)
+    let mut env = Vec::new();
+    let django = frameworks::django(dir).map(|(launch, settings)| {
+        env.push(("DJANGO_SETTINGS_MODULE".to_string(), settings));
+        launch
+    });
+    let procfile = frameworks::procfile(dir).map(|(argv, shell)| {
+        if shell {
+            env.push(("PORT".to_string(), "8000".to_string()));
+        }
+        Launch::Procfile(argv)
+    });
+    let launch = procfile
+        .or(django)
+        .or_else(|| frameworks::fastapi_entrypoint(pyproject.as_ref()))
+        .or_else(|| find_app(dir, &sources))
         .or_else(|| scripts.first().map(|s| Launch::Script(s.clone())))
         .or_else(|| find_main(dir, &sources))
         .unwrap_or(Launch::Unknown);
@@ -257,6 +294,7 @@ fn detect_here(dir: &Path) -> Result<Project, InitError> {
         gunicorn_config,
         package: None,
         workspace_root,
+        env,
     })
 }
 
@@ -558,7 +596,9 @@ pub fn render(project: &Project, base: Option<&str>) -> String {
     let _ = writeln!(w, "# The working directory of the process.");
     let _ = writeln!(w, "{c}workdir = \"/app\"");
     let _ = writeln!(w, "# Environment variables, added to the base's.");
-    let _ = writeln!(w, "env = {{ PYTHONUNBUFFERED = \"1\" }}");
+    let mut env = vec![format!("PYTHONUNBUFFERED = {}", q("1"))];
+    env.extend(project.env.iter().map(|(k, v)| format!("{k} = {}", q(v))));
+    let _ = writeln!(w, "env = {{ {} }}", env.join(", "));
     let _ = writeln!(
         w,
         "# Run as a non-root user (numeric ids also own the new layers' files):"
@@ -647,6 +687,15 @@ fn render_launch(w: &mut String, project: &Project) {
             );
             writeln!(w, "entrypoint = {}", list(&[name]))
         }
+        Launch::Procfile(argv) => {
+            let _ = writeln!(w, "# The Procfile's `web:` line ($PORT is 8000).");
+            let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+            let _ = writeln!(w, "cmd = {}", list(&argv));
+            writeln!(
+                w,
+                "# Ports the app listens on (documentation for runtimes).\nports = [\"8000/tcp\"]"
+            )
+        }
         Launch::File(file) => {
             let _ = writeln!(
                 w,
@@ -700,6 +749,7 @@ pub fn summary(project: &Project) -> BTreeMap<&'static str, String> {
             } => format!("{framework} `{target}` (gunicorn)"),
             Launch::Script(s) => format!("console script `{s}`"),
             Launch::File(f) => format!("`python {f}`"),
+            Launch::Procfile(argv) => format!("Procfile `{}`", argv.join(" ")),
             Launch::Unknown => "not found: set `cmd` in the recipe".into(),
         },
     );

@@ -451,3 +451,110 @@ fn uv_workspace_member_with_its_sibling_as_a_wheel() {
     assert!(!stderr.contains("./."), "{stderr}");
     assert!(!s.dir("bad").exists());
 }
+
+#[test]
+fn django_project_served_by_gunicorn() {
+    let Some(s) = Setup::new() else { return };
+    let dir = s.dir("mysite");
+    write(
+        &dir,
+        &[
+            (
+                "pyproject.toml",
+                "[project]\nname = \"mysite\"\nversion = \"0.1.0\"\nrequires-python = \">=3.13,<3.14\"\n\
+                 dependencies = [\"django\", \"gunicorn\"]\n",
+            ),
+            (
+                "manage.py",
+                "#!/usr/bin/env python\nimport os\nimport sys\n\nif __name__ == \"__main__\":\n    \
+                 os.environ.setdefault(\"DJANGO_SETTINGS_MODULE\", \"mysite.settings\")\n    \
+                 from django.core.management import execute_from_command_line\n    \
+                 execute_from_command_line(sys.argv)\n",
+            ),
+            ("mysite/__init__.py", ""),
+            (
+                "mysite/settings.py",
+                "SECRET_KEY = \"test-only\"\nDEBUG = False\nALLOWED_HOSTS = [\"*\"]\n\
+                 ROOT_URLCONF = \"mysite.urls\"\nINSTALLED_APPS = []\nDATABASES = {}\n",
+            ),
+            (
+                "mysite/urls.py",
+                "from django.http import JsonResponse\nfrom django.urls import path\n\n\n\
+                 def hello(request):\n    return JsonResponse({\"site\": \"mysite\"})\n\n\n\
+                 urlpatterns = [path(\"\", hello)]\n",
+            ),
+            (
+                "mysite/wsgi.py",
+                "import os\n\nfrom django.core.wsgi import get_wsgi_application\n\n\
+                 os.environ.setdefault(\"DJANGO_SETTINGS_MODULE\", \"mysite.settings\")\n\
+                 application = get_wsgi_application()\n",
+            ),
+        ],
+    );
+    s.lock(&dir);
+    let recipe = s.init(&dir);
+    assert!(recipe.contains("\"mysite.wsgi:application\""), "{recipe}");
+    assert!(
+        recipe.contains("DJANGO_SETTINGS_MODULE = \"mysite.settings\""),
+        "{recipe}"
+    );
+    assert!(recipe.contains("ports = [\"8000/tcp\"]"), "{recipe}");
+    assert!(recipe.contains("python:3.13-slim"), "{recipe}");
+    assert!(!recipe.contains("NOTE:"), "{recipe}");
+
+    let (report, answer) = s.build_and_ask(&dir.join("slipway.toml"), "/");
+    assert!(answer.contains("\"mysite\""), "{answer}");
+    assert_eq!(
+        kinds(&report),
+        [
+            "site-packages",
+            "site-packages-bytecode",
+            "app",
+            "app-bytecode"
+        ]
+    );
+    edit(&dir.join("mysite/urls.py"), "\"mysite\"", "\"edited\"");
+    let (report, answer) = s.build_and_ask(&dir.join("slipway.toml"), "/");
+    assert!(answer.contains("edited"), "{answer}");
+    assert_only_rebuilt(&report, &["app", "app-bytecode"]);
+}
+
+#[test]
+fn flask_project_started_by_its_procfile() {
+    let Some(s) = Setup::new() else { return };
+    let dir = s.dir("flaskr");
+    write(
+        &dir,
+        &[
+            (
+                "pyproject.toml",
+                "[project]\nname = \"flaskr\"\nversion = \"0.1.0\"\nrequires-python = \"==3.13.*\"\n\
+                 dependencies = [\"flask\", \"gunicorn\"]\n",
+            ),
+            (
+                "Procfile",
+                "web: gunicorn web:app --workers 1 --bind 0.0.0.0:$PORT\n",
+            ),
+            (
+                "web.py",
+                "from flask import Flask\n\napp = Flask(__name__)\n\n\n\
+                 @app.get(\"/\")\ndef root():\n    return {\"from\": \"procfile\"}\n",
+            ),
+            ("static/logo.txt", "no python here\n"),
+        ],
+    );
+    s.lock(&dir);
+    let recipe = s.init(&dir);
+    assert!(
+        recipe.contains(
+            "cmd = [\"gunicorn\", \"web:app\", \"--workers\", \"1\", \"--bind\", \"0.0.0.0:8000\"]"
+        ),
+        "{recipe}"
+    );
+    let (_, answer) = s.build_and_ask(&dir.join("slipway.toml"), "/");
+    assert!(answer.contains("procfile"), "{answer}");
+    edit(&dir.join("web.py"), "\"procfile\"", "\"edited\"");
+    let (report, answer) = s.build_and_ask(&dir.join("slipway.toml"), "/");
+    assert!(answer.contains("edited"), "{answer}");
+    assert_only_rebuilt(&report, &["app", "app-bytecode"]);
+}

@@ -371,16 +371,17 @@ pub fn export(
         Err(e) => return Err(e),
     };
     let (requirements, local) = split_export(&text);
+    let entries = requirement_entries(&requirements);
     std::fs::write(out, &requirements).map_err(|source| ProjectError::Io {
         path: out.to_path_buf(),
         source,
     })?;
     Ok(Export {
         requirements: out.to_path_buf(),
-        hashed: requirements.contains("--hash="),
-        has_requirements: requirements
-            .lines()
-            .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#')),
+        // A lock made from find-links dirs has no hashes (or only some):
+        // `--require-hashes` needs every one.
+        hashed: !entries.is_empty() && entries.iter().all(|e| e.contains("--hash=")),
+        has_requirements: !entries.is_empty(),
         local_dirs: local.iter().map(|l| project.root.join(l)).collect(),
     })
 }
@@ -397,6 +398,24 @@ fn states_requires_python(pyproject: &Path) -> bool {
 fn lock_requires_python(lock: &Path) -> Option<String> {
     let doc = read_toml(lock).ok()?;
     Some(doc.get("requires-python")?.as_str()?.to_string())
+}
+
+/// The requirement entries of a requirements text, continuation lines joined.
+fn requirement_entries(text: &str) -> Vec<String> {
+    let mut entries = Vec::new();
+    let mut entry = String::new();
+    for line in text.lines() {
+        entry.push_str(line.trim_end().trim_end_matches('\\'));
+        if line.trim_end().ends_with('\\') {
+            continue;
+        }
+        let done = std::mem::take(&mut entry);
+        let trimmed = done.trim();
+        if !trimmed.is_empty() && !trimmed.starts_with('#') {
+            entries.push(trimmed.to_string());
+        }
+    }
+    entries
 }
 
 /// Splits `uv export` output into third-party requirements (continuation
@@ -567,6 +586,32 @@ mod tests {
         )
         .unwrap();
         assert!(!p.is_package);
+    }
+
+    #[test]
+    fn splits_local_members_from_pinned_requirements() {
+        let text = "-e ./packages/lib\nclick==8.5.1 \\\n    --hash=sha256:aa\n./vendor/x\n\
+                    tzdata==1 ; sys_platform == 'win32'\n";
+        let (requirements, local) = split_export(text);
+        assert_eq!(local, ["./packages/lib", "./vendor/x"]);
+        let entries = requirement_entries(&requirements);
+        assert_eq!(entries.len(), 2, "{entries:?}");
+        assert!(entries[0].contains("--hash=sha256:aa"));
+        assert!(!entries[1].contains("--hash"));
+    }
+
+    #[test]
+    fn a_lock_made_by_another_python_says_which() {
+        let stale = |locked_for: Option<&str>| ProjectError::Stale {
+            root: PathBuf::from("./."),
+            target_python: "3.13".into(),
+            locked_for: locked_for.map(str::to_string),
+        };
+        let hint = stale(Some(">=3.11")).hint().unwrap();
+        assert!(hint.contains("uv lock --python 3.13"), "{hint}");
+        assert!(hint.contains("`.`") && !hint.contains("./."), "{hint}");
+        let hint = stale(None).hint().unwrap();
+        assert!(!hint.contains("--python"), "{hint}");
     }
 
     #[test]
