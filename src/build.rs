@@ -7,6 +7,7 @@ use crate::cache::{Cache, LayerRecord};
 use crate::error::{io, Error, ErrorKind, Result};
 use crate::facts::{self, PythonFacts};
 use crate::layers::project::ProjectError;
+use crate::layers::resolution::{self, HeldBack};
 use crate::layers::{self, app, bytecode, deps, sitepackages, tarball, Entry, Owner};
 use crate::plan;
 use crate::publish::{self, BlobReport, Publishable};
@@ -70,7 +71,7 @@ pub async fn build(client: &RegistryClient, opts: &BuildOptions) -> Result<Build
     // source, revision and version from git; created and base.* come from assemble.
     let annotations = crate::provenance::for_build(recipe);
     for (base, facts) in bases.iter().zip(&all_facts) {
-        let (mut new_layers, mut left_out) = build_python_layers(opts, &cache, facts, owner)?;
+        let (mut new_layers, mut left_out, held) = build_python_layers(opts, &cache, facts, owner)?;
         new_layers.extend(app_layers.iter().cloned());
         left_out.extend(app_omitted.iter().cloned());
         let image = assemble::assemble(
@@ -92,6 +93,7 @@ pub async fn build(client: &RegistryClient, opts: &BuildOptions) -> Result<Build
         })?;
         let mut platform_report = PlatformReport::new(&image, base, facts, &new_layers);
         platform_report.omitted = left_out;
+        platform_report.held_back = held;
         platform_reports.push(platform_report);
         images.push(image);
     }
@@ -373,12 +375,16 @@ struct InstallSpec<'a> {
     staging: &'static str,
 }
 
+/// The new layers below the app's, what was left out, and what the
+/// wheel-only resolution held back.
+type PythonLayers = (Vec<Built>, Omitted, Vec<HeldBack>);
+
 fn build_python_layers(
     opts: &BuildOptions,
     cache: &Cache,
     facts: &PythonFacts,
     owner: Owner,
-) -> Result<(Vec<Built>, Omitted)> {
+) -> Result<PythonLayers> {
     let py = &opts.recipe.python;
     if py.requirements.is_empty() && py.project.is_none() {
         return Ok(Default::default());
@@ -425,6 +431,7 @@ fn build_python_layers(
     };
     let mut out = Vec::new();
     let mut left_out = Vec::new();
+    let held = held_back(opts, cache, &target, &deps);
     if deps.requirements.is_empty() {
         left_out.push(omitted(
             LayerKind::SitePackages,
@@ -436,7 +443,42 @@ fn build_python_layers(
     if !deps.wheels.is_empty() {
         out.extend(project_layers(opts, cache, &target, &deps)?);
     }
-    Ok((out, left_out))
+    Ok((out, left_out, held))
+}
+
+/// With wheels only and unpinned requirements: the packages held below what
+/// sdists would give (two `uv pip compile` runs, ~1 s; remembered per
+/// resolution input so a cached build still warns without paying again).
+fn held_back(
+    opts: &BuildOptions,
+    cache: &Cache,
+    target: &Target,
+    deps: &deps::Dependencies,
+) -> Vec<HeldBack> {
+    if opts.recipe.python.allow_sdist || deps.require_hashes || deps.requirements.is_empty() {
+        return Vec::new();
+    }
+    let key = crate::digest::Digest::of(
+        plan::site_packages_key(&target.inputs(opts, deps, deps.key_files.clone())).as_bytes(),
+    );
+    if let Some(held) = cache.facts::<Vec<HeldBack>>(&key) {
+        return held;
+    }
+    opts.log
+        .step("checking what wheels-only resolution holds back");
+    let held = resolution::held_back(&resolution::Compile {
+        uv: &opts.uv,
+        host_python: &target.host_python,
+        requirements: &deps.requirements,
+        python_platform: &target.python_platform,
+        python_version: &target.facts.version,
+        index_url: deps.index_url.as_deref(),
+        extra_index_urls: &deps.extra_index_urls,
+        find_links: &deps.find_links,
+        offline: deps.offline,
+    });
+    let _ = cache.put_facts(&key, &held);
+    held
 }
 
 fn site_packages_layers(

@@ -87,6 +87,9 @@ pub struct PlatformReport {
     /// Layers left out, and why (e.g. no `.py` files to compile).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub omitted: Vec<OmittedLayer>,
+    /// Packages the wheel-only resolution holds below what sdists would give.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub held_back: Vec<crate::layers::resolution::HeldBack>,
 }
 
 impl PlatformReport {
@@ -122,6 +125,7 @@ impl PlatformReport {
             python: facts.clone(),
             layers,
             omitted: Vec::new(),
+            held_back: Vec::new(),
         }
     }
 }
@@ -215,6 +219,9 @@ impl BuildReport {
                     .and_then(|v| v.as_str().map(str::to_string))
                     .unwrap_or_default();
                 let _ = writeln!(out, "  {kind:<24} {:>12}  {}", "omitted", o.reason);
+            }
+            for held in &p.held_back {
+                let _ = writeln!(out, "  warning: {held}");
             }
             let total: u64 = p.layers.iter().map(|l| l.size).sum();
             let _ = writeln!(out, "  {:<24} {:>12}", "total", human(total));

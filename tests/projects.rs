@@ -558,3 +558,93 @@ fn flask_project_started_by_its_procfile() {
     assert!(answer.contains("edited"), "{answer}");
     assert_only_rebuilt(&report, &["app", "app-bytecode"]);
 }
+
+/// A local find-links dir: `tinylib` 1.0 as a wheel, 2.0 as an sdist only.
+fn tinylib_links(s: &Setup) -> PathBuf {
+    let links = s.dir("links");
+    for version in ["1.0", "2.0"] {
+        let src = s.dir(&format!("tinylib-{version}"));
+        write(
+            &src,
+            &[
+                (
+                    "pyproject.toml",
+                    &format!(
+                        "[project]\nname = \"tinylib\"\nversion = \"{version}\"\n\
+                         [build-system]\nrequires = [\"hatchling\"]\nbuild-backend = \"hatchling.build\"\n"
+                    ),
+                ),
+                ("src/tinylib/__init__.py", &format!("VERSION = \"{version}\"\n")),
+            ],
+        );
+        let kind = if version == "1.0" {
+            "--wheel"
+        } else {
+            "--sdist"
+        };
+        run_ok(
+            Command::new("uv")
+                .args(["build", "--quiet", kind, "--offline", "--python"])
+                .arg(&s.python)
+                .arg("--find-links")
+                .arg(&s.wheels)
+                .arg("--out-dir")
+                .arg(&links)
+                .arg(&src),
+        );
+    }
+    links
+}
+
+#[test]
+fn a_dependency_held_back_by_wheels_only_is_named_and_its_sdist_builds() {
+    let Some(s) = Setup::new() else { return };
+    let links = tinylib_links(&s);
+    let dir = s.dir("held");
+    write(
+        &dir,
+        &[
+            ("requirements.txt", "flask\ngunicorn\ntinylib\n"),
+            (
+                "app.py",
+                "from flask import Flask\nimport tinylib\n\napp = Flask(__name__)\n\n\n\
+                 @app.get(\"/\")\ndef root():\n    return {\"tinylib\": tinylib.VERSION, \"n\": 1}\n",
+            ),
+        ],
+    );
+    let recipe = s.init(&dir).replace(
+        "\n[python]\n",
+        &format!(
+            "\n[python]\nfind_links = [{:?}]\n",
+            links.display().to_string()
+        ),
+    );
+    let path = dir.join("slipway.toml");
+    std::fs::write(&path, &recipe).unwrap();
+
+    // Wheels only: 1.0 is installed, and the report says 2.0 needs an sdist.
+    let (report, answer) = s.build_and_ask(&path, "/");
+    assert!(answer.contains("\"1.0\""), "{answer}");
+    let held = &report["platforms"][0]["held_back"];
+    assert_eq!(held[0]["name"], "tinylib", "{report}");
+    assert_eq!(held[0]["wheels_only"], "1.0", "{report}");
+    assert_eq!(held[0]["with_sdists"], "2.0", "{report}");
+
+    // allow_sdist: 2.0 is built from its sdist, and no warning.
+    edit(&path, "# allow_sdist = true", "allow_sdist = true");
+    let (report, answer) = s.build_and_ask(&path, "/");
+    assert!(answer.contains("\"2.0\""), "{answer}");
+    assert!(
+        report["platforms"][0].get("held_back").is_none(),
+        "{report}"
+    );
+
+    // A one-line edit: the app layers only (the sdist is not built again).
+    edit(&dir.join("app.py"), "\"n\": 1", "\"n\": 2");
+    let (report, answer) = s.build_and_ask(&path, "/");
+    assert!(
+        answer.contains("\"n\":2") || answer.contains("\"n\": 2"),
+        "{answer}"
+    );
+    assert_only_rebuilt(&report, &["app", "app-bytecode"]);
+}
