@@ -28,6 +28,7 @@ rows = [
     ("cold (empty caches; wheels from a local wheelhouse for both)", "cold", "s"),
     ("no change: rebuild + push", "no-change", "s"),
     ("one app file changed: rebuild + push", "one-file-changed", "s"),
+    ("packaged project (recipes/cli-tool), one-line edit: rebuild + push", "packaged-project-one-line-edit", "s"),
     ("alpine stand-in, one platform, cold", "one-platform-cold-alpine", "s"),
     ("alpine stand-in, two platforms (amd64 + arm64), cold", "two-platforms-cold-alpine", "s"),
 ]
@@ -38,6 +39,7 @@ for label, case, unit in rows:
     lines.append(f"| {label} | {fmt(s)} | {fmt(b) if b else 'n/a (needs emulation)' if 'platform' in case else fmt(b)} | {ratio} |")
 extra = [
     ("layers built on the no-change rebuild", median("no-change-layers-built", "slipway"), ""),
+    ("layers built after a one-line edit of the packaged project (project + its bytecode)", median("packaged-project-edit-layers-built", "slipway"), ""),
     ("bytes sent for base layers (destination has them)", median("base-bytes-sent", "slipway"), "B"),
     ("big dependency set (numpy, pandas, scipy, scikit-learn): build + push", median("big-deps", "slipway"), "s"),
     ("big dependency set: peak RSS of the process tree (GNU time: slipway, uv, the bytecode compiler)", median("big-deps-peak-rss-kib", "slipway"), "KiB"),

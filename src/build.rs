@@ -7,12 +7,11 @@ use crate::cache::{Cache, LayerRecord};
 use crate::error::{io, Error, ErrorKind, Result};
 use crate::facts::{self, PythonFacts};
 use crate::layers::tarball::{self, FileDigests};
-use crate::layers::{self, app, bytecode, deps, sitepackages, Entry, Owner};
-use crate::plan;
+use crate::layers::{self, bytecode, Entry, Owner};
 use crate::publish::{self, BlobReport, Publishable};
 use crate::recipe::{Destination, Recipe};
 use crate::registry::{RegistryClient, RegistryError};
-use crate::report::{BuildReport, LayerKind, PlatformReport, Timings};
+use crate::report::{BuildReport, LayerKind, OmittedLayer, PlatformReport, Timings};
 use crate::resolve::{self, BaseImage};
 use crate::sbom;
 use std::collections::BTreeMap;
@@ -22,9 +21,11 @@ use std::time::Instant;
 
 mod app_layers;
 mod failures;
+mod python_layers;
 
 use app_layers::build_app_layers;
 use failures::{blob_failure, in_cache, source_error};
+use python_layers::build_python_layers;
 
 pub struct BuildOptions {
     pub recipe: Recipe,
@@ -70,7 +71,7 @@ pub async fn build(client: &RegistryClient, opts: &BuildOptions) -> Result<Build
 
     let owner = owner_of(recipe.image.user.as_deref());
     let t = Instant::now();
-    let app_layers = build_app_layers(opts, &cache, &all_facts[0], owner)?;
+    let (app_layers, app_omitted) = build_app_layers(opts, &cache, &all_facts[0], owner)?;
     timings.app = t.elapsed().as_secs_f64();
 
     let mut images = Vec::new();
@@ -80,8 +81,10 @@ pub async fn build(client: &RegistryClient, opts: &BuildOptions) -> Result<Build
     let annotations = crate::provenance::for_build(recipe);
     let mut referrers = Vec::new();
     for (base, facts) in bases.iter().zip(&all_facts) {
-        let (mut new_layers, pins) = build_site_packages_layers(opts, &cache, facts, owner)?;
+        let (mut new_layers, mut left_out, held, pins) =
+            build_python_layers(opts, &cache, facts, owner)?;
         new_layers.extend(app_layers.iter().cloned());
+        left_out.extend(app_omitted.iter().cloned());
         // Recorded in a label so `rebase` can redo this step without the recipe.
         let settings = crate::rebase::recorded::Recorded::new(&recipe.image, facts, opts.epoch)
             .image_settings(&recipe.image.annotations);
@@ -102,11 +105,10 @@ pub async fn build(client: &RegistryClient, opts: &BuildOptions) -> Result<Build
                 Some("use fewer layers in the base image".into()),
             )
         })?;
-        platform_reports.push(PlatformReport::new(&image, base, facts, &new_layers));
         if let Some(format) = opts.sbom {
             let installed: Vec<&LayerRecord> = new_layers
                 .iter()
-                .filter(|(_, kind, _)| *kind == LayerKind::SitePackages)
+                .filter(|(_, kind, _)| matches!(kind, LayerKind::SitePackages | LayerKind::Project))
                 .map(|(l, _, _)| &l.record)
                 .collect();
             let mut dists = sbom::dists::in_cached_layers(&cache, &installed)
@@ -121,6 +123,10 @@ pub async fn build(client: &RegistryClient, opts: &BuildOptions) -> Result<Build
                 format,
             ));
         }
+        let mut platform_report = PlatformReport::new(&image, base, facts, &new_layers);
+        platform_report.omitted = left_out;
+        platform_report.held_back = held;
+        platform_reports.push(platform_report);
         images.push(image);
     }
     timings.site_packages = t.elapsed().as_secs_f64();
@@ -230,199 +236,14 @@ pub async fn base_facts(
 /// (layer, kind, reused?)
 type Built = (NewLayer, LayerKind, bool);
 
-/// The site-packages layers, and the wheel hashes the lock or bundle pins.
-fn build_site_packages_layers(
-    opts: &BuildOptions,
-    cache: &Cache,
-    facts: &PythonFacts,
-    owner: Owner,
-) -> Result<(Vec<Built>, sbom::dists::Pins)> {
-    let py = &opts.recipe.python;
-    if py.requirements.is_empty() && py.project.is_none() {
-        return Ok((Vec::new(), Default::default()));
+/// Layers left out (no files), with the reason, for the report.
+type Omitted = Vec<OmittedLayer>;
+
+fn omitted(kind: LayerKind, reason: &str) -> OmittedLayer {
+    OmittedLayer {
+        kind,
+        reason: reason.to_string(),
     }
-    let python_platform = facts.platform.uv_python_platform(&facts.libc);
-    let scratch = cache
-        .temp_dir("site-packages")
-        .map_err(io(in_cache(cache, "cannot create a temp dir in the cache")))?;
-    let host_python = find_python(opts, facts)
-        .ok()
-        .unwrap_or_else(|| PathBuf::from("python3"));
-    let pinned = match &opts.bundle {
-        Some(bundle) => Some(bundle.pinned(&facts.platform).map_err(|e| {
-            let hint = e.hint();
-            Error::wrap(ErrorKind::Input, e, hint)
-        })?),
-        None => None,
-    };
-    let deps = deps::plan(&deps::Request {
-        python: py,
-        pinned: pinned.as_ref(),
-        uv: &opts.uv,
-        host_python: &host_python,
-        scratch: scratch.path(),
-    })
-    .map_err(|e| {
-        let hint = e.hint();
-        let kind = match e {
-            deps::DepsError::Read { .. } => ErrorKind::Input,
-            deps::DepsError::Project(_) => ErrorKind::Dependencies,
-        };
-        Error::wrap(kind, e, hint)
-    })?;
-    let pins = sbom::dists::pinned_hashes(&deps.requirements);
-    let uv_version = uv_version(&opts.uv)?;
-    // Keyed without credentials: a rotated index password keeps the layer.
-    let bare = |url: &String| crate::layers::uv::IndexUrl::parse(url).url;
-    let index_url = deps.index_url.as_ref().map(bare);
-    let extra_index_urls: Vec<String> = deps.extra_index_urls.iter().map(bare).collect();
-    let inputs = plan::SitePackagesInputs {
-        uv_version: &uv_version,
-        python_platform: &python_platform,
-        facts,
-        requirement_files: deps.key_files.clone(),
-        index_url: index_url.as_deref(),
-        extra_index_urls: &extra_index_urls,
-        find_links: deps
-            .find_links
-            .iter()
-            .map(|l| Ok((l.clone(), plan::find_links_listing(l)?)))
-            .collect::<std::io::Result<_>>()
-            .map_err(io("cannot read the find-links dir"))?,
-        offline: deps.offline,
-        allow_sdist: py.allow_sdist,
-        epoch: opts.epoch,
-        owner,
-    };
-    let key = plan::site_packages_key(&inputs);
-    let bkey = plan::bytecode_key(&key, &facts.version);
-    let label = format!(
-        "slipway: site-packages for {} ({python_platform})",
-        facts.platform
-    );
-    let _lock = cache
-        .lock(&key)
-        .map_err(io(in_cache(cache, "cannot lock the cache")))?;
-    if let (Some(layer), Some(bytecode)) = (
-        cache.layer(&key),
-        cache.layer(&bkey).filter(|_| py.bytecode),
-    ) {
-        opts.log.cache(&key, true);
-        return Ok((
-            vec![
-                (
-                    NewLayer {
-                        record: layer,
-                        created_by: label,
-                    },
-                    LayerKind::SitePackages,
-                    true,
-                ),
-                (
-                    NewLayer {
-                        record: bytecode,
-                        created_by: "slipway: site-packages bytecode".into(),
-                    },
-                    LayerKind::SitePackagesBytecode,
-                    true,
-                ),
-            ],
-            pins,
-        ));
-    }
-    if !py.bytecode {
-        if let Some(layer) = cache.layer(&key) {
-            opts.log.cache(&key, true);
-            return Ok((
-                vec![(
-                    NewLayer {
-                        record: layer,
-                        created_by: label,
-                    },
-                    LayerKind::SitePackages,
-                    true,
-                )],
-                pins,
-            ));
-        }
-    }
-    opts.log.cache(&key, false);
-    opts.log.step(&format!(
-        "installing wheels for {python_platform}, Python {}",
-        facts.version
-    ));
-    let staging = scratch.path().join("prefix");
-    sitepackages::install(&sitepackages::UvInstall {
-        uv: opts.uv.clone(),
-        host_python,
-        requirements: deps.requirements.clone(),
-        require_hashes: deps.require_hashes,
-        wheels: deps.wheels.clone(),
-        python_platform: python_platform.clone(),
-        python_version: facts.version.clone(),
-        index_url: deps.index_url.clone(),
-        extra_index_urls: deps.extra_index_urls.clone(),
-        find_links: deps.find_links.clone(),
-        offline: deps.offline,
-        allow_sdist: py.allow_sdist,
-        staging: staging.clone(),
-    })
-    .map_err(|e| {
-        let hint = opts.bundle.as_ref().map(|b| b.missing_hint());
-        Error::wrap(ErrorKind::Dependencies, e, hint)
-    })?;
-    let layout = sitepackages::PythonLayout {
-        site_packages: facts.site_packages.clone(),
-        bin_dir: facts.bin_dir.clone(),
-        interpreter: facts.interpreter.clone(),
-    };
-    let entries = sitepackages::collect(&staging, &layout, owner)
-        .map_err(|e| Error::wrap(ErrorKind::Dependencies, e, None))?;
-    let entries = layers::normalise(entries, Owner::default());
-    opts.log.step("writing the site-packages layer");
-    let record = write_into_cache(cache, &key, &entries, opts.epoch, &Default::default())?;
-    let mut out = vec![(
-        NewLayer {
-            record,
-            created_by: label,
-        },
-        LayerKind::SitePackages,
-        false,
-    )];
-    if py.bytecode {
-        // Keyed by the `.py` files themselves, so platforms whose wheels ship
-        // the same Python sources (most of them) share one bytecode layer:
-        // compiled, compressed and pushed once. `bkey` becomes an alias.
-        let sources = app::python_sources(&entries);
-        let py_entries: Vec<Entry> = entries
-            .iter()
-            .filter(|e| e.path.ends_with(".py"))
-            .cloned()
-            .collect();
-        let py_digests =
-            plan::file_digests(&py_entries).map_err(io("cannot read site-packages"))?;
-        let content_key = plan::bytecode_key(
-            &plan::app_key(&py_entries, &py_digests, opts.epoch),
-            &facts.version,
-        );
-        let (built, kind, reused) = cached_layer(
-            cache,
-            &content_key,
-            "slipway: site-packages bytecode",
-            LayerKind::SitePackagesBytecode,
-            opts,
-            || {
-                opts.log.step("compiling site-packages bytecode");
-                compile(opts, cache, facts, &sources, &entries, owner)
-                    .map(|(dir, e)| (e, Some(dir), Default::default()))
-            },
-        )?;
-        cache
-            .put_layer(&bkey, &built.record)
-            .map_err(io(in_cache(cache, "cannot write to the cache")))?;
-        out.push((built, kind, reused));
-    }
-    Ok((out, pins))
 }
 
 /// What a layer is built from: its entries, the scratch dir holding their

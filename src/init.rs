@@ -4,15 +4,20 @@
 //! a WSGI app (`Flask(`: run by gunicorn) or a console script in
 //! `[project.scripts]` (the entrypoint). [`detect`] looks, [`render`] writes.
 
+mod frameworks;
+mod python;
+mod render;
+mod workspace;
+
+pub use render::render;
+
+pub use python::DEFAULT_PYTHON;
+
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 /// The recipe's file name in the project dir.
 pub const RECIPE_FILE: &str = "slipway.toml";
-
-/// Python version used when the project states none.
-pub const DEFAULT_PYTHON: &str = "3.13";
 
 /// How the dependencies are given.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,6 +50,8 @@ pub enum Launch {
     Script(String),
     /// `python FILE` (a file with `if __name__ == "__main__"`).
     File(String),
+    /// A Procfile's `web:` line.
+    Procfile(Vec<String>),
     Unknown,
 }
 
@@ -67,14 +74,24 @@ pub struct Project {
     pub is_package: bool,
     /// A `gunicorn.conf.py` beside the app (gunicorn is pointed at it).
     pub gunicorn_config: bool,
+    /// At a uv workspace root: the member to build (`[python] package`).
+    pub package: Option<String>,
+    /// In a workspace member: the workspace root (where `uv.lock` is).
+    pub workspace_root: Option<String>,
+    /// Env the command needs (`DJANGO_SETTINGS_MODULE`, a Procfile's `PORT`).
+    pub env: Vec<(String, String)>,
 }
 
 impl Project {
     /// Whether the app's code reaches the image as the project's own wheel
-    /// (started by its console script), so no `[app]` layer is needed.
+    /// (started by its console script or imported by its server), so no
+    /// `[app]` layer is needed.
     pub fn installed_as_package(&self) -> bool {
         self.is_package
-            && matches!(self.launch, Launch::Script(_))
+            && matches!(
+                self.launch,
+                Launch::Script(_) | Launch::Asgi { .. } | Launch::Wsgi { .. }
+            )
             && matches!(
                 self.dependencies,
                 Dependencies::Project | Dependencies::ProjectUnlocked
@@ -116,11 +133,41 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> InitError + '_ {
     }
 }
 
-/// Looks at `dir` and says what kind of project it is.
+/// Looks at `dir` and says what kind of project it is; at a uv workspace
+/// root whose own project has no app, at the member to build.
 pub fn detect(dir: &Path) -> Result<Project, InitError> {
     if !dir.is_dir() {
         return Err(InitError::NotADir(dir.to_path_buf()));
     }
+    let here = detect_here(dir)?;
+    let app_file = match &here.launch {
+        Launch::Asgi { file, .. } | Launch::Wsgi { file, .. } | Launch::File(file) => {
+            Some(file.as_str())
+        }
+        _ => None,
+    };
+    let Some((name, member_dir)) = workspace::member_to_build(dir, app_file) else {
+        return Ok(here);
+    };
+    let mut member = detect_here(&member_dir)?;
+    let root = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let rel = member_dir
+        .strip_prefix(&root)
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| member_dir.to_string_lossy().into_owned());
+    member.source = if member.source == "." {
+        rel
+    } else {
+        format!("{rel}/{}", member.source)
+    };
+    member.package = Some(name);
+    member.workspace_root = None;
+    member.dependencies = Dependencies::Project;
+    Ok(member)
+}
+
+/// [`detect`] for `dir` itself.
+fn detect_here(dir: &Path) -> Result<Project, InitError> {
     let pyproject_path = dir.join("pyproject.toml");
     let pyproject: Option<toml::Table> = match std::fs::read_to_string(&pyproject_path) {
         Ok(text) => Some(
@@ -161,7 +208,9 @@ pub fn detect(dir: &Path) -> Result<Project, InitError> {
     .take(1)
     .map(|f| f.to_string())
     .collect();
-    let dependencies = match (pyproject.is_some(), dir.join("uv.lock").is_file()) {
+    let workspace_root = workspace::root_above(dir);
+    let locked = dir.join("uv.lock").is_file() || workspace_root.is_some();
+    let dependencies = match (pyproject.is_some(), locked) {
         (true, true) => Dependencies::Project,
         _ if !requirements.is_empty() => Dependencies::Requirements(requirements.clone()),
         (true, false) => Dependencies::ProjectUnlocked,
@@ -185,8 +234,40 @@ pub fn detect(dir: &Path) -> Result<Project, InitError> {
         );
     }
 
+    // Servers that extras bring (`fastapi[standard]`), and with a lock
+    // everything it installs: a server may come in transitively.
+    let specs: Vec<String> = project
+        .and_then(|p| p.get("dependencies"))
+        .and_then(|d| d.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d.as_str().map(str::to_string))
+        .collect();
+    declared.extend(
+        specs
+            .iter()
+            .flat_map(|d| frameworks::servers_from_extras(d)),
+    );
+    if let Some(root) = crate::layers::project::find_lock_root(dir) {
+        declared.extend(frameworks::locked_names(&root));
+    }
+
     let sources = python_files(dir);
-    let launch = find_app(dir, &sources)
+    let mut env = Vec::new();
+    let django = frameworks::django(dir).map(|(launch, settings)| {
+        env.push(("DJANGO_SETTINGS_MODULE".to_string(), settings));
+        launch
+    });
+    let procfile = frameworks::procfile(dir).map(|(argv, shell)| {
+        if shell {
+            env.push(("PORT".to_string(), "8000".to_string()));
+        }
+        Launch::Procfile(argv)
+    });
+    let launch = procfile
+        .or(django)
+        .or_else(|| frameworks::fastapi_entrypoint(pyproject.as_ref()))
+        .or_else(|| find_app(dir, &sources))
         .or_else(|| scripts.first().map(|s| Launch::Script(s.clone())))
         .or_else(|| find_main(dir, &sources))
         .unwrap_or(Launch::Unknown);
@@ -213,46 +294,35 @@ pub fn detect(dir: &Path) -> Result<Project, InitError> {
         scripts,
         is_package,
         gunicorn_config,
+        package: None,
+        workspace_root,
+        env,
     })
 }
 
 /// `FastAPI[all]>=0.1 ; python_version>"3"` → `fastapi`.
-fn requirement_name(spec: &str) -> String {
+pub(crate) fn requirement_name(spec: &str) -> String {
     let end = spec
         .find(|c: char| !(c.is_ascii_alphanumeric() || "-_.".contains(c)))
         .unwrap_or(spec.len());
     spec[..end].to_ascii_lowercase().replace('_', "-")
 }
 
-/// `.python-version` (`3.13.1` → `3.13`), else the lowest minor `requires-python`
-/// allows if it pins one (`==3.12.*`, `~=3.12`), else the default.
+/// `.python-version` (`3.13.1` → `3.13`), else the newest official minor
+/// `requires-python` allows, else the default.
 fn python_version(dir: &Path, requires: Option<&str>) -> String {
-    let minor = |text: &str| -> Option<String> {
-        let mut parts = text.trim().split('.');
-        let major = parts.next()?.trim();
-        let minor: String = parts
-            .next()?
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect();
-        (major == "3" && !minor.is_empty()).then(|| format!("3.{minor}"))
-    };
     if let Ok(text) = std::fs::read_to_string(dir.join(".python-version")) {
-        if let Some(v) = text.lines().next().and_then(minor) {
-            return v;
-        }
-    }
-    if let Some(spec) = requires {
-        for clause in spec.split(',') {
-            let clause = clause.trim();
-            for op in ["==", "~="] {
-                if let Some(v) = clause.strip_prefix(op).and_then(minor) {
-                    return v;
-                }
+        let mut parts = text.lines().next().unwrap_or_default().trim().split('.');
+        if let (Some("3"), Some(minor)) = (parts.next(), parts.next()) {
+            let minor: String = minor.chars().take_while(char::is_ascii_digit).collect();
+            if !minor.is_empty() {
+                return format!("3.{minor}");
             }
         }
     }
-    DEFAULT_PYTHON.to_string()
+    requires
+        .and_then(python::newest_allowed)
+        .unwrap_or_else(|| DEFAULT_PYTHON.to_string())
 }
 
 /// `.py` files (relative, `/`-separated), shallow first, skipping
@@ -372,246 +442,6 @@ fn find_main(dir: &Path, files: &[String]) -> Option<Launch> {
         .map(|f| Launch::File(f.clone()))
 }
 
-/// TOML string (basic string, escaped).
-fn q(text: &str) -> String {
-    toml::Value::String(text.to_string()).to_string()
-}
-
-fn list(items: &[&str]) -> String {
-    let items: Vec<String> = items.iter().map(|s| q(s)).collect();
-    format!("[{}]", items.join(", "))
-}
-
-/// The recipe text for `project`, every key explained.
-pub fn render(project: &Project, base: Option<&str>) -> String {
-    let base = base
-        .map(str::to_string)
-        .unwrap_or_else(|| format!("python:{}-slim", project.python));
-    let mut out = String::new();
-    let w = &mut out;
-    let _ = writeln!(
-        w,
-        "# slipway recipe for `{}`, written by `slipway init`.",
-        project.name
-    );
-    let _ = writeln!(
-        w,
-        "# Build: slipway build slipway.toml --push REGISTRY/REPO:TAG   (or --oci-layout DIR)"
-    );
-    let _ = writeln!(w, "# Every key is in the README's recipe reference; relative paths are relative to this file.\n");
-    let _ = writeln!(w, "# The image to build on: any image with CPython at its usual place (official python images).");
-    let _ = writeln!(
-        w,
-        "# `-slim` (Debian, glibc: manylinux wheels) is the safe choice; `-alpine` (musl:"
-    );
-    let _ = writeln!(w, "# musllinux wheels) is smaller. Pin a digest (`@sha256:...`) for fully reproducible builds.");
-    let _ = writeln!(w, "base = {}\n", q(&base));
-    let _ = writeln!(
-        w,
-        "# Platforms to build; wheels are picked per platform, no emulation needed."
-    );
-    let _ = writeln!(w, "# Add \"linux/arm64\" for an image index with both.");
-    let _ = writeln!(w, "platforms = [\"linux/amd64\"]\n");
-    let _ = writeln!(
-        w,
-        "# Where `slipway build` puts the image unless the command line says otherwise:"
-    );
-    let _ = writeln!(
-        w,
-        "# push = \"registry.example:5000/team/{}:latest\"",
-        project.name
-    );
-    let _ = writeln!(w, "# oci_layout = \"build/image\"\n");
-
-    let _ = writeln!(w, "[python]");
-    match &project.dependencies {
-        Dependencies::Project => {
-            let _ = writeln!(
-                w,
-                "# A dir with pyproject.toml + uv.lock: the locked dependencies are installed"
-            );
-            let _ = writeln!(
-                w,
-                "# (and the project itself when it is a package, with its console scripts)."
-            );
-            let _ = writeln!(w, "project = \".\"");
-        }
-        Dependencies::ProjectUnlocked => {
-            let _ = writeln!(
-                w,
-                "# pyproject.toml has no uv.lock beside it yet: run `uv lock` first. The locked"
-            );
-            let _ = writeln!(
-                w,
-                "# dependencies (and the project itself when it is a package) are installed."
-            );
-            let _ = writeln!(w, "project = \".\"");
-        }
-        Dependencies::Requirements(files) => {
-            let _ = writeln!(w, "# Requirements files installed into site-packages (pin versions for repeatable builds).");
-            let files: Vec<&str> = files.iter().map(String::as_str).collect();
-            let _ = writeln!(w, "requirements = {}", list(&files));
-        }
-        Dependencies::None => {
-            let _ = writeln!(
-                w,
-                "# No requirements.txt or pyproject.toml + uv.lock found: no dependencies."
-            );
-            let _ = writeln!(w, "# requirements = [\"requirements.txt\"]");
-        }
-    }
-    let _ = writeln!(
-        w,
-        "# Wheels only by default: a package without a wheel for the target is an error."
-    );
-    let _ = writeln!(w, "# allow_sdist = true");
-    let _ = writeln!(w, "# Install from local wheel dirs only (air-gapped): find_links = [\"wheels\"] and offline = true");
-    let _ = writeln!(
-        w,
-        "# Compile .pyc for site-packages and the app (faster start, bigger image)."
-    );
-    let _ = writeln!(w, "bytecode = true\n");
-
-    // `#` comments out the app's keys when the project's wheel carries the code.
-    let c = if project.installed_as_package() {
-        let _ = writeln!(
-            w,
-            "# The project is a package: its wheel (built from pyproject.toml) puts its code"
-        );
-        let _ = writeln!(
-            w,
-            "# in site-packages, so no [app] layer is needed. To copy files in as well:"
-        );
-        "# "
-    } else {
-        ""
-    };
-    let _ = writeln!(w, "{c}[app]");
-    let _ = writeln!(
-        w,
-        "# The app's files: copied to `destination`; .dockerignore is honoured and .git,"
-    );
-    let _ = writeln!(
-        w,
-        "# .env*, caches, virtualenvs and keys are always left out."
-    );
-    let _ = writeln!(w, "{c}source = {}", q(&project.source));
-    let _ = writeln!(w, "{c}destination = \"/app\"");
-    let _ = writeln!(w, "# More patterns to leave out (.dockerignore syntax):");
-    let _ = writeln!(w, "{c}excludes = [\"tests\", \"*.md\", \"slipway.toml\"]\n");
-
-    let _ = writeln!(w, "[image]");
-    render_launch(w, project);
-    let _ = writeln!(w, "# The working directory of the process.");
-    let _ = writeln!(w, "{c}workdir = \"/app\"");
-    let _ = writeln!(w, "# Environment variables, added to the base's.");
-    let _ = writeln!(w, "env = {{ PYTHONUNBUFFERED = \"1\" }}");
-    let _ = writeln!(
-        w,
-        "# Run as a non-root user (numeric ids also own the new layers' files):"
-    );
-    let _ = writeln!(w, "# user = \"1000:1000\"");
-    let _ = writeln!(
-        w,
-        "# Config labels and manifest annotations (source, revision, created, base are filled in)."
-    );
-    let _ = writeln!(
-        w,
-        "labels = {{ \"org.opencontainers.image.title\" = {} }}",
-        q(&project.name)
-    );
-    out
-}
-
-fn render_launch(w: &mut String, project: &Project) {
-    let missing = |server: &str| {
-        !project.declared.is_empty() && !project.declared.iter().any(|d| d == server)
-    };
-    let _ = match &project.launch {
-        Launch::Asgi {
-            target,
-            framework,
-            file,
-        } => {
-            let _ = writeln!(
-                w,
-                "# {framework} app in {file}, served by uvicorn (an ASGI server)."
-            );
-            if missing("uvicorn") {
-                let _ = writeln!(w, "# NOTE: uvicorn is not among the dependencies: add it.");
-            }
-            let _ = writeln!(
-                w,
-                "cmd = {}",
-                list(&["uvicorn", target, "--host", "0.0.0.0", "--port", "8000"])
-            );
-            writeln!(
-                w,
-                "# Ports the app listens on (documentation for runtimes).\nports = [\"8000/tcp\"]"
-            )
-        }
-        Launch::Wsgi {
-            target,
-            framework,
-            file,
-        } => {
-            let _ = writeln!(
-                w,
-                "# {framework} app in {file}, served by gunicorn (a WSGI server)."
-            );
-            if missing("gunicorn") {
-                let _ = writeln!(w, "# NOTE: gunicorn is not among the dependencies: add it.");
-            }
-            let cmd = if project.gunicorn_config {
-                let _ = writeln!(w, "# Settings (bind, workers...) from gunicorn.conf.py.");
-                list(&["gunicorn", "--config", "gunicorn.conf.py", target])
-            } else {
-                list(&["gunicorn", "--bind", "0.0.0.0:8000", target])
-            };
-            let _ = writeln!(w, "cmd = {cmd}");
-            writeln!(
-                w,
-                "# Ports the app listens on (documentation for runtimes).\nports = [\"8000/tcp\"]"
-            )
-        }
-        Launch::Script(name) => {
-            let _ = writeln!(w, "# The console script `{name}` from [project.scripts] (installed in the image's bin dir).");
-            let others: Vec<&String> = project.scripts.iter().filter(|s| *s != name).collect();
-            if !others.is_empty() {
-                let _ = writeln!(
-                    w,
-                    "# Other scripts: {}",
-                    others
-                        .iter()
-                        .map(|s| s.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-            }
-            let _ = writeln!(
-                w,
-                "# Setting an entrypoint clears the base's CMD; `cmd` gives default arguments."
-            );
-            writeln!(w, "entrypoint = {}", list(&[name]))
-        }
-        Launch::File(file) => {
-            let _ = writeln!(
-                w,
-                "# {file} has a `__main__` guard: run it with the image's Python."
-            );
-            let file = file.strip_prefix("src/").unwrap_or(file);
-            writeln!(w, "cmd = {}", list(&["python", file]))
-        }
-        Launch::Unknown => {
-            let _ = writeln!(
-                w,
-                "# No app found (FastAPI/Starlette/Flask object, [project.scripts], __main__):"
-            );
-            writeln!(w, "# cmd = [\"python\", \"main.py\"]")
-        }
-    };
-}
-
 /// Detects, renders and writes `DIR/slipway.toml` (unless it exists and not `force`).
 pub fn write(dir: &Path, base: Option<&str>, force: bool) -> Result<(PathBuf, Project), InitError> {
     let project = detect(dir)?;
@@ -647,6 +477,7 @@ pub fn summary(project: &Project) -> BTreeMap<&'static str, String> {
             } => format!("{framework} `{target}` (gunicorn)"),
             Launch::Script(s) => format!("console script `{s}`"),
             Launch::File(f) => format!("`python {f}`"),
+            Launch::Procfile(argv) => format!("Procfile `{}`", argv.join(" ")),
             Launch::Unknown => "not found: set `cmd` in the recipe".into(),
         },
     );
@@ -677,7 +508,9 @@ mod tests {
         assert_eq!(requirement_name("typing_extensions"), "typing-extensions");
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(python_version(dir.path(), Some("==3.12.*")), "3.12");
-        assert_eq!(python_version(dir.path(), Some(">=3.10")), DEFAULT_PYTHON);
+        assert_eq!(python_version(dir.path(), Some(">=3.10,<3.14")), "3.13");
+        assert_eq!(python_version(dir.path(), Some(">=3.14,<4.0")), "3.14");
+        assert_eq!(python_version(dir.path(), None), DEFAULT_PYTHON);
         std::fs::write(dir.path().join(".python-version"), "3.11.4\n").unwrap();
         assert_eq!(python_version(dir.path(), None), "3.11");
     }

@@ -35,6 +35,11 @@ pub fn site_packages_key(inputs: &SitePackagesInputs) -> String {
     key("site-packages", inputs)
 }
 
+/// Key of the project layer (`requirement_files` are the project's wheels).
+pub fn project_key(inputs: &SitePackagesInputs) -> String {
+    key("project", inputs)
+}
+
 /// Key of a bytecode layer built from the layer with key `source_key`.
 /// The magic number is the same for every 3.X.y, so the minor version suffices.
 pub fn bytecode_key(source_key: &str, python_version: &str) -> String {

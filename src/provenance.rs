@@ -15,14 +15,35 @@ pub const SOURCE: &str = "org.opencontainers.image.source";
 pub const REVISION: &str = "org.opencontainers.image.revision";
 pub const VERSION: &str = "org.opencontainers.image.version";
 
-/// The annotations for a build of `recipe`.
-pub fn for_build(recipe: &Recipe) -> BTreeMap<String, String> {
-    let dir = recipe
+/// The dir whose git work tree describes a build of `recipe`: the app's
+/// source, else the recipe's dir.
+fn source_dir(recipe: &Recipe) -> std::path::PathBuf {
+    recipe
         .app
         .source
         .clone()
         .or_else(|| recipe.file.parent().map(Path::to_path_buf))
-        .unwrap_or_else(|| ".".into());
+        .unwrap_or_else(|| ".".into())
+}
+
+/// The default `SOURCE_DATE_EPOCH`: the commit time of HEAD when the app
+/// (or the recipe) is in a git work tree with a commit, else 0. Still
+/// reproducible (the same commit gives the same time) and a created date
+/// people recognise.
+pub fn default_epoch(recipe: &Recipe) -> u64 {
+    commit_time(&source_dir(recipe)).unwrap_or(0)
+}
+
+/// The commit time of HEAD of the work tree holding `dir`, if any.
+pub fn commit_time(dir: &Path) -> Option<u64> {
+    git(dir, &["log", "-1", "--format=%ct", "HEAD"])?
+        .parse()
+        .ok()
+}
+
+/// The annotations for a build of `recipe`.
+pub fn for_build(recipe: &Recipe) -> BTreeMap<String, String> {
+    let dir = source_dir(recipe);
     let mut out = annotations(&dir);
     // The recipe's own win (and reach the index too).
     out.extend(recipe.image.annotations.clone());
@@ -127,6 +148,30 @@ mod tests {
         for (remote, want) in cases {
             assert_eq!(source_url(remote).as_deref(), want, "{remote}");
         }
+    }
+
+    #[test]
+    fn the_default_epoch_is_the_commit_time_of_head() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(commit_time(dir.path()), None);
+        let git = |args: &[&str]| {
+            let ok = Command::new("git")
+                .arg("-C")
+                .arg(dir.path())
+                .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+                .args(args)
+                .env("GIT_COMMITTER_DATE", "2023-11-14T22:13:20Z")
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "git {args:?}");
+        };
+        git(&["init", "-q"]);
+        assert_eq!(commit_time(dir.path()), None, "no commit yet");
+        std::fs::write(dir.path().join("app.py"), "").unwrap();
+        git(&["add", "."]);
+        git(&["commit", "-q", "-m", "x"]);
+        assert_eq!(commit_time(dir.path()), Some(1_700_000_000));
     }
 
     #[test]

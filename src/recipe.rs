@@ -40,6 +40,8 @@ pub struct RawPython {
     pub requirements: Vec<PathBuf>,
     /// A dir with pyproject.toml + uv.lock; its locked dependencies are installed.
     pub project: Option<PathBuf>,
+    /// The workspace member to build when `project` is a uv workspace root.
+    pub package: Option<String>,
     pub index_url: Option<String>,
     #[serde(default)]
     pub extra_index_urls: Vec<String>,
@@ -110,6 +112,8 @@ pub enum Destination {
 pub struct PythonSettings {
     pub requirements: Vec<PathBuf>,
     pub project: Option<PathBuf>,
+    /// A uv workspace member's name (`[python] package`).
+    pub package: Option<String>,
     pub index_url: Option<String>,
     pub extra_index_urls: Vec<String>,
     pub find_links: Vec<String>,
@@ -361,6 +365,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Recipe, RecipeError> {
         python: PythonSettings {
             requirements: raw.python.requirements.iter().map(|p| abs(p)).collect(),
             project: raw.python.project.as_deref().map(abs),
+            package: raw.python.package,
             index_url: raw.python.index_url,
             extra_index_urls: raw.python.extra_index_urls,
             find_links: raw

@@ -51,6 +51,16 @@ pub enum LayerKind {
     SitePackagesBytecode,
     App,
     AppBytecode,
+    /// The project's own wheel (and its workspace members').
+    Project,
+    ProjectBytecode,
+}
+
+/// A layer the build left out because it would hold no files.
+#[derive(Clone, Debug, Serialize)]
+pub struct OmittedLayer {
+    pub kind: LayerKind,
+    pub reason: String,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -74,6 +84,12 @@ pub struct PlatformReport {
     pub config_digest: Digest,
     pub python: PythonFacts,
     pub layers: Vec<LayerReport>,
+    /// Layers left out, and why (e.g. no `.py` files to compile).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub omitted: Vec<OmittedLayer>,
+    /// Packages the wheel-only resolution holds below what sdists would give.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub held_back: Vec<crate::layers::resolution::HeldBack>,
 }
 
 impl PlatformReport {
@@ -108,6 +124,8 @@ impl PlatformReport {
             config_digest: image.config_digest.clone(),
             python: facts.clone(),
             layers,
+            omitted: Vec::new(),
+            held_back: Vec::new(),
         }
     }
 }
@@ -194,6 +212,16 @@ impl BuildReport {
                     cache,
                     &l.digest.as_str()[..19]
                 );
+            }
+            for o in &p.omitted {
+                let kind = serde_json::to_value(o.kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                let _ = writeln!(out, "  {kind:<24} {:>12}  {}", "omitted", o.reason);
+            }
+            for held in &p.held_back {
+                let _ = writeln!(out, "  warning: {held}");
             }
             let total: u64 = p.layers.iter().map(|l| l.size).sum();
             let _ = writeln!(out, "  {:<24} {:>12}", "total", human(total));

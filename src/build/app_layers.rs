@@ -3,7 +3,7 @@
 //! bytecode, with slipway's own files kept out of the tree.
 
 use super::failures::{in_cache, source_error};
-use super::{cached_layer, compile, BuildOptions, Built};
+use super::{cached_layer, compile, omitted, BuildOptions, Built, Omitted};
 use crate::cache::Cache;
 use crate::error::{io, Error, ErrorKind, Result};
 use crate::facts::PythonFacts;
@@ -79,10 +79,10 @@ pub(super) fn build_app_layers(
     cache: &Cache,
     facts: &PythonFacts,
     owner: Owner,
-) -> Result<Vec<Built>> {
+) -> Result<(Vec<Built>, Omitted)> {
     let recipe = &opts.recipe;
     let Some(source_dir) = &recipe.app.source else {
-        return Ok(Vec::new());
+        return Ok(Default::default());
     };
     let excludes = excludes_with_outputs(opts, source_dir);
     // A file rewritten between the two reads (key, then pack) fails the
@@ -106,7 +106,7 @@ fn app_layers_once(
     owner: Owner,
     source_dir: &Path,
     excludes: &[String],
-) -> Result<Vec<Built>> {
+) -> Result<(Vec<Built>, Omitted)> {
     let recipe = &opts.recipe;
     let collected = app::collect(&app::AppSource {
         source_dir,
@@ -133,7 +133,13 @@ fn app_layers_once(
         opts,
         || Ok((entries.clone(), None, digests.clone())),
     )?];
-    if recipe.app.bytecode {
+    let mut left_out = Vec::new();
+    if recipe.app.bytecode && !entries.iter().any(|e| e.path.ends_with(".py")) {
+        left_out.push(omitted(
+            LayerKind::AppBytecode,
+            "the app has no .py files to compile",
+        ));
+    } else if recipe.app.bytecode {
         let bkey = plan::bytecode_key(&key, &facts.version);
         out.push(cached_layer(
             cache,
@@ -152,5 +158,5 @@ fn app_layers_once(
             },
         )?);
     }
-    Ok(out)
+    Ok((out, left_out))
 }

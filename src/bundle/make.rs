@@ -132,7 +132,12 @@ pub async fn make(client: &RegistryClient, opts: &MakeOptions) -> Result<MakeRep
         .temp_dir("bundle")
         .map_err(io("cannot create a temp dir in the cache"))?;
     let python = host_python(opts, &all_facts[0].version);
-    let deps = DependencySources::new(recipe, &opts.uv, &python, scratch.path())?;
+    let deps = DependencySources::new(
+        recipe,
+        &opts.uv,
+        (&python, &all_facts[0].version),
+        scratch.path(),
+    )?;
     let mut platform_records = Vec::new();
     let mut all_pins: BTreeMap<String, (Pin, Vec<String>)> = BTreeMap::new();
     let mut keep_requirements = BTreeSet::new();
@@ -312,7 +317,12 @@ struct DependencySources {
 }
 
 impl DependencySources {
-    fn new(recipe: &Recipe, uv: &Path, python: &Path, scratch: &Path) -> Result<DependencySources> {
+    fn new(
+        recipe: &Recipe,
+        uv: &Path,
+        (python, python_version): (&Path, &str),
+        scratch: &Path,
+    ) -> Result<DependencySources> {
         let records = recipe_inputs(recipe).map_err(|e| {
             let hint = e.hint();
             Error::wrap(ErrorKind::Input, e, hint)
@@ -330,9 +340,10 @@ impl DependencySources {
             let hint = e.hint();
             Error::wrap(ErrorKind::Dependencies, e, hint)
         };
-        let project = project::Project::load(dir).map_err(project_err)?;
+        let project = project::Project::load(dir, py.package.as_deref()).map_err(project_err)?;
         let exported = scratch.join("project-requirements.txt");
-        project::export(uv, python, &project, &exported, py.offline).map_err(project_err)?;
+        project::export(uv, python, python_version, &project, &exported, py.offline)
+            .map_err(project_err)?;
         let text = std::fs::read_to_string(&exported).map_err(io("cannot read uv's export"))?;
         let locked = wheels::parse_requirements(&text)
             .into_iter()

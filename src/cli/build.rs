@@ -40,7 +40,7 @@ pub struct BuildArgs {
     pub sbom_format: String,
     #[command(flatten)]
     pub tools: PythonArgs,
-    /// Timestamp for every file and the config's `created` (also read from the recipe).
+    /// Timestamp for every file and the config's `created` (also read from the recipe; default: the commit time of git HEAD, else 0).
     #[arg(long, env = "SOURCE_DATE_EPOCH", value_name = "SECONDS",
           value_parser = clap::value_parser!(u64).range(..=slipway::recipe::MAX_EPOCH))]
     pub source_date_epoch: Option<u64>,
@@ -108,7 +108,7 @@ pub async fn run(args: BuildArgs) -> Result<()> {
         epoch: args
             .source_date_epoch
             .or(recipe.source_date_epoch)
-            .unwrap_or(0),
+            .unwrap_or_else(|| slipway::provenance::default_epoch(&recipe)),
         recipe,
         destination,
         cache_dir,

@@ -1,6 +1,8 @@
-//! What the site-packages layer installs for one platform, and the files
-//! whose contents decide it (they feed the layer's cache key): the recipe's
-//! requirements files; or a project's locked dependencies plus its own wheel;
+//! What the site-packages and project layers install for one platform, and
+//! the files whose contents decide it (they feed the layers' cache keys):
+//! the recipe's requirements files or a project's exported lock (the
+//! site-packages layer); a project's own wheel and those of the workspace
+//! members it depends on (the project layer, so an edit rebuilds only it);
 //! or, for an offline build from a bundle, the bundle's hash-pinned
 //! requirements and wheels in place of the recipe's sources.
 
@@ -27,6 +29,8 @@ pub struct Request<'a> {
     pub uv: &'a Path,
     /// A CPython of the target's minor version (runs uv and build backends).
     pub host_python: &'a Path,
+    /// The target's Python (`3.13`), for lock hints.
+    pub python_version: &'a str,
     /// Holds the exported requirements and the project's wheel; must outlive the install.
     pub scratch: &'a Path,
 }
@@ -35,8 +39,10 @@ pub struct Request<'a> {
 pub struct Dependencies {
     pub requirements: Vec<PathBuf>,
     pub require_hashes: bool,
-    /// Installed after the requirements, without dependencies.
+    /// The project layer: local wheels installed without dependencies.
     pub wheels: Vec<PathBuf>,
+    /// (name, content digest) of every wheel in `wheels`.
+    pub wheel_key_files: Vec<(String, Digest)>,
     pub index_url: Option<String>,
     pub extra_index_urls: Vec<String>,
     pub find_links: Vec<String>,
@@ -91,22 +97,36 @@ pub fn plan(req: &Request) -> Result<Dependencies, DepsError> {
     let Some(dir) = &py.project else {
         return Ok(deps);
     };
-    let project = Project::load(dir)?;
-    deps.key_files.push(digest(&project.pyproject())?);
-    deps.key_files.push(digest(&project.lock())?);
+    let project = Project::load(dir, py.package.as_deref())?;
+    let mut local_dirs = Vec::new();
     if req.pinned.is_none() {
-        let exported = req.scratch.join("project-requirements.txt");
-        project::export(req.uv, req.host_python, &project, &exported, deps.offline)?;
-        deps.requirements.push(exported);
-        deps.require_hashes = true;
+        let exported = project::export(
+            req.uv,
+            req.host_python,
+            req.python_version,
+            &project,
+            &req.scratch.join("project-requirements.txt"),
+            deps.offline,
+        )?;
+        // Keyed by the pins themselves (not pyproject.toml or uv.lock): an
+        // edit that leaves the dependencies alone leaves this layer alone.
+        if exported.has_requirements {
+            deps.key_files.push(digest(&exported.requirements)?);
+            deps.requirements.push(exported.requirements);
+        }
+        deps.require_hashes = exported.hashed;
+        local_dirs = exported.local_dirs;
     }
     if project.is_package {
+        local_dirs.insert(0, project.dir.clone());
+    }
+    for (i, dir) in local_dirs.iter().enumerate() {
         let wheel = project::build_wheel(
-            &project,
+            dir,
             &WheelBuild {
                 uv: req.uv.to_path_buf(),
                 python: req.host_python.to_path_buf(),
-                out_dir: req.scratch.join("project-wheel"),
+                out_dir: req.scratch.join(format!("project-wheel-{i}")),
                 index_url: deps.index_url.clone(),
                 extra_index_urls: deps.extra_index_urls.clone(),
                 find_links: deps.find_links.clone(),
@@ -114,7 +134,7 @@ pub fn plan(req: &Request) -> Result<Dependencies, DepsError> {
                 build_constraints: req.pinned.and_then(|p| p.build_requirements.clone()),
             },
         )?;
-        deps.key_files.push(digest(&wheel)?);
+        deps.wheel_key_files.push(digest(&wheel)?);
         deps.wheels.push(wheel);
     }
     Ok(deps)

@@ -10,6 +10,7 @@ pub mod deps;
 pub mod dockerignore;
 pub mod pgzip;
 pub mod project;
+pub mod resolution;
 pub mod sitepackages;
 pub mod tarball;
 pub mod uv;

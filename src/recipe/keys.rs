@@ -70,6 +70,7 @@ pub const KEYS: &[Key] = &[
         "requirements = [\"requirements.txt\"]",
     ),
     key("python", "project", STRING, "project = \".\""),
+    key("python", "package", STRING, "package = \"backend\""),
     key(
         "python",
         "index_url",

@@ -1,0 +1,391 @@
+//! The layers below the app's: site-packages (third-party dependencies),
+//! the project layer (the project's own wheels) and their bytecode.
+
+use super::failures::in_cache;
+use super::{
+    cached_layer, compile, find_python, omitted, uv_version, write_into_cache, BuildOptions, Built,
+    Omitted,
+};
+use crate::assemble::NewLayer;
+use crate::cache::Cache;
+use crate::error::{io, Error, ErrorKind, Result};
+use crate::facts::PythonFacts;
+use crate::layers::project::ProjectError;
+use crate::layers::resolution::{self, HeldBack};
+use crate::layers::{self, app, deps, sitepackages, Entry, Owner};
+use crate::plan;
+use crate::report::LayerKind;
+use crate::sbom;
+use std::path::{Path, PathBuf};
+
+/// What the site-packages and project layers of one platform share.
+struct Target<'a> {
+    facts: &'a PythonFacts,
+    owner: Owner,
+    python_platform: String,
+    host_python: PathBuf,
+    uv_version: String,
+    scratch: &'a Path,
+    /// The index URLs without credentials: a rotated password keeps the layers.
+    index_url: Option<String>,
+    extra_index_urls: Vec<String>,
+}
+
+impl Target<'_> {
+    fn install(&self, opts: &BuildOptions, spec: InstallSpec) -> Result<Vec<Entry>> {
+        let staging = self.scratch.join(spec.staging);
+        sitepackages::install(&sitepackages::UvInstall {
+            uv: opts.uv.clone(),
+            host_python: self.host_python.clone(),
+            requirements: spec.deps.requirements.clone(),
+            require_hashes: spec.deps.require_hashes,
+            wheels: spec.wheels,
+            python_platform: self.python_platform.clone(),
+            python_version: self.facts.version.clone(),
+            index_url: spec.deps.index_url.clone(),
+            extra_index_urls: spec.deps.extra_index_urls.clone(),
+            find_links: spec.deps.find_links.clone(),
+            offline: spec.deps.offline,
+            allow_sdist: opts.recipe.python.allow_sdist,
+            staging: staging.clone(),
+        })
+        .map_err(|e| {
+            let hint = opts.bundle.as_ref().map(|b| b.missing_hint());
+            Error::wrap(ErrorKind::Dependencies, e, hint)
+        })?;
+        let layout = sitepackages::PythonLayout {
+            site_packages: self.facts.site_packages.clone(),
+            bin_dir: self.facts.bin_dir.clone(),
+            interpreter: self.facts.interpreter.clone(),
+        };
+        let entries = sitepackages::collect(&staging, &layout, self.owner)
+            .map_err(|e| Error::wrap(ErrorKind::Dependencies, e, None))?;
+        Ok(layers::normalise(entries, Owner::default()))
+    }
+
+    /// The inputs of a layer installed from `files` (requirements or wheels).
+    fn inputs<'a>(
+        &'a self,
+        opts: &BuildOptions,
+        deps: &'a deps::Dependencies,
+        files: Vec<(String, crate::digest::Digest)>,
+    ) -> Result<plan::SitePackagesInputs<'a>> {
+        let find_links = deps
+            .find_links
+            .iter()
+            .map(|l| Ok((l.clone(), plan::find_links_listing(l)?)))
+            .collect::<std::io::Result<_>>()
+            .map_err(io("cannot read the find-links dir"))?;
+        Ok(plan::SitePackagesInputs {
+            uv_version: &self.uv_version,
+            python_platform: &self.python_platform,
+            facts: self.facts,
+            requirement_files: files,
+            index_url: self.index_url.as_deref(),
+            extra_index_urls: &self.extra_index_urls,
+            find_links,
+            offline: deps.offline,
+            allow_sdist: opts.recipe.python.allow_sdist,
+            epoch: opts.epoch,
+            owner: self.owner,
+        })
+    }
+}
+
+struct InstallSpec<'a> {
+    deps: &'a deps::Dependencies,
+    wheels: Vec<PathBuf>,
+    staging: &'static str,
+}
+
+/// The new layers below the app's, what was left out, what the wheel-only
+/// resolution held back, and the wheel hashes the lock or bundle pins.
+type PythonLayers = (Vec<Built>, Omitted, Vec<HeldBack>, sbom::dists::Pins);
+
+/// An index URL without its user info.
+fn bare(url: &String) -> String {
+    crate::layers::uv::IndexUrl::parse(url).url
+}
+
+pub(super) fn build_python_layers(
+    opts: &BuildOptions,
+    cache: &Cache,
+    facts: &PythonFacts,
+    owner: Owner,
+) -> Result<PythonLayers> {
+    let py = &opts.recipe.python;
+    if py.requirements.is_empty() && py.project.is_none() {
+        return Ok(Default::default());
+    }
+    let scratch = cache
+        .temp_dir("site-packages")
+        .map_err(io(in_cache(cache, "cannot create a temp dir in the cache")))?;
+    let host_python = find_python(opts, facts)
+        .ok()
+        .unwrap_or_else(|| PathBuf::from("python3"));
+    let pinned = match &opts.bundle {
+        Some(bundle) => Some(bundle.pinned(&facts.platform).map_err(|e| {
+            let hint = e.hint();
+            Error::wrap(ErrorKind::Input, e, hint)
+        })?),
+        None => None,
+    };
+    let deps = deps::plan(&deps::Request {
+        python: py,
+        pinned: pinned.as_ref(),
+        uv: &opts.uv,
+        host_python: &host_python,
+        python_version: &facts.version,
+        scratch: scratch.path(),
+    })
+    .map_err(|e| {
+        let hint = e.hint();
+        let kind = match e {
+            deps::DepsError::Read { .. }
+            | deps::DepsError::Project(
+                ProjectError::NoMember { .. } | ProjectError::VirtualRoot { .. },
+            ) => ErrorKind::Input,
+            deps::DepsError::Project(_) => ErrorKind::Dependencies,
+        };
+        Error::wrap(kind, e, hint)
+    })?;
+    let pins = sbom::dists::pinned_hashes(&deps.requirements);
+    let target = Target {
+        facts,
+        owner,
+        python_platform: facts.platform.uv_python_platform(&facts.libc),
+        host_python,
+        uv_version: uv_version(&opts.uv)?,
+        scratch: scratch.path(),
+        index_url: deps.index_url.as_ref().map(bare),
+        extra_index_urls: deps.extra_index_urls.iter().map(bare).collect(),
+    };
+    let mut out = Vec::new();
+    let mut left_out = Vec::new();
+    let held = held_back(opts, cache, &target, &deps);
+    if deps.requirements.is_empty() {
+        left_out.push(omitted(
+            LayerKind::SitePackages,
+            "the project has no third-party dependencies",
+        ));
+    } else {
+        out.extend(site_packages_layers(opts, cache, &target, &deps)?);
+    }
+    if !deps.wheels.is_empty() {
+        out.extend(project_layers(opts, cache, &target, &deps)?);
+    }
+    Ok((out, left_out, held, pins))
+}
+
+/// With wheels only and unpinned requirements: the packages held below what
+/// sdists would give (two `uv pip compile` runs, ~1 s; remembered per
+/// resolution input so a cached build still warns without paying again).
+fn held_back(
+    opts: &BuildOptions,
+    cache: &Cache,
+    target: &Target,
+    deps: &deps::Dependencies,
+) -> Vec<HeldBack> {
+    if opts.recipe.python.allow_sdist || deps.require_hashes || deps.requirements.is_empty() {
+        return Vec::new();
+    }
+    let key = crate::digest::Digest::of(
+        plan::site_packages_key(&match target.inputs(opts, deps, deps.key_files.clone()) {
+            Ok(inputs) => inputs,
+            Err(_) => return Vec::new(),
+        })
+        .as_bytes(),
+    );
+    if let Some(held) = cache.facts::<Vec<HeldBack>>(&key) {
+        return held;
+    }
+    opts.log
+        .step("checking what wheels-only resolution holds back");
+    let held = resolution::held_back(&resolution::Compile {
+        uv: &opts.uv,
+        host_python: &target.host_python,
+        requirements: &deps.requirements,
+        python_platform: &target.python_platform,
+        python_version: &target.facts.version,
+        index_url: deps.index_url.as_deref(),
+        extra_index_urls: &deps.extra_index_urls,
+        find_links: &deps.find_links,
+        offline: deps.offline,
+    });
+    let _ = cache.put_facts(&key, &held);
+    held
+}
+
+fn site_packages_layers(
+    opts: &BuildOptions,
+    cache: &Cache,
+    target: &Target,
+    deps: &deps::Dependencies,
+) -> Result<Vec<Built>> {
+    let py = &opts.recipe.python;
+    let facts = target.facts;
+    let python_platform = &target.python_platform;
+    let key = plan::site_packages_key(&target.inputs(opts, deps, deps.key_files.clone())?);
+    let bkey = plan::bytecode_key(&key, &facts.version);
+    let label = format!(
+        "slipway: site-packages for {} ({python_platform})",
+        facts.platform
+    );
+    let _lock = cache
+        .lock(&key)
+        .map_err(io(in_cache(cache, "cannot lock the cache")))?;
+    if let (Some(layer), Some(bytecode)) = (
+        cache.layer(&key),
+        cache.layer(&bkey).filter(|_| py.bytecode),
+    ) {
+        opts.log.cache(&key, true);
+        return Ok(vec![
+            (
+                NewLayer {
+                    record: layer,
+                    created_by: label,
+                },
+                LayerKind::SitePackages,
+                true,
+            ),
+            (
+                NewLayer {
+                    record: bytecode,
+                    created_by: "slipway: site-packages bytecode".into(),
+                },
+                LayerKind::SitePackagesBytecode,
+                true,
+            ),
+        ]);
+    }
+    if !py.bytecode {
+        if let Some(layer) = cache.layer(&key) {
+            opts.log.cache(&key, true);
+            return Ok(vec![(
+                NewLayer {
+                    record: layer,
+                    created_by: label,
+                },
+                LayerKind::SitePackages,
+                true,
+            )]);
+        }
+    }
+    opts.log.cache(&key, false);
+    opts.log.step(&format!(
+        "installing wheels for {python_platform}, Python {}",
+        facts.version
+    ));
+    let entries = target.install(
+        opts,
+        InstallSpec {
+            deps,
+            wheels: Vec::new(),
+            staging: "prefix",
+        },
+    )?;
+    opts.log.step("writing the site-packages layer");
+    let record = write_into_cache(cache, &key, &entries, opts.epoch, &Default::default())?;
+    let mut out = vec![(
+        NewLayer {
+            record,
+            created_by: label,
+        },
+        LayerKind::SitePackages,
+        false,
+    )];
+    if py.bytecode {
+        // Keyed by the `.py` files themselves, so platforms whose wheels ship
+        // the same Python sources (most of them) share one bytecode layer:
+        // compiled, compressed and pushed once. `bkey` becomes an alias.
+        let sources = app::python_sources(&entries);
+        let py_entries: Vec<Entry> = entries
+            .iter()
+            .filter(|e| e.path.ends_with(".py"))
+            .cloned()
+            .collect();
+        let py_digests =
+            plan::file_digests(&py_entries).map_err(io("cannot read site-packages"))?;
+        let content_key = plan::bytecode_key(
+            &plan::app_key(&py_entries, &py_digests, opts.epoch),
+            &facts.version,
+        );
+        let (built, kind, reused) = cached_layer(
+            cache,
+            &content_key,
+            "slipway: site-packages bytecode",
+            LayerKind::SitePackagesBytecode,
+            opts,
+            || {
+                opts.log.step("compiling site-packages bytecode");
+                compile(opts, cache, facts, &sources, &entries, target.owner)
+                    .map(|(dir, e)| (e, Some(dir), Default::default()))
+            },
+        )?;
+        cache
+            .put_layer(&bkey, &built.record)
+            .map_err(io(in_cache(cache, "cannot write to the cache")))?;
+        out.push((built, kind, reused));
+    }
+    Ok(out)
+}
+
+/// The project's own wheel and its workspace members' wheels, installed
+/// without dependencies, and their bytecode: keyed by the wheels alone, so
+/// a code edit rebuilds these two small layers and nothing else.
+fn project_layers(
+    opts: &BuildOptions,
+    cache: &Cache,
+    target: &Target,
+    deps: &deps::Dependencies,
+) -> Result<Vec<Built>> {
+    let facts = target.facts;
+    let local = deps::Dependencies {
+        offline: true,
+        ..deps::Dependencies::default()
+    };
+    let key = plan::project_key(&target.inputs(opts, &local, deps.wheel_key_files.clone())?);
+    let bkey = plan::bytecode_key(&key, &facts.version);
+    let bytecode = opts.recipe.python.bytecode;
+    let cached = cache.layer(&key).is_some() && (!bytecode || cache.layer(&bkey).is_some());
+    let entries = if cached {
+        Vec::new()
+    } else {
+        opts.log.step("installing the project's wheel");
+        target.install(
+            opts,
+            InstallSpec {
+                deps: &local,
+                wheels: deps.wheels.clone(),
+                staging: "project-prefix",
+            },
+        )?
+    };
+    let label = format!(
+        "slipway: project for {} ({})",
+        facts.platform, target.python_platform
+    );
+    let mut out = vec![cached_layer(
+        cache,
+        &key,
+        &label,
+        LayerKind::Project,
+        opts,
+        || Ok((entries.clone(), None, Default::default())),
+    )?];
+    if bytecode {
+        let sources = app::python_sources(&entries);
+        out.push(cached_layer(
+            cache,
+            &bkey,
+            "slipway: project bytecode",
+            LayerKind::ProjectBytecode,
+            opts,
+            || {
+                compile(opts, cache, facts, &sources, &entries, target.owner)
+                    .map(|(dir, e)| (e, Some(dir), Default::default()))
+            },
+        )?);
+    }
+    Ok(out)
+}
