@@ -105,6 +105,7 @@ pub async fn build(client: &RegistryClient, opts: &BuildOptions) -> Result<Build
     timings.compress_seconds = COMPRESS_NANOS.load(Ordering::Relaxed) as f64 / 1e9;
     timings.compress_bytes = COMPRESS_BYTES.load(Ordering::Relaxed);
     timings.peak_rss_kib = peak_rss_kib();
+    timings.bytecode_files_compiled = COMPILED_FILES.load(Ordering::Relaxed);
     let mut report = BuildReport {
         destination: describe(&opts.destination),
         digest: publishable.digest(),
@@ -426,7 +427,6 @@ fn build_site_packages_layers(
         // Keyed by the `.py` files themselves, so platforms whose wheels ship
         // the same Python sources (most of them) share one bytecode layer:
         // compiled, compressed and pushed once. `bkey` becomes an alias.
-        let sources = app::python_sources(&entries);
         let py_entries: Vec<Entry> = entries
             .iter()
             .filter(|e| e.path.ends_with(".py"))
@@ -444,8 +444,7 @@ fn build_site_packages_layers(
             opts,
             || {
                 opts.log.step("compiling site-packages bytecode");
-                compile(opts, cache, facts, &sources, &entries, owner)
-                    .map(|(dir, e)| (e, Some(dir)))
+                compile_wheels(opts, cache, facts, &entries, owner).map(|e| (e, None))
             },
         )?;
         cache
@@ -503,6 +502,8 @@ fn peak_rss_kib() -> u64 {
 /// Time and bytes of layer writing, for the report's timings (one build per process).
 static COMPRESS_NANOS: AtomicU64 = AtomicU64::new(0);
 static COMPRESS_BYTES: AtomicU64 = AtomicU64::new(0);
+/// `.py` files compiled by this build (not taken from the per-wheel store).
+static COMPILED_FILES: AtomicU64 = AtomicU64::new(0);
 
 fn write_into_cache(
     cache: &Cache,
@@ -548,9 +549,44 @@ fn compile(
     let scratch = cache
         .temp_dir("pyc")
         .map_err(io("cannot create a temp dir in the cache"))?;
-    let entries = bytecode::compile(&python, sources, scratch.path(), owner)
+    let compiled = bytecode::compile_report(&python, sources, scratch.path(), owner)
         .map_err(|e| Error::wrap(ErrorKind::Input, e, None))?;
-    Ok((scratch, layers::normalise_over(entries, lower)))
+    COMPILED_FILES.fetch_add(compiled.compiled_files as u64, Ordering::Relaxed);
+    for (path, message) in &compiled.skipped {
+        eprintln!("warning: not compiling `{path}`: {}", message.trim());
+    }
+    Ok((scratch, layers::normalise_over(compiled.entries, lower)))
+}
+
+/// Site-packages bytecode assembled from the per-wheel store, compiling
+/// only the wheels it has never seen.
+fn compile_wheels(
+    opts: &BuildOptions,
+    cache: &Cache,
+    facts: &PythonFacts,
+    lower: &[Entry],
+    owner: Owner,
+) -> Result<Vec<Entry>> {
+    let python = find_python(opts, facts)?;
+    let scratch = cache
+        .temp_dir("pyc")
+        .map_err(io("cannot create a temp dir in the cache"))?;
+    let wrap = |e| Error::wrap(ErrorKind::Input, e, None);
+    let groups = bytecode::wheels::groups(lower, &facts.site_packages).map_err(wrap)?;
+    let compiled = bytecode::wheels::compile_groups(
+        &python,
+        &groups,
+        &bytecode::wheels::WheelStore::in_cache(cache.root()),
+        scratch.path(),
+        owner,
+        bytecode::default_workers().map_err(wrap)?,
+    )
+    .map_err(wrap)?;
+    COMPILED_FILES.fetch_add(compiled.compiled_files as u64, Ordering::Relaxed);
+    for (path, message) in &compiled.skipped {
+        eprintln!("warning: not compiling `{path}`: {}", message.trim());
+    }
+    Ok(layers::normalise_over(compiled.entries, lower))
 }
 
 fn find_python(opts: &BuildOptions, facts: &PythonFacts) -> Result<PathBuf> {
