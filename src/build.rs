@@ -59,17 +59,34 @@ pub async fn build(client: &RegistryClient, opts: &BuildOptions) -> Result<Build
     timings.resolve = t.elapsed().as_secs_f64();
 
     let owner = owner_of(recipe.image.user.as_deref());
+    // The app's layers and each platform's site-packages share no input:
+    // they are built at the same time, off the async workers.
     let t = Instant::now();
-    let app_layers = build_app_layers(opts, &cache, &all_facts[0], owner)?;
-    timings.app = t.elapsed().as_secs_f64();
+    let (app_layers, site_layers) = off_async_workers(|| {
+        std::thread::scope(|scope| {
+            let app = scope.spawn(|| {
+                let t = Instant::now();
+                let built = build_app_layers(opts, &cache, &all_facts[0], owner);
+                (built, t.elapsed().as_secs_f64())
+            });
+            let site: Result<Vec<Vec<Built>>> = all_facts
+                .iter()
+                .map(|facts| build_site_packages_layers(opts, &cache, facts, owner))
+                .collect();
+            (app.join().expect("the app layer thread"), site)
+        })
+    });
+    timings.site_packages = t.elapsed().as_secs_f64();
+    let (app_layers, app_seconds) = app_layers;
+    timings.app = app_seconds;
+    let app_layers = app_layers?;
+    let site_layers = site_layers?;
 
     let mut images = Vec::new();
     let mut platform_reports = Vec::new();
-    let t = Instant::now();
     // source, revision and version from git; created and base.* come from assemble.
     let annotations = crate::provenance::for_build(recipe);
-    for (base, facts) in bases.iter().zip(&all_facts) {
-        let mut new_layers = build_site_packages_layers(opts, &cache, facts, owner)?;
+    for ((base, facts), mut new_layers) in bases.iter().zip(&all_facts).zip(site_layers) {
         new_layers.extend(app_layers.iter().cloned());
         let image = assemble::assemble(
             base,
@@ -91,7 +108,6 @@ pub async fn build(client: &RegistryClient, opts: &BuildOptions) -> Result<Build
         platform_reports.push(PlatformReport::new(&image, base, facts, &new_layers));
         images.push(image);
     }
-    timings.site_packages = t.elapsed().as_secs_f64();
     let index = (images.len() > 1).then(|| assemble::index(&images, &annotations));
     let publishable = Publishable {
         images: images.iter().zip(&bases).collect(),
@@ -414,45 +430,72 @@ fn build_site_packages_layers(
         .map_err(|e| Error::wrap(ErrorKind::Dependencies, e, None))?;
     let entries = layers::normalise(entries, Owner::default());
     opts.log.step("writing the site-packages layer");
-    let record = write_into_cache(cache, &key, &entries, opts.epoch)?;
+    // Compressing the layer and compiling its bytecode overlap.
+    let (record, bytecode) = std::thread::scope(|scope| {
+        let bytecode = scope.spawn(|| {
+            py.bytecode
+                .then(|| site_packages_bytecode(opts, cache, facts, &entries, owner, &bkey))
+                .transpose()
+        });
+        let record = write_into_cache(cache, &key, &entries, opts.epoch);
+        (record, bytecode.join().expect("the bytecode thread"))
+    });
     let mut out = vec![(
         NewLayer {
-            record,
+            record: record?,
             created_by: label,
         },
         LayerKind::SitePackages,
         false,
     )];
-    if py.bytecode {
-        // Keyed by the `.py` files themselves, so platforms whose wheels ship
-        // the same Python sources (most of them) share one bytecode layer:
-        // compiled, compressed and pushed once. `bkey` becomes an alias.
-        let py_entries: Vec<Entry> = entries
-            .iter()
-            .filter(|e| e.path.ends_with(".py"))
-            .cloned()
-            .collect();
-        let content_key = plan::bytecode_key(
-            &plan::app_key(&py_entries, opts.epoch).map_err(io("cannot read site-packages"))?,
-            &facts.version,
-        );
-        let (built, kind, reused) = cached_layer(
-            cache,
-            &content_key,
-            "slipway: site-packages bytecode",
-            LayerKind::SitePackagesBytecode,
-            opts,
-            || {
-                opts.log.step("compiling site-packages bytecode");
-                compile_wheels(opts, cache, facts, &entries, owner).map(|e| (e, None))
-            },
-        )?;
-        cache
-            .put_layer(&bkey, &built.record)
-            .map_err(io("cannot write to the cache"))?;
-        out.push((built, kind, reused));
-    }
+    out.extend(bytecode?);
     Ok(out)
+}
+
+/// The site-packages bytecode layer, keyed by the `.py` files themselves, so
+/// platforms whose wheels ship the same Python sources (most of them) share
+/// one bytecode layer: compiled, compressed and pushed once. `bkey` (the
+/// site-packages inputs' key) becomes an alias.
+fn site_packages_bytecode(
+    opts: &BuildOptions,
+    cache: &Cache,
+    facts: &PythonFacts,
+    entries: &[Entry],
+    owner: Owner,
+    bkey: &str,
+) -> Result<Built> {
+    let py_entries: Vec<Entry> = entries
+        .iter()
+        .filter(|e| e.path.ends_with(".py"))
+        .cloned()
+        .collect();
+    let content_key = plan::bytecode_key(
+        &plan::app_key(&py_entries, opts.epoch).map_err(io("cannot read site-packages"))?,
+        &facts.version,
+    );
+    let built = cached_layer(
+        cache,
+        &content_key,
+        "slipway: site-packages bytecode",
+        LayerKind::SitePackagesBytecode,
+        opts,
+        || {
+            opts.log.step("compiling site-packages bytecode");
+            compile_wheels(opts, cache, facts, entries, owner).map(|e| (e, None))
+        },
+    )?;
+    cache
+        .put_layer(bkey, &built.0.record)
+        .map_err(io("cannot write to the cache"))?;
+    Ok(built)
+}
+
+/// Runs blocking work without stalling the runtime's other tasks.
+fn off_async_workers<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
+    }
 }
 
 /// Reuses the layer for `key` from the cache or builds it from `entries()`.
