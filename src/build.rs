@@ -334,7 +334,7 @@ fn build_site_packages_layers(
         };
         Error::wrap(kind, e, hint)
     })?;
-    let uv_version = uv_version(&opts.uv)?;
+    let uv_version = uv_version(&opts.uv, cache)?;
     let inputs = plan::SitePackagesInputs {
         uv_version: &uv_version,
         python_platform: &python_platform,
@@ -637,18 +637,14 @@ fn find_python(opts: &BuildOptions, facts: &PythonFacts) -> Result<PathBuf> {
         .map_err(|e| Error::wrap(ErrorKind::Input, e, None))
 }
 
-fn uv_version(uv: &Path) -> Result<String> {
-    let out = std::process::Command::new(uv)
-        .arg("--version")
-        .output()
-        .map_err(|e| {
-            Error::new(
-                ErrorKind::Input,
-                format!("cannot run uv (`{}`): {e}", uv.display()),
-            )
-            .with_hint("install uv (`pip install uv`) or point `--uv` / `SLIPWAY_UV` at it")
-        })?;
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+fn uv_version(uv: &Path, cache: &Cache) -> Result<String> {
+    layers::tool_version::version(uv, &cache.root().join("tool-versions")).map_err(|e| {
+        Error::new(
+            ErrorKind::Input,
+            format!("cannot run uv (`{}`): {e}", uv.display()),
+        )
+        .with_hint("install uv (`pip install uv`) or point `--uv` / `SLIPWAY_UV` at it")
+    })
 }
 
 /// `1000`, `1000:1000` or `app` (a name: files stay root-owned; only the config says `app`).

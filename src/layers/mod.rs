@@ -12,6 +12,7 @@ pub mod pgzip;
 pub mod project;
 pub mod sitepackages;
 pub mod tarball;
+pub mod tool_version;
 pub mod uv;
 pub mod wheelfix;
 
