@@ -242,6 +242,23 @@ mod tests {
     }
 
     #[test]
+    fn a_source_that_cannot_be_read_fails_the_build_with_the_reason() {
+        let python = python313();
+        let dir = tempfile::tempdir().unwrap();
+        let mut sources = tree(&dir.path().join("src"), 1);
+        let not_a_file = dir.path().join("src/dir.py");
+        fs::create_dir(&not_a_file).unwrap();
+        sources.push((not_a_file, "/app/dir.py".into()));
+        for workers in [1, 2] {
+            let out = dir.path().join(format!("out{workers}"));
+            let err = compile_with_workers(&python, &sources, &out, Owner::default(), workers)
+                .unwrap_err();
+            assert!(matches!(err, BytecodeError::Driver { .. }), "{err}");
+            assert!(err.to_string().contains("IsADirectoryError"), "{err}");
+        }
+    }
+
+    #[test]
     fn explicit_interpreters_are_checked() {
         let python = python313();
         assert_eq!(find_python("3.13", Some(&python)).unwrap(), python);

@@ -64,6 +64,10 @@ for line in sys.stdin.buffer:
             sys.stdout.write(json.dumps(compile_unit(json.loads(line))) + "\n")
             sys.stdout.flush()
             status = 0
+        except BaseException:
+            import traceback
+            traceback.print_exc()
+            sys.stderr.flush()
         finally:
             os._exit(status)
     _, status = os.waitpid(pid, 0)
