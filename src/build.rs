@@ -279,7 +279,18 @@ fn build_app_layers(
     )?];
     if recipe.app.bytecode {
         let sources = app::python_sources(&entries);
-        let bkey = plan::bytecode_key(&key, &facts.version);
+        // Keyed by what the `.pyc` depend on (the `.py` files and the dirs
+        // whose owners and modes their `__pycache__` parents copy), so an
+        // edited README or requirements file compiles nothing.
+        let inputs: Vec<Entry> = entries
+            .iter()
+            .filter(|e| e.kind == layers::EntryKind::Dir || e.path.ends_with(".py"))
+            .cloned()
+            .collect();
+        let bkey = plan::bytecode_key(
+            &plan::app_key(&inputs, opts.epoch).map_err(io("cannot read the app's files"))?,
+            &facts.version,
+        );
         out.push(cached_layer(
             cache,
             &bkey,

@@ -77,14 +77,18 @@ for line in sys.stdin.buffer:
 
 /// Workers to use: `SLIPWAY_JOBS` if set, else the number of cores.
 pub fn default_workers() -> Result<usize, BytecodeError> {
-    match std::env::var("SLIPWAY_JOBS") {
-        Ok(value) => value
+    workers_from(std::env::var("SLIPWAY_JOBS").ok())
+}
+
+fn workers_from(setting: Option<String>) -> Result<usize, BytecodeError> {
+    match setting {
+        Some(value) => value
             .trim()
             .parse::<usize>()
             .ok()
             .filter(|n| *n > 0)
             .ok_or(BytecodeError::BadJobs(value)),
-        Err(_) => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
+        None => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
     }
 }
 
@@ -214,4 +218,41 @@ fn exchange(
         return Err("the worker stopped".into());
     }
     serde_json::from_str(&line).map_err(|e| format!("unreadable answer: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slipway_jobs_is_a_positive_number() {
+        assert_eq!(workers_from(Some(" 3 ".into())).unwrap(), 3);
+        assert!(workers_from(None).unwrap() >= 1);
+        for bad in ["0", "-1", "two", ""] {
+            let err = workers_from(Some(bad.into())).unwrap_err();
+            assert!(err.to_string().contains("SLIPWAY_JOBS"), "{err}");
+        }
+    }
+
+    #[test]
+    fn units_hold_one_groups_files_in_image_path_order() {
+        let sources: Vec<(PathBuf, String)> = (0..UNIT_FILES + 1)
+            .rev()
+            .map(|i| {
+                (
+                    PathBuf::from(format!("/src/m{i:03}.py")),
+                    format!("/app/m{i:03}.py"),
+                )
+            })
+            .collect();
+        let units = units(&sources, Path::new("/out")).unwrap();
+        assert_eq!(units.len(), 2);
+        assert_eq!(units[0].jobs.len(), UNIT_FILES);
+        assert_eq!(units[0].jobs[0].1, "/app/m000.py");
+        let last = (
+            format!("/src/m{UNIT_FILES:03}.py"),
+            format!("/app/m{UNIT_FILES:03}.py"),
+        );
+        assert_eq!(units[1].jobs, [last]);
+    }
 }
