@@ -320,9 +320,17 @@ fn build_site_packages_layers(
     let scratch = cache
         .temp_dir("site-packages")
         .map_err(io("cannot create a temp dir in the cache"))?;
-    let host_python = find_python(opts, facts)
-        .ok()
-        .unwrap_or_else(|| PathBuf::from("python3"));
+    // Finding (and probing) an interpreter costs a process start: only a
+    // project's planning and an install (a cache miss) need one.
+    let host_python = || {
+        find_python(opts, facts)
+            .ok()
+            .unwrap_or_else(|| PathBuf::from("python3"))
+    };
+    let planning_python = match py.project {
+        Some(_) => host_python(),
+        None => PathBuf::from("python3"), // not run: requirements need no planning
+    };
     let pinned = match &opts.bundle {
         Some(bundle) => Some(bundle.pinned(&facts.platform).map_err(|e| {
             let hint = e.hint();
@@ -334,7 +342,7 @@ fn build_site_packages_layers(
         python: py,
         pinned: pinned.as_ref(),
         uv: &opts.uv,
-        host_python: &host_python,
+        host_python: &planning_python,
         scratch: scratch.path(),
     })
     .map_err(|e| {
@@ -415,7 +423,7 @@ fn build_site_packages_layers(
     let staging = scratch.path().join("prefix");
     sitepackages::install(&sitepackages::UvInstall {
         uv: opts.uv.clone(),
-        host_python,
+        host_python: host_python(),
         requirements: deps.requirements.clone(),
         require_hashes: deps.require_hashes,
         wheels: deps.wheels.clone(),
