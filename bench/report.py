@@ -31,12 +31,16 @@ rows = [
     ("packaged project (recipes/cli-tool), one-line edit: rebuild + push", "packaged-project-one-line-edit", "s"),
     ("alpine stand-in, one platform, cold", "one-platform-cold-alpine", "s"),
     ("alpine stand-in, two platforms (amd64 + arm64), cold", "two-platforms-cold-alpine", "s"),
+    ("one more dependency, per-wheel bytecode store warm", "add-one-dependency", "s"),
+    ("cold, fresh cache but per-wheel bytecode store warm", "cold-warm-wheel-bytecode", "s"),
+    ("big dependency set, cold (buildah: pip install + compileall)", "big-deps", "s"),
 ]
+WITHOUT_BUILDAH = ("add-one-dependency", "cold-warm-wheel-bytecode")
 lines = ["| case | slipway | buildah | ratio |", "| --- | --- | --- | --- |"]
 for label, case, unit in rows:
     s, b = median(case, "slipway"), median(case, "buildah")
     ratio = f"{b / s:.1f}x faster" if s and b else "-"
-    lines.append(f"| {label} | {fmt(s)} | {fmt(b) if b else 'n/a (needs emulation)' if 'platform' in case else fmt(b)} | {ratio} |")
+    lines.append(f"| {label} | {fmt(s)} | {fmt(b) if b else 'n/a (needs emulation)' if 'platform' in case else 'n/a' if case in WITHOUT_BUILDAH else fmt(b)} | {ratio} |")
 extra = [
     ("layers built on the no-change rebuild", median("no-change-layers-built", "slipway"), ""),
     ("layers built after a one-line edit of the packaged project (project + its bytecode)", median("packaged-project-edit-layers-built", "slipway"), ""),
@@ -47,6 +51,14 @@ extra = [
     ("big dependency set: site-packages uncompressed", median("big-deps-site-packages-bytes", "slipway"), "B"),
     ("big dependency set: slipway compression rate", median("big-deps-compress-mb-s", "slipway"), "MB/s"),
     ("reference: tar | gzip -6 | sha256sum (one core)", median("gzip6-reference", "tar-gzip"), "MB/s"),
+    ("bytecode: files compiled, cold demo build", median("cold-files-compiled", "slipway"), ""),
+    ("bytecode: files compiled adding one dependency (blinker)", median("add-one-dependency-files-compiled", "slipway"), ""),
+    ("bytecode: `.py` files in that wheel", median("add-one-dependency-files-in-wheel", "python"), ""),
+    ("bytecode: files compiled, cold with a warm per-wheel store (the app's only)", median("cold-warm-wheel-bytecode-files-compiled", "slipway"), ""),
+    ("bytecode pool on the big set's site-packages (files/s)", median("compile-files-per-s", "slipway-pool"), ""),
+    ("`python -m compileall -j0` on the same tree (files/s)", median("compile-files-per-s", "compileall-j0"), ""),
+    ("100,000-file app, cold: slipway", median("huge-app", "slipway"), "s"),
+    ("100,000-file app: compileall -j0 + tar | gzip -6 of the same tree", median("huge-app", "compileall-tar-gzip"), "s"),
 ]
 lines.append("")
 lines.append("| measure | value |")
@@ -72,6 +84,32 @@ targets = [
     target("no-change rebuild builds no layer", None if median("no-change-layers-built", "slipway") is None else median("no-change-layers-built", "slipway") == 0),
     target("no base-layer bytes sent when the destination has them", None if median("base-bytes-sent", "slipway") is None else median("base-bytes-sent", "slipway") == 0),
 ]
+
+
+def at_least(case, tool, other_case, other_tool, factor):
+    """MET when `case` is at least `factor` times faster than `other_case`."""
+    return ratio_ok(median(case, tool), median(other_case, other_tool), 1 / factor)
+
+
+def compare(a, b, ok):
+    return None if a is None or b is None else ok(a, b)
+
+
+big = median("big-deps", "slipway")
+targets += [
+    target("issue 18: cold, one platform >= 8x faster than buildah", at_least("cold", "slipway", "cold", "buildah", 8)),
+    target("issue 18: one app file changed >= 20x faster than buildah", at_least("one-file-changed", "slipway", "one-file-changed", "buildah", 20)),
+    target("issue 18: no change >= 30x faster than buildah", at_least("no-change", "slipway", "no-change", "buildah", 30)),
+    target("issue 18: big dependency set <= 12 s", None if big is None else big <= 12),
+    target("issue 18: big dependency set >= 4x faster than buildah", at_least("big-deps", "slipway", "big-deps", "buildah", 4)),
+    target("issue 18: 100,000-file app cold no slower than compileall -j0 + tar | gzip", ratio_ok(median("huge-app", "slipway"), median("huge-app", "compileall-tar-gzip"), 1.0)),
+    target("issue 18: bytecode pool >= compileall -j0 in files/s", compare(median("compile-files-per-s", "slipway-pool"), median("compile-files-per-s", "compileall-j0"), lambda a, b: a >= b)),
+    target("issue 18: peak RSS of the process tree <= 64 MiB on the big set", compare(median("big-deps-peak-rss-kib", "slipway"), 64 * 1024, lambda a, b: a <= b)),
+    target("issue 18: slipway's own peak RSS <= 48 MiB on the big set", compare(median("big-deps-slipway-own-peak-rss-kib", "slipway"), 48 * 1024, lambda a, b: a <= b)),
+    target("issue 18: adding one dependency compiles only that wheel's files", compare(median("add-one-dependency-files-compiled", "slipway"), median("add-one-dependency-files-in-wheel", "python"), lambda a, b: a == b)),
+    target("issue 18: a warm per-wheel store compiles no site-packages file", compare(median("cold-warm-wheel-bytecode-files-compiled", "slipway"), 1, lambda a, b: a == b)),
+    target("issue 18: container start with stdlib bytecode (not measured yet)", None),
+]
 table = "\n".join(lines + ["", "Targets:"] + targets)
 print(table)
 if smoke:
@@ -85,7 +123,14 @@ def version(cmd):
         return "?"
 
 
-with open(os.path.join(os.path.dirname(__file__), "RESULTS.md"), "w") as out:
+results = os.path.join(os.path.dirname(__file__), "RESULTS.md")
+# A "## Measured by hand" section (numbers bench/run can't take itself) is kept.
+by_hand = ""
+if os.path.exists(results):
+    text = open(results).read()
+    if "\n## Measured by hand" in text:
+        by_hand = text[text.index("\n## Measured by hand"):]
+with open(results, "w") as out:
     out.write(f"# Benchmark results\n\n{datetime.date.today()} on {platform.node()} "
               f"({os.cpu_count()} cores, {platform.machine()}), medians of {runs} runs.\n\n")
     out.write(f"Versions: {version(['target/release/slipway', '--version'])}; {version(['buildah', '--version'])}; "
@@ -94,4 +139,4 @@ with open(os.path.join(os.path.dirname(__file__), "RESULTS.md"), "w") as out:
               "build on the same python:3.13-slim stand-in and push to the same loopback registry. "
               "buildah runs the seeds' multi-stage Dockerfile (bench/Dockerfile) with `--isolation chroot --layers`; "
               "it cannot build arm64 here without emulation.\n\n")
-    out.write(table + "\n\n## Raw numbers\n\n```\n" + open(raw_path).read() + "```\n")
+    out.write(table + "\n\n## Raw numbers\n\n```\n" + open(raw_path).read() + "```\n" + by_hand)

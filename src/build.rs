@@ -70,19 +70,37 @@ pub async fn build(client: &RegistryClient, opts: &BuildOptions) -> Result<Build
     timings.resolve = t.elapsed().as_secs_f64();
 
     let owner = owner_of(recipe.image.user.as_deref());
+    // The app's layers and each platform's site-packages share no input:
+    // they are built at the same time, off the async workers.
     let t = Instant::now();
-    let (app_layers, app_omitted) = build_app_layers(opts, &cache, &all_facts[0], owner)?;
-    timings.app = t.elapsed().as_secs_f64();
+    let (app_layers, python_layers) = off_async_workers(|| {
+        std::thread::scope(|scope| {
+            let app = scope.spawn(|| {
+                let t = Instant::now();
+                let built = build_app_layers(opts, &cache, &all_facts[0], owner);
+                (built, t.elapsed().as_secs_f64())
+            });
+            let python: Result<Vec<_>> = all_facts
+                .iter()
+                .map(|facts| build_python_layers(opts, &cache, facts, owner))
+                .collect();
+            (app.join().expect("the app layer thread"), python)
+        })
+    });
+    timings.site_packages = t.elapsed().as_secs_f64();
+    let (app_layers, app_seconds) = app_layers;
+    timings.app = app_seconds;
+    let (app_layers, app_omitted) = app_layers?;
+    let python_layers = python_layers?;
 
     let mut images = Vec::new();
     let mut platform_reports = Vec::new();
-    let t = Instant::now();
     // source, revision and version from git; created and base.* come from assemble.
     let annotations = crate::provenance::for_build(recipe);
     let mut referrers = Vec::new();
-    for (base, facts) in bases.iter().zip(&all_facts) {
-        let (mut new_layers, mut left_out, held, pins) =
-            build_python_layers(opts, &cache, facts, owner)?;
+    for ((base, facts), (mut new_layers, mut left_out, held, pins)) in
+        bases.iter().zip(&all_facts).zip(python_layers)
+    {
         new_layers.extend(app_layers.iter().cloned());
         left_out.extend(app_omitted.iter().cloned());
         // Recorded in a label so `rebase` can redo this step without the recipe.
@@ -129,7 +147,6 @@ pub async fn build(client: &RegistryClient, opts: &BuildOptions) -> Result<Build
         platform_reports.push(platform_report);
         images.push(image);
     }
-    timings.site_packages = t.elapsed().as_secs_f64();
     let index = (images.len() > 1).then(|| assemble::index(&images, &annotations));
     let publishable = Publishable {
         images: images.iter().zip(&bases).collect(),
@@ -144,6 +161,7 @@ pub async fn build(client: &RegistryClient, opts: &BuildOptions) -> Result<Build
     timings.compress_seconds = COMPRESS_NANOS.load(Ordering::Relaxed) as f64 / 1e9;
     timings.compress_bytes = COMPRESS_BYTES.load(Ordering::Relaxed);
     timings.peak_rss_kib = peak_rss_kib();
+    timings.bytecode_files_compiled = COMPILED_FILES.load(Ordering::Relaxed);
     let mut report = BuildReport {
         destination: describe(&opts.destination),
         digest: publishable.digest(),
@@ -250,6 +268,14 @@ fn omitted(kind: LayerKind, reason: &str) -> OmittedLayer {
 /// files (if any), and the content digests its key was made of.
 type LayerInputs = (Vec<Entry>, Option<tempfile::TempDir>, FileDigests);
 
+/// Runs blocking work without stalling the runtime's other tasks.
+fn off_async_workers<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
+    }
+}
+
 /// Reuses the layer for `key` from the cache or builds it from `entries()`.
 fn cached_layer(
     cache: &Cache,
@@ -302,6 +328,8 @@ fn peak_rss_kib() -> u64 {
 /// Time and bytes of layer writing, for the report's timings (one build per process).
 static COMPRESS_NANOS: AtomicU64 = AtomicU64::new(0);
 static COMPRESS_BYTES: AtomicU64 = AtomicU64::new(0);
+/// `.py` files compiled by this build (not taken from the per-wheel store).
+static COMPILED_FILES: AtomicU64 = AtomicU64::new(0);
 
 /// Packs `entries` (checked against `digests`, see
 /// [`tarball::write_layer_checked`]) into the blob store under `key`.
@@ -358,9 +386,52 @@ fn compile(
     let scratch = cache
         .temp_dir("pyc")
         .map_err(io(in_cache(cache, "cannot create a temp dir in the cache")))?;
-    let entries = bytecode::compile(&python, sources, scratch.path(), owner)
+    let compiled = bytecode::compile_report(&python, sources, scratch.path(), owner)
         .map_err(|e| Error::wrap(ErrorKind::Input, e, None))?;
-    Ok((scratch, layers::normalise_over(entries, lower)))
+    COMPILED_FILES.fetch_add(compiled.compiled_files as u64, Ordering::Relaxed);
+    for (path, message) in &compiled.skipped {
+        eprintln!(
+            "warning: not compiling `{}`: {}",
+            crate::sanitize::escape(path),
+            crate::sanitize::escape(message.trim())
+        );
+    }
+    Ok((scratch, layers::normalise_over(compiled.entries, lower)))
+}
+
+/// Site-packages bytecode assembled from the per-wheel store, compiling
+/// only the wheels it has never seen.
+fn compile_wheels(
+    opts: &BuildOptions,
+    cache: &Cache,
+    facts: &PythonFacts,
+    lower: &[Entry],
+    owner: Owner,
+) -> Result<Vec<Entry>> {
+    let python = find_python(opts, facts)?;
+    let scratch = cache
+        .temp_dir("pyc")
+        .map_err(io(in_cache(cache, "cannot create a temp dir in the cache")))?;
+    let wrap = |e| Error::wrap(ErrorKind::Input, e, None);
+    let groups = bytecode::wheels::groups(lower, &facts.site_packages).map_err(wrap)?;
+    let compiled = bytecode::wheels::compile_groups(
+        &python,
+        &groups,
+        &bytecode::wheels::WheelStore::in_cache(cache.root()),
+        scratch.path(),
+        owner,
+        bytecode::default_workers().map_err(wrap)?,
+    )
+    .map_err(wrap)?;
+    COMPILED_FILES.fetch_add(compiled.compiled_files as u64, Ordering::Relaxed);
+    for (path, message) in &compiled.skipped {
+        eprintln!(
+            "warning: not compiling `{}`: {}",
+            crate::sanitize::escape(path),
+            crate::sanitize::escape(message.trim())
+        );
+    }
+    Ok(layers::normalise_over(compiled.entries, lower))
 }
 
 fn find_python(opts: &BuildOptions, facts: &PythonFacts) -> Result<PathBuf> {
@@ -368,18 +439,14 @@ fn find_python(opts: &BuildOptions, facts: &PythonFacts) -> Result<PathBuf> {
         .map_err(|e| Error::wrap(ErrorKind::Input, e, None))
 }
 
-fn uv_version(uv: &Path) -> Result<String> {
-    let out = std::process::Command::new(uv)
-        .arg("--version")
-        .output()
-        .map_err(|e| {
-            Error::new(
-                ErrorKind::Input,
-                format!("cannot run uv (`{}`): {e}", uv.display()),
-            )
-            .with_hint("install uv (`pip install uv`) or point `--uv` / `SLIPWAY_UV` at it")
-        })?;
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+fn uv_version(uv: &Path, cache: &Cache) -> Result<String> {
+    layers::tool_version::version(uv, &cache.root().join("tool-versions")).map_err(|e| {
+        Error::new(
+            ErrorKind::Input,
+            format!("cannot run uv (`{}`): {e}", uv.display()),
+        )
+        .with_hint("install uv (`pip install uv`) or point `--uv` / `SLIPWAY_UV` at it")
+    })
 }
 
 /// `1000`, `1000:1000` or `app` (a name: files stay root-owned; only the config says `app`).

@@ -143,6 +143,9 @@ pub struct Timings {
     /// slipway's own peak resident memory (VmHWM), in KiB; uv and the
     /// bytecode compiler run as child processes and are not counted.
     pub peak_rss_kib: u64,
+    /// `.py` files compiled to bytecode by this build; wheels whose
+    /// bytecode the cache already holds are not compiled again.
+    pub bytecode_files_compiled: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -38,4 +38,11 @@ fn bench_smoke_runs_and_its_invariants_hold() {
         stdout.contains("MET  no base-layer bytes sent when the destination has them"),
         "{stdout}"
     );
+    // The per-wheel bytecode store: counted from the builds' --json reports.
+    for met in [
+        "MET  issue 18: adding one dependency compiles only that wheel's files",
+        "MET  issue 18: a warm per-wheel store compiles no site-packages file",
+    ] {
+        assert!(stdout.contains(met), "{met}:\n{stdout}");
+    }
 }

@@ -140,7 +140,18 @@ fn app_layers_once(
             "the app has no .py files to compile",
         ));
     } else if recipe.app.bytecode {
-        let bkey = plan::bytecode_key(&key, &facts.version);
+        // Keyed by what the `.pyc` depend on (the `.py` files and the dirs
+        // whose owners and modes their `__pycache__` parents copy), so an
+        // edited README or requirements file compiles nothing.
+        let inputs: Vec<layers::Entry> = entries
+            .iter()
+            .filter(|e| e.kind == layers::EntryKind::Dir || e.path.ends_with(".py"))
+            .cloned()
+            .collect();
+        let bkey = plan::bytecode_key(
+            &plan::app_key(&inputs, &digests, opts.epoch),
+            &facts.version,
+        );
         out.push(cached_layer(
             cache,
             &bkey,

@@ -3,8 +3,8 @@
 
 use super::failures::in_cache;
 use super::{
-    cached_layer, compile, find_python, omitted, uv_version, write_into_cache, BuildOptions, Built,
-    Omitted,
+    cached_layer, compile, compile_wheels, find_python, omitted, uv_version, write_into_cache,
+    BuildOptions, Built, Omitted,
 };
 use crate::assemble::NewLayer;
 use crate::cache::Cache;
@@ -18,12 +18,21 @@ use crate::report::LayerKind;
 use crate::sbom;
 use std::path::{Path, PathBuf};
 
+/// A CPython for uv to run (any will do when none of the base's minor is found).
+fn host_python(opts: &BuildOptions, facts: &PythonFacts) -> PathBuf {
+    find_python(opts, facts)
+        .ok()
+        .unwrap_or_else(|| PathBuf::from("python3"))
+}
+
 /// What the site-packages and project layers of one platform share.
 struct Target<'a> {
     facts: &'a PythonFacts,
     owner: Owner,
     python_platform: String,
-    host_python: PathBuf,
+    /// Found on first use: probing an interpreter costs a process start,
+    /// and only planning a project or an install (a cache miss) needs one.
+    host_python: std::sync::OnceLock<PathBuf>,
     uv_version: String,
     scratch: &'a Path,
     /// The index URLs without credentials: a rotated password keeps the layers.
@@ -32,11 +41,16 @@ struct Target<'a> {
 }
 
 impl Target<'_> {
+    fn host_python(&self, opts: &BuildOptions) -> &Path {
+        self.host_python
+            .get_or_init(|| host_python(opts, self.facts))
+    }
+
     fn install(&self, opts: &BuildOptions, spec: InstallSpec) -> Result<Vec<Entry>> {
         let staging = self.scratch.join(spec.staging);
         sitepackages::install(&sitepackages::UvInstall {
             uv: opts.uv.clone(),
-            host_python: self.host_python.clone(),
+            host_python: self.host_python(opts).to_path_buf(),
             requirements: spec.deps.requirements.clone(),
             require_hashes: spec.deps.require_hashes,
             wheels: spec.wheels,
@@ -103,7 +117,7 @@ struct InstallSpec<'a> {
 type PythonLayers = (Vec<Built>, Omitted, Vec<HeldBack>, sbom::dists::Pins);
 
 /// An index URL without its user info.
-fn bare(url: &String) -> String {
+fn bare(url: &str) -> String {
     crate::layers::uv::IndexUrl::parse(url).url
 }
 
@@ -120,9 +134,13 @@ pub(super) fn build_python_layers(
     let scratch = cache
         .temp_dir("site-packages")
         .map_err(io(in_cache(cache, "cannot create a temp dir in the cache")))?;
-    let host_python = find_python(opts, facts)
-        .ok()
-        .unwrap_or_else(|| PathBuf::from("python3"));
+    let host_python_found = std::sync::OnceLock::new();
+    let planning_python = match py.project {
+        Some(_) => host_python_found
+            .get_or_init(|| host_python(opts, facts))
+            .clone(),
+        None => PathBuf::from("python3"), // not run: requirements need no planning
+    };
     let pinned = match &opts.bundle {
         Some(bundle) => Some(bundle.pinned(&facts.platform).map_err(|e| {
             let hint = e.hint();
@@ -134,7 +152,7 @@ pub(super) fn build_python_layers(
         python: py,
         pinned: pinned.as_ref(),
         uv: &opts.uv,
-        host_python: &host_python,
+        host_python: &planning_python,
         python_version: &facts.version,
         scratch: scratch.path(),
     })
@@ -154,11 +172,11 @@ pub(super) fn build_python_layers(
         facts,
         owner,
         python_platform: facts.platform.uv_python_platform(&facts.libc),
-        host_python,
-        uv_version: uv_version(&opts.uv)?,
+        host_python: host_python_found,
+        uv_version: uv_version(&opts.uv, cache)?,
         scratch: scratch.path(),
-        index_url: deps.index_url.as_ref().map(bare),
-        extra_index_urls: deps.extra_index_urls.iter().map(bare).collect(),
+        index_url: deps.index_url.as_deref().map(bare),
+        extra_index_urls: deps.extra_index_urls.iter().map(|u| bare(u)).collect(),
     };
     let mut out = Vec::new();
     let mut left_out = Vec::new();
@@ -203,7 +221,7 @@ fn held_back(
         .step("checking what wheels-only resolution holds back");
     let held = resolution::held_back(&resolution::Compile {
         uv: &opts.uv,
-        host_python: &target.host_python,
+        host_python: target.host_python(opts),
         requirements: &deps.requirements,
         python_platform: &target.python_platform,
         python_version: &target.facts.version,
@@ -285,49 +303,66 @@ fn site_packages_layers(
         },
     )?;
     opts.log.step("writing the site-packages layer");
-    let record = write_into_cache(cache, &key, &entries, opts.epoch, &Default::default())?;
+    // Compressing the layer and compiling its bytecode overlap.
+    let (record, bytecode) = std::thread::scope(|scope| {
+        let bytecode = scope.spawn(|| {
+            py.bytecode
+                .then(|| site_packages_bytecode(opts, cache, facts, &entries, target.owner, &bkey))
+                .transpose()
+        });
+        let record = write_into_cache(cache, &key, &entries, opts.epoch, &Default::default());
+        (record, bytecode.join().expect("the bytecode thread"))
+    });
     let mut out = vec![(
         NewLayer {
-            record,
+            record: record?,
             created_by: label,
         },
         LayerKind::SitePackages,
         false,
     )];
-    if py.bytecode {
-        // Keyed by the `.py` files themselves, so platforms whose wheels ship
-        // the same Python sources (most of them) share one bytecode layer:
-        // compiled, compressed and pushed once. `bkey` becomes an alias.
-        let sources = app::python_sources(&entries);
-        let py_entries: Vec<Entry> = entries
-            .iter()
-            .filter(|e| e.path.ends_with(".py"))
-            .cloned()
-            .collect();
-        let py_digests =
-            plan::file_digests(&py_entries).map_err(io("cannot read site-packages"))?;
-        let content_key = plan::bytecode_key(
-            &plan::app_key(&py_entries, &py_digests, opts.epoch),
-            &facts.version,
-        );
-        let (built, kind, reused) = cached_layer(
-            cache,
-            &content_key,
-            "slipway: site-packages bytecode",
-            LayerKind::SitePackagesBytecode,
-            opts,
-            || {
-                opts.log.step("compiling site-packages bytecode");
-                compile(opts, cache, facts, &sources, &entries, target.owner)
-                    .map(|(dir, e)| (e, Some(dir), Default::default()))
-            },
-        )?;
-        cache
-            .put_layer(&bkey, &built.record)
-            .map_err(io(in_cache(cache, "cannot write to the cache")))?;
-        out.push((built, kind, reused));
-    }
+    out.extend(bytecode?);
     Ok(out)
+}
+
+/// The site-packages bytecode layer, keyed by the `.py` files themselves, so
+/// platforms whose wheels ship the same Python sources (most of them) share
+/// one bytecode layer: compiled, compressed and pushed once. `bkey` (the
+/// site-packages inputs' key) becomes an alias.
+pub(super) fn site_packages_bytecode(
+    opts: &BuildOptions,
+    cache: &Cache,
+    facts: &PythonFacts,
+    entries: &[Entry],
+    owner: Owner,
+    bkey: &str,
+) -> Result<Built> {
+    let py_entries: Vec<Entry> = entries
+        .iter()
+        .filter(|e| e.path.ends_with(".py"))
+        .cloned()
+        .collect();
+    let py_digests = plan::file_digests(&py_entries).map_err(io("cannot read site-packages"))?;
+    let content_key = plan::bytecode_key(
+        &plan::app_key(&py_entries, &py_digests, opts.epoch),
+        &facts.version,
+    );
+    let built = cached_layer(
+        cache,
+        &content_key,
+        "slipway: site-packages bytecode",
+        LayerKind::SitePackagesBytecode,
+        opts,
+        || {
+            opts.log.step("compiling site-packages bytecode");
+            compile_wheels(opts, cache, facts, entries, owner)
+                .map(|e| (e, None, Default::default()))
+        },
+    )?;
+    cache
+        .put_layer(bkey, &built.0.record)
+        .map_err(io(in_cache(cache, "cannot write to the cache")))?;
+    Ok(built)
 }
 
 /// The project's own wheel and its workspace members' wheels, installed

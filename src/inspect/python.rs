@@ -117,7 +117,7 @@ fn name_version(dist_info: &str) -> (String, String) {
 }
 
 /// Paths listed in a RECORD (first CSV field, quotes honoured).
-fn record_paths(text: &str) -> impl Iterator<Item = String> + '_ {
+pub(crate) fn record_paths(text: &str) -> impl Iterator<Item = String> + '_ {
     text.lines().filter(|l| !l.trim().is_empty()).map(|line| {
         if let Some(rest) = line.strip_prefix('"') {
             let mut out = String::new();
@@ -142,7 +142,7 @@ fn record_paths(text: &str) -> impl Iterator<Item = String> + '_ {
 }
 
 /// `a/b/../../c` relative to `base` → a normalised image path.
-fn join_relative(base: &str, relative: &str) -> String {
+pub(crate) fn join_relative(base: &str, relative: &str) -> String {
     let mut parts: Vec<&str> = base.split('/').filter(|p| !p.is_empty()).collect();
     for part in relative.split('/') {
         match part {

@@ -13,6 +13,7 @@ pub mod project;
 pub mod resolution;
 pub mod sitepackages;
 pub mod tarball;
+pub mod tool_version;
 pub mod uv;
 pub mod wheelfix;
 

@@ -1,0 +1,230 @@
+//! Site-packages bytecode compiled once per wheel, ever.
+//!
+//! A wheel's `.pyc` files depend only on its `.py` files, where they are
+//! installed and the interpreter's magic number; the pool compiles each wheel
+//! in units of its own (never shared with another wheel), so its bytes don't
+//! depend on which other wheels are installed. Each wheel's output is kept in
+//! a [`WheelStore`] under a key of exactly those inputs, and the layer is
+//! assembled from the store: a new combination of known wheels compiles only
+//! the wheels never seen before, with the same bytes as a full compile.
+
+use super::{pool, pyc_entries, BytecodeError, Compiled};
+use crate::digest::Digest;
+use crate::layers::{Entry, EntryKind, Owner};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Bump when what a stored wheel holds (or how it is keyed) changes.
+const STORE_FORMAT: u32 = 1;
+
+/// Per-wheel bytecode: `<root>/<key>/index.json` and `<root>/<key>/files/…`.
+pub struct WheelStore {
+    root: PathBuf,
+}
+
+/// What a stored wheel holds: its `.pyc` image paths and the sources that
+/// did not compile.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Index {
+    compiled: Vec<String>,
+    skipped: Vec<(String, String)>,
+}
+
+/// The `.py` sources of one installed distribution (or of none: files no
+/// RECORD claims), as (file on disk, absolute image path).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Group {
+    pub name: String,
+    pub sources: Vec<(PathBuf, String)>,
+}
+
+impl WheelStore {
+    /// The store inside a cache dir (same file system as its scratch dirs).
+    pub fn in_cache(cache_root: &Path) -> WheelStore {
+        WheelStore {
+            root: cache_root.join(format!("bytecode-wheels-v{STORE_FORMAT}")),
+        }
+    }
+
+    /// The stored output for `key`, if complete.
+    fn get(&self, key: &str) -> Option<pool::Answer> {
+        let dir = self.root.join(key);
+        let index: Index =
+            serde_json::from_slice(&std::fs::read(dir.join("index.json")).ok()?).ok()?;
+        let mut compiled = Vec::with_capacity(index.compiled.len());
+        for pyc in index.compiled {
+            let file = dir.join("files").join(pyc.trim_start_matches('/'));
+            if pyc.split('/').any(|part| part == "..") || !file.is_file() {
+                return None;
+            }
+            compiled.push((pyc, file));
+        }
+        Some(pool::Answer {
+            compiled,
+            failed: index.skipped,
+        })
+    }
+
+    /// Moves a finished `dir` (with `files/`) in under `key`, replacing an
+    /// incomplete entry; another build's identical entry wins a race.
+    fn put(&self, key: &str, dir: &Path, index: &Index, trash: &Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.root)?;
+        std::fs::write(dir.join("index.json"), serde_json::to_vec(index)?)?;
+        let target = self.root.join(key);
+        if std::fs::rename(dir, &target).is_ok() || self.get(key).is_some() {
+            return Ok(());
+        }
+        // An incomplete entry (a killed build's): move it aside, then retry.
+        std::fs::rename(&target, trash)?;
+        std::fs::rename(dir, &target)
+    }
+}
+
+/// Groups the `.py` files among `entries` by the distribution whose
+/// `*.dist-info/RECORD` (under `site_packages`, an image path) lists them.
+pub fn groups(entries: &[Entry], site_packages: &str) -> Result<Vec<Group>, BytecodeError> {
+    let site = site_packages.trim_matches('/');
+    let mut owner_of: BTreeMap<String, String> = BTreeMap::new();
+    for entry in entries {
+        let EntryKind::File { source, .. } = &entry.kind else {
+            continue;
+        };
+        let Some(dist) = entry
+            .path
+            .strip_prefix(site)
+            .and_then(|p| p.strip_prefix('/'))
+            .and_then(|p| p.strip_suffix(".dist-info/RECORD"))
+            .filter(|d| !d.contains('/'))
+        else {
+            continue;
+        };
+        let record = std::fs::read_to_string(source).map_err(|e| BytecodeError::Io {
+            path: source.clone(),
+            source: e,
+        })?;
+        for path in crate::inspect::python::record_paths(&record) {
+            let image = crate::inspect::python::join_relative(site, &path);
+            if image.ends_with(".py") {
+                owner_of.entry(image).or_insert_with(|| dist.to_string());
+            }
+        }
+    }
+    let mut by_name: BTreeMap<String, Group> = BTreeMap::new();
+    for (source, image) in crate::layers::python_sources(entries) {
+        let name = owner_of
+            .get(image.trim_start_matches('/'))
+            .cloned()
+            .unwrap_or_default();
+        let group = by_name.entry(name.clone()).or_insert_with(|| Group {
+            name,
+            sources: Vec::new(),
+        });
+        group.sources.push((source, image));
+    }
+    Ok(by_name.into_values().collect())
+}
+
+/// The store key of a group: its image paths and source digests, the
+/// interpreter's magic number and the unit size.
+fn group_key(group: &Group, magic: &str) -> Result<String, BytecodeError> {
+    let mut listing = Vec::with_capacity(group.sources.len());
+    for (source, image) in &group.sources {
+        let (digest, _) = crate::digest::digest_file(source).map_err(|e| BytecodeError::Io {
+            path: source.clone(),
+            source: e,
+        })?;
+        listing.push((image.as_str(), digest.to_string()));
+    }
+    listing.sort();
+    let inputs = serde_json::to_vec(&(
+        "wheel-bytecode",
+        STORE_FORMAT,
+        magic,
+        "unchecked-hash",
+        pool::UNIT_FILES,
+        listing,
+    ))
+    .expect("serialisable");
+    Ok(Digest::of(&inputs).hex().to_string())
+}
+
+/// Compiles the groups the store lacks (with `workers` processes, in
+/// `scratch`, a dir on the store's file system) and returns every group's
+/// `.pyc` entries from the store. `compiled_files` counts only new work.
+pub fn compile_groups(
+    python: &Path,
+    groups: &[Group],
+    store: &WheelStore,
+    scratch: &Path,
+    owner: Owner,
+    workers: usize,
+) -> Result<Compiled, BytecodeError> {
+    let magic = super::magic(python)?;
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| BytecodeError::Io { path, source }
+    };
+    let keys = groups
+        .iter()
+        .map(|g| group_key(g, &magic))
+        .collect::<Result<Vec<_>, _>>()?;
+    let missing: Vec<usize> = (0..groups.len())
+        .filter(|&i| store.get(&keys[i]).is_none())
+        .collect();
+    let mut units = Vec::new();
+    let mut unit_group = Vec::new();
+    for &i in &missing {
+        let dir = scratch.join(format!("g{i}")).join("files");
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        for unit in pool::units(&groups[i].sources, &dir)? {
+            units.push(unit);
+            unit_group.push(i);
+        }
+    }
+    let mut fresh: BTreeMap<usize, Index> = missing
+        .iter()
+        .map(|&i| {
+            (
+                i,
+                Index {
+                    compiled: Vec::new(),
+                    skipped: Vec::new(),
+                },
+            )
+        })
+        .collect();
+    let mut compiled_files = 0;
+    for (answer, i) in pool::run(python, &units, workers)?
+        .into_iter()
+        .zip(unit_group)
+    {
+        compiled_files += answer.compiled.len() + answer.failed.len();
+        let index = fresh.get_mut(&i).expect("a missing group");
+        index
+            .compiled
+            .extend(answer.compiled.into_iter().map(|(pyc, _)| pyc));
+        index.skipped.extend(answer.failed);
+    }
+    for (i, index) in &fresh {
+        let dir = scratch.join(format!("g{i}"));
+        let trash = scratch.join(format!("trash{i}"));
+        store
+            .put(&keys[*i], &dir, index, &trash)
+            .map_err(io(&dir))?;
+    }
+    let mut compiled = Vec::new();
+    let mut skipped = Vec::new();
+    for key in &keys {
+        let stored = store.get(key).ok_or_else(|| BytecodeError::Io {
+            path: store.root.join(key),
+            source: std::io::Error::other("stored bytecode disappeared"),
+        })?;
+        compiled.extend(stored.compiled);
+        skipped.extend(stored.failed);
+    }
+    Ok(Compiled {
+        entries: pyc_entries(compiled, owner)?,
+        skipped,
+        compiled_files,
+    })
+}
