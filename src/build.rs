@@ -32,6 +32,8 @@ pub struct BuildOptions {
     /// CPython of the base's minor version for bytecode (else found).
     pub python: Option<PathBuf>,
     pub uv: PathBuf,
+    /// Names for the image in a docker-archive (`RepoTags`).
+    pub tags: Vec<crate::reference::Reference>,
     pub epoch: u64,
     pub log: crate::report::Log,
 }
@@ -99,7 +101,15 @@ pub async fn build(client: &RegistryClient, opts: &BuildOptions) -> Result<Build
     };
 
     let t = Instant::now();
-    let blobs = publish_to(client, &cache, &publishable, &opts.destination, log).await?;
+    let blobs = publish_to(
+        client,
+        &cache,
+        &publishable,
+        &opts.destination,
+        &opts.tags,
+        log,
+    )
+    .await?;
     timings.publish = t.elapsed().as_secs_f64();
     timings.total = started.elapsed().as_secs_f64();
     timings.compress_seconds = COMPRESS_NANOS.load(Ordering::Relaxed) as f64 / 1e9;
@@ -590,6 +600,7 @@ async fn publish_to(
     cache: &Cache,
     image: &Publishable<'_>,
     dest: &Destination,
+    tags: &[crate::reference::Reference],
     log: &crate::report::Log,
 ) -> Result<Vec<BlobReport>> {
     if !matches!(dest, Destination::Push(_)) {
@@ -626,7 +637,7 @@ async fn publish_to(
             let scratch = cache
                 .temp_dir("archive")
                 .map_err(io("cannot create a temp dir in the cache"))?;
-            publish::archive::write(image, file, None, scratch.path(), &local).map_err(|e| {
+            publish::archive::write(image, file, tags, scratch.path(), &local).map_err(|e| {
                 let hint = e.hint();
                 Error::wrap(ErrorKind::Other, e, hint)
             })

@@ -8,6 +8,7 @@ pub mod fault_proxy;
 pub mod fixtures;
 pub mod image;
 pub mod registry;
+pub mod runnable;
 pub mod token_server;
 
 /// Whether `tool` is an executable on PATH (or a path that exists).
