@@ -85,6 +85,9 @@ pub struct PlatformReport {
     /// Sum of the layers' uncompressed sizes (when the layers were read).
     pub uncompressed_size: Option<u64>,
     pub python: Option<Breakdown>,
+    /// Shared libraries extension modules need (DT_NEEDED) that neither their
+    /// wheel's bundled libs nor the image provide (when the layers were read).
+    pub missing_libraries: Option<Vec<crate::sharedlibs::MissingLib>>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -202,6 +205,7 @@ async fn inspect_image(
         } else {
             None
         },
+        missing_libraries: contents.then(|| fs.missing_libraries()),
     })
 }
 
@@ -285,6 +289,14 @@ fn scan_layer(
                 let mut text = String::new();
                 entry.read_to_string(&mut text)?;
                 fs.add_record(&path, text);
+            }
+            if kind.is_file()
+                && crate::sharedlibs::is_extension_module(&path)
+                && entry.size() <= crate::sharedlibs::MAX_MODULE_BYTES
+            {
+                let mut bytes = Vec::with_capacity(entry.size() as usize);
+                entry.read_to_end(&mut bytes)?;
+                fs.set_elf(&path, crate::sharedlibs::elf_needs(&bytes));
             }
             fs.add_file(path, entry.size(), layer);
         }
