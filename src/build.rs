@@ -111,6 +111,7 @@ pub async fn build(client: &RegistryClient, opts: &BuildOptions) -> Result<Build
     )
     .await?;
     timings.publish = t.elapsed().as_secs_f64();
+    let missing_libraries = check_shared_libraries(&cache, &images, log);
     timings.total = started.elapsed().as_secs_f64();
     timings.compress_seconds = COMPRESS_NANOS.load(Ordering::Relaxed) as f64 / 1e9;
     timings.compress_bytes = COMPRESS_BYTES.load(Ordering::Relaxed);
@@ -123,9 +124,31 @@ pub async fn build(client: &RegistryClient, opts: &BuildOptions) -> Result<Build
         timings,
         blobs_uploaded_bytes: blobs.iter().map(|b| b.bytes_sent).sum(),
         blobs: Vec::new(),
+        missing_libraries,
     };
     report.attach_blob_actions(blobs);
     Ok(report)
+}
+
+/// Shared libraries the images' extension modules need and lack, when each
+/// base's file list is known (else a verbose note); never fails the build.
+fn check_shared_libraries(
+    cache: &Cache,
+    images: &[assemble::AssembledImage],
+    log: &crate::report::Log,
+) -> Vec<crate::sharedlibs::MissingLib> {
+    let mut missing = Vec::new();
+    for image in images {
+        match crate::sharedlibs::check_build(cache, image) {
+            Ok(Some(found)) => missing.extend(found),
+            Ok(None) => log.detail(&format!(
+                "{}: shared libraries not checked (the base's files are unknown: its layers were never downloaded)",
+                image.platform
+            )),
+            Err(e) => log.detail(&format!("{}: shared libraries not checked: {e}", image.platform)),
+        }
+    }
+    missing
 }
 
 /// Resolves the recipe's base for each platform and learns its Python facts

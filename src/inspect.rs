@@ -254,7 +254,7 @@ impl<R: Read> Read for Counting<R> {
 }
 
 /// Walks one layer's tar (gzip'd or not) into `fs`; returns its uncompressed size.
-fn scan_layer(
+pub(crate) fn scan_layer(
     reader: Box<dyn Read + Send>,
     layer: usize,
     fs: &mut MergedFs,

@@ -116,6 +116,13 @@ pub async fn run(args: BuildArgs) -> Result<()> {
     let result = build::build(&client, &options).await;
     log.finish(); // spinners and bars gone before the table or the error
     let report = result?;
+    for m in &report.missing_libraries {
+        eprintln!(
+            "warning: {} needs {}, which the image does not have: importing it will fail \
+             (add the library to the base image, e.g. its distribution's package)",
+            m.module, m.library
+        );
+    }
     if common.json {
         println!(
             "{}",
