@@ -632,6 +632,51 @@ fn two_destination_flags() {
 }
 
 #[test]
+fn tag_without_a_docker_archive() {
+    let work = Work::new();
+    let recipe = work.recipe(BASE);
+    let mut cmd = work.build_to_layout(&recipe);
+    cmd.args(["--tag", "localhost/app:1"]);
+    fails(
+        "tag_without_a_docker_archive",
+        "`--tag` (names in a docker-archive) with `--oci-layout`.",
+        &work,
+        &mut cmd,
+        Expect {
+            code: 2,
+            says: &[
+                "--tag localhost/app:1",
+                "only a docker-archive carries names",
+            ],
+            line: None,
+            hint: Some("--push"),
+        },
+    );
+}
+
+#[test]
+fn bad_archive_tag() {
+    let work = Work::new();
+    let recipe = work.recipe(BASE);
+    let mut cmd = work.build(&recipe);
+    cmd.arg("--docker-archive")
+        .arg(work.archive())
+        .args(["--tag", "Not A Reference"]);
+    fails(
+        "bad_archive_tag",
+        "`--tag` that is not an image reference.",
+        &work,
+        &mut cmd,
+        Expect {
+            code: 2,
+            says: &["--tag", "`Not A Reference` is invalid"],
+            line: None,
+            hint: Some("a lowercase repository"),
+        },
+    );
+}
+
+#[test]
 fn relative_app_destination() {
     recipe_case(
         "relative_app_destination",

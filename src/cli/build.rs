@@ -192,3 +192,28 @@ fn default_tag(recipe: &std::path::Path) -> String {
     }
     format!("localhost/{name}:latest")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::default_tag;
+    use std::path::Path;
+
+    #[test]
+    fn the_default_archive_name_is_the_recipe_dir_in_reference_syntax() {
+        assert_eq!(
+            default_tag(Path::new("/src/recipes/fastapi-demo/alpine.toml")),
+            "localhost/fastapi-demo:latest"
+        );
+        assert_eq!(
+            default_tag(Path::new("/work/My App!/recipe.toml")),
+            "localhost/my-app:latest"
+        );
+        assert_eq!(
+            default_tag(Path::new("/recipe.toml")),
+            "localhost/image:latest"
+        );
+        for tag in ["localhost/fastapi-demo:latest", "localhost/my-app:latest"] {
+            slipway::reference::Reference::parse(tag).unwrap();
+        }
+    }
+}
