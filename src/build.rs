@@ -41,6 +41,8 @@ pub struct BuildOptions {
     /// CPython of the base's minor version for bytecode (else found).
     pub python: Option<PathBuf>,
     pub uv: PathBuf,
+    /// Names for the image in a docker-archive (`RepoTags`).
+    pub tags: Vec<crate::reference::Reference>,
     pub epoch: u64,
     pub log: crate::report::Log,
     /// The SBOM attached to each platform's image (None: none).
@@ -155,8 +157,17 @@ pub async fn build(client: &RegistryClient, opts: &BuildOptions) -> Result<Build
     };
 
     let t = Instant::now();
-    let blobs = publish_to(client, &cache, &publishable, &opts.destination, log).await?;
+    let blobs = publish_to(
+        client,
+        &cache,
+        &publishable,
+        &opts.destination,
+        &opts.tags,
+        log,
+    )
+    .await?;
     timings.publish = t.elapsed().as_secs_f64();
+    let missing_libraries = check_shared_libraries(&cache, &images, log);
     timings.total = started.elapsed().as_secs_f64();
     timings.compress_seconds = COMPRESS_NANOS.load(Ordering::Relaxed) as f64 / 1e9;
     timings.compress_bytes = COMPRESS_BYTES.load(Ordering::Relaxed);
@@ -170,9 +181,31 @@ pub async fn build(client: &RegistryClient, opts: &BuildOptions) -> Result<Build
         timings,
         blobs_uploaded_bytes: blobs.iter().map(|b| b.bytes_sent).sum(),
         blobs: Vec::new(),
+        missing_libraries,
     };
     report.attach_blob_actions(blobs);
     Ok(report)
+}
+
+/// Shared libraries the images' extension modules need and lack, when each
+/// base's file list is known (else a verbose note); never fails the build.
+fn check_shared_libraries(
+    cache: &Cache,
+    images: &[assemble::AssembledImage],
+    log: &crate::report::Log,
+) -> Vec<crate::sharedlibs::MissingLib> {
+    let mut missing = Vec::new();
+    for image in images {
+        match crate::sharedlibs::check_build(cache, image) {
+            Ok(Some(found)) => missing.extend(found),
+            Ok(None) => log.detail(&format!(
+                "{}: shared libraries not checked (the base's files are unknown: its layers were never downloaded)",
+                image.platform
+            )),
+            Err(e) => log.detail(&format!("{}: shared libraries not checked: {e}", image.platform)),
+        }
+    }
+    missing
 }
 
 /// Resolves the recipe's base for each platform and learns its Python facts
@@ -467,6 +500,7 @@ pub(crate) async fn publish_to(
     cache: &Cache,
     image: &Publishable<'_>,
     dest: &Destination,
+    tags: &[crate::reference::Reference],
     log: &crate::report::Log,
 ) -> Result<Vec<BlobReport>> {
     if !matches!(dest, Destination::Push(_)) {
@@ -513,7 +547,7 @@ pub(crate) async fn publish_to(
             let scratch = cache
                 .temp_dir("archive")
                 .map_err(io(in_cache(cache, "cannot create a temp dir in the cache")))?;
-            publish::archive::write(image, file, None, scratch.path(), &local).map_err(|e| {
+            publish::archive::write(image, file, tags, scratch.path(), &local).map_err(|e| {
                 if let publish::archive::ArchiveError::Blob(blob) = &e {
                     return blob_failure(blob);
                 }

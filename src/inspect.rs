@@ -88,6 +88,9 @@ pub struct PlatformReport {
     pub python: Option<Breakdown>,
     /// SBOMs attached as referrers of this manifest.
     pub sboms: Vec<referrers::AttachedSbom>,
+    /// Shared libraries extension modules need (DT_NEEDED) that neither their
+    /// wheel's bundled libs nor the image provide (when the layers were read).
+    pub missing_libraries: Option<Vec<crate::sharedlibs::MissingLib>>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -210,6 +213,7 @@ async fn inspect_image(
         } else {
             None
         },
+        missing_libraries: contents.then(|| fs.missing_libraries()),
     })
 }
 
@@ -258,7 +262,7 @@ impl<R: Read> Read for Counting<R> {
 }
 
 /// Walks one layer's tar (gzip'd or not) into `fs`; returns its uncompressed size.
-fn scan_layer(
+pub(crate) fn scan_layer(
     reader: Box<dyn Read + Send>,
     layer: usize,
     fs: &mut MergedFs,
@@ -293,6 +297,14 @@ fn scan_layer(
                 let mut text = String::new();
                 entry.read_to_string(&mut text)?;
                 fs.add_record(&path, text);
+            }
+            if kind.is_file()
+                && crate::sharedlibs::is_extension_module(&path)
+                && entry.size() <= crate::sharedlibs::MAX_MODULE_BYTES
+            {
+                let mut bytes = Vec::with_capacity(entry.size() as usize);
+                entry.read_to_end(&mut bytes)?;
+                fs.set_elf(&path, crate::sharedlibs::elf_needs(&bytes));
             }
             fs.add_file(path, entry.size(), layer);
         }

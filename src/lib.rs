@@ -29,3 +29,4 @@ pub mod report;
 pub mod resolve;
 pub mod sanitize;
 pub mod sbom;
+pub mod sharedlibs;

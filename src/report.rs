@@ -158,6 +158,9 @@ pub struct BuildReport {
     pub timings: Timings,
     pub blobs_uploaded_bytes: u64,
     pub blobs: Vec<BlobReport>,
+    /// Extension modules whose shared libraries the image lacks (checked
+    /// when the base's file list is known).
+    pub missing_libraries: Vec<crate::sharedlibs::MissingLib>,
 }
 
 impl BuildReport {

@@ -1096,6 +1096,38 @@ fn cli_cases() -> Vec<Case> {
             },
             Expect { code: 2, says: &["cannot be used with"], line: None, hint: None },
         ),
+        cli(
+            "tag_without_a_docker_archive",
+            "`--tag` (names in a docker-archive) with `--oci-layout`.",
+            |work| {
+                let mut cmd = work.build_to_layout(&work.recipe(BASE));
+                cmd.args(["--tag", "localhost/app:1"]);
+                cmd
+            },
+            Expect {
+                code: 2,
+                says: &["--tag localhost/app:1", "only a docker-archive carries names"],
+                line: None,
+                hint: Some("--push"),
+            },
+        ),
+        cli(
+            "bad_archive_tag",
+            "`--tag` that is not an image reference.",
+            |work| {
+                let mut cmd = work.build(&work.recipe(BASE));
+                cmd.arg("--docker-archive")
+                    .arg(work.archive())
+                    .args(["--tag", "Not A Reference"]);
+                cmd
+            },
+            Expect {
+                code: 2,
+                says: &["--tag", "`Not A Reference` is invalid"],
+                line: None,
+                hint: Some("a lowercase repository"),
+            },
+        ),
         recipe_with(
             "registry_mirror_without_equals",
             "`--registry-mirror docker.io` (no `=TO`).",

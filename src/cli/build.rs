@@ -22,6 +22,11 @@ pub struct BuildArgs {
     /// Write a docker-archive tar to this file (overrides the recipe's destination).
     #[arg(long, value_name = "FILE")]
     pub docker_archive: Option<PathBuf>,
+    /// Name the image in a docker-archive (its `RepoTags`, what `docker load` /
+    /// `podman load` call it); repeatable. Default: `localhost/DIR:latest`, DIR
+    /// being the recipe's directory.
+    #[arg(long = "tag", value_name = "REF")]
+    pub tags: Vec<String>,
     /// Read the base image from this OCI layout dir instead of a registry.
     #[arg(long, value_name = "DIR", conflicts_with = "bundle")]
     pub base_layout: Option<PathBuf>,
@@ -68,6 +73,7 @@ pub async fn run(args: BuildArgs) -> Result<()> {
                 .with_hint("pass `--push REGISTRY/REPO:TAG`, `--oci-layout DIR` or `--docker-archive FILE`, or set `push` in the recipe")
         })?,
     };
+    let tags = archive_tags(&args, &destination)?;
     slipway::publish::check_destination(&destination).map_err(|e| {
         input_error(e)
             .with_hint("pass a new path, an existing OCI layout dir, or remove what is there")
@@ -120,12 +126,20 @@ pub async fn run(args: BuildArgs) -> Result<()> {
         bundle,
         python: args.tools.python.clone(),
         uv: args.tools.uv.clone(),
+        tags,
         log,
         sbom,
     };
     let result = build::build(&client, &options).await;
     log.finish(); // spinners and bars gone before the table or the error
     let report = result?;
+    for m in &report.missing_libraries {
+        eprintln!(
+            "warning: {} needs {}, which the image does not have: importing it will fail \
+             (add the library to the base image, e.g. its distribution's package)",
+            m.module, m.library
+        );
+    }
     if common.json {
         println!(
             "{}",
@@ -138,4 +152,85 @@ pub async fn run(args: BuildArgs) -> Result<()> {
         println!("{}@{}", report.destination, report.digest);
     }
     Ok(())
+}
+
+/// The docker-archive's names: `--tag`s, else `localhost/DIR:latest`.
+fn archive_tags(args: &BuildArgs, destination: &Destination) -> Result<Vec<Reference>> {
+    if !matches!(destination, Destination::DockerArchive(_)) {
+        if let Some(tag) = args.tags.first() {
+            return Err(
+                input_error(format!("--tag {tag}: only a docker-archive carries names")).with_hint(
+                    "use `--push REGISTRY/REPO:TAG` to name a pushed image, or drop `--tag`",
+                ),
+            );
+        }
+        return Ok(Vec::new());
+    }
+    if args.tags.is_empty() {
+        return Ok(Reference::parse(&default_tag(&args.recipe))
+            .into_iter()
+            .collect());
+    }
+    args.tags
+        .iter()
+        .map(|t| {
+            Reference::parse(t)
+                .map_err(|e| input_error(format!("--tag: {e}")).with_hint(recipe::REFERENCE_HINT))
+        })
+        .collect()
+}
+
+/// `localhost/DIR:latest`, DIR the recipe's directory in reference syntax.
+fn default_tag(recipe: &std::path::Path) -> String {
+    let dir = std::path::absolute(recipe)
+        .ok()
+        .and_then(|p| {
+            p.parent()?
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+        })
+        .unwrap_or_default();
+    let mut name: String = dir
+        .to_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    name = name
+        .trim_matches(|c: char| !c.is_ascii_alphanumeric())
+        .to_string();
+    if name.is_empty() {
+        name = "image".into();
+    }
+    format!("localhost/{name}:latest")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_tag;
+    use std::path::Path;
+
+    #[test]
+    fn the_default_archive_name_is_the_recipe_dir_in_reference_syntax() {
+        assert_eq!(
+            default_tag(Path::new("/src/recipes/fastapi-demo/alpine.toml")),
+            "localhost/fastapi-demo:latest"
+        );
+        assert_eq!(
+            default_tag(Path::new("/work/My App!/recipe.toml")),
+            "localhost/my-app:latest"
+        );
+        assert_eq!(
+            default_tag(Path::new("/recipe.toml")),
+            "localhost/image:latest"
+        );
+        for tag in ["localhost/fastapi-demo:latest", "localhost/my-app:latest"] {
+            slipway::reference::Reference::parse(tag).unwrap();
+        }
+    }
 }

@@ -19,6 +19,8 @@ pub struct MergedFs {
     pub files: BTreeMap<String, FileInfo>,
     /// `SITE/NAME-VERSION.dist-info` → RECORD text.
     pub records: BTreeMap<String, String>,
+    /// Extension modules → the shared libraries they need.
+    pub elf: BTreeMap<String, crate::sharedlibs::ElfNeeds>,
 }
 
 impl MergedFs {
@@ -44,6 +46,8 @@ impl MergedFs {
             self.files
                 .retain(|p, f| !(p.starts_with(&dir) && f.layer < layer));
             self.records.retain(|p, _| !p.starts_with(&dir));
+            let files = &self.files;
+            self.elf.retain(|p, _| files.contains_key(p));
         } else {
             let gone = format!("{dir}{hidden}");
             let below = format!("{gone}/");
@@ -51,6 +55,7 @@ impl MergedFs {
                 .retain(|p, _| p != &gone && !p.starts_with(&below));
             self.records
                 .retain(|p, _| p != &gone && !p.starts_with(&below));
+            self.elf.retain(|p, _| p != &gone && !p.starts_with(&below));
         }
         true
     }
@@ -62,6 +67,23 @@ impl MergedFs {
     /// Whether the content of `path` is wanted (a RECORD in a site dir).
     pub fn wants_content(path: &str) -> bool {
         path.ends_with(".dist-info/RECORD") && site_dir_of(path).is_some()
+    }
+
+    /// Records (or forgets, for `None`: not ELF) what extension module `path` needs.
+    pub fn set_elf(&mut self, path: &str, needs: Option<crate::sharedlibs::ElfNeeds>) {
+        match needs {
+            Some(needs) => self.elf.insert(path.to_string(), needs),
+            None => self.elf.remove(path),
+        };
+    }
+
+    /// The shared libraries extension modules need that no file provides.
+    pub fn missing_libraries(&self) -> Vec<crate::sharedlibs::MissingLib> {
+        let mut files = crate::sharedlibs::FileList::default();
+        for path in self.files.keys() {
+            files.insert(path);
+        }
+        files.missing(&self.elf)
     }
 
     pub fn add_record(&mut self, path: &str, text: String) {

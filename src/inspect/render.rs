@@ -131,6 +131,30 @@ fn platform(out: &mut String, p: &PlatformReport) {
             );
         }
     }
+    missing_libraries(out, p.missing_libraries.as_deref());
+}
+
+/// Extension modules whose shared libraries the image lacks (they fail at import).
+fn missing_libraries(out: &mut String, missing: Option<&[crate::sharedlibs::MissingLib]>) {
+    match missing {
+        None => {}
+        Some([]) => {
+            let _ = writeln!(
+                out,
+                "  Shared libraries: every extension module's are in the image"
+            );
+        }
+        Some(missing) => {
+            let _ = writeln!(
+                out,
+                "  Shared libraries MISSING ({}; these modules fail at import):",
+                missing.len()
+            );
+            for m in missing {
+                let _ = writeln!(out, "    {}  needs {}", m.module, m.library);
+            }
+        }
+    }
 }
 
 fn field_map(out: &mut String, title: &str, map: &std::collections::BTreeMap<String, String>) {

@@ -1,6 +1,8 @@
-//! Publish to a docker-archive tar (`docker load`, `skopeo copy docker-archive:`).
-//! Layers are stored uncompressed as `docker save` does, each checked against
-//! its diff_id; the archive is written to a temp file and renamed into place.
+//! Publish to a docker-archive tar (`docker load`, `podman load`, `skopeo copy
+//! docker-archive:`). Layers are stored uncompressed as `docker save` does, each
+//! checked against its diff_id; the archive is written to a temp file and
+//! renamed into place. `RepoTags` names the image for `load` (else it arrives
+//! unnamed).
 
 use super::{BlobAction, BlobReport, Publishable};
 use crate::digest::{Digest, HashingWriter};
@@ -42,7 +44,7 @@ impl ArchiveError {
 pub fn write(
     image: &Publishable,
     file: &Path,
-    repo_tag: Option<&Reference>,
+    repo_tags: &[Reference],
     scratch: &Path,
     local_blob: &dyn Fn(&Digest) -> PathBuf,
 ) -> Result<Vec<BlobReport>, ArchiveError> {
@@ -106,17 +108,7 @@ pub fn write(
     }
     let config_name = format!("blobs/sha256/{}", img.config_digest.hex());
     append_bytes(&mut tar, &config_name, &img.config).map_err(io_err(file))?;
-    let repo_tags: Vec<String> = repo_tag
-        .map(|r| {
-            format!(
-                "{}/{}:{}",
-                r.registry,
-                r.repository,
-                r.tag.as_deref().unwrap_or("latest")
-            )
-        })
-        .into_iter()
-        .collect();
+    let repo_tags: Vec<String> = repo_tags.iter().map(repo_tag).collect();
     let manifest = serde_json::json!([{ "Config": config_name, "RepoTags": repo_tags, "Layers": layer_names }]);
     append_bytes(
         &mut tar,
@@ -132,6 +124,16 @@ pub fn write(
         source: e.error,
     })?;
     Ok(reports)
+}
+
+/// `registry/repository:tag` as `docker save` writes it (`latest` when untagged).
+pub fn repo_tag(r: &Reference) -> String {
+    format!(
+        "{}/{}:{}",
+        r.registry,
+        r.repository,
+        r.tag.as_deref().unwrap_or("latest")
+    )
 }
 
 /// gunzips (or copies, if not gzip) `blob` to `dest`; returns the tar's sha256.

@@ -142,7 +142,7 @@ pub async fn run(client: &RegistryClient, opts: &RebaseOptions) -> Result<Rebase
         index,
         referrers,
     };
-    publish_to(client, &cache, &publishable, &opts.destination, log).await?;
+    publish_to(client, &cache, &publishable, &opts.destination, &[], log).await?;
     Ok(RebaseReport {
         destination: describe(&opts.destination),
         digest: publishable.digest(),

@@ -9,6 +9,7 @@ pub mod fixtures;
 pub mod hostile;
 pub mod image;
 pub mod registry;
+pub mod runnable;
 pub mod token_server;
 pub mod tools;
 
