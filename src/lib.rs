@@ -26,3 +26,4 @@ pub mod reference;
 pub mod registry;
 pub mod report;
 pub mod resolve;
+pub mod validate;

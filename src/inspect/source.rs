@@ -211,7 +211,7 @@ impl<'a> Source<'a> {
         })
     }
 
-    async fn top_bytes(&self) -> Result<(Vec<u8>, String, Digest), InspectError> {
+    pub(crate) async fn top_bytes(&self) -> Result<(Vec<u8>, String, Digest), InspectError> {
         match self {
             Source::Registry {
                 client,
@@ -269,7 +269,11 @@ impl<'a> Source<'a> {
     }
 
     /// A manifest or config, digest checked.
-    async fn blob_bytes(&self, digest: &Digest, manifest: bool) -> Result<Vec<u8>, InspectError> {
+    pub(crate) async fn blob_bytes(
+        &self,
+        digest: &Digest,
+        manifest: bool,
+    ) -> Result<Vec<u8>, InspectError> {
         let bytes = match self {
             Source::Registry {
                 client,
@@ -362,7 +366,7 @@ pub struct Archive {
 }
 
 impl Archive {
-    fn open(file: &Path) -> Result<Archive, InspectError> {
+    pub fn open(file: &Path) -> Result<Archive, InspectError> {
         let io_err = InspectError::io(file);
         let mut archive = tar::Archive::new(File::open(file).map_err(io_err)?);
         let mut entries = BTreeMap::new();
@@ -379,7 +383,7 @@ impl Archive {
         })
     }
 
-    fn read_entry(&self, name: &str) -> Result<Box<dyn Read + Send>, InspectError> {
+    pub(crate) fn read_entry(&self, name: &str) -> Result<Box<dyn Read + Send>, InspectError> {
         let &(offset, size) = self.entries.get(name).ok_or_else(|| {
             InspectError::Bad(format!(
                 "docker-archive `{}` has no `{name}`",
