@@ -217,3 +217,75 @@ fn validated(name: &str, source: Source<'static>) -> Validated {
             .collect(),
     }
 }
+
+/// Writes `bytes` into the OCI layout as a new blob in place of the blob
+/// `old_hex`, and rewrites every document on the way from index.json down to
+/// it (indexes, manifests) so every descriptor stays consistent. The new
+/// blob's hex.
+pub fn replace_blob(layout: &Path, old_hex: &str, bytes: &[u8]) -> String {
+    let blobs = layout.join("blobs/sha256");
+    let new_hex = super::fixtures::sha256_hex(bytes);
+    std::fs::write(blobs.join(&new_hex), bytes).unwrap();
+    let index_path = layout.join("index.json");
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    let replacement = (format!("sha256:{old_hex}"), new_hex.clone(), bytes.len());
+    if repoint_children(&blobs, &mut index, &replacement) {
+        std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
+    }
+    new_hex
+}
+
+/// Re-points `doc`'s descriptors that lead to the replaced blob; whether any did.
+fn repoint_children(
+    blobs: &Path,
+    doc: &mut serde_json::Value,
+    replacement: &(String, String, usize),
+) -> bool {
+    let mut changed = false;
+    if doc["config"].is_object() {
+        changed |= repoint(blobs, &mut doc["config"], replacement);
+    }
+    for key in ["manifests", "layers"] {
+        for desc in doc[key].as_array_mut().into_iter().flatten() {
+            changed |= repoint(blobs, desc, replacement);
+        }
+    }
+    changed
+}
+
+/// Re-points `desc` when it names the replaced blob or a document leading to it.
+fn repoint(
+    blobs: &Path,
+    desc: &mut serde_json::Value,
+    replacement: &(String, String, usize),
+) -> bool {
+    let (old, new_hex, new_size) = replacement;
+    if desc["digest"] == old.as_str() {
+        desc["digest"] = serde_json::json!(format!("sha256:{new_hex}"));
+        desc["size"] = serde_json::json!(new_size);
+        return true;
+    }
+    let media_type = desc["mediaType"].as_str().unwrap_or_default();
+    if !(media_type.contains("manifest") || media_type.contains("index")) {
+        return false;
+    }
+    let hex = desc["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:");
+    let Ok(mut doc) = serde_json::from_slice::<serde_json::Value>(
+        &std::fs::read(blobs.join(hex)).unwrap_or_default(),
+    ) else {
+        return false;
+    };
+    if !repoint_children(blobs, &mut doc, replacement) {
+        return false;
+    }
+    let bytes = serde_json::to_vec(&doc).unwrap();
+    let hex = super::fixtures::sha256_hex(&bytes);
+    std::fs::write(blobs.join(&hex), &bytes).unwrap();
+    desc["digest"] = serde_json::json!(format!("sha256:{hex}"));
+    desc["size"] = serde_json::json!(bytes.len());
+    true
+}
