@@ -19,6 +19,20 @@ pub struct LayerRead {
     pub io_error: Option<io::Error>,
 }
 
+/// `read_layer` (or `read_raw` when not `layer`) on a blocking thread:
+/// hashing and gunzipping is CPU and file work the async workers must not do.
+pub async fn read_off_the_workers(reader: Box<dyn Read + Send>, layer: bool) -> LayerRead {
+    let read = tokio::task::spawn_blocking(move || {
+        if layer {
+            read_layer(reader)
+        } else {
+            read_raw(reader)
+        }
+    });
+    read.await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+}
+
 /// Size and digest only.
 pub fn read_raw(reader: Box<dyn Read + Send>) -> LayerRead {
     let mut raw = Hashing::new(reader);
