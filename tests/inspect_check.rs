@@ -188,3 +188,29 @@ fn a_missing_blob_is_named() {
         &["blob missing or unreadable"],
     );
 }
+
+/// What slipway itself writes passes: a built OCI layout and docker-archive.
+#[test]
+fn slipways_own_outputs_pass_the_check() {
+    if tools_missing(&["uv"]) {
+        return;
+    }
+    let Some(wheels) = wheelhouse() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let cache = work.path().join("cache");
+    let recipe = repo_root().join("recipes/fastapi-demo/alpine.toml");
+    let layout = work.path().join("out");
+    let archive = work.path().join("app.tar");
+    run_ok(
+        build_offline(&cache, &recipe, &wheels)
+            .arg("--oci-layout")
+            .arg(&layout),
+    );
+    run_ok(
+        build_offline(&cache, &recipe, &wheels)
+            .arg("--docker-archive")
+            .arg(&archive),
+    );
+    assert_valid(&cache, &format!("oci:{}", layout.display()), 1);
+    assert_valid(&cache, &format!("docker-archive:{}", archive.display()), 1);
+}
