@@ -30,3 +30,4 @@ pub mod resolve;
 pub mod sanitize;
 pub mod sbom;
 pub mod sharedlibs;
+pub mod validate;

@@ -108,56 +108,7 @@ fn a_config_that_lies_about_its_layers_is_rejected() {
         .into_owned();
     config["rootfs"]["diff_ids"][0] = serde_json::json!(format!("sha256:{}", "0".repeat(64)));
     let bytes = serde_json::to_vec(&config).unwrap();
-    let new_hex = common::fixtures::sha256_hex(&bytes);
-    std::fs::write(blobs.join(&new_hex), &bytes).unwrap();
-    // Point the manifest at it, and the index at the new manifest, and so on up.
-    let mut replace = vec![(old_hex, new_hex, bytes.len())];
-    while let Some((old, new, size)) = replace.pop() {
-        for entry in std::fs::read_dir(&blobs).unwrap() {
-            let path = entry.unwrap().path();
-            let text = std::fs::read(&path).unwrap();
-            let Ok(text) = String::from_utf8(text) else {
-                continue;
-            };
-            if !text.contains(&old) || path.ends_with(&new) {
-                continue;
-            }
-            let patched = patch_descriptor(&text, &old, &new, size);
-            let hex = common::fixtures::sha256_hex(patched.as_bytes());
-            std::fs::write(blobs.join(&hex), &patched).unwrap();
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            replace.push((name, hex, patched.len()));
-        }
-        let index = std::fs::read_to_string(layout.join("index.json")).unwrap();
-        if index.contains(&old) {
-            std::fs::write(
-                layout.join("index.json"),
-                patch_descriptor(&index, &old, &new, size),
-            )
-            .unwrap();
-        }
-    }
+    common::image::replace_blob(&layout, &old_hex, &bytes);
     let message = rejects(&layout);
     assert!(message.contains("diff_ids differ"), "{message}");
-}
-
-/// `text` (a JSON document) with the descriptor of `old` pointing at `new`
-/// of `size` bytes.
-fn patch_descriptor(text: &str, old: &str, new: &str, size: usize) -> String {
-    let mut doc: serde_json::Value = serde_json::from_str(text).unwrap();
-    let mut fix = |desc: &mut serde_json::Value| {
-        if desc["digest"] == format!("sha256:{old}") {
-            desc["digest"] = serde_json::json!(format!("sha256:{new}"));
-            desc["size"] = serde_json::json!(size);
-        }
-    };
-    if doc["config"].is_object() {
-        fix(&mut doc["config"]);
-    }
-    for key in ["manifests", "layers"] {
-        if let Some(list) = doc[key].as_array_mut() {
-            list.iter_mut().for_each(&mut fix);
-        }
-    }
-    serde_json::to_string(&doc).unwrap()
 }

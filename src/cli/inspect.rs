@@ -5,6 +5,7 @@ use super::{input_error, registry_client, CommonArgs};
 use clap::Args;
 use slipway::error::{Error, ErrorKind, Result};
 use slipway::inspect::{self, source::Source, InspectError, InspectOptions, Target};
+use slipway::validate::Validation;
 
 #[derive(Args, Debug)]
 pub struct InspectArgs {
@@ -19,6 +20,11 @@ pub struct InspectArgs {
     /// (only manifests and configs are fetched).
     #[arg(long)]
     pub no_contents: bool,
+    /// Check the image in full instead of describing it: every blob's size
+    /// and digest, media types, every layer read to its end against the
+    /// config's diff_ids. Exit 0 when valid; 2 listing every problem.
+    #[arg(long, conflicts_with_all = ["platforms", "no_contents"])]
+    pub check: bool,
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -45,6 +51,10 @@ pub async fn run(args: InspectArgs) -> Result<()> {
         Error::wrap(kind_of(&e), e, hint)
     };
     let source = Source::open(&target, &client, &cache_dir, &mirrors).map_err(wrap)?;
+    if args.check {
+        let validation = slipway::validate::validate(&source).await.map_err(wrap)?;
+        return report_check(&target, &validation, common.json);
+    }
     let options = InspectOptions {
         platforms: &args.platforms,
         contents: !args.no_contents,
@@ -75,4 +85,37 @@ pub async fn run(args: InspectArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Prints the check's outcome; an invalid image is bad input (exit 2), its
+/// problems one a line.
+fn report_check(target: &Target, validation: &Validation, json: bool) -> Result<()> {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(validation).expect("validation serialises")
+        );
+    }
+    if validation.is_valid() {
+        if !json {
+            println!(
+                "`{target}` is valid: {} image(s), every blob and layer read in full",
+                validation.images.len()
+            );
+        }
+        return Ok(());
+    }
+    let problems: Vec<String> = validation
+        .problems
+        .iter()
+        .map(|p| format!("  {p}"))
+        .collect();
+    Err(Error::new(
+        ErrorKind::Input,
+        format!(
+            "`{target}` is not a valid image ({} problem(s)):\n{}",
+            problems.len(),
+            problems.join("\n")
+        ),
+    ))
 }

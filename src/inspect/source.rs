@@ -211,7 +211,7 @@ impl<'a> Source<'a> {
         })
     }
 
-    async fn top_bytes(&self) -> Result<(Vec<u8>, String, Digest), InspectError> {
+    pub(crate) async fn top_bytes(&self) -> Result<(Vec<u8>, String, Digest), InspectError> {
         match self {
             Source::Registry {
                 client,
@@ -361,7 +361,7 @@ pub struct Archive {
 }
 
 impl Archive {
-    fn open(file: &Path) -> Result<Archive, InspectError> {
+    pub fn open(file: &Path) -> Result<Archive, InspectError> {
         let io_err = InspectError::io(file);
         let mut archive = tar::Archive::new(File::open(file).map_err(io_err)?);
         let mut entries = BTreeMap::new();
@@ -378,7 +378,7 @@ impl Archive {
         })
     }
 
-    fn read_entry(&self, name: &str) -> Result<Box<dyn Read + Send>, InspectError> {
+    pub(crate) fn read_entry(&self, name: &str) -> Result<Box<dyn Read + Send>, InspectError> {
         let &(offset, size) = self.entries.get(name).ok_or_else(|| {
             InspectError::Bad(format!(
                 "docker-archive `{}` has no `{name}`",

@@ -1,12 +1,13 @@
 //! A small valid image (one gzip layer, a config, an OCI manifest) and a
 //! helper that pushes it with the client; and `validate_layout` /
-//! `validate_archive`, which read an image on disk in full and check every
-//! invariant (the checker every test that produces an image can run).
+//! `validate_archive`, which check an image on disk in full with the
+//! library's `slipway::validate` (the checker every test that produces an
+//! image can run) and panic listing every problem.
 
-use sha2::{Digest as _, Sha256};
 use slipway::digest::Digest;
+use slipway::inspect::source::{Archive, Source};
 use slipway::registry::RegistryClient;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use tempfile::TempDir;
 
@@ -140,17 +141,9 @@ pub async fn push_test_image(
 }
 
 // ---------------------------------------------------------------------------
-// Validation of a whole image on disk.
+// Validation of a whole image on disk, by the library's checker.
 
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
-const GZIP_LAYERS: &[&str] = &[
-    OCI_LAYER_GZIP,
-    "application/vnd.docker.image.rootfs.diff.tar.gzip",
-];
-const TAR_LAYERS: &[&str] = &["application/vnd.oci.image.layer.v1.tar"];
 
 /// One image (a platform's manifest) found valid.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,283 +164,128 @@ pub struct Validated {
     pub images: Vec<ValidImage>,
 }
 
-/// Reads the OCI layout at `dir` in full and panics on the first broken
-/// invariant: `oci-layout`; every descriptor's blob present with its size and
-/// digest; the media types of descriptors, documents and layers known and
-/// consistent; each config's `rootfs.diff_ids` equal to its layers, every
-/// layer decompressed and read as a tar to its end; the index's platforms
-/// equal to the configs'.
+/// Checks the OCI layout at `dir` in full with `slipway::validate` and
+/// panics listing every problem (see that module for what is checked).
 pub fn validate_layout(dir: &Path) -> Validated {
-    let marker: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(dir.join("oci-layout"))
-            .unwrap_or_else(|e| panic!("{}: no oci-layout file: {e}", dir.display())),
-    )
-    .expect("oci-layout is JSON");
-    assert_eq!(marker["imageLayoutVersion"], "1.0.0", "{}", dir.display());
-    let index: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(dir.join("index.json"))
-            .unwrap_or_else(|e| panic!("{}: no index.json: {e}", dir.display())),
-    )
-    .expect("index.json is JSON");
-    assert_eq!(index["schemaVersion"], 2, "index.json: {index}");
-    let top = index["manifests"]
-        .as_array()
-        .filter(|m| !m.is_empty())
-        .unwrap_or_else(|| panic!("index.json lists no manifests: {index}"));
-    let mut images = Vec::new();
-    for desc in top {
-        validate_descriptor(dir, desc, &mut images);
-    }
-    Validated {
-        top: top[0]["digest"].as_str().unwrap().to_string(),
-        images,
-    }
-}
-
-/// The bytes of the blob `desc` names, checked against its size and digest.
-fn layout_blob(dir: &Path, desc: &serde_json::Value) -> PathBuf {
-    let digest = desc["digest"]
-        .as_str()
-        .unwrap_or_else(|| panic!("descriptor without a digest: {desc}"));
-    let hex = digest
-        .strip_prefix("sha256:")
-        .unwrap_or_else(|| panic!("not a sha256 digest: {desc}"));
-    let path = dir.join("blobs/sha256").join(hex);
-    let (size, got) = hash_file(&path);
-    assert_eq!(
-        Some(size),
-        desc["size"].as_u64(),
-        "blob {digest}: size differs from its descriptor"
-    );
-    assert_eq!(
-        got,
-        digest,
-        "blob {} does not hash to its name",
-        path.display()
-    );
-    path
-}
-
-fn validate_descriptor(dir: &Path, desc: &serde_json::Value, images: &mut Vec<ValidImage>) {
-    let path = layout_blob(dir, desc);
-    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap())
-        .expect("a manifest or index is JSON");
-    let media_type = desc["mediaType"].as_str().unwrap_or_default();
-    if let Some(own) = doc["mediaType"].as_str() {
-        assert_eq!(
-            own, media_type,
-            "{}: mediaType differs from its descriptor",
-            desc["digest"]
-        );
-    }
-    assert_eq!(doc["schemaVersion"], 2, "{}", desc["digest"]);
-    match media_type {
-        OCI_INDEX | DOCKER_LIST => {
-            let children = doc["manifests"]
-                .as_array()
-                .expect("an index lists manifests");
-            for child in children {
-                validate_descriptor(dir, child, images);
-            }
-        }
-        OCI_MANIFEST | DOCKER_MANIFEST if is_attestation(desc) => {
-            // Build attestations (in-toto layers, not a filesystem): bytes only.
-            for blob in doc["layers"].as_array().into_iter().flatten() {
-                layout_blob(dir, blob);
-            }
-            layout_blob(dir, &doc["config"]);
-        }
-        OCI_MANIFEST | DOCKER_MANIFEST => {
-            let image = validate_manifest(dir, desc, &doc);
-            if let Some(platform) = desc.get("platform") {
-                let named = format!(
-                    "{}/{}",
-                    platform["os"].as_str().unwrap_or("?"),
-                    platform["architecture"].as_str().unwrap_or("?")
-                );
-                assert_eq!(
-                    named, image.platform,
-                    "index platform vs config of {}",
-                    desc["digest"]
-                );
-            }
-            images.push(image);
-        }
-        other => panic!("unknown manifest media type `{other}`: {desc}"),
-    }
-}
-
-/// An index entry for a build attestation (`unknown/unknown`), which is no image.
-fn is_attestation(desc: &serde_json::Value) -> bool {
-    desc["annotations"]["vnd.docker.reference.type"] == "attestation-manifest"
-        || (desc["platform"]["os"] == "unknown" && desc["platform"]["architecture"] == "unknown")
-}
-
-fn validate_manifest(dir: &Path, desc: &serde_json::Value, doc: &serde_json::Value) -> ValidImage {
-    let config_desc = &doc["config"];
-    let config_type = config_desc["mediaType"].as_str().unwrap_or_default();
-    let config_path = layout_blob(dir, config_desc);
-    let config: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(config_path).unwrap()).expect("the config is JSON");
-    let layers = doc["layers"].as_array().expect("a manifest lists layers");
-    let mut diff_ids = Vec::new();
-    for layer in layers {
-        let layer_type = layer["mediaType"].as_str().unwrap_or_default();
-        let gzip = GZIP_LAYERS.contains(&layer_type);
-        assert!(
-            gzip || TAR_LAYERS.contains(&layer_type),
-            "unknown layer media type `{layer_type}` in {}",
-            desc["digest"]
-        );
-        let path = layout_blob(dir, layer);
-        diff_ids.push(read_layer_in_full(&path, gzip));
-    }
-    let manifest_is_oci = desc["mediaType"] == OCI_MANIFEST;
-    assert_eq!(
-        config_type,
-        if manifest_is_oci {
-            OCI_CONFIG
-        } else {
-            DOCKER_CONFIG
+    validated(
+        &dir.display().to_string(),
+        Source::Layout {
+            dir: dir.to_path_buf(),
+            tag: None,
         },
-        "config media type in {}",
-        desc["digest"]
-    );
-    validated_config(
-        &config,
-        config_desc["digest"].as_str().unwrap(),
-        diff_ids,
-        Some(desc),
     )
 }
 
-/// Checks `rootfs` against the layers' diff_ids; the image it describes.
-fn validated_config(
-    config: &serde_json::Value,
-    config_digest: &str,
-    diff_ids: Vec<String>,
-    manifest: Option<&serde_json::Value>,
-) -> ValidImage {
-    assert_eq!(config["rootfs"]["type"], "layers", "config {config_digest}");
-    let named: Vec<&str> = config["rootfs"]["diff_ids"]
-        .as_array()
-        .expect("rootfs.diff_ids")
-        .iter()
-        .map(|d| d.as_str().unwrap())
-        .collect();
-    assert_eq!(
-        named, diff_ids,
-        "config {config_digest}: diff_ids differ from the layers"
+/// Checks the docker-archive `file` in full with `slipway::validate`; the
+/// top digest is the config's (the image ID `docker load` reports).
+pub fn validate_archive(file: &Path) -> Validated {
+    let archive = Archive::open(file)
+        .unwrap_or_else(|e| panic!("{}: not a complete tar: {e}", file.display()));
+    validated(&file.display().to_string(), Source::Archive(archive))
+}
+
+fn validated(name: &str, source: Source<'static>) -> Validated {
+    // Its own runtime on its own thread: callers may be inside one already.
+    let validation = std::thread::scope(|s| {
+        s.spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap()
+                .block_on(slipway::validate::validate(&source))
+        })
+        .join()
+        .unwrap()
+    })
+    .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let problems: Vec<String> = validation.problems.iter().map(|p| p.to_string()).collect();
+    assert!(
+        problems.is_empty(),
+        "{name} is not a valid image:\n{}",
+        problems.join("\n")
     );
-    ValidImage {
-        manifest_digest: manifest.map(|m| m["digest"].as_str().unwrap().to_string()),
-        config_digest: config_digest.to_string(),
-        platform: format!(
-            "{}/{}",
-            config["os"].as_str().unwrap_or("?"),
-            config["architecture"].as_str().unwrap_or("?")
-        ),
-        diff_ids,
+    Validated {
+        top: validation.top.expect("a valid image has a top").to_string(),
+        images: validation
+            .images
+            .into_iter()
+            .map(|i| ValidImage {
+                manifest_digest: i.manifest_digest.map(String::from),
+                config_digest: i.config_digest.to_string(),
+                platform: i.platform,
+                diff_ids: i.diff_ids.into_iter().map(String::from).collect(),
+            })
+            .collect(),
     }
 }
 
-/// Decompresses (if `gzip`) and reads the layer as a tar to its end, every
-/// entry's content included; its diff_id. Streams: memory stays small.
-fn read_layer_in_full(path: &Path, gzip: bool) -> String {
-    let file = std::fs::File::open(path).unwrap();
-    let reader: Box<dyn Read> = if gzip {
-        Box::new(flate2::read::GzDecoder::new(std::io::BufReader::new(file)))
-    } else {
-        Box::new(std::io::BufReader::new(file))
-    };
-    let mut hashing = HashingReader {
-        inner: reader,
-        hasher: Sha256::new(),
-    };
-    {
-        let mut archive = tar::Archive::new(&mut hashing);
-        for entry in archive
-            .entries()
-            .unwrap_or_else(|e| panic!("{}: not a tar: {e}", path.display()))
-        {
-            let mut entry = entry.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            std::io::copy(&mut entry, &mut std::io::sink())
-                .unwrap_or_else(|e| panic!("{}: truncated entry: {e}", path.display()));
+/// Writes `bytes` into the OCI layout as a new blob in place of the blob
+/// `old_hex`, and rewrites every document on the way from index.json down to
+/// it (indexes, manifests) so every descriptor stays consistent. The new
+/// blob's hex.
+pub fn replace_blob(layout: &Path, old_hex: &str, bytes: &[u8]) -> String {
+    let blobs = layout.join("blobs/sha256");
+    let new_hex = super::fixtures::sha256_hex(bytes);
+    std::fs::write(blobs.join(&new_hex), bytes).unwrap();
+    let index_path = layout.join("index.json");
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    let replacement = (format!("sha256:{old_hex}"), new_hex.clone(), bytes.len());
+    if repoint_children(&blobs, &mut index, &replacement) {
+        std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
+    }
+    new_hex
+}
+
+/// Re-points `doc`'s descriptors that lead to the replaced blob; whether any did.
+fn repoint_children(
+    blobs: &Path,
+    doc: &mut serde_json::Value,
+    replacement: &(String, String, usize),
+) -> bool {
+    let mut changed = false;
+    if doc["config"].is_object() {
+        changed |= repoint(blobs, &mut doc["config"], replacement);
+    }
+    for key in ["manifests", "layers"] {
+        for desc in doc[key].as_array_mut().into_iter().flatten() {
+            changed |= repoint(blobs, desc, replacement);
         }
     }
-    // The rest (end-of-archive blocks, padding) belongs to the diff_id too.
-    std::io::copy(&mut hashing, &mut std::io::sink())
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    format!("sha256:{}", hex::encode(hashing.hasher.finalize()))
+    changed
 }
 
-struct HashingReader<R> {
-    inner: R,
-    hasher: Sha256,
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
+/// Re-points `desc` when it names the replaced blob or a document leading to it.
+fn repoint(
+    blobs: &Path,
+    desc: &mut serde_json::Value,
+    replacement: &(String, String, usize),
+) -> bool {
+    let (old, new_hex, new_size) = replacement;
+    if desc["digest"] == old.as_str() {
+        desc["digest"] = serde_json::json!(format!("sha256:{new_hex}"));
+        desc["size"] = serde_json::json!(new_size);
+        return true;
     }
-}
-
-/// Whether `path` starts with the gzip magic (docker-archive layers may be either).
-fn is_gzip(path: &Path) -> bool {
-    let mut magic = [0u8; 2];
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut magic))
-        .is_ok_and(|_| magic == [0x1f, 0x8b])
-}
-
-/// (size, `sha256:HEX`) of a file, streamed.
-fn hash_file(path: &Path) -> (u64, String) {
-    let mut file =
-        std::fs::File::open(path).unwrap_or_else(|e| panic!("blob {}: {e}", path.display()));
-    let mut hasher = Sha256::new();
-    let size = std::io::copy(&mut file, &mut hasher).unwrap();
-    (size, format!("sha256:{}", hex::encode(hasher.finalize())))
-}
-
-/// Unpacks the docker-archive `file` into a temp dir and checks it in full:
-/// one `manifest.json` entry; the config hashes to its name; every layer file
-/// read as a tar to its end, its hash equal to the config's diff_id. The top
-/// digest is the config's (the image ID `docker load` reports).
-pub fn validate_archive(file: &Path) -> Validated {
-    let dir = tempfile::tempdir().unwrap();
-    tar::Archive::new(std::fs::File::open(file).unwrap())
-        .unpack(dir.path())
-        .unwrap_or_else(|e| panic!("{}: not a complete tar: {e}", file.display()));
-    let manifest: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(dir.path().join("manifest.json"))
-            .unwrap_or_else(|e| panic!("{}: no manifest.json: {e}", file.display())),
-    )
-    .expect("manifest.json is JSON");
-    let entries = manifest.as_array().expect("manifest.json is a list");
-    assert_eq!(entries.len(), 1, "{manifest}");
-    let config_name = entries[0]["Config"].as_str().expect("a Config entry");
-    let (_, config_digest) = hash_file(&dir.path().join(config_name));
-    assert!(
-        config_name.ends_with(config_digest.trim_start_matches("sha256:")),
-        "config {config_name} hashes to {config_digest}"
-    );
-    let config: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join(config_name)).unwrap())
-            .expect("the config is JSON");
-    let diff_ids = entries[0]["Layers"]
-        .as_array()
-        .expect("a Layers list")
-        .iter()
-        .map(|l| {
-            let path = dir.path().join(l.as_str().unwrap());
-            read_layer_in_full(&path, is_gzip(&path))
-        })
-        .collect();
-    let image = validated_config(&config, &config_digest, diff_ids, None);
-    Validated {
-        top: config_digest,
-        images: vec![image],
+    let media_type = desc["mediaType"].as_str().unwrap_or_default();
+    if !(media_type.contains("manifest") || media_type.contains("index")) {
+        return false;
     }
+    let hex = desc["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:");
+    let Ok(mut doc) = serde_json::from_slice::<serde_json::Value>(
+        &std::fs::read(blobs.join(hex)).unwrap_or_default(),
+    ) else {
+        return false;
+    };
+    if !repoint_children(blobs, &mut doc, replacement) {
+        return false;
+    }
+    let bytes = serde_json::to_vec(&doc).unwrap();
+    let hex = super::fixtures::sha256_hex(&bytes);
+    std::fs::write(blobs.join(&hex), &bytes).unwrap();
+    desc["digest"] = serde_json::json!(format!("sha256:{hex}"));
+    desc["size"] = serde_json::json!(bytes.len());
+    true
 }
