@@ -204,8 +204,9 @@ impl Checker<'_, '_> {
             manifest.schema_version,
             manifest.media_type.as_deref(),
         );
-        if is_attestation(desc) {
-            // Build attestations (in-toto layers, not a filesystem): bytes only.
+        if is_attestation(desc) || manifest.config.media_type == EMPTY_CONFIG {
+            // Build attestations (in-toto layers) and OCI 1.1 artifacts such
+            // as attached SBOMs (empty config): not a filesystem, bytes only.
             for blob in manifest.layers.iter().chain([&manifest.config]) {
                 self.blob(blob, None).await;
             }
@@ -435,6 +436,9 @@ impl Checker<'_, '_> {
         }
     }
 }
+
+/// The config media type of OCI 1.1 artifacts (an SBOM referrer, say).
+const EMPTY_CONFIG: &str = "application/vnd.oci.empty.v1+json";
 
 /// An index entry for a build attestation (`unknown/unknown`), which is no image.
 fn is_attestation(desc: &Descriptor) -> bool {
