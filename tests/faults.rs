@@ -533,7 +533,14 @@ fn stalls_until_retries_run_out_fail_naming_the_timeout() {
     );
     let out = env.build(&["--timeout", "1", "--retries", "2"]);
     env.assert_failure(&out, env.proxy.addr(), "push manifest", &["timed out"]);
-    let counts = env.proxy.counts();
+    // The proxy notices a hang-up on its next 20 ms poll: give it a moment
+    // after slipway's exit before reading what it saw.
+    let mut counts = env.proxy.counts();
+    let waited = Instant::now();
+    while counts.stalls_abandoned < 2 && waited.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+        counts = env.proxy.counts();
+    }
     assert_eq!(
         counts.stalls_abandoned, 2,
         "both attempts given up: {counts:?}"

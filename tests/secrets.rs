@@ -35,7 +35,7 @@ const PLANTED: &[(&str, &str)] = &[
     ("certs/server.pem", "-----BEGIN PRIVATE KEY-----\nplanted-pem-secret\n"),
     ("certs/tls.key", "planted-dot-key-secret\n"),
     ("certs/client.p12", "planted-p12-secret"),
-    (".netrc", "machine pypi.org login me password planted-netrc-secret\n"),
+    (".netrc", "machine index.internal.example login me password planted-netrc-secret\n"),
     (".pypirc", "[pypi]\npassword = planted-pypirc-secret\n"),
     ("pkg/.env", "NESTED=planted-nested-dotenv-secret\n"),
     ("pkg/vendored/.git", "gitdir: planted-submodule-gitdir-secret\n"),

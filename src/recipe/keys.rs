@@ -75,7 +75,7 @@ pub const KEYS: &[Key] = &[
         "python",
         "index_url",
         STRING,
-        "index_url = \"https://pypi.org/simple\"",
+        "index_url = \"https://index.internal.example/simple\"",
     ),
     key(
         "python",
