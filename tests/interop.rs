@@ -199,13 +199,19 @@ fn docker_archive_loads_in_skopeo_and_podman() {
     };
     std::fs::create_dir_all(home.join("run")).unwrap();
     let out = run_ok(&mut podman(&["load", "-i", &archive.to_string_lossy()]));
+    // The archive names the image (RepoTags; default `localhost/DIR:latest`,
+    // DIR the recipe's dir), and the image loaded under it is this config.
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains(config_digest), "{text}");
+    assert!(text.contains("localhost/fastapi-demo:latest"), "{text}");
     let inspected: Value =
         serde_json::from_slice(&run_ok(&mut podman(&["image", "inspect", config_digest])).stdout)
             .unwrap();
     assert_eq!(inspected[0]["Config"]["Cmd"][0], "uvicorn");
     assert_eq!(inspected[0]["Config"]["WorkingDir"], "/app");
+    assert_eq!(
+        inspected[0]["RepoTags"][0], "localhost/fastapi-demo:latest",
+        "the archive's name is the loaded image's"
+    );
 }
 
 /// `slipway build` of `recipe` pushed to `reference` via the test registry; its `--json`.
