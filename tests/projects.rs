@@ -42,7 +42,7 @@ impl Setup {
                     .arg(&base),
             );
         }
-        let Some(python) = python313() else {
+        let Some(python) = common::tools::find_python313() else {
             assert!(!common::fixtures::in_ci(), "no CPython 3.13 found");
             eprintln!("skipping: no CPython 3.13");
             return None;
@@ -218,39 +218,6 @@ fn http_get(port: u16, path: &str) -> Option<String> {
         .then_some(())
         .filter(|_| head.split_whitespace().nth(1) == Some("200"))?;
     Some(body.to_string())
-}
-
-/// A real CPython 3.13 (not a shim): `SLIPWAY_PYTHON`, `python3.13` under
-/// the pyenv root, on PATH.
-fn python313() -> Option<PathBuf> {
-    let mut candidates: Vec<PathBuf> = std::env::var_os("SLIPWAY_PYTHON")
-        .map(PathBuf::from)
-        .into_iter()
-        .collect();
-    let pyenv = std::env::var_os("PYENV_ROOT")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".pyenv")));
-    if let Some(root) = pyenv {
-        let mut found: Vec<PathBuf> = std::fs::read_dir(root.join("versions"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|d| d.file_name().to_string_lossy().starts_with("3.13."))
-            .map(|d| d.path().join("bin/python3.13"))
-            .collect();
-        found.sort();
-        candidates.extend(found.into_iter().rev());
-    }
-    if let Some(path) = std::env::var_os("PATH") {
-        candidates.extend(std::env::split_paths(&path).map(|d| d.join("python3.13")));
-    }
-    candidates.into_iter().find(|p| {
-        Command::new(p)
-            .args(["-c", "import sys; assert sys.version_info[:2] == (3, 13)"])
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    })
 }
 
 fn write(dir: &Path, files: &[(&str, &str)]) {
