@@ -87,7 +87,10 @@ impl Setup {
                     .arg("-C")
                     .arg(&app)
                     .args(args)
-                    .env("GIT_CONFIG_GLOBAL", "/dev/null"),
+                    .env("GIT_CONFIG_GLOBAL", "/dev/null")
+                    // HEAD's commit time is the default SOURCE_DATE_EPOCH.
+                    .env("GIT_COMMITTER_DATE", "2023-11-14T22:13:20Z")
+                    .env("GIT_AUTHOR_DATE", "2023-11-14T22:13:20Z"),
             );
         };
         git(&["init", "-q"]);
@@ -291,8 +294,8 @@ fn spdx_attached_to_each_platform_found_by_tag_valid_and_stable() {
         let doc: Value = serde_json::from_slice(&sbom).unwrap();
         assert_eq!(doc["spdxVersion"], "SPDX-2.3");
         assert_eq!(
-            doc["creationInfo"]["created"], "1970-01-01T00:00:00Z",
-            "SOURCE_DATE_EPOCH, not the clock"
+            doc["creationInfo"]["created"], "2023-11-14T22:13:20Z",
+            "SOURCE_DATE_EPOCH (HEAD's commit time by default), not the clock"
         );
         let packages = doc["packages"].as_array().unwrap();
         // The package list is exactly the image's dist-info dirs.
