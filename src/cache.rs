@@ -16,6 +16,10 @@ pub struct Cache {
     /// exclusive lock on `tmp/build-XXXX.lock` while the `Cache` lives.
     tmp: PathBuf,
     tmp_lock: Option<File>,
+    /// Blobs this process has already hashed whole: a build looks a layer
+    /// up several times (per key, per platform), and hashing it once is
+    /// enough; outputs check every blob again as they are written.
+    verified: std::sync::Mutex<std::collections::HashSet<Digest>>,
 }
 
 /// A finished layer as remembered by the cache (its bytes live in the blob store).
@@ -61,6 +65,7 @@ impl Cache {
             root: root.to_path_buf(),
             tmp,
             tmp_lock: Some(lock),
+            verified: Default::default(),
         })
     }
 
@@ -81,8 +86,14 @@ impl Cache {
     /// the caller rebuilds or re-fetches it instead of publishing it.
     pub fn verified_blob(&self, digest: &Digest) -> Option<PathBuf> {
         let path = self.blob_path(digest);
+        if self.verified.lock().is_ok_and(|set| set.contains(digest)) && path.is_file() {
+            return Some(path);
+        }
         let (actual, _) = crate::digest::digest_file(&path).ok()?;
         if &actual == digest {
+            if let Ok(mut set) = self.verified.lock() {
+                set.insert(actual);
+            }
             return Some(path);
         }
         eprintln!(
