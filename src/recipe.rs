@@ -142,7 +142,9 @@ pub struct AppSettings {
     pub bytecode: bool,
 }
 
-#[derive(Debug, Clone, Default)]
+/// Serialised (without the annotations, which live in the manifest) as the
+/// settings `rebase` reads back from the image's label.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ImageSettings {
     pub entrypoint: Option<Vec<String>>,
     pub cmd: Option<Vec<String>>,
@@ -151,6 +153,7 @@ pub struct ImageSettings {
     pub ports: Vec<String>,
     pub user: Option<String>,
     pub labels: BTreeMap<String, String>,
+    #[serde(skip)]
     pub annotations: BTreeMap<String, String>,
 }
 

@@ -55,21 +55,10 @@ impl LayerFacts {
     }
 }
 
-/// The recipe's `[image]` settings as recorded (annotations live in the manifest).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Settings {
-    pub entrypoint: Option<Vec<String>>,
-    pub cmd: Option<Vec<String>>,
-    pub workdir: Option<String>,
-    pub env: BTreeMap<String, String>,
-    pub ports: Vec<String>,
-    pub user: Option<String>,
-    pub labels: BTreeMap<String, String>,
-}
-
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Recorded {
-    pub settings: Settings,
+    /// The recipe's `[image]` settings (annotations live in the manifest).
+    pub settings: ImageSettings,
     pub facts: LayerFacts,
     pub epoch: u64,
 }
@@ -77,14 +66,9 @@ pub struct Recorded {
 impl Recorded {
     pub fn new(settings: &ImageSettings, facts: &PythonFacts, epoch: u64) -> Recorded {
         Recorded {
-            settings: Settings {
-                entrypoint: settings.entrypoint.clone(),
-                cmd: settings.cmd.clone(),
-                workdir: settings.workdir.clone(),
-                env: settings.env.clone(),
-                ports: settings.ports.clone(),
-                user: settings.user.clone(),
-                labels: settings.labels.clone(),
+            settings: ImageSettings {
+                annotations: BTreeMap::new(),
+                ..settings.clone()
             },
             facts: facts.into(),
             epoch,
@@ -99,21 +83,15 @@ impl Recorded {
 
     /// The settings to assemble with: the recipe's plus this record as a label.
     pub fn image_settings(&self, annotations: &BTreeMap<String, String>) -> ImageSettings {
-        let s = &self.settings;
-        let mut labels = s.labels.clone();
+        let mut labels = self.settings.labels.clone();
         labels.insert(
             LABEL.to_string(),
             serde_json::to_string(self).expect("records serialise"),
         );
         ImageSettings {
-            entrypoint: s.entrypoint.clone(),
-            cmd: s.cmd.clone(),
-            workdir: s.workdir.clone(),
-            env: s.env.clone(),
-            ports: s.ports.clone(),
-            user: s.user.clone(),
             labels,
             annotations: annotations.clone(),
+            ..self.settings.clone()
         }
     }
 }
