@@ -422,13 +422,7 @@ fn compile(
     let compiled = bytecode::compile_report(&python, sources, scratch.path(), owner)
         .map_err(|e| Error::wrap(ErrorKind::Input, e, None))?;
     COMPILED_FILES.fetch_add(compiled.compiled_files as u64, Ordering::Relaxed);
-    for (path, message) in &compiled.skipped {
-        eprintln!(
-            "warning: not compiling `{}`: {}",
-            crate::sanitize::escape(path),
-            crate::sanitize::escape(message.trim())
-        );
-    }
+    compiled.warn_skipped();
     Ok((scratch, layers::normalise_over(compiled.entries, lower)))
 }
 
@@ -457,13 +451,7 @@ fn compile_wheels(
     )
     .map_err(wrap)?;
     COMPILED_FILES.fetch_add(compiled.compiled_files as u64, Ordering::Relaxed);
-    for (path, message) in &compiled.skipped {
-        eprintln!(
-            "warning: not compiling `{}`: {}",
-            crate::sanitize::escape(path),
-            crate::sanitize::escape(message.trim())
-        );
-    }
+    compiled.warn_skipped();
     Ok(layers::normalise_over(compiled.entries, lower))
 }
 

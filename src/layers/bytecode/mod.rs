@@ -60,6 +60,20 @@ pub struct Compiled {
     pub compiled_files: usize,
 }
 
+impl Compiled {
+    /// Says on stderr which sources were skipped and why (escaped: the
+    /// paths and messages come from the app and its wheels).
+    pub fn warn_skipped(&self) {
+        for (path, message) in &self.skipped {
+            eprintln!(
+                "warning: not compiling `{}`: {}",
+                crate::sanitize::escape(path),
+                crate::sanitize::escape(message.trim())
+            );
+        }
+    }
+}
+
 /// Compiles `sources` (file on disk, absolute path in the image) into
 /// `out_dir/<image dir>/__pycache__/<stem>.cpython-3XX.pyc` and returns their
 /// entries (sorted; `__pycache__` dirs included with `owner`, other parents
@@ -72,13 +86,7 @@ pub fn compile(
     owner: Owner,
 ) -> Result<Vec<Entry>, BytecodeError> {
     let compiled = compile_report(python, sources, out_dir, owner)?;
-    for (path, message) in &compiled.skipped {
-        eprintln!(
-            "warning: not compiling `{}`: {}",
-            crate::sanitize::escape(path),
-            crate::sanitize::escape(message.trim())
-        );
-    }
+    compiled.warn_skipped();
     Ok(compiled.entries)
 }
 
