@@ -180,14 +180,17 @@ pub(super) fn build_python_layers(
     };
     let mut out = Vec::new();
     let mut left_out = Vec::new();
-    let held = held_back(opts, cache, &target, &deps);
+    let mut held = Vec::new();
     if deps.requirements.is_empty() {
         left_out.push(omitted(
             LayerKind::SitePackages,
             "the project has no third-party dependencies",
         ));
     } else {
-        out.extend(site_packages_layers(opts, cache, &target, &deps)?);
+        // Keyed once: the key reads (and hashes) every find-links wheel.
+        let key = plan::site_packages_key(&target.inputs(opts, &deps, deps.key_files.clone())?);
+        held = held_back(opts, cache, &target, &deps, &key);
+        out.extend(site_packages_layers(opts, cache, &target, &deps, key)?);
     }
     if !deps.wheels.is_empty() {
         out.extend(project_layers(opts, cache, &target, &deps)?);
@@ -203,17 +206,12 @@ fn held_back(
     cache: &Cache,
     target: &Target,
     deps: &deps::Dependencies,
+    site_packages_key: &str,
 ) -> Vec<HeldBack> {
     if opts.recipe.python.allow_sdist || deps.require_hashes || deps.requirements.is_empty() {
         return Vec::new();
     }
-    let key = crate::digest::Digest::of(
-        plan::site_packages_key(&match target.inputs(opts, deps, deps.key_files.clone()) {
-            Ok(inputs) => inputs,
-            Err(_) => return Vec::new(),
-        })
-        .as_bytes(),
-    );
+    let key = crate::digest::Digest::of(site_packages_key.as_bytes());
     if let Some(held) = cache.facts::<Vec<HeldBack>>(&key) {
         return held;
     }
@@ -239,11 +237,11 @@ fn site_packages_layers(
     cache: &Cache,
     target: &Target,
     deps: &deps::Dependencies,
+    key: String,
 ) -> Result<Vec<Built>> {
     let py = &opts.recipe.python;
     let facts = target.facts;
     let python_platform = &target.python_platform;
-    let key = plan::site_packages_key(&target.inputs(opts, deps, deps.key_files.clone())?);
     let bkey = plan::bytecode_key(&key, &facts.version);
     let label = format!(
         "slipway: site-packages for {} ({python_platform})",
