@@ -478,6 +478,58 @@ fn a_wheel_with_a_whiteout_name_is_refused() {
     );
 }
 
+// ------------------------------------- 18. a wheel replacing the base's Python
+
+/// A wheel whose `.data/data` holds `lib/python3.13/os.py` installs (it is
+/// the user's choice) but is named in a warning, on the first build and
+/// again when the layer is reused; a plain wheel gets no such warning.
+#[test]
+fn a_wheel_replacing_a_standard_library_file_is_a_warning() {
+    if uv_missing() {
+        return;
+    }
+    const WARNING: &str =
+        "installs `/usr/local/lib/python3.13/os.py` in the interpreter's own directories";
+    let plain = Work::new();
+    let wheels = plain.path().join("wheels");
+    make_wheel(&wheels, "plain", "X = 1\n", 0);
+    let out = run(&mut plain.build_to_layout(&wheel_recipe(&plain, "plain", &wheels)));
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        !out.stderr.contains("interpreter's own directories"),
+        "{}",
+        out.stderr
+    );
+
+    let work = Work::new();
+    let wheels = work.path().join("wheels");
+    make_wheel_with(
+        &wheels,
+        "shadow",
+        "X = 1\n",
+        0,
+        Some("shadow-1.0.data/data/lib/python3.13/os.py"),
+    );
+    let recipe = wheel_recipe(&work, "shadow", &wheels);
+    for build in ["first", "reused"] {
+        let out = run(&mut work.build_to_layout(&recipe));
+        println!("{build}: {}", out.stderr.trim());
+        assert_eq!(out.code, Some(0), "{build}: {}", out.stderr);
+        assert!(
+            out.stderr
+                .contains(&format!("warning: `shadow 1.0` {WARNING}")),
+            "{build} build lacks the warning:\n{}",
+            out.stderr
+        );
+    }
+    let names = inputs::tar_paths(&top_layer(&work.out()));
+    assert!(
+        names.iter().any(|n| n == "usr/local/lib/python3.13/os.py"),
+        "{names:?}"
+    );
+    assert_cache_whole(&work.cache());
+}
+
 // ------------------------------------------------- 10. the wheel bomb
 
 /// A wheel holding a 3 GiB file of zeros installs with slipway's own peak

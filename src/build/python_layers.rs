@@ -46,7 +46,7 @@ impl Target<'_> {
             .get_or_init(|| host_python(opts, self.facts))
     }
 
-    fn install(&self, opts: &BuildOptions, spec: InstallSpec) -> Result<Vec<Entry>> {
+    fn install(&self, opts: &BuildOptions, cache: &Cache, spec: InstallSpec) -> Result<Vec<Entry>> {
         let staging = self.scratch.join(spec.staging);
         sitepackages::install(&sitepackages::UvInstall {
             uv: opts.uv.clone(),
@@ -74,6 +74,11 @@ impl Target<'_> {
         };
         let entries = sitepackages::collect(&staging, &layout, self.owner)
             .map_err(|e| Error::wrap(ErrorKind::Dependencies, e, None))?;
+        let replaced = sitepackages::interpreter_files(&staging, &layout, &entries)
+            .map_err(|e| Error::wrap(ErrorKind::Dependencies, e, None))?;
+        warn_interpreter_files(&replaced);
+        // Kept with the layer's key so a build that reuses the layer warns too.
+        let _ = cache.put_facts(&interpreter_files_key(spec.key), &replaced);
         Ok(layers::normalise(entries, Owner::default()))
     }
 
@@ -107,6 +112,8 @@ impl Target<'_> {
 }
 
 struct InstallSpec<'a> {
+    /// The layer's cache key.
+    key: &'a str,
     deps: &'a deps::Dependencies,
     wheels: Vec<PathBuf>,
     staging: &'static str,
@@ -115,6 +122,34 @@ struct InstallSpec<'a> {
 /// The new layers below the app's, what was left out, what the wheel-only
 /// resolution held back, and the wheel hashes the lock or bundle pins.
 type PythonLayers = (Vec<Built>, Omitted, Vec<HeldBack>, sbom::dists::Pins);
+
+/// Where the interpreter files a layer's wheels install are remembered.
+fn interpreter_files_key(layer_key: &str) -> crate::digest::Digest {
+    crate::digest::Digest::of(format!("interpreter-files\n{layer_key}").as_bytes())
+}
+
+/// What a reused layer's install warned about, said again.
+fn warn_cached_interpreter_files(cache: &Cache, layer_key: &str) {
+    if let Some(replaced) =
+        cache.facts::<Vec<sitepackages::InterpreterFile>>(&interpreter_files_key(layer_key))
+    {
+        warn_interpreter_files(&replaced);
+    }
+}
+
+fn warn_interpreter_files(replaced: &[sitepackages::InterpreterFile]) {
+    for file in replaced {
+        let by = file.dist.as_deref().map_or_else(
+            || "a wheel".to_string(),
+            |d| format!("`{}`", crate::sanitize::escape(d)),
+        );
+        eprintln!(
+            "warning: {by} installs `/{}` in the interpreter's own directories (from its `.data` dir): \
+             it replaces or shadows the base's Python file of that name; check that the wheel is what you meant to install",
+            crate::sanitize::escape(&file.path)
+        );
+    }
+}
 
 /// An index URL without its user info.
 fn bare(url: &str) -> String {
@@ -255,6 +290,7 @@ fn site_packages_layers(
         cache.layer(&bkey).filter(|_| py.bytecode),
     ) {
         opts.log.cache(&key, true);
+        warn_cached_interpreter_files(cache, &key);
         return Ok(vec![
             (
                 NewLayer {
@@ -277,6 +313,7 @@ fn site_packages_layers(
     if !py.bytecode {
         if let Some(layer) = cache.layer(&key) {
             opts.log.cache(&key, true);
+            warn_cached_interpreter_files(cache, &key);
             return Ok(vec![(
                 NewLayer {
                     record: layer,
@@ -294,7 +331,9 @@ fn site_packages_layers(
     ));
     let entries = target.install(
         opts,
+        cache,
         InstallSpec {
+            key: &key,
             deps,
             wheels: Vec::new(),
             staging: "prefix",
@@ -382,12 +421,15 @@ fn project_layers(
     let bytecode = opts.recipe.python.bytecode;
     let cached = cache.layer(&key).is_some() && (!bytecode || cache.layer(&bkey).is_some());
     let entries = if cached {
+        warn_cached_interpreter_files(cache, &key);
         Vec::new()
     } else {
         opts.log.step("installing the project's wheel");
         target.install(
             opts,
+            cache,
             InstallSpec {
+                key: &key,
                 deps: &local,
                 wheels: deps.wheels.clone(),
                 staging: "project-prefix",

@@ -187,6 +187,111 @@ pub fn collect(
     Ok(entries)
 }
 
+/// An installed file a wheel puts in the interpreter's own directories
+/// (through its `.data/data` or `.data/headers`): it replaces or shadows the
+/// base's Python, e.g. a `lib/python3.13/os.py` of its own.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct InterpreterFile {
+    /// Image path, no leading slash.
+    pub path: String,
+    /// The distribution (`name version`) whose RECORD lists it, when one does.
+    pub dist: Option<String>,
+}
+
+/// The entries (from [`collect`] on `staging`) that land in the standard
+/// library, the interpreter's include dir, `libpython*` or `bin/python*`.
+/// Scripts and site-packages are a wheel's to write; these are the base's.
+pub fn interpreter_files(
+    staging: &Path,
+    layout: &PythonLayout,
+    entries: &[Entry],
+) -> Result<Vec<InterpreterFile>, SitePackagesError> {
+    let site = layout.site_packages.trim_matches('/');
+    let Some(stdlib) = site.strip_suffix("/site-packages") else {
+        return Ok(Vec::new());
+    };
+    let Some((lib, python_dir)) = stdlib.rsplit_once('/') else {
+        return Ok(Vec::new());
+    };
+    let prefix = lib.strip_suffix("lib").unwrap_or(lib);
+    let include = format!("{prefix}include/{python_dir}");
+    let libpython = format!("{lib}/lib{python_dir}");
+    let bin_python = format!("{}/python", layout.bin_dir.trim_matches('/'));
+    let under = |path: &str, dir: &str| path.strip_prefix(dir).is_some_and(|r| r.starts_with('/'));
+    let paths: Vec<&str> = entries
+        .iter()
+        .filter(|e| !matches!(e.kind, EntryKind::Dir))
+        .map(|e| e.path.as_str())
+        .filter(|p| {
+            (under(p, stdlib) && !under(p, site))
+                || under(p, &include)
+                || p.starts_with(&libpython)
+                || p.starts_with(&bin_python)
+        })
+        .collect();
+    if paths.is_empty() {
+        return Ok(Vec::new());
+    }
+    let owners = record_owners(staging, layout)?;
+    Ok(paths
+        .into_iter()
+        .map(|path| InterpreterFile {
+            path: path.to_string(),
+            dist: owners.get(path).cloned(),
+        })
+        .collect())
+}
+
+/// Image path → the `.dist-info` (name without the suffix) whose RECORD
+/// lists it, for the files RECORDs place outside site-packages (`../`).
+fn record_owners(
+    staging: &Path,
+    layout: &PythonLayout,
+) -> Result<std::collections::BTreeMap<String, String>, SitePackagesError> {
+    let mut owners = std::collections::BTreeMap::new();
+    let Some(site_rel) = find_site_dir(staging)? else {
+        return Ok(owners);
+    };
+    let map = PathMap::new(layout, Some(&site_rel));
+    let site = staging.join(&site_rel);
+    for entry in std::fs::read_dir(&site).map_err(io_error(&site))?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(dist) = name.strip_suffix(".dist-info") else {
+            continue;
+        };
+        let record = entry.path().join("RECORD");
+        let Ok(bytes) = read_capped(&record) else {
+            continue;
+        };
+        for line in String::from_utf8_lossy(&bytes).lines() {
+            let listed = line.split(',').next().unwrap_or("");
+            if !listed.starts_with("../") {
+                continue;
+            }
+            // Resolved by hand: the path need not exist, and `..` must not
+            // climb above the staging dir.
+            let mut parts: Vec<&str> = site_rel.to_str().unwrap_or("").split('/').collect();
+            for part in listed.split('/') {
+                match part {
+                    ".." => {
+                        parts.pop();
+                    }
+                    "" | "." => {}
+                    part => parts.push(part),
+                }
+            }
+            if let Ok(Some(image_path)) = map.image_path(&parts.join("/")) {
+                // `name-version` → `name version`
+                let dist = dist
+                    .rsplit_once('-')
+                    .map_or(dist.to_string(), |(n, v)| format!("{n} {v}"));
+                owners.insert(image_path, dist);
+            }
+        }
+    }
+    Ok(owners)
+}
+
 /// `lib/pythonX.Y/site-packages` relative to `staging`, if anything was installed.
 fn find_site_dir(staging: &Path) -> Result<Option<PathBuf>, SitePackagesError> {
     let lib = staging.join("lib");

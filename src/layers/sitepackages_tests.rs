@@ -380,3 +380,52 @@ fn fastapi_for_musl_on_two_architectures() {
         assert_eq!(find_host_paths(&entries, &needles), Vec::<String>::new());
     }
 }
+
+/// Data files in the interpreter's own dirs are found and named by the
+/// RECORD that lists them; site-packages, scripts and other data files are not.
+#[test]
+fn interpreter_files_are_the_ones_in_the_interpreters_dirs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let site = tmp.path().join("lib/python3.11/site-packages");
+    let info = site.join("odd_pkg-2.0.dist-info");
+    std::fs::create_dir_all(site.join("odd_pkg")).unwrap();
+    std::fs::create_dir_all(&info).unwrap();
+    for dir in ["bin", "include/python3.13", "share/doc"] {
+        std::fs::create_dir_all(tmp.path().join(dir)).unwrap();
+    }
+    for file in [
+        "lib/python3.11/site-packages/odd_pkg/__init__.py",
+        "lib/python3.11/os.py",
+        "bin/python3",
+        "bin/odd-tool",
+        "include/python3.13/Python.h",
+        "share/doc/README",
+    ] {
+        std::fs::write(tmp.path().join(file), "").unwrap();
+    }
+    std::fs::write(
+        info.join("RECORD"),
+        "odd_pkg/__init__.py,,\n../os.py,,\n../../../bin/python3,,\n../../../share/doc/README,,\n",
+    )
+    .unwrap();
+    let entries = collect(tmp.path(), &layout(), Owner::default()).unwrap();
+    let found = interpreter_files(tmp.path(), &layout(), &entries).unwrap();
+    let dist = |d: &str| Some(d.to_string());
+    assert_eq!(
+        found,
+        [
+            InterpreterFile {
+                path: "usr/local/bin/python3".into(),
+                dist: dist("odd_pkg 2.0")
+            },
+            InterpreterFile {
+                path: "usr/local/include/python3.13/Python.h".into(),
+                dist: None
+            },
+            InterpreterFile {
+                path: "usr/local/lib/python3.13/os.py".into(),
+                dist: dist("odd_pkg 2.0")
+            },
+        ]
+    );
+}
