@@ -198,8 +198,13 @@ pub fn parse(text: &str, path: &Path) -> Result<Recipe, RecipeError> {
         hint,
     };
     let raw: RawRecipe = toml::from_str(text).map_err(|e| {
-        let message = e.to_string().trim_end().to_string();
+        let mut message = e.to_string().trim_end().to_string();
         let hint = toml_hint(text, &message, e.span().map(|span| span.start));
+        // toml calls every error a parse error; valid TOML with a key or
+        // value a recipe doesn't take is not one.
+        if toml::from_str::<toml::Table>(text).is_ok() {
+            message = message.replacen("TOML parse error at line", "line", 1);
+        }
         invalid(message, hint)
     })?;
     let line_of = |key: &str| line_of_key(text, key);
