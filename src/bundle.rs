@@ -120,6 +120,8 @@ pub enum BundleError {
     Stale { dir: PathBuf, changed: Vec<String> },
     #[error("bundle `{}` is damaged:\n{}", dir.display(), problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
     Damaged { dir: PathBuf, problems: Vec<String> },
+    #[error(transparent)]
+    Project(#[from] crate::layers::project::ProjectError),
     #[error("reading `{}`", path.display())]
     Io {
         path: PathBuf,
@@ -139,6 +141,7 @@ impl BundleError {
                 format!("a file is corrupt or was changed after bundling; {remake}")
             }
             BundleError::Io { .. } => return None,
+            BundleError::Project(e) => return e.hint(),
             _ => format!("the bundle was made for another recipe or version of it; {remake}"),
         })
     }
@@ -161,20 +164,49 @@ pub fn recipe_inputs(recipe: &Recipe) -> Result<Vec<InputRecord>, BundleError> {
     let dir = recipe.file.parent().unwrap_or(Path::new("."));
     let mut files: Vec<PathBuf> = recipe.python.requirements.clone();
     if let Some(project) = &recipe.python.project {
-        files.push(project.join("pyproject.toml"));
-        files.push(project.join("uv.lock"));
+        // A workspace member's lock (and the workspace's own pyproject) is
+        // at the workspace root.
+        let loaded =
+            crate::layers::project::Project::load(project, recipe.python.package.as_deref())?;
+        files.push(loaded.pyproject());
+        let root_pyproject = loaded.root.join("pyproject.toml");
+        if loaded.root != loaded.dir && root_pyproject.is_file() {
+            files.push(root_pyproject);
+        }
+        files.push(loaded.lock());
     }
     files
         .iter()
         .map(|file| {
             let (sha256, _) = crate::digest::digest_file(file).map_err(io_err(file))?;
-            let rel = file.strip_prefix(dir).unwrap_or(file);
             Ok(InputRecord {
-                path: rel.to_string_lossy().trim_start_matches("./").to_string(),
+                path: relative_to(dir, file),
                 sha256,
             })
         })
         .collect()
+}
+
+/// `path` as seen from `dir` (`../../uv.lock` for a workspace's lock), so a
+/// bundle made in one checkout opens in another. Written by hand: one
+/// lexical walk over canonical paths, not worth a dependency.
+fn relative_to(dir: &Path, path: &Path) -> String {
+    let (Ok(dir), Ok(path)) = (dir.canonicalize(), path.canonicalize()) else {
+        return path.to_string_lossy().trim_start_matches("./").to_string();
+    };
+    let common = dir
+        .components()
+        .zip(path.components())
+        .take_while(|(a, b)| a == b)
+        .count();
+    let mut rel = PathBuf::new();
+    for _ in dir.components().skip(common) {
+        rel.push("..");
+    }
+    for part in path.components().skip(common) {
+        rel.push(part);
+    }
+    rel.to_string_lossy().into_owned()
 }
 
 /// A bundle opened for an offline build: checked against the recipe and

@@ -519,3 +519,100 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// A uv workspace member (its lock at the workspace root, a sibling member
+/// as a dependency): bundled, then built offline in a namespace with no
+/// network, with the online build's digest; the bundle records the root's
+/// lock, and a changed root lock makes it stale. A bundle that fails half
+/// way leaves no dir behind.
+#[test]
+fn workspace_member_builds_offline_from_a_bundle_with_the_online_digest() {
+    let Some(c) = Connected::start() else { return };
+    let Some(python) = common::tools::find_python313() else {
+        skip_or_fail_because("no CPython 3.13 to lock the workspace with");
+        return;
+    };
+    let root = c.path("ws");
+    common::fixtures::write_uv_workspace(&root);
+    common::fixtures::uv_lock_offline(&root, &python, &c.wheels);
+    let recipe = root.join("packages/backend/slipway.toml");
+    std::fs::write(
+        &recipe,
+        "base = \"python:3.13-alpine\"\nplatforms = [\"linux/amd64\"]\n\n[python]\nproject = \".\"\n\n\
+         [image]\ncmd = [\"gunicorn\", \"--bind\", \"0.0.0.0:8000\", \"backend.web:app\"]\n",
+    )
+    .unwrap();
+    let online = c.build_online(&recipe, "team/backend:1", &[]);
+
+    // Without the wheels, the bundle fails after the base was copied: no dir.
+    let failed = c.path("failed-bundle");
+    let out = run(c
+        .slipway("cache-failed")
+        .arg("bundle")
+        .arg(&recipe)
+        .arg("--offline")
+        .arg("--out")
+        .arg(&failed));
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(stderr(&out).contains("blinker"), "{}", stderr(&out));
+    assert!(
+        !failed.exists(),
+        "a failed bundle left {}",
+        failed.display()
+    );
+    let leftovers: Vec<String> = std::fs::read_dir(c.work.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".slipway-bundle-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    let bundle = c.path("ws-bundle");
+    c.bundle(&recipe, &bundle, &[]);
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("bundle.json")).unwrap()).unwrap();
+    let inputs: Vec<&str> = manifest["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        inputs,
+        ["pyproject.toml", "../../pyproject.toml", "../../uv.lock"]
+    );
+    // The sibling is built from source, never a wheel in the bundle.
+    assert!(
+        !bundle.join("wheels").read_dir().unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with("greeting")),
+        "a workspace member was bundled as a wheel"
+    );
+
+    let offline = build_offline(c.work.path(), &recipe, &bundle, "team/backend:1", &[]);
+    assert_eq!(offline.digest, online, "offline and online builds differ");
+    assert_eq!(offline.pulled, online);
+
+    // The root's lock changed after bundling: named as the bundle records it.
+    let mut lock = std::fs::OpenOptions::new()
+        .append(true)
+        .open(root.join("uv.lock"))
+        .unwrap();
+    std::io::Write::write_all(&mut lock, b"\n").unwrap();
+    let out = run(c
+        .slipway("cache-stale")
+        .arg("build")
+        .arg(&recipe)
+        .arg("--bundle")
+        .arg(&bundle)
+        .arg("--oci-layout")
+        .arg(c.path("stale-out")));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("`../../uv.lock` changed"),
+        "{}",
+        stderr(&out)
+    );
+}

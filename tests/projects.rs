@@ -61,15 +61,7 @@ impl Setup {
 
     /// `uv lock` against the wheelhouse only.
     fn lock(&self, dir: &Path) {
-        run_ok(
-            Command::new("uv")
-                .arg("lock")
-                .arg("--python")
-                .arg(&self.python)
-                .args(["--offline", "--no-python-downloads", "--find-links"])
-                .arg(&self.wheels)
-                .current_dir(dir),
-        );
+        common::fixtures::uv_lock_offline(dir, &self.python, &self.wheels);
     }
 
     /// `slipway init DIR`: the recipe it wrote.
@@ -324,42 +316,7 @@ fn packaged_fastapi_project_on_hatchling_gets_a_project_layer() {
 fn uv_workspace_member_with_its_sibling_as_a_wheel() {
     let Some(s) = Setup::new() else { return };
     let root = s.dir("ws");
-    let uv_build =
-        "[build-system]\nrequires = [\"uv_build>=0.13.9,<0.14\"]\nbuild-backend = \"uv_build\"\n";
-    write(
-        &root,
-        &[
-            (
-                "pyproject.toml",
-                "[tool.uv.workspace]\nmembers = [\"packages/*\"]\n",
-            ),
-            (
-                "packages/greeting/pyproject.toml",
-                &format!(
-                    "[project]\nname = \"greeting\"\nversion = \"0.1.0\"\nrequires-python = \">=3.13\"\n\
-                     dependencies = []\n{uv_build}"
-                ),
-            ),
-            (
-                "packages/greeting/src/greeting/__init__.py",
-                "WORD = \"hello\"\n",
-            ),
-            (
-                "packages/backend/pyproject.toml",
-                &format!(
-                    "[project]\nname = \"backend\"\nversion = \"0.1.0\"\nrequires-python = \">=3.13\"\n\
-                     dependencies = [\"greeting\", \"flask\", \"gunicorn\"]\n\
-                     [tool.uv.sources]\ngreeting = {{ workspace = true }}\n{uv_build}"
-                ),
-            ),
-            ("packages/backend/src/backend/__init__.py", ""),
-            (
-                "packages/backend/src/backend/web.py",
-                "from flask import Flask\nfrom greeting import WORD\n\napp = Flask(__name__)\n\n\n\
-                 @app.get(\"/\")\ndef root():\n    return {\"word\": WORD}\n",
-            ),
-        ],
-    );
+    common::fixtures::write_uv_workspace(&root);
     s.lock(&root);
 
     // At the root (no [project] of its own): the member holding the app.

@@ -100,9 +100,28 @@ pub async fn make(client: &RegistryClient, opts: &MakeOptions) -> Result<MakeRep
             )
             .with_hint("pass a new or empty dir, or a bundle to update"));
         }
-        std::fs::create_dir_all(&opts.out)
-            .map_err(io(format!("cannot create `{}`", opts.out.display())))?;
-        None
+        if opts.out.join(MANIFEST_FILE).is_file() {
+            // An update: in place, so only what is missing is fetched;
+            // bundle.json is rewritten last.
+            None
+        } else {
+            // A new bundle is made beside its place and renamed into it at
+            // the end: a failed run leaves no half-made bundle behind.
+            let parent = match opts.out.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            };
+            std::fs::create_dir_all(parent)
+                .map_err(io(format!("cannot create `{}`", parent.display())))?;
+            let dir = tempfile::Builder::new()
+                .prefix(".slipway-bundle-")
+                .tempdir_in(parent)
+                .map_err(io(format!(
+                    "cannot create a temp dir in `{}`",
+                    parent.display()
+                )))?;
+            Some(dir)
+        }
     };
     let work = staging.as_ref().map_or(opts.out.as_path(), |d| d.path());
 
@@ -287,6 +306,23 @@ pub async fn make(client: &RegistryClient, opts: &MakeOptions) -> Result<MakeRep
         log.step(&format!("writing `{}`", opts.out.display()));
         archive::pack(work, &opts.out)
             .map_err(io(format!("cannot write `{}`", opts.out.display())))?;
+    } else if let Some(dir) = staging {
+        let cannot = || {
+            io(format!(
+                "cannot move the bundle into `{}`",
+                opts.out.display()
+            ))
+        };
+        // A temp dir is 0700; a bundle dir is as any other dir made here.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .map_err(cannot())?;
+        // An empty dir the user made for it gives way (checked above).
+        if opts.out.is_dir() {
+            std::fs::remove_dir(&opts.out).map_err(cannot())?;
+        }
+        std::fs::rename(dir.path(), &opts.out).map_err(cannot())?;
+        let _ = dir.keep();
     }
     Ok(MakeReport {
         out: opts.out.display().to_string(),
@@ -368,7 +404,10 @@ impl DependencySources {
             let Some((version, hashes)) = locked.get(&wheels::normalise(&pin.name)) else {
                 continue; // from the recipe's own requirements files
             };
-            if version != &pin.version || !hashes.contains(&pin.sha256) {
+            // A lock made from a local wheel dir lists no hashes: the
+            // version is all it pins (the bundle records the hash from here on).
+            let hash_unlisted = !hashes.is_empty() && !hashes.contains(&pin.sha256);
+            if version != &pin.version || hash_unlisted {
                 return Err(Error::new(
                     ErrorKind::Dependencies,
                     format!(

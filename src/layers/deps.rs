@@ -98,16 +98,17 @@ pub fn plan(req: &Request) -> Result<Dependencies, DepsError> {
         return Ok(deps);
     };
     let project = Project::load(dir, py.package.as_deref())?;
-    let mut local_dirs = Vec::new();
+    // The export also names the workspace members the package depends on;
+    // from a bundle only those are used (its pins replace the rest).
+    let exported = project::export(
+        req.uv,
+        req.host_python,
+        req.python_version,
+        &project,
+        &req.scratch.join("project-requirements.txt"),
+        deps.offline,
+    )?;
     if req.pinned.is_none() {
-        let exported = project::export(
-            req.uv,
-            req.host_python,
-            req.python_version,
-            &project,
-            &req.scratch.join("project-requirements.txt"),
-            deps.offline,
-        )?;
         // Keyed by the pins themselves (not pyproject.toml or uv.lock): an
         // edit that leaves the dependencies alone leaves this layer alone.
         if exported.has_requirements {
@@ -115,8 +116,8 @@ pub fn plan(req: &Request) -> Result<Dependencies, DepsError> {
             deps.requirements.push(exported.requirements);
         }
         deps.require_hashes = exported.hashed;
-        local_dirs = exported.local_dirs;
     }
+    let mut local_dirs = exported.local_dirs;
     if project.is_package {
         local_dirs.insert(0, project.dir.clone());
     }

@@ -93,3 +93,63 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 pub fn sha256_digest(bytes: &[u8]) -> String {
     format!("sha256:{}", sha256_hex(bytes))
 }
+
+/// A uv workspace at `root`: no `[project]` of its own, members
+/// `packages/greeting` (a library) and `packages/backend` (a Flask app on
+/// gunicorn that imports it), both on uv's own build backend. Not locked.
+#[allow(dead_code)] // not every test binary builds a workspace
+pub fn write_uv_workspace(root: &std::path::Path) {
+    let uv_build =
+        "[build-system]\nrequires = [\"uv_build>=0.13.9,<0.14\"]\nbuild-backend = \"uv_build\"\n";
+    let files = [
+        (
+            "pyproject.toml",
+            "[tool.uv.workspace]\nmembers = [\"packages/*\"]\n".to_string(),
+        ),
+        (
+            "packages/greeting/pyproject.toml",
+            format!(
+                "[project]\nname = \"greeting\"\nversion = \"0.1.0\"\nrequires-python = \">=3.13\"\n\
+                 dependencies = []\n{uv_build}"
+            ),
+        ),
+        (
+            "packages/greeting/src/greeting/__init__.py",
+            "WORD = \"hello\"\n".to_string(),
+        ),
+        (
+            "packages/backend/pyproject.toml",
+            format!(
+                "[project]\nname = \"backend\"\nversion = \"0.1.0\"\nrequires-python = \">=3.13\"\n\
+                 dependencies = [\"greeting\", \"flask\", \"gunicorn\"]\n\
+                 [tool.uv.sources]\ngreeting = {{ workspace = true }}\n{uv_build}"
+            ),
+        ),
+        ("packages/backend/src/backend/__init__.py", String::new()),
+        (
+            "packages/backend/src/backend/web.py",
+            "from flask import Flask\nfrom greeting import WORD\n\napp = Flask(__name__)\n\n\n\
+             @app.get(\"/\")\ndef root():\n    return {\"word\": WORD}\n"
+                .to_string(),
+        ),
+    ];
+    for (path, text) in files {
+        let path = root.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+}
+
+/// `uv lock` of the project or workspace at `dir`, offline, against `wheels` only.
+#[allow(dead_code)]
+pub fn uv_lock_offline(dir: &std::path::Path, python: &std::path::Path, wheels: &std::path::Path) {
+    run_ok(
+        Command::new("uv")
+            .arg("lock")
+            .arg("--python")
+            .arg(python)
+            .args(["--offline", "--no-python-downloads", "--find-links"])
+            .arg(wheels)
+            .current_dir(dir),
+    );
+}
