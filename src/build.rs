@@ -278,10 +278,8 @@ pub async fn base_facts(
     } else {
         None
     };
-    facts::detect(&name, &base.platform, &base.config, scan.as_ref(), stated).map_err(|e| {
-        let hint = e.hint();
-        Error::wrap(ErrorKind::Input, e, hint)
-    })
+    facts::detect(&name, &base.platform, &base.config, scan.as_ref(), stated)
+        .map_err(Error::hinted(ErrorKind::Input))
 }
 
 /// (layer, kind, reused?)
@@ -517,8 +515,7 @@ pub(crate) async fn publish_to(
                         PushError::Fetch(fetch) => fetch.kind(),
                         PushError::Blob(blob) => return blob_failure(blob),
                     };
-                    let hint = e.hint();
-                    Error::wrap(kind, e, hint)
+                    Error::hinted(kind)(e)
                 })
         }
         Destination::OciLayout(dir) => {
@@ -539,8 +536,7 @@ pub(crate) async fn publish_to(
                 if let publish::archive::ArchiveError::Blob(blob) = &e {
                     return blob_failure(blob);
                 }
-                let hint = e.hint();
-                Error::wrap(ErrorKind::Other, e, hint)
+                Error::hinted(ErrorKind::Other)(e)
             })
         }
     }

@@ -130,8 +130,8 @@ pub enum BundleError {
     },
 }
 
-impl BundleError {
-    pub fn hint(&self) -> Option<String> {
+impl crate::error::Hint for BundleError {
+    fn hint(&self) -> Option<String> {
         let remake = "make it again on a connected machine: `slipway bundle RECIPE --out DIR`";
         Some(match self {
             BundleError::NotABundle { .. } => {

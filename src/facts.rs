@@ -58,8 +58,8 @@ pub enum FactsError {
     },
 }
 
-impl FactsError {
-    pub fn hint(&self) -> Option<String> {
+impl crate::error::Hint for FactsError {
+    fn hint(&self) -> Option<String> {
         match self {
             FactsError::NoPython { .. } => Some("use a Python base image such as `python:3.13-alpine`, or state `[python] version` and `interpreter` in the recipe".into()),
             FactsError::MissingInterpreter { .. } => Some("use a base image that has Python (e.g. `python:3.13-alpine`), or state `[python] interpreter` if it lives elsewhere".into()),

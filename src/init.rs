@@ -115,8 +115,8 @@ pub enum InitError {
     },
 }
 
-impl InitError {
-    pub fn hint(&self) -> Option<String> {
+impl crate::error::Hint for InitError {
+    fn hint(&self) -> Option<String> {
         match self {
             InitError::Exists(_) => {
                 Some("pass `--force` to overwrite it, or `--print` to see the recipe".into())

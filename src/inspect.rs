@@ -47,8 +47,10 @@ impl InspectError {
         let path = path.to_path_buf();
         move |source| InspectError::Io { path, source }
     }
+}
 
-    pub fn hint(&self) -> Option<String> {
+impl crate::error::Hint for InspectError {
+    fn hint(&self) -> Option<String> {
         match self {
             InspectError::Registry(e) => e.hint(),
             InspectError::Fetch(e) => e.hint(),

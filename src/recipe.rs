@@ -173,8 +173,8 @@ pub enum RecipeError {
     },
 }
 
-impl RecipeError {
-    pub fn hint(&self) -> Option<String> {
+impl crate::error::Hint for RecipeError {
+    fn hint(&self) -> Option<String> {
         match self {
             RecipeError::Invalid { hint, .. } => hint.clone(),
             RecipeError::Read { .. } => Some("pass the path of a recipe TOML file, e.g. `slipway build recipes/fastapi-demo/alpine.toml`".into()),
@@ -545,6 +545,7 @@ pub fn check_inputs(recipe: &Recipe) -> Result<(), RecipeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Hint;
 
     fn parse_str(text: &str) -> Result<Recipe, RecipeError> {
         parse(text, Path::new("/r/recipe.toml"))

@@ -4,7 +4,7 @@
 
 use crate::cache::Cache;
 use crate::digest::{Digest, HashingWriter};
-use crate::error::{Error, ErrorKind};
+use crate::error::{Error, ErrorKind, Hint};
 use crate::facts::{glibc_version_in, LayerScan};
 use crate::oci::{self, Descriptor, Index, Manifest};
 use crate::platform::Platform;
@@ -70,8 +70,8 @@ pub enum ResolveError {
     },
 }
 
-impl ResolveError {
-    pub fn hint(&self) -> Option<String> {
+impl crate::error::Hint for ResolveError {
+    fn hint(&self) -> Option<String> {
         match self {
             ResolveError::Registry(e) => e.hint(),
             ResolveError::NoPlatform { .. } => {

@@ -13,6 +13,7 @@ use common::hostile::{
     MiniRegistry, Reply, Req, Server, TestCa,
 };
 use slipway::digest::Digest;
+use slipway::error::Hint;
 use slipway::registry::{RegistryClient, RegistryError, RegistryOptions};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};

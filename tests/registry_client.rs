@@ -7,6 +7,7 @@ use common::fake_server::{Answer, FakeServer};
 use common::image::{push_image, push_test_image, TestImage, OCI_MANIFEST};
 use common::registry::{free_port, Registry, REGISTRY_TOOL};
 use common::skip_or_fail;
+use slipway::error::Hint;
 use slipway::registry::{RegistryClient, RegistryError, RegistryOptions, TransportKind};
 
 /// The value, or a panic showing the error and its hint.

@@ -5,6 +5,7 @@
 //! Each takes arbitrary bytes and must never panic; where a parse succeeds,
 //! it also checks a property the rest of slipway relies on.
 
+use slipway::error::Hint;
 use slipway::facts::{self, LayerScan};
 use slipway::oci::{self, Index, Manifest};
 use slipway::platform::{Libc, Platform};

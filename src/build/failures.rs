@@ -3,7 +3,7 @@
 //! that lies is 2, a registry 3.
 
 use crate::cache::Cache;
-use crate::error::{io, Error, ErrorKind};
+use crate::error::{io, Error, ErrorKind, Hint};
 use crate::layers;
 use crate::publish;
 
@@ -22,7 +22,7 @@ pub(super) fn blob_failure(e: &std::io::Error) -> Error {
             } else {
                 ErrorKind::Other
             };
-            Error::new(kind, blob.to_string()).with_hint(blob.hint())
+            Error::new(kind, blob.to_string()).with_optional_hint(blob.hint())
         }
         None => io("cannot publish")(std::io::Error::new(e.kind(), e.to_string())),
     }
@@ -37,7 +37,7 @@ pub(super) fn source_error(context: &str) -> impl Fn(std::io::Error) -> Error + 
                 layers::SourceError::Changed { .. } => ErrorKind::Other,
                 layers::SourceError::Unreadable { .. } => ErrorKind::Input,
             };
-            Error::new(kind, source.to_string()).with_hint(source.hint())
+            Error::new(kind, source.to_string()).with_optional_hint(source.hint())
         }
         None => io(context.to_string())(e),
     }

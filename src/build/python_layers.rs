@@ -177,10 +177,11 @@ pub(super) fn build_python_layers(
         None => PathBuf::from("python3"), // not run: requirements need no planning
     };
     let pinned = match &opts.bundle {
-        Some(bundle) => Some(bundle.pinned(&facts.platform).map_err(|e| {
-            let hint = e.hint();
-            Error::wrap(ErrorKind::Input, e, hint)
-        })?),
+        Some(bundle) => Some(
+            bundle
+                .pinned(&facts.platform)
+                .map_err(Error::hinted(ErrorKind::Input))?,
+        ),
         None => None,
     };
     let deps = deps::plan(&deps::Request {
@@ -192,7 +193,6 @@ pub(super) fn build_python_layers(
         scratch: scratch.path(),
     })
     .map_err(|e| {
-        let hint = e.hint();
         let kind = match e {
             deps::DepsError::Read { .. }
             | deps::DepsError::Project(
@@ -200,7 +200,7 @@ pub(super) fn build_python_layers(
             ) => ErrorKind::Input,
             deps::DepsError::Project(_) => ErrorKind::Dependencies,
         };
-        Error::wrap(kind, e, hint)
+        Error::hinted(kind)(e)
     })?;
     let pins = sbom::dists::pinned_hashes(&deps.requirements);
     let target = Target {

@@ -29,8 +29,8 @@ pub enum BaseError {
     Io(#[from] io::Error),
 }
 
-impl BaseError {
-    pub fn hint(&self) -> Option<String> {
+impl crate::error::Hint for BaseError {
+    fn hint(&self) -> Option<String> {
         match self {
             BaseError::Resolve(e) => e.hint(),
             BaseError::Registry(e) => e.hint(),

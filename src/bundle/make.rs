@@ -138,13 +138,12 @@ pub async fn make(client: &RegistryClient, opts: &MakeOptions) -> Result<MakeRep
     let counts = base::write(client, &cache, &bases, &work.join("base"))
         .await
         .map_err(|e| {
-            let hint = e.hint();
             let kind = match e {
                 base::BaseError::Registry(_) => ErrorKind::Registry,
                 base::BaseError::Resolve(resolve::ResolveError::Registry(_)) => ErrorKind::Registry,
                 _ => ErrorKind::Other,
             };
-            Error::wrap(kind, e, hint)
+            Error::hinted(kind)(e)
         })?;
 
     let scratch = cache
@@ -359,10 +358,7 @@ impl DependencySources {
         (python, python_version): (&Path, &str),
         scratch: &Path,
     ) -> Result<DependencySources> {
-        let records = recipe_inputs(recipe).map_err(|e| {
-            let hint = e.hint();
-            Error::wrap(ErrorKind::Input, e, hint)
-        })?;
+        let records = recipe_inputs(recipe).map_err(Error::hinted(ErrorKind::Input))?;
         let py = &recipe.python;
         let Some(dir) = &py.project else {
             return Ok(DependencySources {
@@ -372,10 +368,7 @@ impl DependencySources {
                 locked: None,
             });
         };
-        let project_err = |e: project::ProjectError| {
-            let hint = e.hint();
-            Error::wrap(ErrorKind::Dependencies, e, hint)
-        };
+        let project_err = |e: project::ProjectError| Error::hinted(ErrorKind::Dependencies)(e);
         let project = project::Project::load(dir, py.package.as_deref()).map_err(project_err)?;
         let exported = scratch.join("project-requirements.txt");
         project::export(uv, python, python_version, &project, &exported, py.offline)

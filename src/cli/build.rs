@@ -54,14 +54,8 @@ pub struct BuildArgs {
 }
 
 pub async fn run(args: BuildArgs) -> Result<()> {
-    let mut recipe = recipe::load(&args.recipe).map_err(|e| {
-        let hint = e.hint();
-        Error::wrap(ErrorKind::Input, e, hint)
-    })?;
-    recipe::check_inputs(&recipe).map_err(|e| {
-        let hint = e.hint();
-        Error::wrap(ErrorKind::Input, e, hint)
-    })?;
+    let mut recipe = recipe::load(&args.recipe).map_err(Error::hinted(ErrorKind::Input))?;
+    recipe::check_inputs(&recipe).map_err(Error::hinted(ErrorKind::Input))?;
     args.tools.apply(&mut recipe)?;
     recipe.python.offline |= args.bundle.is_some();
     let destination = match (&args.push, &args.oci_layout, &args.docker_archive) {
@@ -100,12 +94,8 @@ pub async fn run(args: BuildArgs) -> Result<()> {
                 format!("cannot open cache dir `{}`", cache_dir.display()),
             ))?;
             Some(
-                slipway::bundle::Bundle::open(path, &recipe, &cache.root().join("tmp")).map_err(
-                    |e| {
-                        let hint = e.hint();
-                        Error::wrap(ErrorKind::Input, e, hint)
-                    },
-                )?,
+                slipway::bundle::Bundle::open(path, &recipe, &cache.root().join("tmp"))
+                    .map_err(|e| Error::hinted(ErrorKind::Input)(e))?,
             )
         }
         None => None,

@@ -27,10 +27,7 @@ pub struct BundleArgs {
 }
 
 pub async fn run(args: BundleArgs) -> Result<()> {
-    let mut recipe = recipe::load(&args.recipe).map_err(|e| {
-        let hint = e.hint();
-        Error::wrap(ErrorKind::Input, e, hint)
-    })?;
+    let mut recipe = recipe::load(&args.recipe).map_err(Error::hinted(ErrorKind::Input))?;
     args.tools.apply(&mut recipe)?;
     let common = &args.common;
     let (client, mirrors) = registry_client(common, None)?;

@@ -30,8 +30,7 @@ pub fn run(args: InitArgs) -> Result<()> {
             InitError::Io { .. } => ErrorKind::Other,
             _ => ErrorKind::Input,
         };
-        let hint = e.hint();
-        Error::wrap(kind, e, hint)
+        Error::hinted(kind)(e)
     };
     if args.print {
         let project = init::detect(&args.dir).map_err(wrap)?;

@@ -46,10 +46,7 @@ pub async fn run(args: InspectArgs) -> Result<()> {
             _ => ErrorKind::Input,
         },
     };
-    let wrap = |e: InspectError| {
-        let hint = e.hint();
-        Error::wrap(kind_of(&e), e, hint)
-    };
+    let wrap = |e: InspectError| Error::hinted(kind_of(&e))(e);
     let source = Source::open(&target, &client, &cache_dir, &mirrors).map_err(wrap)?;
     if args.check {
         let validation = slipway::validate::validate(&source).await.map_err(wrap)?;

@@ -196,9 +196,6 @@ pub fn registry_client(
         verbose: common.verbose,
         env_credentials: slipway::registry::credentials::env_credentials(destination),
     };
-    let client = RegistryClient::new(options).map_err(|e| {
-        let hint = e.hint();
-        Error::wrap(ErrorKind::Registry, e, hint)
-    })?;
+    let client = RegistryClient::new(options).map_err(Error::hinted(ErrorKind::Registry))?;
     Ok((client, mirrors))
 }

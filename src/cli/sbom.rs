@@ -32,12 +32,11 @@ pub async fn run(args: SbomArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(slipway::cache::Cache::default_dir);
     let wrap = |e: InspectError| {
-        let hint = e.hint();
         let kind = match e {
             InspectError::Registry(_) | InspectError::Fetch(_) => ErrorKind::Registry,
             _ => ErrorKind::Input,
         };
-        Error::wrap(kind, e, hint)
+        Error::hinted(kind)(e)
     };
     let source = Source::open(&target, &client, &cache_dir, &mirrors).map_err(wrap)?;
     let platforms: Vec<String> = args.platform.iter().cloned().collect();

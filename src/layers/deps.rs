@@ -63,8 +63,8 @@ pub enum DepsError {
     },
 }
 
-impl DepsError {
-    pub fn hint(&self) -> Option<String> {
+impl crate::error::Hint for DepsError {
+    fn hint(&self) -> Option<String> {
         match self {
             DepsError::Project(e) => e.hint(),
             DepsError::Read { .. } => Some("fix `[python] requirements` in the recipe".into()),

@@ -96,17 +96,22 @@ impl SourceError {
     pub fn of(error: &std::io::Error) -> Option<&SourceError> {
         error.get_ref()?.downcast_ref::<SourceError>()
     }
+}
 
-    pub fn hint(&self) -> String {
-        match self {
-            SourceError::Changed { .. } => {
-                "something rewrote it during the build; run the build again once it has settled"
-                    .into()
+impl crate::error::Hint for SourceError {
+    fn hint(&self) -> Option<String> {
+        Some({
+            match self {
+                SourceError::Changed { .. } => {
+                    "something rewrote it during the build; run the build again once it has settled"
+                        .into()
+                }
+                SourceError::Unreadable { .. } => {
+                    "make it readable (`chmod u+r`), or add it to `[app] excludes` in the recipe"
+                        .into()
+                }
             }
-            SourceError::Unreadable { .. } => {
-                "make it readable (`chmod u+r`), or add it to `[app] excludes` in the recipe".into()
-            }
-        }
+        })
     }
 }
 

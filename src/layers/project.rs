@@ -89,8 +89,8 @@ pub enum ProjectError {
     },
 }
 
-impl ProjectError {
-    pub fn hint(&self) -> Option<String> {
+impl crate::error::Hint for ProjectError {
+    fn hint(&self) -> Option<String> {
         match self {
             ProjectError::Missing {
                 file: "uv.lock",
@@ -554,6 +554,7 @@ fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Hint;
 
     fn project(pyproject: &str) -> Result<Project, ProjectError> {
         let dir = tempfile::tempdir().unwrap();

@@ -32,8 +32,8 @@ pub enum ArchiveError {
     },
 }
 
-impl ArchiveError {
-    pub fn hint(&self) -> Option<String> {
+impl crate::error::Hint for ArchiveError {
+    fn hint(&self) -> Option<String> {
         match self {
             ArchiveError::SeveralPlatforms(_) => Some("build one platform for a docker-archive (`platforms = [\"linux/amd64\"]`), or use `--oci-layout`".into()),
             _ => None,

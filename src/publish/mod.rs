@@ -120,12 +120,16 @@ impl BlobError {
     pub fn is_bad_input(&self) -> bool {
         matches!(self, BlobError::SizeMismatch { .. })
     }
+}
 
-    pub fn hint(&self) -> String {
-        match self {
+impl crate::error::Hint for BlobError {
+    fn hint(&self) -> Option<String> {
+        Some({
+            match self {
             BlobError::SizeMismatch { .. } => "the base image's manifest gives this layer a wrong size: rebuild or re-push the base, or pick another".into(),
             BlobError::Corrupt { .. } => "check the disk under the cache; `slipway build` again fetches or builds the blob anew".into(),
         }
+        })
     }
 }
 

@@ -31,8 +31,8 @@ pub enum PushError {
     Blob(std::io::Error),
 }
 
-impl PushError {
-    pub fn hint(&self) -> Option<String> {
+impl crate::error::Hint for PushError {
+    fn hint(&self) -> Option<String> {
         match self {
             PushError::Registry(e) => e.hint(),
             PushError::Fetch(e) => e.hint(),

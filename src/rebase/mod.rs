@@ -50,8 +50,8 @@ pub enum RebaseError {
     Assemble(#[from] AssembleError),
 }
 
-impl RebaseError {
-    pub fn hint(&self) -> Option<String> {
+impl crate::error::Hint for RebaseError {
+    fn hint(&self) -> Option<String> {
         Some(match self {
             RebaseError::NotRecorded { .. } | RebaseError::Bad { .. } => {
                 "rebuild it with `slipway build` (a current slipway records what rebase needs)".into()
@@ -207,6 +207,7 @@ pub fn rebase(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Hint;
     use crate::platform::Libc;
 
     #[test]

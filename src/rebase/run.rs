@@ -93,13 +93,12 @@ pub async fn run(client: &RegistryClient, opts: &RebaseOptions) -> Result<Rebase
     )
     .await
     .map_err(|e| {
-        let hint = e.hint();
         let kind = if matches!(e, resolve::ResolveError::Registry(_)) {
             ErrorKind::Registry
         } else {
             ErrorKind::Input
         };
-        Error::wrap(kind, e, hint)
+        Error::hinted(kind)(e)
     })?;
     let mut new_facts = Vec::new();
     for base in &bases {
@@ -124,10 +123,7 @@ pub async fn run(client: &RegistryClient, opts: &RebaseOptions) -> Result<Rebase
         for layer in &new.layers[new.new_from..] {
             resolve::fetch_blob(client, &cache, &location, &layer.digest)
                 .await
-                .map_err(|e| {
-                    let hint = e.hint();
-                    Error::wrap(ErrorKind::Registry, e, hint)
-                })?;
+                .map_err(Error::hinted(ErrorKind::Registry))?;
         }
         if let Some(referrer) = new_sbom(&source, &cache, image, &new, base, recorded.epoch).await?
         {
@@ -214,15 +210,13 @@ async fn new_sbom(
 }
 
 fn inspect_error(e: InspectError) -> Error {
-    let hint = e.hint();
     let kind = match e {
         InspectError::Registry(_) | InspectError::Fetch(_) => ErrorKind::Registry,
         _ => ErrorKind::Input,
     };
-    Error::wrap(kind, e, hint)
+    Error::hinted(kind)(e)
 }
 
 fn rebase_error(e: RebaseError) -> Error {
-    let hint = e.hint();
-    Error::wrap(ErrorKind::Input, e, hint)
+    Error::hinted(ErrorKind::Input)(e)
 }

@@ -218,9 +218,11 @@ impl RegistryError {
             _ => false,
         }
     }
+}
 
+impl crate::error::Hint for RegistryError {
     /// What the user can do about it, for the errors users can fix.
-    pub fn hint(&self) -> Option<String> {
+    fn hint(&self) -> Option<String> {
         let registry = self.context().map(|c| c.registry.as_str()).unwrap_or("");
         match self {
             RegistryError::Status {
@@ -277,6 +279,7 @@ impl RegistryError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Hint;
 
     fn status_error(status: u16, errors: Vec<ApiError>) -> RegistryError {
         RegistryError::Status {

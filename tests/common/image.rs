@@ -106,7 +106,9 @@ pub async fn push_image(
     tag: &str,
     image: &TestImage,
 ) -> Digest {
-    let fail = |e: slipway::registry::RegistryError| -> ! { panic!("{e} (hint: {:?})", e.hint()) };
+    let fail = |e: slipway::registry::RegistryError| -> ! {
+        panic!("{e} (hint: {:?})", slipway::error::Hint::hint(&e))
+    };
     for (digest, path) in [
         (&image.layer_digest, image.layer_path()),
         (&image.config_digest, image.config_path()),
