@@ -1,6 +1,8 @@
 //! Stage 5, "assemble": pure functions from a base image, new layers and the
 //! recipe's image settings to config, manifest and index bytes. No I/O here.
 
+pub mod recorded;
+
 use crate::cache::LayerRecord;
 use crate::digest::Digest;
 use crate::oci::{self, Descriptor, Index, Manifest};

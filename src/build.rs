@@ -5,14 +5,14 @@
 use crate::assemble::{self, NewLayer};
 use crate::cache::{Cache, LayerRecord};
 use crate::error::{io, Error, ErrorKind, Result};
-use crate::facts::{self, PythonFacts};
+use crate::facts::PythonFacts;
 use crate::layers::tarball::{self, FileDigests};
 use crate::layers::{self, bytecode, Entry, Owner};
-use crate::publish::{self, BlobReport, Publishable};
+use crate::publish::{self, Publishable};
 use crate::recipe::{Destination, Recipe};
-use crate::registry::{RegistryClient, RegistryError};
+use crate::registry::RegistryClient;
 use crate::report::{BuildReport, LayerKind, OmittedLayer, PlatformReport, Timings};
-use crate::resolve::{self, BaseImage};
+use crate::resolve;
 use crate::sbom;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -24,7 +24,7 @@ mod failures;
 mod python_layers;
 
 use app_layers::build_app_layers;
-use failures::{blob_failure, in_cache, source_error};
+use failures::source_error;
 use python_layers::build_python_layers;
 
 pub struct BuildOptions {
@@ -44,7 +44,7 @@ pub struct BuildOptions {
     /// Names for the image in a docker-archive (`RepoTags`).
     pub tags: Vec<crate::reference::Reference>,
     pub epoch: u64,
-    pub log: crate::report::Log,
+    pub log: crate::progress::Log,
     /// The SBOM attached to each platform's image (None: none).
     pub sbom: Option<crate::sbom::Format>,
 }
@@ -60,7 +60,7 @@ pub async fn build(client: &RegistryClient, opts: &BuildOptions) -> Result<Build
     let log = &opts.log;
 
     let t = Instant::now();
-    let (bases, all_facts) = resolve_bases(
+    let (bases, all_facts) = resolve::resolve_bases(
         client,
         &cache,
         recipe,
@@ -106,7 +106,7 @@ pub async fn build(client: &RegistryClient, opts: &BuildOptions) -> Result<Build
         new_layers.extend(app_layers.iter().cloned());
         left_out.extend(app_omitted.iter().cloned());
         // Recorded in a label so `rebase` can redo this step without the recipe.
-        let settings = crate::rebase::recorded::Recorded::new(&recipe.image, facts, opts.epoch)
+        let settings = crate::assemble::recorded::Recorded::new(&recipe.image, facts, opts.epoch)
             .image_settings(&recipe.image.annotations);
         let image = assemble::assemble(
             base,
@@ -157,7 +157,7 @@ pub async fn build(client: &RegistryClient, opts: &BuildOptions) -> Result<Build
     };
 
     let t = Instant::now();
-    let blobs = publish_to(
+    let blobs = publish::publish(
         client,
         &cache,
         &publishable,
@@ -174,7 +174,7 @@ pub async fn build(client: &RegistryClient, opts: &BuildOptions) -> Result<Build
     timings.peak_rss_kib = peak_rss_kib();
     timings.bytecode_files_compiled = COMPILED_FILES.load(Ordering::Relaxed);
     let mut report = BuildReport {
-        destination: describe(&opts.destination),
+        destination: publish::describe(&opts.destination),
         digest: publishable.digest(),
         index_digest: publishable.index.as_ref().map(|(_, d)| d.clone()),
         platforms: platform_reports,
@@ -192,11 +192,11 @@ pub async fn build(client: &RegistryClient, opts: &BuildOptions) -> Result<Build
 fn check_shared_libraries(
     cache: &Cache,
     images: &[assemble::AssembledImage],
-    log: &crate::report::Log,
+    log: &crate::progress::Log,
 ) -> Vec<crate::sharedlibs::MissingLib> {
     let mut missing = Vec::new();
     for image in images {
-        match crate::sharedlibs::check_build(cache, image) {
+        match crate::inspect::libraries::check_build(cache, image) {
             Ok(Some(found)) => missing.extend(found),
             Ok(None) => log.detail(&format!(
                 "{}: shared libraries not checked (the base's files are unknown: its layers were never downloaded)",
@@ -206,80 +206,6 @@ fn check_shared_libraries(
         }
     }
     missing
-}
-
-/// Resolves the recipe's base for each platform and learns its Python facts
-/// (shared by `build` and `bundle`).
-pub async fn resolve_bases(
-    client: &RegistryClient,
-    cache: &Cache,
-    recipe: &Recipe,
-    base_layout: Option<&Path>,
-    mirrors: &BTreeMap<String, String>,
-    log: &crate::report::Log,
-) -> Result<(Vec<BaseImage>, Vec<PythonFacts>)> {
-    log.step(&format!("resolving base `{}`", recipe.base));
-    let bases = resolve::resolve(
-        client,
-        &recipe.base,
-        base_layout,
-        mirrors,
-        &recipe.platforms,
-    )
-    .await
-    .map_err(|e| {
-        let wrong_platform = matches!(e, resolve::ResolveError::NoPlatform { .. });
-        let error = e.into_error(cache.root());
-        if wrong_platform {
-            let hint = format!(
-                "pick platforms the base image has, with {}",
-                recipe.platforms_origin
-            );
-            return error.with_hint(hint);
-        }
-        error
-    })?;
-    let mut all_facts = Vec::new();
-    for base in &bases {
-        all_facts.push(base_facts(client, cache, base, &recipe.python.stated).await?);
-    }
-    Ok((bases, all_facts))
-}
-
-/// Facts for one platform's base: from the cache, else the config (+ a scan
-/// of the base layers when the config alone can't tell), then checked
-/// against what the recipe states.
-pub async fn base_facts(
-    client: &RegistryClient,
-    cache: &Cache,
-    base: &BaseImage,
-    stated: &crate::recipe::StatedFacts,
-) -> Result<PythonFacts> {
-    let name = base.name.to_string();
-    let scan = if facts::needs_scan(&base.config, stated) {
-        match cache.facts::<facts::LayerScan>(&base.manifest_digest) {
-            Some(scan) => Some(scan),
-            None => {
-                let mut files = Vec::new();
-                for layer in &base.manifest.layers {
-                    let path = resolve::fetch_blob(client, cache, &base.location, &layer.digest)
-                        .await
-                        .map_err(|e| e.into_error(cache.root()))?;
-                    files.push(path);
-                }
-                let scan = resolve::scan_layers(&files)
-                    .map_err(io(format!("cannot read the layers of base `{name}`")))?;
-                cache
-                    .put_facts(&base.manifest_digest, &scan)
-                    .map_err(io(in_cache(cache, "cannot write to the cache")))?;
-                Some(scan)
-            }
-        }
-    } else {
-        None
-    };
-    facts::detect(&name, &base.platform, &base.config, scan.as_ref(), stated)
-        .map_err(Error::hinted(ErrorKind::Input))
 }
 
 /// (layer, kind, reused?)
@@ -318,7 +244,7 @@ fn cached_layer(
 ) -> Result<Built> {
     let _lock = cache
         .lock(key)
-        .map_err(io(in_cache(cache, "cannot lock the cache")))?;
+        .map_err(io(cache.context("cannot lock the cache")))?;
     let (record, reused) = match cache.layer(key) {
         Some(record) => (record, true),
         None => {
@@ -373,7 +299,7 @@ fn write_into_cache(
 ) -> Result<LayerRecord> {
     let scratch = cache
         .temp_dir("layer")
-        .map_err(io(in_cache(cache, "cannot create a temp dir in the cache")))?;
+        .map_err(io(cache.context("cannot create a temp dir in the cache")))?;
     let started = Instant::now();
     let blob = tarball::write_layer_checked(
         entries,
@@ -389,7 +315,7 @@ fn write_into_cache(
     COMPRESS_BYTES.fetch_add(blob.uncompressed_size, Ordering::Relaxed);
     cache
         .insert_blob(&blob.path, &blob.digest)
-        .map_err(io(in_cache(cache, "cannot write to the cache")))?;
+        .map_err(io(cache.context("cannot write to the cache")))?;
     let record = LayerRecord {
         digest: blob.digest,
         diff_id: blob.diff_id,
@@ -398,7 +324,7 @@ fn write_into_cache(
     };
     cache
         .put_layer(key, &record)
-        .map_err(io(in_cache(cache, "cannot write to the cache")))?;
+        .map_err(io(cache.context("cannot write to the cache")))?;
     Ok(record)
 }
 
@@ -416,7 +342,7 @@ fn compile(
     let python = find_python(opts, facts)?;
     let scratch = cache
         .temp_dir("pyc")
-        .map_err(io(in_cache(cache, "cannot create a temp dir in the cache")))?;
+        .map_err(io(cache.context("cannot create a temp dir in the cache")))?;
     let compiled = bytecode::compile_report(&python, sources, scratch.path(), owner)
         .map_err(|e| Error::wrap(ErrorKind::Input, e, None))?;
     COMPILED_FILES.fetch_add(compiled.compiled_files as u64, Ordering::Relaxed);
@@ -436,7 +362,7 @@ fn compile_wheels(
     let python = find_python(opts, facts)?;
     let scratch = cache
         .temp_dir("pyc")
-        .map_err(io(in_cache(cache, "cannot create a temp dir in the cache")))?;
+        .map_err(io(cache.context("cannot create a temp dir in the cache")))?;
     let wrap = |e| Error::wrap(ErrorKind::Input, e, None);
     let groups = bytecode::wheels::groups(lower, &facts.site_packages).map_err(wrap)?;
     let compiled = bytecode::wheels::compile_groups(
@@ -478,74 +404,5 @@ pub fn owner_of(user: Option<&str>) -> Owner {
         (Ok(uid), Ok(gid)) => Owner { uid, gid },
         (Ok(uid), Err(_)) => Owner { uid, gid: uid },
         _ => Owner::default(),
-    }
-}
-
-pub(crate) async fn publish_to(
-    client: &RegistryClient,
-    cache: &Cache,
-    image: &Publishable<'_>,
-    dest: &Destination,
-    tags: &[crate::reference::Reference],
-    log: &crate::report::Log,
-) -> Result<Vec<BlobReport>> {
-    if !matches!(dest, Destination::Push(_)) {
-        // Layouts and archives hold every blob: bring base layers into the cache.
-        for (img, base) in &image.images {
-            for layer in &img.layers[..img.new_from] {
-                resolve::fetch_blob(client, cache, &base.location, &layer.digest)
-                    .await
-                    .map_err(|e| e.into_error(cache.root()))?;
-            }
-        }
-    }
-    let local = |d: &crate::digest::Digest| cache.blob_path(d);
-    match dest {
-        Destination::Push(reference) => {
-            log.step(&format!("pushing to `{reference}`"));
-            publish::registry::push(client, cache, image, reference)
-                .await
-                .map_err(|e| {
-                    use publish::registry::PushError;
-                    let kind = match &e {
-                        PushError::Registry(RegistryError::Io { .. }) | PushError::Io { .. } => {
-                            ErrorKind::Other
-                        }
-                        PushError::Registry(_) => ErrorKind::Registry,
-                        PushError::Fetch(fetch) => fetch.kind(),
-                        PushError::Blob(blob) => return blob_failure(blob),
-                    };
-                    Error::hinted(kind)(e)
-                })
-        }
-        Destination::OciLayout(dir) => {
-            log.step(&format!("writing OCI layout `{}`", dir.display()));
-            publish::layout::write(image, dir, "latest", &local).map_err(|e| {
-                if publish::BlobError::of(&e).is_some() {
-                    return blob_failure(&e);
-                }
-                io(format!("cannot write OCI layout `{}`", dir.display()))(e)
-            })
-        }
-        Destination::DockerArchive(file) => {
-            log.step(&format!("writing docker archive `{}`", file.display()));
-            let scratch = cache
-                .temp_dir("archive")
-                .map_err(io(in_cache(cache, "cannot create a temp dir in the cache")))?;
-            publish::archive::write(image, file, tags, scratch.path(), &local).map_err(|e| {
-                if let publish::archive::ArchiveError::Blob(blob) = &e {
-                    return blob_failure(blob);
-                }
-                Error::hinted(ErrorKind::Other)(e)
-            })
-        }
-    }
-}
-
-pub(crate) fn describe(dest: &Destination) -> String {
-    match dest {
-        Destination::Push(r) => r.to_string(),
-        Destination::OciLayout(d) => format!("oci:{}", d.display()),
-        Destination::DockerArchive(f) => format!("docker-archive:{}", f.display()),
     }
 }

@@ -37,6 +37,11 @@ pub struct KeyLock {
 }
 
 impl Cache {
+    /// An I/O error context naming the cache dir: "cannot write to the cache `DIR`".
+    pub fn context(&self, what: &str) -> String {
+        format!("{what} `{}`", self.root().display())
+    }
+
     /// `$SLIPWAY_CACHE_DIR`, else `$XDG_CACHE_HOME/slipway`, else `~/.cache/slipway`.
     pub fn default_dir() -> PathBuf {
         if let Some(dir) = std::env::var_os("SLIPWAY_CACHE_DIR") {

@@ -101,6 +101,17 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
+/// (name, digest) of a file whose contents feed a key.
+pub fn named_file_digest(path: &std::path::Path) -> io::Result<(String, Digest)> {
+    let (digest, _) = digest_file(path)?;
+    Ok((
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        digest,
+    ))
+}
+
 /// Digest and size of a file on disk, streamed.
 pub fn digest_file(path: &std::path::Path) -> io::Result<(Digest, u64)> {
     let mut file = std::fs::File::open(path)?;

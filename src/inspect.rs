@@ -6,6 +6,7 @@
 //! distributions, `render` prints the human summary; this file ties them
 //! together into one serialisable [`ImageReport`].
 
+pub mod libraries;
 pub mod python;
 pub mod referrers;
 pub mod render;

@@ -5,6 +5,7 @@ use crate::digest::Digest;
 use crate::platform::Platform;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::io::Read;
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -16,6 +17,27 @@ pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.ta
 
 /// Media types accepted when fetching a manifest by tag.
 pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
+
+/// The largest index, manifest or config read whole (containerd caps configs
+/// at 8 MiB): parsed into a tree, tiny JSON values cost ~30x their bytes.
+pub const JSON_LIMIT: u64 = 8 << 20;
+
+/// Reads a JSON document, refusing one larger than [`JSON_LIMIT`] without
+/// reading past it.
+pub fn read_json_capped(reader: impl Read, what: &str) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    reader.take(JSON_LIMIT + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > JSON_LIMIT {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "{what} is larger than {} MiB, the most slipway reads",
+                JSON_LIMIT >> 20
+            ),
+        ));
+    }
+    Ok(bytes)
+}
 
 pub fn is_index(media_type: &str) -> bool {
     media_type == OCI_INDEX || media_type == DOCKER_MANIFEST_LIST

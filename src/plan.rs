@@ -8,7 +8,7 @@ use crate::layers::tarball::FileDigests;
 use crate::layers::{open_checked, Entry, EntryKind, Owner, SourceError};
 use serde::Serialize;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Bump when the bytes slipway writes for the same inputs change.
 pub const LAYER_FORMAT: u32 = 1;
@@ -101,17 +101,6 @@ pub fn app_key(entries: &[Entry], digests: &FileDigests, epoch: u64) -> String {
 /// [`app_key`] from a listing, e.g. one read back from a cached layer's tar.
 pub fn app_key_of_listing(listing: &[ListingLine], epoch: u64) -> String {
     key("app", &(listing, epoch))
-}
-
-/// (name, digest) of a file whose contents feed a key.
-pub fn file_digest(path: &Path) -> io::Result<(String, Digest)> {
-    let (digest, _) = crate::digest::digest_file(path)?;
-    Ok((
-        path.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        digest,
-    ))
 }
 
 /// Lists a local find-links dir (names and content digests), so adding a

@@ -291,11 +291,7 @@ impl Drop for Transfer {
         let complete = self.total.is_none_or(|t| t == self.done) && self.done > 0;
         if complete && self.progress.mode != Mode::Quiet {
             let secs = self.started.elapsed().as_secs_f64();
-            let message = format!(
-                "    {} {} in {secs:.1}s",
-                self.label,
-                crate::report::human(self.done)
-            );
+            let message = format!("    {} {} in {secs:.1}s", self.label, human(self.done));
             // Finished transfers are a line each; on a terminal only when verbose.
             if self.progress.mode == Mode::Plain || self.progress.verbose {
                 self.progress.line(&message);
@@ -336,6 +332,49 @@ pub fn output_with_details(
         stdout,
         stderr,
     })
+}
+
+/// The build's progress on stderr: a thin handle on this module
+/// (spinners on a terminal, plain lines in CI, nothing when quiet; verbose:
+/// cache decisions too). The first use installs the process's reporter.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Log {
+    pub quiet: bool,
+    pub verbose: bool,
+}
+
+impl Log {
+    fn progress(&self) -> Progress {
+        current_or_install(self.quiet, self.verbose)
+    }
+
+    /// A new step (ends the previous one).
+    pub fn step(&self, message: &str) {
+        self.progress().step(message);
+    }
+
+    /// A detail of the running step (e.g. a line of uv's output).
+    pub fn detail(&self, message: &str) {
+        self.progress().detail(message);
+    }
+
+    pub fn cache(&self, key: &str, hit: bool) {
+        self.progress().cache(key, hit);
+    }
+
+    /// Ends the running step and clears the bars: call before printing the result.
+    pub fn finish(&self) {
+        finish_current();
+    }
+}
+
+/// Bytes as people read them: `1.5 MiB`, `12.0 KiB`, `7 B`.
+pub fn human(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1 << 20) as f64),
+        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{b} B"),
+    }
 }
 
 #[cfg(test)]

@@ -4,44 +4,11 @@
 use crate::assemble::AssembledImage;
 use crate::digest::Digest;
 use crate::facts::PythonFacts;
+pub use crate::progress::{human, Log};
 use crate::publish::{BlobAction, BlobReport};
 use crate::resolve::BaseImage;
 use serde::Serialize;
 use std::fmt::Write as _;
-
-/// The build's progress on stderr: a thin handle on [`crate::progress`]
-/// (spinners on a terminal, plain lines in CI, nothing when quiet; verbose:
-/// cache decisions too). The first use installs the process's reporter.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Log {
-    pub quiet: bool,
-    pub verbose: bool,
-}
-
-impl Log {
-    fn progress(&self) -> crate::progress::Progress {
-        crate::progress::current_or_install(self.quiet, self.verbose)
-    }
-
-    /// A new step (ends the previous one).
-    pub fn step(&self, message: &str) {
-        self.progress().step(message);
-    }
-
-    /// A detail of the running step (e.g. a line of uv's output).
-    pub fn detail(&self, message: &str) {
-        self.progress().detail(message);
-    }
-
-    pub fn cache(&self, key: &str, hit: bool) {
-        self.progress().cache(key, hit);
-    }
-
-    /// Ends the running step and clears the bars: call before printing the result.
-    pub fn finish(&self) {
-        crate::progress::finish_current();
-    }
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -233,13 +200,5 @@ impl BuildReport {
             let _ = writeln!(out, "  {:<24} {:>12}", "total", human(total));
         }
         out
-    }
-}
-
-pub fn human(bytes: u64) -> String {
-    match bytes {
-        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1 << 20) as f64),
-        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
-        b => format!("{b} B"),
     }
 }

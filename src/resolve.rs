@@ -5,9 +5,10 @@
 use crate::cache::Cache;
 use crate::digest::{Digest, HashingWriter};
 use crate::error::{Error, ErrorKind, Hint};
-use crate::facts::{glibc_version_in, LayerScan};
+use crate::facts::{glibc_version_in, LayerScan, PythonFacts};
 use crate::oci::{self, Descriptor, Index, Manifest};
 use crate::platform::Platform;
+use crate::recipe::Recipe;
 use crate::reference::Reference;
 use crate::registry::{RegistryClient, RegistryError};
 use std::collections::BTreeMap;
@@ -85,27 +86,6 @@ impl crate::error::Hint for ResolveError {
     }
 }
 
-/// The largest index, manifest or config read whole (containerd caps configs
-/// at 8 MiB): parsed into a tree, tiny JSON values cost ~30x their bytes.
-pub const JSON_LIMIT: u64 = 8 << 20;
-
-/// Reads a JSON document, refusing one larger than [`JSON_LIMIT`] without
-/// reading past it.
-pub fn read_json_capped(reader: impl Read, what: &str) -> std::io::Result<Vec<u8>> {
-    let mut bytes = Vec::new();
-    reader.take(JSON_LIMIT + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > JSON_LIMIT {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!(
-                "{what} is larger than {} MiB, the most slipway reads",
-                JSON_LIMIT >> 20
-            ),
-        ));
-    }
-    Ok(bytes)
-}
-
 impl ResolveError {
     /// The exit code by cause: the registry's fault 3, the cache's I/O 1,
     /// a base (or layout) that is not what the recipe needs 2.
@@ -177,13 +157,13 @@ pub async fn resolve(
             });
         };
         let manifest: Manifest = parse_json(&manifest_bytes, &base, "manifest")?;
-        if manifest.config.size > JSON_LIMIT {
+        if manifest.config.size > crate::oci::JSON_LIMIT {
             return Err(ResolveError::Bad {
                 base,
                 message: format!(
                     "its config is {} bytes, more than the {} MiB slipway reads",
                     manifest.config.size,
-                    JSON_LIMIT >> 20
+                    crate::oci::JSON_LIMIT >> 20
                 ),
             });
         }
@@ -253,7 +233,7 @@ async fn fetch_top(
                 message,
             };
             let index_bytes = std::fs::File::open(dir.join("index.json"))
-                .and_then(|f| read_json_capped(f, "index.json"))
+                .and_then(|f| crate::oci::read_json_capped(f, "index.json"))
                 .map_err(|e| layout_err(format!("cannot read index.json: {e}")))?;
             let index: Index = serde_json::from_slice(&index_bytes)
                 .map_err(|e| layout_err(format!("index.json: {e}")))?;
@@ -321,11 +301,12 @@ fn read_layout_blob(dir: &Path, digest: &Digest) -> Result<Vec<u8>, ResolveError
         path: dir.to_path_buf(),
         message: format!("missing blob `{digest}` ({e})"),
     })?;
-    let bytes =
-        read_json_capped(file, &format!("blob `{digest}`")).map_err(|e| ResolveError::Layout {
+    let bytes = crate::oci::read_json_capped(file, &format!("blob `{digest}`")).map_err(|e| {
+        ResolveError::Layout {
             path: dir.to_path_buf(),
             message: e.to_string(),
-        })?;
+        }
+    })?;
     let actual = Digest::of(&bytes);
     if &actual != digest {
         return Err(ResolveError::BlobMismatch {
@@ -418,6 +399,81 @@ fn check_diff_ids(config: &serde_json::Value, base: &str) -> Result<(), ResolveE
         }
     }
     Ok(())
+}
+
+/// Resolves the recipe's base for each platform and learns its Python facts
+/// (shared by `build` and `bundle`).
+pub async fn resolve_bases(
+    client: &RegistryClient,
+    cache: &Cache,
+    recipe: &Recipe,
+    base_layout: Option<&Path>,
+    mirrors: &BTreeMap<String, String>,
+    log: &crate::progress::Log,
+) -> crate::error::Result<(Vec<BaseImage>, Vec<PythonFacts>)> {
+    log.step(&format!("resolving base `{}`", recipe.base));
+    let bases = resolve(
+        client,
+        &recipe.base,
+        base_layout,
+        mirrors,
+        &recipe.platforms,
+    )
+    .await
+    .map_err(|e| {
+        let wrong_platform = matches!(e, ResolveError::NoPlatform { .. });
+        let error = e.into_error(cache.root());
+        if wrong_platform {
+            let hint = format!(
+                "pick platforms the base image has, with {}",
+                recipe.platforms_origin
+            );
+            return error.with_hint(hint);
+        }
+        error
+    })?;
+    let mut all_facts = Vec::new();
+    for base in &bases {
+        all_facts.push(base_facts(client, cache, base, &recipe.python.stated).await?);
+    }
+    Ok((bases, all_facts))
+}
+
+/// Facts for one platform's base: from the cache, else the config (+ a scan
+/// of the base layers when the config alone can't tell), then checked
+/// against what the recipe states.
+pub async fn base_facts(
+    client: &RegistryClient,
+    cache: &Cache,
+    base: &BaseImage,
+    stated: &crate::recipe::StatedFacts,
+) -> crate::error::Result<PythonFacts> {
+    let name = base.name.to_string();
+    let scan = if crate::facts::needs_scan(&base.config, stated) {
+        match cache.facts::<LayerScan>(&base.manifest_digest) {
+            Some(scan) => Some(scan),
+            None => {
+                let mut files = Vec::new();
+                for layer in &base.manifest.layers {
+                    let path = fetch_blob(client, cache, &base.location, &layer.digest)
+                        .await
+                        .map_err(|e| e.into_error(cache.root()))?;
+                    files.push(path);
+                }
+                let scan = scan_layers(&files).map_err(crate::error::io(format!(
+                    "cannot read the layers of base `{name}`"
+                )))?;
+                cache
+                    .put_facts(&base.manifest_digest, &scan)
+                    .map_err(crate::error::io(cache.context("cannot write to the cache")))?;
+                Some(scan)
+            }
+        }
+    } else {
+        None
+    };
+    crate::facts::detect(&name, &base.platform, &base.config, scan.as_ref(), stated)
+        .map_err(Error::hinted(ErrorKind::Input))
 }
 
 /// Lists the files of the base's layers (gzip'd or plain tars), in order,
@@ -540,11 +596,11 @@ mod tests {
 
     #[test]
     fn json_is_read_only_up_to_the_cap() {
-        let small = read_json_capped(&b"{\"a\":1}"[..], "config").unwrap();
+        let small = crate::oci::read_json_capped(&b"{\"a\":1}"[..], "config").unwrap();
         assert_eq!(small, b"{\"a\":1}");
         // An endless reader: the cap stops reading, it does not buffer it all.
         let endless = std::io::repeat(b'0');
-        let e = read_json_capped(endless, "config").unwrap_err();
+        let e = crate::oci::read_json_capped(endless, "config").unwrap_err();
         assert!(e.to_string().contains("config is larger than 8 MiB"), "{e}");
     }
 }

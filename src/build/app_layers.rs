@@ -2,7 +2,7 @@
 //! same bytes, retried once when a file changes under the build) and their
 //! bytecode, with slipway's own files kept out of the tree.
 
-use super::failures::{in_cache, source_error};
+use super::failures::source_error;
 use super::{cached_layer, compile, omitted, BuildOptions, Built, Omitted};
 use crate::cache::Cache;
 use crate::error::{io, Error, ErrorKind, Result};
@@ -161,7 +161,7 @@ fn app_layers_once(
             || {
                 let snapshot = cache
                     .temp_dir("app-sources")
-                    .map_err(io(in_cache(cache, "cannot create a temp dir in the cache")))?;
+                    .map_err(io(cache.context("cannot create a temp dir in the cache")))?;
                 let sources = layers::python_sources_snapshot(&entries, &digests, snapshot.path())
                     .map_err(source_error("cannot read the app's files"))?;
                 compile(opts, cache, facts, &sources, &entries, owner)

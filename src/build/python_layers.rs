@@ -1,7 +1,6 @@
 //! The layers below the app's: site-packages (third-party dependencies),
 //! the project layer (the project's own wheels) and their bytecode.
 
-use super::failures::in_cache;
 use super::{
     cached_layer, compile, compile_wheels, find_python, omitted, uv_version, write_into_cache,
     BuildOptions, Built, Omitted,
@@ -168,7 +167,7 @@ pub(super) fn build_python_layers(
     }
     let scratch = cache
         .temp_dir("site-packages")
-        .map_err(io(in_cache(cache, "cannot create a temp dir in the cache")))?;
+        .map_err(io(cache.context("cannot create a temp dir in the cache")))?;
     let host_python_found = std::sync::OnceLock::new();
     let planning_python = match py.project {
         Some(_) => host_python_found
@@ -284,7 +283,7 @@ fn site_packages_layers(
     );
     let _lock = cache
         .lock(&key)
-        .map_err(io(in_cache(cache, "cannot lock the cache")))?;
+        .map_err(io(cache.context("cannot lock the cache")))?;
     if let (Some(layer), Some(bytecode)) = (
         cache.layer(&key),
         cache.layer(&bkey).filter(|_| py.bytecode),
@@ -398,7 +397,7 @@ pub(super) fn site_packages_bytecode(
     )?;
     cache
         .put_layer(bkey, &built.0.record)
-        .map_err(io(in_cache(cache, "cannot write to the cache")))?;
+        .map_err(io(cache.context("cannot write to the cache")))?;
     Ok(built)
 }
 

@@ -12,9 +12,9 @@ use crate::cache::Cache;
 use crate::digest::Digest;
 use crate::error::{io, Error, ErrorKind, Result};
 use crate::layers::{bytecode, project};
+use crate::progress::Log;
 use crate::recipe::Recipe;
 use crate::registry::RegistryClient;
-use crate::report::Log;
 use crate::resolve;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use std::collections::{BTreeMap, BTreeSet};
@@ -125,7 +125,7 @@ pub async fn make(client: &RegistryClient, opts: &MakeOptions) -> Result<MakeRep
     };
     let work = staging.as_ref().map_or(opts.out.as_path(), |d| d.path());
 
-    let (bases, all_facts) = crate::build::resolve_bases(
+    let (bases, all_facts) = crate::resolve::resolve_bases(
         client,
         &cache,
         recipe,

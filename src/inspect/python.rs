@@ -93,15 +93,7 @@ impl MergedFs {
     }
 }
 
-/// The `.../site-packages` (or `dist-packages`) dir a path lies in.
-pub fn site_dir_of(path: &str) -> Option<&str> {
-    for marker in ["/site-packages/", "/dist-packages/"] {
-        if let Some(i) = path.find(marker) {
-            return Some(&path[..i + marker.len() - 1]);
-        }
-    }
-    None
-}
+pub use crate::sharedlibs::site_dir_of;
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct Distribution {

@@ -2,7 +2,7 @@
 //! config, annotations, layers and the heaviest Python distributions.
 
 use super::{ImageReport, PlatformReport};
-use crate::report::human;
+use crate::progress::human;
 use std::fmt::Write as _;
 
 /// Distributions listed before the rest are summed into one line.

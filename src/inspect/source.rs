@@ -230,7 +230,7 @@ impl<'a> Source<'a> {
             }
             Source::Layout { dir, tag } => {
                 let index_bytes = File::open(dir.join("index.json"))
-                    .and_then(|f| resolve::read_json_capped(f, "index.json"))
+                    .and_then(|f| crate::oci::read_json_capped(f, "index.json"))
                     .map_err(InspectError::io(&dir.join("index.json")))?;
                 let index: Index = parse(&index_bytes, "index.json")?;
                 let name_of = |m: &Descriptor| {
@@ -294,7 +294,7 @@ impl<'a> Source<'a> {
                     client.get_blob_bytes(registry, repository, digest).await?
                 })
             }
-            _ => resolve::read_json_capped(self.open_blob(digest).await?, digest.as_str())
+            _ => crate::oci::read_json_capped(self.open_blob(digest).await?, digest.as_str())
                 .map_err(InspectError::io(Path::new(digest.as_str())))?,
         };
         let actual = Digest::of(&bytes);
@@ -392,7 +392,7 @@ impl Archive {
     }
 
     fn read_small(&self, name: &str) -> Result<Vec<u8>, InspectError> {
-        resolve::read_json_capped(self.read_entry(name)?, &format!("`{name}`"))
+        crate::oci::read_json_capped(self.read_entry(name)?, &format!("`{name}`"))
             .map_err(InspectError::io(&self.file))
     }
 

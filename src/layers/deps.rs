@@ -142,7 +142,7 @@ pub fn plan(req: &Request) -> Result<Dependencies, DepsError> {
 }
 
 fn digest(path: &Path) -> Result<(String, Digest), DepsError> {
-    crate::plan::file_digest(path).map_err(|source| DepsError::Read {
+    crate::digest::named_file_digest(path).map_err(|source| DepsError::Read {
         path: path.to_path_buf(),
         source,
     })

@@ -8,8 +8,11 @@ pub mod referrers;
 pub mod registry;
 
 use crate::assemble::AssembledImage;
+use crate::cache::Cache;
 use crate::digest::Digest;
+use crate::error::{io, Error, ErrorKind, Hint};
 use crate::recipe::Destination;
+use crate::registry::{RegistryClient, RegistryError};
 use crate::resolve::BaseImage;
 use std::io::{self, Write};
 use std::path::Path;
@@ -172,5 +175,92 @@ pub fn layer_name(index: usize, new_from: usize, digest: &Digest) -> String {
         format!("base layer {} `{digest}`", index + 1)
     } else {
         format!("layer {} `{digest}` (built by slipway)", index + 1)
+    }
+}
+
+/// Publishes `image` to `dest`: the one entry point for every destination.
+pub async fn publish(
+    client: &RegistryClient,
+    cache: &Cache,
+    image: &Publishable<'_>,
+    dest: &Destination,
+    tags: &[crate::reference::Reference],
+    log: &crate::progress::Log,
+) -> crate::error::Result<Vec<BlobReport>> {
+    if !matches!(dest, Destination::Push(_)) {
+        // Layouts and archives hold every blob: bring base layers into the cache.
+        for (img, base) in &image.images {
+            for layer in &img.layers[..img.new_from] {
+                crate::resolve::fetch_blob(client, cache, &base.location, &layer.digest)
+                    .await
+                    .map_err(|e| e.into_error(cache.root()))?;
+            }
+        }
+    }
+    let local = |d: &crate::digest::Digest| cache.blob_path(d);
+    match dest {
+        Destination::Push(reference) => {
+            log.step(&format!("pushing to `{reference}`"));
+            registry::push(client, cache, image, reference)
+                .await
+                .map_err(|e| {
+                    use registry::PushError;
+                    let kind = match &e {
+                        PushError::Registry(RegistryError::Io { .. }) | PushError::Io { .. } => {
+                            ErrorKind::Other
+                        }
+                        PushError::Registry(_) => ErrorKind::Registry,
+                        PushError::Fetch(fetch) => fetch.kind(),
+                        PushError::Blob(blob) => return blob_failure(blob),
+                    };
+                    Error::hinted(kind)(e)
+                })
+        }
+        Destination::OciLayout(dir) => {
+            log.step(&format!("writing OCI layout `{}`", dir.display()));
+            layout::write(image, dir, "latest", &local).map_err(|e| {
+                if BlobError::of(&e).is_some() {
+                    return blob_failure(&e);
+                }
+                io(format!("cannot write OCI layout `{}`", dir.display()))(e)
+            })
+        }
+        Destination::DockerArchive(file) => {
+            log.step(&format!("writing docker archive `{}`", file.display()));
+            let scratch = cache
+                .temp_dir("archive")
+                .map_err(io(cache.context("cannot create a temp dir in the cache")))?;
+            archive::write(image, file, tags, scratch.path(), &local).map_err(|e| {
+                if let archive::ArchiveError::Blob(blob) = &e {
+                    return blob_failure(blob);
+                }
+                Error::hinted(ErrorKind::Other)(e)
+            })
+        }
+    }
+}
+
+/// How a destination is shown: `REF`, `oci:DIR`, `docker-archive:FILE`.
+pub fn describe(dest: &Destination) -> String {
+    match dest {
+        Destination::Push(r) => r.to_string(),
+        Destination::OciLayout(d) => format!("oci:{}", d.display()),
+        Destination::DockerArchive(f) => format!("docker-archive:{}", f.display()),
+    }
+}
+
+/// A blob that does not match its descriptor: a base descriptor that lies
+/// is bad input, a corrupt cache file local I/O.
+pub fn blob_failure(e: &std::io::Error) -> Error {
+    match BlobError::of(e) {
+        Some(blob) => {
+            let kind = if blob.is_bad_input() {
+                ErrorKind::Input
+            } else {
+                ErrorKind::Other
+            };
+            Error::new(kind, blob.to_string()).with_optional_hint(blob.hint())
+        }
+        None => io("cannot publish")(std::io::Error::new(e.kind(), e.to_string())),
     }
 }

@@ -5,16 +5,15 @@
 //! layers depend on changed. This file is pure, like `assemble`; `run` does
 //! the reading, resolving and publishing.
 
-pub mod recorded;
 pub mod run;
 
+use crate::assemble::recorded::{self, LayerFacts, Recorded};
 use crate::assemble::{self, AssembleError, AssembledImage, NewLayer};
 use crate::cache::LayerRecord;
 use crate::digest::Digest;
 use crate::oci::Descriptor;
 use crate::platform::Platform;
 use crate::resolve::BaseImage;
-use recorded::{LayerFacts, Recorded};
 use serde_json::Value;
 use std::collections::BTreeMap;
 

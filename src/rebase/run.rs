@@ -2,17 +2,19 @@
 //! layout), resolve the new base, learn its facts, check them, assemble,
 //! regenerate the SBOM, publish. Nothing is published when a check fails.
 
-use super::{check_facts, rebase, recorded::LayerFacts, OldImage, RebaseError};
+use super::{check_facts, rebase, OldImage, RebaseError};
+use crate::assemble::recorded::LayerFacts;
 use crate::assemble::{self, AssembledImage};
-use crate::build::{base_facts, describe, publish_to};
 use crate::cache::{Cache, LayerRecord};
 use crate::error::{io, Error, ErrorKind, Result};
 use crate::inspect::{source::Source, InspectError, Target};
+use crate::progress::Log;
 use crate::publish::Publishable;
+use crate::publish::{describe, publish};
 use crate::recipe::{Destination, StatedFacts};
 use crate::reference::Reference;
 use crate::registry::RegistryClient;
-use crate::report::Log;
+use crate::resolve::base_facts;
 use crate::resolve::{self, BaseImage, BaseLocation};
 use crate::sbom::{self, referrer::Referrer};
 use std::collections::BTreeMap;
@@ -138,7 +140,7 @@ pub async fn run(client: &RegistryClient, opts: &RebaseOptions) -> Result<Rebase
         index,
         referrers,
     };
-    publish_to(client, &cache, &publishable, &opts.destination, &[], log).await?;
+    publish(client, &cache, &publishable, &opts.destination, &[], log).await?;
     Ok(RebaseReport {
         destination: describe(&opts.destination),
         digest: publishable.digest(),

@@ -6,7 +6,7 @@ use super::auth::{pull_scope, push_scope};
 use super::client::{check_digest, RegistryClient, BLOB_BYTES_LIMIT};
 use super::error::{Context, RegistryError, TransportKind};
 use super::origin::redact_url;
-use super::transport::{backoff, protocol, Body, Request};
+use super::transport::{protocol, Body, Request};
 use crate::digest::{Digest, HashingWriter};
 use reqwest::header::{HeaderMap, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use reqwest::{Method, StatusCode, Url};
@@ -238,25 +238,9 @@ impl RegistryClient {
         path: &Path,
     ) -> Result<u64, RegistryError> {
         let context = Context::new("push blob", registry, repository).with_reference(digest);
-        let attempts = self.options.retries.max(1);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            // Each attempt opens a new upload session and re-opens the file.
-            match self.push_blob_once(&context, digest, path).await {
-                Err(e) if e.is_temporary() && attempt < attempts => {
-                    let delay = match &e {
-                        RegistryError::Status {
-                            retry_after: Some(delay),
-                            ..
-                        } => *delay,
-                        _ => backoff(attempt),
-                    };
-                    tokio::time::sleep(delay).await
-                }
-                result => return result,
-            }
-        }
+        // Each attempt opens a new upload session and re-opens the file.
+        self.retrying(|| self.push_blob_once(&context, digest, path))
+            .await
     }
 
     async fn push_blob_once(

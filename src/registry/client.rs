@@ -4,64 +4,14 @@
 
 use super::auth::{pull_scope, push_scope};
 use super::error::{Context, RegistryError};
-use super::transport::{backoff, Body, Request, Transport};
+use super::transport::{Body, Request, Transport};
 use crate::digest::Digest;
 use reqwest::header::{HeaderMap, ACCEPT, CONTENT_TYPE};
 use reqwest::{Method, Response, StatusCode};
-use std::path::PathBuf;
-use std::time::Duration;
 
-#[derive(Clone, Debug)]
-pub struct RegistryOptions {
-    /// Registries (host[:port]) that may be spoken to over plain HTTP.
-    /// Loopback hosts (127.0.0.0/8, localhost, [::1]) always may. A bare host
-    /// matches every port.
-    pub insecure: Vec<String>,
-    /// Loopback registries (host[:port]) that speak HTTPS (loopback
-    /// registries are otherwise spoken to over plain HTTP).
-    pub https: Vec<String>,
-    /// Timeout for connecting and for each read.
-    pub timeout: Duration,
-    /// The watchdog on bodies: fail when fewer than `min_rate` bytes/s
-    /// arrived over `min_rate_window` (a drip that keeps each read alive).
-    pub min_rate: u64,
-    pub min_rate_window: Duration,
-    /// The most one blob transfer may take, however fast it moves.
-    pub blob_deadline: Duration,
-    /// The registry `SLIPWAY_REGISTRY_USERNAME` / `PASSWORD` belong to, and
-    /// those credentials: used for that registry only (see the README,
-    /// "Where credentials go").
-    pub env_credentials: Option<(String, super::Credentials)>,
-    /// Attempts per request for 429 / 5xx / connection errors.
-    pub retries: u32,
-    /// Docker config (`~/.docker/config.json` or `$DOCKER_CONFIG/config.json`).
-    pub docker_config: Option<PathBuf>,
-    /// Log each request (credentials redacted) to stderr.
-    pub verbose: bool,
-}
-
-impl Default for RegistryOptions {
-    fn default() -> Self {
-        RegistryOptions {
-            insecure: Vec::new(),
-            https: Vec::new(),
-            timeout: Duration::from_secs(30),
-            min_rate: DEFAULT_MIN_RATE_KIB * 1024,
-            min_rate_window: Duration::from_secs(DEFAULT_MIN_RATE_SECONDS),
-            blob_deadline: Duration::from_secs(DEFAULT_BLOB_DEADLINE_SECONDS),
-            env_credentials: None,
-            retries: 4,
-            docker_config: None,
-            verbose: false,
-        }
-    }
-}
-
-/// Defaults of the body watchdog: under 10 KiB/s for 30 s fails, and no
-/// blob may take longer than an hour.
-pub const DEFAULT_MIN_RATE_KIB: u64 = 10;
-pub const DEFAULT_MIN_RATE_SECONDS: u64 = 30;
-pub const DEFAULT_BLOB_DEADLINE_SECONDS: u64 = 3600;
+pub use super::options::{
+    RegistryOptions, DEFAULT_BLOB_DEADLINE_SECONDS, DEFAULT_MIN_RATE_KIB, DEFAULT_MIN_RATE_SECONDS,
+};
 
 /// A manifest or index as fetched, digest verified.
 #[derive(Clone, Debug)]
@@ -78,7 +28,7 @@ const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
     application/vnd.docker.distribution.manifest.v2+json";
 const MANIFEST_LIMIT: usize = 4 << 20;
 /// Configs read whole (containerd caps them at 8 MiB too).
-pub(super) const BLOB_BYTES_LIMIT: usize = crate::resolve::JSON_LIMIT as usize;
+pub(super) const BLOB_BYTES_LIMIT: usize = crate::oci::JSON_LIMIT as usize;
 
 pub struct RegistryClient {
     pub options: RegistryOptions,
@@ -260,29 +210,12 @@ impl RegistryClient {
     /// or stalled start it over, after the answer's Retry-After or a backoff.
     /// Each attempt sends once (see `expect_once`), so `--retries N` means N
     /// attempts, not N per stage.
-    pub(super) async fn retrying<T, F, Fut>(&self, mut once: F) -> Result<T, RegistryError>
+    pub(super) async fn retrying<T, F, Fut>(&self, once: F) -> Result<T, RegistryError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, RegistryError>>,
     {
-        let attempts = self.options.retries.max(1);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match once().await {
-                Err(e) if e.is_temporary() && attempt < attempts => {
-                    let delay = match &e {
-                        RegistryError::Status {
-                            retry_after: Some(delay),
-                            ..
-                        } => *delay,
-                        _ => backoff(attempt),
-                    };
-                    tokio::time::sleep(delay).await
-                }
-                result => return result,
-            }
-        }
+        super::retry::with_retries(self.options.retries, once, super::retry::result_delay).await
     }
 
     /// Send once (a 401 answered), and turn any status but `wanted` into an error.

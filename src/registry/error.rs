@@ -203,7 +203,7 @@ impl RegistryError {
     pub fn is_temporary(&self) -> bool {
         match self {
             RegistryError::Status { status, errors, .. } => {
-                matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
+                super::retry::is_retryable_status(*status)
                     || errors
                         .iter()
                         .any(|e| e.code == "TOOMANYREQUESTS" || e.code == "UNAVAILABLE")

@@ -3,10 +3,11 @@
 //! request logging with secrets redacted.
 
 use super::auth::AuthCache;
-use super::client::RegistryOptions;
 use super::credentials::{Credentials, Secret};
 use super::error::{parse_api_errors, Context, RegistryError, TransportKind};
+use super::options::RegistryOptions;
 use super::origin::{host_of, is_loopback, redact_url, same_origin, OriginPolicy};
+use super::retry;
 use super::watchdog::Watchdog;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_LENGTH};
 use reqwest::{Method, Response, StatusCode, Url};
@@ -65,9 +66,6 @@ pub struct Transport {
     pub(super) credentials: tokio::sync::Mutex<HashMap<String, Option<Credentials>>>,
 }
 
-const RETRY_AFTER_CAP: Duration = Duration::from_secs(30);
-const BACKOFF_START: Duration = Duration::from_millis(200);
-const BACKOFF_CAP: Duration = Duration::from_secs(10);
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
 
 impl Transport {
@@ -197,20 +195,12 @@ impl Transport {
         authorization: Option<&Secret>,
         attempts: u32,
     ) -> Result<Response, RegistryError> {
-        let attempts = attempts.max(1);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let delay = match self.attempt(context, request, authorization).await {
-                Ok(response) if is_retryable(response.status()) && attempt < attempts => {
-                    retry_after(response.headers()).unwrap_or_else(|| backoff(attempt))
-                }
-                Ok(response) => return Ok(response),
-                Err(e) if e.is_temporary() && attempt < attempts => backoff(attempt),
-                Err(e) => return Err(e),
-            };
-            tokio::time::sleep(delay).await;
-        }
+        retry::with_retries(
+            attempts,
+            || self.attempt(context, request, authorization),
+            retry::response_delay,
+        )
+        .await
     }
 
     async fn attempt(
@@ -315,7 +305,7 @@ impl Transport {
         response: Response,
     ) -> RegistryError {
         let status = response.status().as_u16();
-        let retry_after = retry_after(response.headers());
+        let retry_after = retry::retry_after(response.headers());
         let body = self
             .read_limited(context, request, response, ERROR_BODY_LIMIT)
             .await
@@ -446,29 +436,6 @@ fn classify(error: &reqwest::Error) -> TransportKind {
     }
 }
 
-fn is_retryable(status: StatusCode) -> bool {
-    matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504)
-}
-
-/// 200 ms, 400 ms, 800 ms... capped at 10 s.
-pub fn backoff(attempt: u32) -> Duration {
-    let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(16));
-    BACKOFF_START.saturating_mul(factor).min(BACKOFF_CAP)
-}
-
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    headers
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_retry_after)
-}
-
-/// `Retry-After: <seconds>`, capped at 30 s. (HTTP dates fall back to backoff.)
-pub fn parse_retry_after(value: &str) -> Option<Duration> {
-    let seconds: u64 = value.trim().parse().ok()?;
-    Some(Duration::from_secs(seconds).min(RETRY_AFTER_CAP))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -494,16 +461,6 @@ mod tests {
         assert_eq!(t.base_url("docker.io"), "https://registry-1.docker.io");
         assert_eq!(t.base_url("ghcr.io"), "https://ghcr.io");
         assert_eq!(t.base_url("128.0.0.1"), "https://128.0.0.1");
-    }
-
-    #[test]
-    fn retry_after_and_backoff() {
-        assert_eq!(parse_retry_after("5"), Some(Duration::from_secs(5)));
-        assert_eq!(parse_retry_after(" 3600 "), Some(Duration::from_secs(30)));
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
-        assert_eq!(backoff(1), Duration::from_millis(200));
-        assert_eq!(backoff(3), Duration::from_millis(800));
-        assert_eq!(backoff(40), Duration::from_secs(10));
     }
 
     #[test]
