@@ -8,7 +8,7 @@ use crate::layers::uv::IndexUrl;
 use futures::StreamExt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 /// One pinned wheel.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -109,19 +109,11 @@ pub fn compile(spec: &Compile) -> Result<Vec<Pin>, WheelError> {
         Some(p) => format!("`{p}` (Python {})", spec.python_version),
         None => format!("the host (Python {})", spec.python_version),
     };
-    let mut cmd = Command::new(spec.uv);
-    cmd.args(["pip", "compile", "--python"])
+    let mut cmd = crate::layers::uv::uv(spec.uv, &["pip", "compile"]);
+    cmd.arg("--python")
         .arg(spec.python)
         .args(["--python-version", spec.python_version])
-        .args([
-            "--only-binary",
-            ":all:",
-            "--no-python-downloads",
-            "--no-header",
-            "--color",
-            "never",
-            "--quiet",
-        ]);
+        .args(["--only-binary", ":all:", "--no-header", "--quiet"]);
     if let Some(platform) = spec.python_platform {
         cmd.args(["--python-platform", platform]);
     }

@@ -328,9 +328,8 @@ pub fn export(
     out: &Path,
     offline: bool,
 ) -> Result<Export, ProjectError> {
-    let mut cmd = Command::new(uv);
-    cmd.arg("export")
-        .arg("--project")
+    let mut cmd = super::uv::uv(uv, &["export"]);
+    cmd.arg("--project")
         .arg(&project.root)
         .arg("--python")
         .arg(python)
@@ -343,9 +342,6 @@ pub fn export(
             "--no-default-groups",
             "--no-header",
             "--no-annotate",
-            "--no-python-downloads",
-            "--color",
-            "never",
             "--quiet",
         ]);
     if project.member {
@@ -466,15 +462,8 @@ pub fn build_wheel(dir: &Path, spec: &WheelBuild) -> Result<PathBuf, ProjectErro
         path: spec.out_dir.clone(),
         source,
     })?;
-    let mut cmd = Command::new(&spec.uv);
-    cmd.args([
-        "build",
-        "--wheel",
-        "--no-python-downloads",
-        "--color",
-        "never",
-    ])
-    .arg("--python")
+    let mut cmd = super::uv::uv(&spec.uv, &["build", "--wheel"]);
+    cmd.arg("--python")
     .arg(&spec.python)
     .arg("--out-dir")
     .arg(&spec.out_dir);

@@ -7,7 +7,7 @@
 use super::uv::index_args;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 /// What to resolve: the same inputs `uv pip install` gets.
 pub struct Compile<'a> {
@@ -60,9 +60,8 @@ pub fn held_back(spec: &Compile) -> Vec<HeldBack> {
 }
 
 fn compile(spec: &Compile, no_build: bool) -> Option<BTreeMap<String, String>> {
-    let mut cmd = Command::new(spec.uv);
-    cmd.args(["pip", "compile", "--quiet", "--no-header", "--no-annotate"])
-        .args(["--color", "never", "--no-python-downloads"])
+    let mut cmd = super::uv::uv(spec.uv, &["pip", "compile"]);
+    cmd.args(["--quiet", "--no-header", "--no-annotate"])
         .arg("--python")
         .arg(spec.host_python)
         .args(["--python-platform", spec.python_platform])

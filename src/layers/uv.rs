@@ -1,5 +1,8 @@
-//! Running `uv pip install` for the target platform into a staging prefix
-//! (part of the site-packages layer, see [`super::sitepackages`]).
+//! Every uv command slipway runs starts at [`uv`] (the flags every call
+//! shares) and takes its index settings from [`index_args`] (credentials by
+//! environment only). Here too: `uv pip install` for the target platform
+//! into a staging prefix (part of the site-packages layer, see
+//! [`super::sitepackages`]).
 
 use super::sitepackages::{io_error, SitePackagesError};
 use std::path::PathBuf;
@@ -42,6 +45,17 @@ pub struct InstallReport {
     pub packages: Vec<(String, String)>,
     /// uv's stderr (its progress report).
     pub log: String,
+}
+
+/// `uv SUBCOMMAND...` with what every call shares: no colour, never an
+/// interpreter download, no stdin. Every uv process slipway starts is made
+/// here (the version probe aside, see `tool_version`).
+pub fn uv(program: &std::path::Path, subcommand: &[&str]) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.args(subcommand)
+        .args(["--color", "never", "--no-python-downloads"])
+        .stdin(Stdio::null());
+    cmd
 }
 
 /// Where uv may look for packages: `--offline --no-index` or the indexes,
@@ -176,8 +190,8 @@ pub fn wheels_command(spec: &UvInstall) -> Command {
 }
 
 fn base_command(spec: &UvInstall) -> Command {
-    let mut cmd = Command::new(&spec.uv);
-    cmd.args(["pip", "install", "--python"])
+    let mut cmd = uv(&spec.uv, &["pip", "install"]);
+    cmd.arg("--python")
         .arg(&spec.host_python)
         .arg("--prefix")
         .arg(&spec.staging)
@@ -186,11 +200,8 @@ fn base_command(spec: &UvInstall) -> Command {
         .args([
             "--link-mode",
             "copy",
-            "--no-python-downloads",
             "--no-installer-metadata",
             "--no-compile-bytecode",
-            "--color",
-            "never",
         ]);
     if !spec.allow_sdist {
         cmd.arg("--no-build");

@@ -80,15 +80,7 @@ fn search_python(
 }
 
 fn uv_python_find(uv: &Path, minor: &str) -> Option<PathBuf> {
-    let output = Command::new(uv)
-        .args([
-            "python",
-            "find",
-            "--no-python-downloads",
-            "--no-project",
-            minor,
-        ])
-        .stdin(Stdio::null())
+    let output = crate::layers::uv::uv(uv, &["python", "find", "--no-project", minor])
         .stderr(Stdio::null())
         .output()
         .ok()?;
