@@ -15,6 +15,7 @@ pub mod facts;
 pub mod init;
 pub mod inspect;
 pub mod layers;
+pub mod layout;
 pub mod oci;
 pub mod plan;
 pub mod platform;

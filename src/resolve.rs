@@ -228,32 +228,24 @@ async fn fetch_top(
             })
         }
         BaseLocation::Layout(dir) => {
-            let layout_err = |message: String| ResolveError::Layout {
-                path: dir.clone(),
-                message,
+            let layout = crate::layout::Layout::new(dir);
+            let index = layout.index().map_err(|e| layout_error(dir, e))?;
+            let full_name = name.to_string();
+            let names: Vec<&str> = match &name.digest {
+                Some(_) => Vec::new(),
+                None => [Some(full_name.as_str()), name.tag.as_deref()]
+                    .into_iter()
+                    .flatten()
+                    .collect(),
             };
-            let index_bytes = std::fs::File::open(dir.join("index.json"))
-                .and_then(|f| crate::oci::read_json_capped(f, "index.json"))
-                .map_err(|e| layout_err(format!("cannot read index.json: {e}")))?;
-            let index: Index = serde_json::from_slice(&index_bytes)
-                .map_err(|e| layout_err(format!("index.json: {e}")))?;
-            let wanted_names = [name.to_string(), name.tag.clone().unwrap_or_default()];
             let entry = match &name.digest {
                 Some(d) => index.manifests.iter().find(|m| &m.digest == d),
-                None => index.manifests.iter().find(|m| {
-                    m.annotations
-                        .as_ref()
-                        .and_then(|a| a.get("org.opencontainers.image.ref.name"))
-                        .is_some_and(|n| wanted_names.contains(n))
-                }),
-            };
-            let entry = match (entry, index.manifests.as_slice()) {
-                (Some(e), _) => e,
-                (None, [only]) => only,
-                (None, _) => {
-                    return Err(layout_err(format!("no entry for `{name}` in index.json")))
-                }
-            };
+                None => crate::layout::find_entry(&index, &names),
+            }
+            .ok_or_else(|| ResolveError::Layout {
+                path: dir.clone(),
+                message: format!("no entry for `{name}` in index.json"),
+            })?;
             let bytes = read_layout_blob(dir, &entry.digest)?;
             Ok(Top {
                 bytes,
@@ -296,26 +288,47 @@ async fn fetch_small_blob(
 }
 
 fn read_layout_blob(dir: &Path, digest: &Digest) -> Result<Vec<u8>, ResolveError> {
-    let path = dir.join("blobs/sha256").join(digest.hex());
-    let file = std::fs::File::open(&path).map_err(|e| ResolveError::Layout {
-        path: dir.to_path_buf(),
-        message: format!("missing blob `{digest}` ({e})"),
-    })?;
-    let bytes = crate::oci::read_json_capped(file, &format!("blob `{digest}`")).map_err(|e| {
-        ResolveError::Layout {
-            path: dir.to_path_buf(),
-            message: e.to_string(),
-        }
-    })?;
-    let actual = Digest::of(&bytes);
-    if &actual != digest {
-        return Err(ResolveError::BlobMismatch {
+    crate::layout::Layout::new(dir)
+        .small_blob(digest)
+        .map_err(|e| layout_error(dir, e))
+}
+
+/// A layout's errors as resolve reports them: a blob that doesn't match its
+/// digest is its own case (the base lies), the rest name the layout.
+fn layout_error(dir: &Path, error: crate::layout::LayoutError) -> ResolveError {
+    use crate::layout::LayoutError;
+    match error {
+        LayoutError::Mismatch {
             path,
-            expected: digest.clone(),
+            expected,
             actual,
-        });
+        } => ResolveError::BlobMismatch {
+            path,
+            expected,
+            actual,
+        },
+        LayoutError::Read { path, source } if path.ends_with("index.json") => {
+            ResolveError::Layout {
+                path: dir.to_path_buf(),
+                message: format!("cannot read index.json: {source}"),
+            }
+        }
+        LayoutError::Read { path, source } if source.kind() == std::io::ErrorKind::NotFound => {
+            let hex = path.file_name().unwrap_or_default().to_string_lossy();
+            ResolveError::Layout {
+                path: dir.to_path_buf(),
+                message: format!("missing blob `sha256:{hex}` ({source})"),
+            }
+        }
+        LayoutError::Read { source, .. } => ResolveError::Layout {
+            path: dir.to_path_buf(),
+            message: source.to_string(),
+        },
+        LayoutError::Invalid { message, .. } => ResolveError::Layout {
+            path: dir.to_path_buf(),
+            message: format!("index.json: {message}"),
+        },
     }
-    Ok(bytes)
 }
 
 /// Makes sure a base blob is in the cache (digest checked) and returns its path.

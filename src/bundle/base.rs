@@ -6,10 +6,10 @@
 
 use crate::cache::Cache;
 use crate::digest::{Digest, HashingWriter};
-use crate::oci::{self, Descriptor, Index};
+use crate::oci;
 use crate::registry::RegistryClient;
 use crate::resolve::{self, BaseImage, BaseLocation, ResolveError};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::io;
 use std::path::Path;
 
@@ -25,6 +25,8 @@ pub enum BaseError {
         expected: Digest,
         actual: Digest,
     },
+    #[error("reading the base layout: {0}")]
+    Read(crate::layout::LayoutError),
     #[error("writing the base layout: {0}")]
     Io(#[from] io::Error),
 }
@@ -89,26 +91,11 @@ pub async fn write(
             counts.copied += 1;
         }
     }
-    let index = Index {
-        schema_version: 2,
-        media_type: Some(oci::OCI_INDEX.into()),
-        manifests: vec![Descriptor {
-            media_type: top_type,
-            digest: first.top_digest.clone(),
-            size: top_bytes.len() as u64,
-            platform: None,
-            annotations: Some(BTreeMap::from([(
-                "org.opencontainers.image.ref.name".to_string(),
-                first.name.to_string(),
-            )])),
-        }],
-        annotations: None,
-    };
+    // The index names the base by its reference, so `--base-layout` finds it.
+    let index =
+        crate::layout::single_entry_index(&top_type, &top_bytes, None, &first.name.to_string());
     write_atomic(&dir.join("index.json"), &oci::to_canonical_bytes(&index))?;
-    write_atomic(
-        &dir.join("oci-layout"),
-        br#"{"imageLayoutVersion":"1.0.0"}"#,
-    )?;
+    write_atomic(&dir.join("oci-layout"), crate::layout::LAYOUT_FILE)?;
     Ok(counts)
 }
 
@@ -118,33 +105,35 @@ async fn document(
     location: &BaseLocation,
     digest: &Digest,
 ) -> Result<(Vec<u8>, String), BaseError> {
-    let bytes = match location {
-        BaseLocation::Registry {
-            registry,
-            repository,
-        } => {
-            let fetched = client
-                .get_manifest(registry, repository, digest.as_str())
-                .await?;
-            if !fetched.media_type.is_empty() && fetched.media_type != "application/json" {
-                return Ok((fetched.bytes, fetched.media_type));
+    let bytes =
+        match location {
+            BaseLocation::Registry {
+                registry,
+                repository,
+            } => {
+                let fetched = client
+                    .get_manifest(registry, repository, digest.as_str())
+                    .await?;
+                if !fetched.media_type.is_empty() && fetched.media_type != "application/json" {
+                    return Ok((fetched.bytes, fetched.media_type));
+                }
+                fetched.bytes
             }
-            fetched.bytes
-        }
-        BaseLocation::Layout(dir) => {
-            let path = dir.join("blobs/sha256").join(digest.hex());
-            let bytes = std::fs::read(&path)?;
-            let actual = Digest::of(&bytes);
-            if &actual != digest {
-                return Err(BaseError::Mismatch {
-                    path,
-                    expected: digest.clone(),
-                    actual,
-                });
-            }
-            bytes
-        }
-    };
+            BaseLocation::Layout(dir) => crate::layout::Layout::new(dir)
+                .small_blob(digest)
+                .map_err(|e| match e {
+                    crate::layout::LayoutError::Mismatch {
+                        path,
+                        expected,
+                        actual,
+                    } => BaseError::Mismatch {
+                        path,
+                        expected,
+                        actual,
+                    },
+                    other => BaseError::Read(other),
+                })?,
+        };
     let media_type = serde_json::from_slice::<serde_json::Value>(&bytes)
         .ok()
         .and_then(|v| v["mediaType"].as_str().map(str::to_string))

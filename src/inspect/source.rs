@@ -229,31 +229,27 @@ impl<'a> Source<'a> {
                 Ok((m.bytes, m.media_type, m.digest))
             }
             Source::Layout { dir, tag } => {
-                let index_bytes = File::open(dir.join("index.json"))
-                    .and_then(|f| crate::oci::read_json_capped(f, "index.json"))
-                    .map_err(InspectError::io(&dir.join("index.json")))?;
-                let index: Index = parse(&index_bytes, "index.json")?;
-                let name_of = |m: &Descriptor| {
-                    m.annotations
-                        .as_ref()
-                        .and_then(|a| a.get("org.opencontainers.image.ref.name"))
-                        .cloned()
-                };
-                let entry = match (tag, index.manifests.as_slice()) {
-                    (Some(tag), manifests) => manifests
+                let index = crate::layout::Layout::new(dir)
+                    .index()
+                    .map_err(|e| match e {
+                        crate::layout::LayoutError::Read { path, source } => {
+                            InspectError::io(&path)(source)
+                        }
+                        other => InspectError::Bad(other.to_string()),
+                    })?;
+                let wanted = tag.as_deref().unwrap_or("latest");
+                let entry = match tag {
+                    // A named tag must be there: no fallback to the only entry.
+                    Some(tag) => index
+                        .manifests
                         .iter()
-                        .find(|m| name_of(m).as_deref() == Some(tag.as_str())),
-                    (None, [only]) => Some(only),
-                    (None, manifests) => manifests
-                        .iter()
-                        .find(|m| name_of(m).as_deref() == Some("latest")),
+                        .find(|m| crate::layout::ref_name(m) == Some(tag.as_str())),
+                    None => crate::layout::find_entry(&index, &[wanted]),
                 };
                 let entry = entry.ok_or_else(|| {
-                    let names: Vec<String> = index.manifests.iter().filter_map(name_of).collect();
+                    let names = crate::layout::ref_names(&index);
                     InspectError::NotFound(format!(
-                        "no image {} in OCI layout `{}` (it has: {})",
-                        tag.as_deref()
-                            .map_or("tagged `latest`".into(), |t| format!("tagged `{t}`")),
+                        "no image tagged `{wanted}` in OCI layout `{}` (it has: {})",
                         dir.display(),
                         if names.is_empty() {
                             "none".into()
@@ -320,7 +316,7 @@ impl<'a> Source<'a> {
                 Ok(Box::new(file))
             }
             Source::Layout { dir, .. } => {
-                let path = dir.join("blobs/sha256").join(digest.hex());
+                let path = crate::layout::blob_path(dir, digest);
                 let file = File::open(&path).map_err(InspectError::io(&path))?;
                 Ok(Box::new(file))
             }

@@ -464,9 +464,9 @@ pub fn build_wheel(dir: &Path, spec: &WheelBuild) -> Result<PathBuf, ProjectErro
     })?;
     let mut cmd = super::uv::uv(&spec.uv, &["build", "--wheel"]);
     cmd.arg("--python")
-    .arg(&spec.python)
-    .arg("--out-dir")
-    .arg(&spec.out_dir);
+        .arg(&spec.python)
+        .arg("--out-dir")
+        .arg(&spec.out_dir);
     super::uv::index_args(
         &mut cmd,
         spec.offline,

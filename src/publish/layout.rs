@@ -3,8 +3,8 @@
 
 use super::{BlobAction, BlobReport, Publishable};
 use crate::digest::Digest;
-use crate::oci::{self, Descriptor, Index};
-use std::collections::{BTreeMap, BTreeSet};
+use crate::oci;
+use std::collections::BTreeSet;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -71,32 +71,18 @@ pub fn write(
         put_bytes(&referrer.manifest)?;
     }
     let (media_type, top) = image.top();
-    let index = Index {
-        schema_version: 2,
-        media_type: Some(oci::OCI_INDEX.into()),
-        manifests: vec![Descriptor {
-            media_type: media_type.into(),
-            digest: Digest::of(top),
-            size: top.len() as u64,
-            platform: if image.index.is_none() {
-                Some(image.images[0].0.platform.clone())
-            } else {
-                None
-            },
-            annotations: Some(BTreeMap::from([(
-                "org.opencontainers.image.ref.name".to_string(),
-                tag.to_string(),
-            )])),
-        }],
-        annotations: None,
-    };
+    let platform = image
+        .index
+        .is_none()
+        .then(|| image.images[0].0.platform.clone());
+    let index = crate::layout::single_entry_index(media_type, top, platform, tag);
     fs::write(
         staging.path().join("index.json"),
         with_referrers(&oci::to_canonical_bytes(&index), &image.referrers),
     )?;
     fs::write(
         staging.path().join("oci-layout"),
-        br#"{"imageLayoutVersion":"1.0.0"}"#,
+        crate::layout::LAYOUT_FILE,
     )?;
     replace_dir(staging, dir)?;
     Ok(reports)

@@ -1,0 +1,208 @@
+//! The OCI image layout format, read and written in one place: `index.json`
+//! (capped like every JSON document from outside), entries found by their
+//! `org.opencontainers.image.ref.name`, blobs under `blobs/sha256/` (small
+//! ones read capped and checked against their digest), and the files a
+//! layout is made of. `resolve` (a `--base-layout`), `inspect` (`oci:DIR`),
+//! `bundle` (its `base/`) and `publish` (`--oci-layout`) all go through it.
+
+use crate::digest::Digest;
+use crate::oci::{self, Descriptor, Index};
+use crate::platform::Platform;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The annotation naming an index entry (its "tag" in the layout).
+pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+/// The `oci-layout` file every layout holds.
+pub const LAYOUT_FILE: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LayoutError {
+    #[error("cannot read `{}`: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{}` is not valid: {message}", path.display())]
+    Invalid { path: PathBuf, message: String },
+    #[error("`{}` hashes to `{actual}`, not `{expected}`", path.display())]
+    Mismatch {
+        path: PathBuf,
+        expected: Digest,
+        actual: Digest,
+    },
+}
+
+/// An OCI layout dir to read from.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    dir: PathBuf,
+}
+
+impl Layout {
+    pub fn new(dir: &Path) -> Layout {
+        Layout {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        blob_path(&self.dir, digest)
+    }
+
+    /// `index.json`, read capped and parsed.
+    pub fn index(&self) -> Result<Index, LayoutError> {
+        let path = self.dir.join("index.json");
+        let bytes = std::fs::File::open(&path)
+            .and_then(|f| oci::read_json_capped(f, "index.json"))
+            .map_err(|source| LayoutError::Read {
+                path: path.clone(),
+                source,
+            })?;
+        serde_json::from_slice(&bytes).map_err(|e| LayoutError::Invalid {
+            path,
+            message: e.to_string(),
+        })
+    }
+
+    /// A blob as a file (layers are streamed by the caller, which checks them).
+    pub fn open_blob(&self, digest: &Digest) -> Result<std::fs::File, LayoutError> {
+        let path = self.blob_path(digest);
+        std::fs::File::open(&path).map_err(|source| LayoutError::Read { path, source })
+    }
+
+    /// A manifest, index or config: read capped, checked against its digest.
+    pub fn small_blob(&self, digest: &Digest) -> Result<Vec<u8>, LayoutError> {
+        let path = self.blob_path(digest);
+        let file = self.open_blob(digest)?;
+        let bytes = oci::read_json_capped(file, &format!("blob `{digest}`")).map_err(|source| {
+            LayoutError::Read {
+                path: path.clone(),
+                source,
+            }
+        })?;
+        let actual = Digest::of(&bytes);
+        if &actual != digest {
+            return Err(LayoutError::Mismatch {
+                path,
+                expected: digest.clone(),
+                actual,
+            });
+        }
+        Ok(bytes)
+    }
+}
+
+pub fn blob_path(dir: &Path, digest: &Digest) -> PathBuf {
+    dir.join("blobs/sha256").join(digest.hex())
+}
+
+/// An index entry's ref name, if it has one.
+pub fn ref_name(entry: &Descriptor) -> Option<&str> {
+    entry
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(REF_NAME))
+        .map(String::as_str)
+}
+
+/// The entry named by the first of `names` any entry has, else the only
+/// entry of a one-entry index.
+pub fn find_entry<'a>(index: &'a Index, names: &[&str]) -> Option<&'a Descriptor> {
+    names
+        .iter()
+        .find_map(|name| index.manifests.iter().find(|m| ref_name(m) == Some(*name)))
+        .or(match index.manifests.as_slice() {
+            [only] => Some(only),
+            _ => None,
+        })
+}
+
+/// The ref names of an index's entries, for "it has: …" in errors.
+pub fn ref_names(index: &Index) -> Vec<String> {
+    index
+        .manifests
+        .iter()
+        .filter_map(ref_name)
+        .map(str::to_string)
+        .collect()
+}
+
+/// The `index.json` of a layout holding one image (or index) `top`, named
+/// `name`; `platform` for a single-platform image.
+pub fn single_entry_index(
+    media_type: &str,
+    top: &[u8],
+    platform: Option<Platform>,
+    name: &str,
+) -> Index {
+    Index {
+        schema_version: 2,
+        media_type: Some(oci::OCI_INDEX.into()),
+        manifests: vec![Descriptor {
+            media_type: media_type.into(),
+            digest: Digest::of(top),
+            size: top.len() as u64,
+            platform,
+            annotations: Some(BTreeMap::from([(REF_NAME.to_string(), name.to_string())])),
+        }],
+        annotations: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(name: Option<&str>, byte: u8) -> Descriptor {
+        let top = [byte];
+        let mut index = single_entry_index(oci::OCI_MANIFEST, &top, None, name.unwrap_or("x"));
+        let mut d = index.manifests.remove(0);
+        if name.is_none() {
+            d.annotations = None;
+        }
+        d
+    }
+
+    #[test]
+    fn entries_are_found_by_name_or_as_the_only_one() {
+        let mut index = single_entry_index(oci::OCI_MANIFEST, b"a", None, "3.13-alpine");
+        assert_eq!(
+            find_entry(&index, &["nope"]).unwrap().size,
+            1,
+            "the only entry"
+        );
+        index.manifests.push(entry(Some("latest"), 2));
+        index.manifests.push(entry(None, 3));
+        let found = find_entry(&index, &["missing", "latest"]).unwrap();
+        assert_eq!(found.digest, Digest::of(&[2]));
+        assert!(find_entry(&index, &["missing"]).is_none());
+        assert_eq!(ref_names(&index), ["3.13-alpine", "latest"]);
+    }
+
+    #[test]
+    fn small_blobs_are_checked_against_their_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        let digest = Digest::of(b"{}");
+        std::fs::create_dir_all(dir.path().join("blobs/sha256")).unwrap();
+        std::fs::write(layout.blob_path(&digest), b"{}").unwrap();
+        assert_eq!(layout.small_blob(&digest).unwrap(), b"{}");
+        std::fs::write(layout.blob_path(&digest), b"[]").unwrap();
+        assert!(matches!(
+            layout.small_blob(&digest),
+            Err(LayoutError::Mismatch { .. })
+        ));
+        let missing = Digest::of(b"none");
+        assert!(matches!(
+            layout.small_blob(&missing),
+            Err(LayoutError::Read { .. })
+        ));
+    }
+}
