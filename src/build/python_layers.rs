@@ -2,19 +2,19 @@
 //! the project layer (the project's own wheels) and their bytecode.
 
 use super::failures::in_cache;
+use super::LayerStore;
 use super::{
     cached_layer, compile, compile_wheels, find_python, omitted, uv_version, write_into_cache,
     BuildOptions, Built, Omitted,
 };
 use crate::assemble::NewLayer;
-use crate::cache::Cache;
 use crate::error::{io, Error, ErrorKind, Result};
 use crate::facts::PythonFacts;
 use crate::layers::project::ProjectError;
 use crate::layers::resolution::{self, HeldBack};
 use crate::layers::{self, app, deps, sitepackages, Entry, Owner};
 use crate::plan;
-use crate::report::LayerKind;
+use crate::report::{LayerKind, LayerSource};
 use crate::sbom;
 use std::path::{Path, PathBuf};
 
@@ -123,7 +123,7 @@ fn bare(url: &str) -> String {
 
 pub(super) fn build_python_layers(
     opts: &BuildOptions,
-    cache: &Cache,
+    cache: &LayerStore,
     facts: &PythonFacts,
     owner: Owner,
 ) -> Result<PythonLayers> {
@@ -203,7 +203,7 @@ pub(super) fn build_python_layers(
 /// resolution input so a cached build still warns without paying again).
 fn held_back(
     opts: &BuildOptions,
-    cache: &Cache,
+    cache: &LayerStore,
     target: &Target,
     deps: &deps::Dependencies,
     site_packages_key: &str,
@@ -212,7 +212,7 @@ fn held_back(
         return Vec::new();
     }
     let key = crate::digest::Digest::of(site_packages_key.as_bytes());
-    if let Some(held) = cache.facts::<Vec<HeldBack>>(&key) {
+    if let Some(held) = cache.shared_facts::<Vec<HeldBack>>(&key) {
         return held;
     }
     opts.log
@@ -228,13 +228,13 @@ fn held_back(
         find_links: &deps.find_links,
         offline: deps.offline,
     });
-    let _ = cache.put_facts(&key, &held);
+    let _ = cache.share_facts(&key, &held);
     held
 }
 
 fn site_packages_layers(
     opts: &BuildOptions,
-    cache: &Cache,
+    cache: &LayerStore,
     target: &Target,
     deps: &deps::Dependencies,
     key: String,
@@ -250,42 +250,34 @@ fn site_packages_layers(
     let _lock = cache
         .lock(&key)
         .map_err(io(in_cache(cache, "cannot lock the cache")))?;
-    if let (Some(layer), Some(bytecode)) = (
-        cache.layer(&key),
-        cache.layer(&bkey).filter(|_| py.bytecode),
-    ) {
+    // Reused only with its bytecode: building one installs, and the
+    // install gives both.
+    let layer = cache.find(&key);
+    let bytecode = match &layer {
+        Some(_) if py.bytecode => cache.find(&bkey).map(Some),
+        _ => Some(None),
+    };
+    if let (Some((layer, source)), Some(bytecode)) = (layer, bytecode) {
         opts.log.cache(&key, true);
-        return Ok(vec![
+        let mut out = vec![(
+            NewLayer {
+                record: layer,
+                created_by: label,
+            },
+            LayerKind::SitePackages,
+            source,
+        )];
+        out.extend(bytecode.map(|(record, source)| {
             (
                 NewLayer {
-                    record: layer,
-                    created_by: label,
-                },
-                LayerKind::SitePackages,
-                true,
-            ),
-            (
-                NewLayer {
-                    record: bytecode,
+                    record,
                     created_by: "slipway: site-packages bytecode".into(),
                 },
                 LayerKind::SitePackagesBytecode,
-                true,
-            ),
-        ]);
-    }
-    if !py.bytecode {
-        if let Some(layer) = cache.layer(&key) {
-            opts.log.cache(&key, true);
-            return Ok(vec![(
-                NewLayer {
-                    record: layer,
-                    created_by: label,
-                },
-                LayerKind::SitePackages,
-                true,
-            )]);
-        }
+                source,
+            )
+        }));
+        return Ok(out);
     }
     opts.log.cache(&key, false);
     opts.log.step(&format!(
@@ -317,7 +309,7 @@ fn site_packages_layers(
             created_by: label,
         },
         LayerKind::SitePackages,
-        false,
+        LayerSource::Built,
     )];
     out.extend(bytecode?);
     Ok(out)
@@ -329,7 +321,7 @@ fn site_packages_layers(
 /// site-packages inputs' key) becomes an alias.
 pub(super) fn site_packages_bytecode(
     opts: &BuildOptions,
-    cache: &Cache,
+    cache: &LayerStore,
     facts: &PythonFacts,
     entries: &[Entry],
     owner: Owner,
@@ -358,7 +350,7 @@ pub(super) fn site_packages_bytecode(
         },
     )?;
     cache
-        .put_layer(bkey, &built.0.record)
+        .remember(bkey, &built.0.record)
         .map_err(io(in_cache(cache, "cannot write to the cache")))?;
     Ok(built)
 }
@@ -368,7 +360,7 @@ pub(super) fn site_packages_bytecode(
 /// a code edit rebuilds these two small layers and nothing else.
 fn project_layers(
     opts: &BuildOptions,
-    cache: &Cache,
+    cache: &LayerStore,
     target: &Target,
     deps: &deps::Dependencies,
 ) -> Result<Vec<Built>> {
@@ -380,7 +372,7 @@ fn project_layers(
     let key = plan::project_key(&target.inputs(opts, &local, deps.wheel_key_files.clone())?);
     let bkey = plan::bytecode_key(&key, &facts.version);
     let bytecode = opts.recipe.python.bytecode;
-    let cached = cache.layer(&key).is_some() && (!bytecode || cache.layer(&bkey).is_some());
+    let cached = cache.find(&key).is_some() && (!bytecode || cache.find(&bkey).is_some());
     let entries = if cached {
         Vec::new()
     } else {

@@ -16,6 +16,7 @@ pub mod client;
 pub mod credentials;
 pub mod error;
 mod origin;
+mod tags;
 mod token;
 mod transport;
 mod watchdog;
