@@ -34,8 +34,10 @@ rows = [
     ("one more dependency, per-wheel bytecode store warm", "add-one-dependency", "s"),
     ("cold, fresh cache but per-wheel bytecode store warm", "cold-warm-wheel-bytecode", "s"),
     ("big dependency set, cold (buildah: pip install + compileall)", "big-deps", "s"),
+    ("fresh runner, warm registry cache (slipway --cache-repo; buildah --layers --cache-from/--cache-to)", "fresh-runner-warm-registry", "s"),
+    ("big dependency set, fresh runner, warm registry cache", "big-deps-fresh-runner-warm-registry", "s"),
 ]
-WITHOUT_BUILDAH = ("add-one-dependency", "cold-warm-wheel-bytecode")
+WITHOUT_BUILDAH = ("add-one-dependency", "cold-warm-wheel-bytecode", "big-deps-fresh-runner-warm-registry")
 lines = ["| case | slipway | buildah | ratio |", "| --- | --- | --- | --- |"]
 for label, case, unit in rows:
     s, b = median(case, "slipway"), median(case, "buildah")
@@ -43,6 +45,7 @@ for label, case, unit in rows:
     lines.append(f"| {label} | {fmt(s)} | {fmt(b) if b else 'n/a (needs emulation)' if 'platform' in case else 'n/a' if case in WITHOUT_BUILDAH else fmt(b)} | {ratio} |")
 extra = [
     ("layers built on the no-change rebuild", median("no-change-layers-built", "slipway"), ""),
+    ("layers built by a fresh runner with a warm registry cache", median("fresh-runner-warm-registry-layers-built", "slipway"), ""),
     ("layers built after a one-line edit of the packaged project (project + its bytecode)", median("packaged-project-edit-layers-built", "slipway"), ""),
     ("bytes sent for base layers (destination has them)", median("base-bytes-sent", "slipway"), "B"),
     ("big dependency set (numpy, pandas, scipy, scikit-learn): build + push", median("big-deps", "slipway"), "s"),
@@ -109,6 +112,10 @@ targets += [
     target("issue 18: adding one dependency compiles only that wheel's files", compare(median("add-one-dependency-files-compiled", "slipway"), median("add-one-dependency-files-in-wheel", "python"), lambda a, b: a == b)),
     target("issue 18: a warm per-wheel store compiles no site-packages file", compare(median("cold-warm-wheel-bytecode-files-compiled", "slipway"), 1, lambda a, b: a == b)),
     target("issue 18: container start with stdlib bytecode (not measured yet)", None),
+    target("issue 14: fresh runner, warm registry cache <= 1/5 of buildah's (--cache-from/--cache-to)", ratio_ok(median("fresh-runner-warm-registry", "slipway"), median("fresh-runner-warm-registry", "buildah"), 0.2)),
+    target("issue 14: fresh runner, warm registry cache <= 1/4 of slipway's own cold build", ratio_ok(median("fresh-runner-warm-registry", "slipway"), median("cold", "slipway"), 0.25)),
+    target("issue 14: big set, fresh runner, warm registry cache <= 1/4 of its cold build", ratio_ok(median("big-deps-fresh-runner-warm-registry", "slipway"), median("big-deps", "slipway"), 0.25)),
+    target("issue 14: a fresh runner with a warm registry cache builds no layer", compare(median("fresh-runner-warm-registry-layers-built", "slipway"), 0, lambda a, b: a == b)),
 ]
 table = "\n".join(lines + ["", "Targets:"] + targets)
 print(table)
