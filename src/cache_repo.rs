@@ -140,7 +140,7 @@ impl<'a> CacheRepo<'a> {
         }
         let fetched = match self
             .client
-            .get_manifest(self.registry(), self.repository(), tag)
+            .get_untrusted_manifest(self.registry(), self.repository(), tag)
             .await
         {
             Ok(fetched) => fetched,
@@ -169,7 +169,13 @@ impl<'a> CacheRepo<'a> {
         }
         match self
             .client
-            .pull_blob(self.registry(), self.repository(), &record.digest, dest)
+            .pull_blob_of_size(
+                self.registry(),
+                self.repository(),
+                &record.digest,
+                record.size,
+                dest,
+            )
             .await
         {
             Ok(_) => Ok(true),

@@ -50,7 +50,10 @@ pub async fn prune(
     let cutoff = now.saturating_sub(older_than.as_secs());
     for tag in tags.into_iter().filter(|t| entry::is_entry_tag(t)) {
         report.entries += 1;
-        let manifest = match client.get_manifest(registry, repository, &tag).await {
+        let manifest = match client
+            .get_untrusted_manifest(registry, repository, &tag)
+            .await
+        {
             Ok(manifest) => manifest,
             // Deleted meanwhile (by another prune, or a shared manifest).
             Err(e) if e.status() == Some(404) => continue,
