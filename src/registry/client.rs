@@ -105,13 +105,7 @@ impl RegistryClient {
         repository: &str,
         reference: &str,
     ) -> Result<FetchedManifest, RegistryError> {
-        let context = Context::new("pull manifest", registry, repository).with_reference(reference);
-        let url = self
-            .transport
-            .url(&context, &format!("{repository}/manifests/{reference}"))?;
-        let request = Request::new(Method::GET, url).header(ACCEPT, MANIFEST_ACCEPT);
-        // A body cut short is retried like a 503: the whole GET again.
-        self.retrying(|| self.get_manifest_once(&context, &request, reference, true))
+        self.get_manifest_with(registry, repository, reference, true)
             .await
     }
 
@@ -124,12 +118,24 @@ impl RegistryClient {
         repository: &str,
         reference: &str,
     ) -> Result<FetchedManifest, RegistryError> {
+        self.get_manifest_with(registry, repository, reference, false)
+            .await
+    }
+
+    async fn get_manifest_with(
+        &self,
+        registry: &str,
+        repository: &str,
+        reference: &str,
+        remember_sizes: bool,
+    ) -> Result<FetchedManifest, RegistryError> {
         let context = Context::new("pull manifest", registry, repository).with_reference(reference);
         let url = self
             .transport
             .url(&context, &format!("{repository}/manifests/{reference}"))?;
         let request = Request::new(Method::GET, url).header(ACCEPT, MANIFEST_ACCEPT);
-        self.retrying(|| self.get_manifest_once(&context, &request, reference, false))
+        // A body cut short is retried like a 503: the whole GET again.
+        self.retrying(|| self.get_manifest_once(&context, &request, reference, remember_sizes))
             .await
     }
 
