@@ -335,3 +335,61 @@ fn now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cache_repo_is_a_repository_without_tag_or_digest() {
+        let repo = parse_reference("127.0.0.1:5000/ci/cache").unwrap();
+        assert_eq!(
+            (repo.registry.as_str(), repo.repository.as_str()),
+            ("127.0.0.1:5000", "ci/cache")
+        );
+        assert_eq!((repo.tag, repo.digest), (None, None));
+        for bad in [
+            "127.0.0.1:5000/ci/cache:latest",
+            "r.example/c@sha256:00",
+            "",
+        ] {
+            assert!(parse_reference(bad).is_err(), "{bad}");
+        }
+    }
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut out = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut out, bytes).unwrap();
+        out.finish().unwrap()
+    }
+
+    #[test]
+    fn a_layer_must_unpack_to_its_claimed_diff_id_and_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("layer.tar.gz");
+        let tar = vec![7u8; 4096];
+        std::fs::write(&path, gzip(&tar)).unwrap();
+        let record = LayerRecord {
+            digest: Digest::of(b"unused here"),
+            diff_id: Digest::of(&tar),
+            size: 1,
+            uncompressed_size: 4096,
+        };
+        assert!(verify_layer(&path, &record).is_ok());
+        let lying_size = LayerRecord {
+            uncompressed_size: 4095,
+            ..record.clone()
+        };
+        assert!(verify_layer(&path, &lying_size).is_err());
+        let other = LayerRecord {
+            diff_id: Digest::of(b"another layer"),
+            ..record.clone()
+        };
+        assert!(verify_layer(&path, &other)
+            .unwrap_err()
+            .0
+            .contains("diff_id"));
+        std::fs::write(&path, b"not gzip").unwrap();
+        assert!(verify_layer(&path, &record).is_err());
+    }
+}
