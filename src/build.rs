@@ -11,7 +11,7 @@ use crate::layers::{self, bytecode, Entry, Owner};
 use crate::publish::{self, Publishable};
 use crate::recipe::{Destination, Recipe};
 use crate::registry::RegistryClient;
-use crate::report::{BuildReport, LayerKind, OmittedLayer, PlatformReport, Timings};
+use crate::report::{BuildReport, LayerKind, LayerSource, OmittedLayer, PlatformReport, Timings};
 use crate::resolve;
 use crate::sbom;
 use std::collections::BTreeMap;
@@ -22,10 +22,12 @@ use std::time::Instant;
 mod app_layers;
 mod failures;
 mod python_layers;
+mod store;
 
 use app_layers::build_app_layers;
 use failures::source_error;
 use python_layers::build_python_layers;
+pub use store::LayerStore;
 
 pub struct BuildOptions {
     pub recipe: Recipe,
@@ -47,16 +49,23 @@ pub struct BuildOptions {
     pub log: crate::progress::Log,
     /// The SBOM attached to each platform's image (None: none).
     pub sbom: Option<crate::sbom::Format>,
+    /// The registry repository shared as a layer cache (`--cache-repo`).
+    pub cache_repo: Option<crate::reference::Reference>,
 }
 
 pub async fn build(client: &RegistryClient, opts: &BuildOptions) -> Result<BuildReport> {
     let started = Instant::now();
     let mut timings = Timings::default();
     let recipe = &opts.recipe;
-    let cache = Cache::open(&opts.cache_dir).map_err(io(format!(
+    let local_cache = Cache::open(&opts.cache_dir).map_err(io(format!(
         "cannot open cache dir `{}`",
         opts.cache_dir.display()
     )))?;
+    let repo = opts
+        .cache_repo
+        .clone()
+        .map(|r| crate::cache_repo::CacheRepo::new(client, r));
+    let cache = LayerStore::new(&local_cache, repo);
     let log = &opts.log;
 
     let t = Instant::now();
@@ -150,22 +159,36 @@ pub async fn build(client: &RegistryClient, opts: &BuildOptions) -> Result<Build
         images.push(image);
     }
     let index = (images.len() > 1).then(|| assemble::index(&images, &annotations));
-    let publishable = Publishable {
+    let mut publishable = Publishable {
         images: images.iter().zip(&bases).collect(),
         index,
         referrers,
+        new_layers_also_in: None,
     };
 
     let t = Instant::now();
-    let blobs = publish::publish(
+    // Same registry: the repo gets the blobs first, the push mounts them;
+    // otherwise the two go on at once.
+    let mount_from_repo = matches!(&opts.destination, Destination::Push(dest)
+        if cache.repo().is_some_and(|r| r.registry == dest.registry));
+    if mount_from_repo {
+        cache.write_behind().await;
+        publishable.new_layers_also_in = cache.repo().cloned();
+    }
+    let publish = publish::publish(
         client,
         &cache,
         &publishable,
         &opts.destination,
         &opts.tags,
         log,
-    )
-    .await?;
+    );
+    let blobs = if mount_from_repo {
+        publish.await?
+    } else {
+        let (published, ()) = tokio::join!(publish, cache.write_behind());
+        published?
+    };
     timings.publish = t.elapsed().as_secs_f64();
     let missing_libraries = check_shared_libraries(&cache, &images, log);
     timings.total = started.elapsed().as_secs_f64();
@@ -208,8 +231,8 @@ fn check_shared_libraries(
     missing
 }
 
-/// (layer, kind, reused?)
-type Built = (NewLayer, LayerKind, bool);
+/// (layer, kind, where it came from)
+type Built = (NewLayer, LayerKind, LayerSource);
 
 /// Layers left out (no files), with the reason, for the report.
 type Omitted = Vec<OmittedLayer>;
@@ -233,9 +256,9 @@ fn off_async_workers<T>(work: impl FnOnce() -> T) -> T {
     }
 }
 
-/// Reuses the layer for `key` from the cache or builds it from `entries()`.
+/// Reuses the layer for `key` from the caches or builds it from `entries()`.
 fn cached_layer(
-    cache: &Cache,
+    cache: &LayerStore,
     key: &str,
     created_by: &str,
     kind: LayerKind,
@@ -245,8 +268,8 @@ fn cached_layer(
     let _lock = cache
         .lock(key)
         .map_err(io(cache.context("cannot lock the cache")))?;
-    let (record, reused) = match cache.layer(key) {
-        Some(record) => (record, true),
+    let (record, source) = match cache.find(key) {
+        Some(found) => found,
         None => {
             opts.log.step(&format!(
                 "building {}",
@@ -256,18 +279,18 @@ fn cached_layer(
             let (entries, _scratch, digests) = entries()?;
             (
                 write_into_cache(cache, key, &entries, opts.epoch, &digests)?,
-                false,
+                LayerSource::Built,
             )
         }
     };
-    opts.log.cache(key, reused);
+    opts.log.cache(key, source != LayerSource::Built);
     Ok((
         NewLayer {
             record,
             created_by: created_by.to_string(),
         },
         kind,
-        reused,
+        source,
     ))
 }
 
@@ -291,7 +314,7 @@ static COMPILED_FILES: AtomicU64 = AtomicU64::new(0);
 /// Packs `entries` (checked against `digests`, see
 /// [`tarball::write_layer_checked`]) into the blob store under `key`.
 fn write_into_cache(
-    cache: &Cache,
+    cache: &LayerStore,
     key: &str,
     entries: &[Entry],
     epoch: u64,
@@ -323,7 +346,7 @@ fn write_into_cache(
         uncompressed_size: blob.uncompressed_size,
     };
     cache
-        .put_layer(key, &record)
+        .remember(key, &record)
         .map_err(io(cache.context("cannot write to the cache")))?;
     Ok(record)
 }

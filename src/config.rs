@@ -15,6 +15,9 @@ pub struct Config {
     /// Registries that may be spoken to over plain HTTP.
     #[serde(default)]
     pub insecure_registries: Vec<String>,
+    /// The registry repository shared as a layer cache (`--cache-repo`).
+    #[serde(default)]
+    pub cache_repo: Option<String>,
 }
 
 pub fn default_path() -> Option<PathBuf> {

@@ -8,6 +8,7 @@ pub mod assemble;
 pub mod build;
 pub mod bundle;
 pub mod cache;
+pub mod cache_repo;
 pub mod config;
 pub mod digest;
 pub mod error;

@@ -10,6 +10,20 @@ use crate::resolve::BaseImage;
 use serde::Serialize;
 use std::fmt::Write as _;
 
+/// Where a layer of the image came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LayerSource {
+    /// The base image's, untouched.
+    Base,
+    /// Built by this build.
+    Built,
+    /// Taken from the local cache.
+    Cache,
+    /// Taken from the cache repo (`--cache-repo`).
+    CacheRepo,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum LayerKind {
@@ -40,6 +54,9 @@ pub struct LayerReport {
     pub uncompressed_size: Option<u64>,
     /// Taken from the cache instead of being built.
     pub reused: bool,
+    /// Where the layer came from: `base`, `built`, `cache` (the local one)
+    /// or `cache-repo` (the shared one, `--cache-repo`).
+    pub source: LayerSource,
     /// What publishing did with it (existing / mounted / uploaded / written).
     pub action: Option<BlobAction>,
 }
@@ -64,7 +81,7 @@ impl PlatformReport {
         image: &AssembledImage,
         _base: &BaseImage,
         facts: &PythonFacts,
-        new: &[(crate::assemble::NewLayer, LayerKind, bool)],
+        new: &[(crate::assemble::NewLayer, LayerKind, LayerSource)],
     ) -> PlatformReport {
         let layers = image
             .layers
@@ -80,7 +97,8 @@ impl PlatformReport {
                     media_type: d.media_type.clone(),
                     size: d.size,
                     uncompressed_size: new.map(|n| n.0.record.uncompressed_size),
-                    reused: new.is_none_or(|n| n.2),
+                    reused: new.is_none_or(|n| n.2 != LayerSource::Built),
+                    source: new.map_or(LayerSource::Base, |n| n.2),
                     action: None,
                 }
             })
@@ -171,10 +189,11 @@ impl BuildReport {
                     .and_then(|v| v.as_str().map(str::to_string))
                     .unwrap_or_default();
                 let uncompressed = l.uncompressed_size.map(human).unwrap_or_else(|| "-".into());
-                let cache = match (l.kind, l.reused) {
-                    (LayerKind::Base, _) => "base",
-                    (_, true) => "reused",
-                    (_, false) => "built",
+                let cache = match l.source {
+                    LayerSource::Base => "base",
+                    LayerSource::Cache => "reused",
+                    LayerSource::CacheRepo => "cache-repo",
+                    LayerSource::Built => "built",
                 };
                 let _ = writeln!(
                     out,

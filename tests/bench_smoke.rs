@@ -42,6 +42,7 @@ fn bench_smoke_runs_and_its_invariants_hold() {
     for met in [
         "MET  issue 18: adding one dependency compiles only that wheel's files",
         "MET  issue 18: a warm per-wheel store compiles no site-packages file",
+        "MET  issue 14: a fresh runner with a warm registry cache builds no layer",
     ] {
         assert!(stdout.contains(met), "{met}:\n{stdout}");
     }

@@ -3,8 +3,8 @@
 //! bytecode, with slipway's own files kept out of the tree.
 
 use super::failures::source_error;
+use super::LayerStore;
 use super::{cached_layer, compile, omitted, BuildOptions, Built, Omitted};
-use crate::cache::Cache;
 use crate::error::{io, Error, ErrorKind, Result};
 use crate::facts::PythonFacts;
 use crate::layers::{self, app, Owner};
@@ -76,7 +76,7 @@ fn excludes_with_outputs(opts: &BuildOptions, source_dir: &Path) -> Vec<String> 
 
 pub(super) fn build_app_layers(
     opts: &BuildOptions,
-    cache: &Cache,
+    cache: &LayerStore,
     facts: &PythonFacts,
     owner: Owner,
 ) -> Result<(Vec<Built>, Omitted)> {
@@ -101,7 +101,7 @@ pub(super) fn build_app_layers(
 
 fn app_layers_once(
     opts: &BuildOptions,
-    cache: &Cache,
+    cache: &LayerStore,
     facts: &PythonFacts,
     owner: Owner,
     source_dir: &Path,

@@ -1,19 +1,19 @@
 //! The layers below the app's: site-packages (third-party dependencies),
 //! the project layer (the project's own wheels) and their bytecode.
 
+use super::LayerStore;
 use super::{
     cached_layer, compile, compile_wheels, find_python, omitted, uv_version, write_into_cache,
     BuildOptions, Built, Omitted,
 };
 use crate::assemble::NewLayer;
-use crate::cache::Cache;
 use crate::error::{io, Error, ErrorKind, Result};
 use crate::facts::PythonFacts;
 use crate::layers::project::ProjectError;
 use crate::layers::resolution::{self, HeldBack};
 use crate::layers::{self, app, deps, sitepackages, Entry, Owner};
 use crate::plan;
-use crate::report::LayerKind;
+use crate::report::{LayerKind, LayerSource};
 use crate::sbom;
 use std::path::{Path, PathBuf};
 
@@ -45,7 +45,12 @@ impl Target<'_> {
             .get_or_init(|| host_python(opts, self.facts))
     }
 
-    fn install(&self, opts: &BuildOptions, cache: &Cache, spec: InstallSpec) -> Result<Vec<Entry>> {
+    fn install(
+        &self,
+        opts: &BuildOptions,
+        cache: &LayerStore,
+        spec: InstallSpec,
+    ) -> Result<Vec<Entry>> {
         let staging = self.scratch.join(spec.staging);
         sitepackages::install(&sitepackages::UvInstall {
             uv: opts.uv.clone(),
@@ -76,8 +81,14 @@ impl Target<'_> {
         let replaced = sitepackages::interpreter_files(&staging, &layout, &entries)
             .map_err(|e| Error::wrap(ErrorKind::Dependencies, e, None))?;
         warn_interpreter_files(&replaced);
-        // Kept with the layer's key so a build that reuses the layer warns too.
-        let _ = cache.put_facts(&interpreter_files_key(spec.key), &replaced);
+        // Kept with the layer's key so a build that reuses the layer warns
+        // too (shared through the cache repo only when there is something to say).
+        let key = interpreter_files_key(spec.key);
+        let _ = if replaced.is_empty() {
+            cache.put_facts(&key, &replaced)
+        } else {
+            cache.share_facts(&key, &replaced)
+        };
         Ok(layers::normalise(entries, Owner::default()))
     }
 
@@ -128,10 +139,13 @@ fn interpreter_files_key(layer_key: &str) -> crate::digest::Digest {
 }
 
 /// What a reused layer's install warned about, said again.
-fn warn_cached_interpreter_files(cache: &Cache, layer_key: &str) {
-    if let Some(replaced) =
-        cache.facts::<Vec<sitepackages::InterpreterFile>>(&interpreter_files_key(layer_key))
-    {
+fn warn_cached_interpreter_files(cache: &LayerStore, layer_key: &str, source: LayerSource) {
+    let key = interpreter_files_key(layer_key);
+    let replaced: Option<Vec<sitepackages::InterpreterFile>> = match source {
+        LayerSource::CacheRepo => cache.shared_facts(&key),
+        _ => cache.facts(&key),
+    };
+    if let Some(replaced) = replaced {
         warn_interpreter_files(&replaced);
     }
 }
@@ -157,7 +171,7 @@ fn bare(url: &str) -> String {
 
 pub(super) fn build_python_layers(
     opts: &BuildOptions,
-    cache: &Cache,
+    cache: &LayerStore,
     facts: &PythonFacts,
     owner: Owner,
 ) -> Result<PythonLayers> {
@@ -237,7 +251,7 @@ pub(super) fn build_python_layers(
 /// resolution input so a cached build still warns without paying again).
 fn held_back(
     opts: &BuildOptions,
-    cache: &Cache,
+    cache: &LayerStore,
     target: &Target,
     deps: &deps::Dependencies,
     site_packages_key: &str,
@@ -246,7 +260,7 @@ fn held_back(
         return Vec::new();
     }
     let key = crate::digest::Digest::of(site_packages_key.as_bytes());
-    if let Some(held) = cache.facts::<Vec<HeldBack>>(&key) {
+    if let Some(held) = cache.shared_facts::<Vec<HeldBack>>(&key) {
         return held;
     }
     opts.log
@@ -262,13 +276,13 @@ fn held_back(
         find_links: &deps.find_links,
         offline: deps.offline,
     });
-    let _ = cache.put_facts(&key, &held);
+    let _ = cache.share_facts(&key, &held);
     held
 }
 
 fn site_packages_layers(
     opts: &BuildOptions,
-    cache: &Cache,
+    cache: &LayerStore,
     target: &Target,
     deps: &deps::Dependencies,
     key: String,
@@ -284,44 +298,35 @@ fn site_packages_layers(
     let _lock = cache
         .lock(&key)
         .map_err(io(cache.context("cannot lock the cache")))?;
-    if let (Some(layer), Some(bytecode)) = (
-        cache.layer(&key),
-        cache.layer(&bkey).filter(|_| py.bytecode),
-    ) {
+    // Reused only with its bytecode: building one installs, and the
+    // install gives both.
+    let layer = cache.find(&key);
+    let bytecode = match &layer {
+        Some(_) if py.bytecode => cache.find(&bkey).map(Some),
+        _ => Some(None),
+    };
+    if let (Some((layer, source)), Some(bytecode)) = (layer, bytecode) {
         opts.log.cache(&key, true);
-        warn_cached_interpreter_files(cache, &key);
-        return Ok(vec![
+        warn_cached_interpreter_files(cache, &key, source);
+        let mut out = vec![(
+            NewLayer {
+                record: layer,
+                created_by: label,
+            },
+            LayerKind::SitePackages,
+            source,
+        )];
+        out.extend(bytecode.map(|(record, source)| {
             (
                 NewLayer {
-                    record: layer,
-                    created_by: label,
-                },
-                LayerKind::SitePackages,
-                true,
-            ),
-            (
-                NewLayer {
-                    record: bytecode,
+                    record,
                     created_by: "slipway: site-packages bytecode".into(),
                 },
                 LayerKind::SitePackagesBytecode,
-                true,
-            ),
-        ]);
-    }
-    if !py.bytecode {
-        if let Some(layer) = cache.layer(&key) {
-            opts.log.cache(&key, true);
-            warn_cached_interpreter_files(cache, &key);
-            return Ok(vec![(
-                NewLayer {
-                    record: layer,
-                    created_by: label,
-                },
-                LayerKind::SitePackages,
-                true,
-            )]);
-        }
+                source,
+            )
+        }));
+        return Ok(out);
     }
     opts.log.cache(&key, false);
     opts.log.step(&format!(
@@ -355,7 +360,7 @@ fn site_packages_layers(
             created_by: label,
         },
         LayerKind::SitePackages,
-        false,
+        LayerSource::Built,
     )];
     out.extend(bytecode?);
     Ok(out)
@@ -367,7 +372,7 @@ fn site_packages_layers(
 /// site-packages inputs' key) becomes an alias.
 pub(super) fn site_packages_bytecode(
     opts: &BuildOptions,
-    cache: &Cache,
+    cache: &LayerStore,
     facts: &PythonFacts,
     entries: &[Entry],
     owner: Owner,
@@ -396,7 +401,7 @@ pub(super) fn site_packages_bytecode(
         },
     )?;
     cache
-        .put_layer(bkey, &built.0.record)
+        .remember(bkey, &built.0.record)
         .map_err(io(cache.context("cannot write to the cache")))?;
     Ok(built)
 }
@@ -406,7 +411,7 @@ pub(super) fn site_packages_bytecode(
 /// a code edit rebuilds these two small layers and nothing else.
 fn project_layers(
     opts: &BuildOptions,
-    cache: &Cache,
+    cache: &LayerStore,
     target: &Target,
     deps: &deps::Dependencies,
 ) -> Result<Vec<Built>> {
@@ -418,9 +423,10 @@ fn project_layers(
     let key = plan::project_key(&target.inputs(opts, &local, deps.wheel_key_files.clone())?);
     let bkey = plan::bytecode_key(&key, &facts.version);
     let bytecode = opts.recipe.python.bytecode;
-    let cached = cache.layer(&key).is_some() && (!bytecode || cache.layer(&bkey).is_some());
-    let entries = if cached {
-        warn_cached_interpreter_files(cache, &key);
+    let found = cache.find(&key).map(|(_, source)| source);
+    let cached = found.is_some() && (!bytecode || cache.find(&bkey).is_some());
+    let entries = if let (true, Some(source)) = (cached, found) {
+        warn_cached_interpreter_files(cache, &key, source);
         Vec::new()
     } else {
         opts.log.step("installing the project's wheel");

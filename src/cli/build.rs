@@ -43,6 +43,10 @@ pub struct BuildArgs {
         default_value = "spdx"
     )]
     pub sbom_format: String,
+    /// A registry repository shared by CI runners as a layer cache: layers
+    /// are looked up there before being built and written there after.
+    #[arg(long, value_name = "REGISTRY/REPO", env = "SLIPWAY_CACHE_REPO")]
+    pub cache_repo: Option<String>,
     #[command(flatten)]
     pub tools: PythonArgs,
     /// Timestamp for every file and the config's `created` (also read from the recipe; default: the commit time of git HEAD, else 0).
@@ -75,9 +79,13 @@ pub async fn run(args: BuildArgs) -> Result<()> {
     let sbom = slipway::sbom::Format::parse(&args.sbom_format)
         .map_err(|e| input_error(format!("--sbom-format: {e}")))?;
     let common = &args.common;
+    let cache_repo = super::cache_repo(args.cache_repo.as_deref(), common)?;
+    // SLIPWAY_REGISTRY_USERNAME/PASSWORD belong to the push destination,
+    // else (an OCI layout or archive) to the cache repo, unless
+    // SLIPWAY_REGISTRY_HOST names another registry.
     let push_registry = match &destination {
         Destination::Push(reference) => Some(reference.registry.as_str()),
-        _ => None,
+        _ => cache_repo.as_ref().map(|r| r.registry.as_str()),
     };
     let (client, mirrors) = registry_client(common, push_registry)?;
     let log = Log {
@@ -119,6 +127,7 @@ pub async fn run(args: BuildArgs) -> Result<()> {
         tags,
         log,
         sbom,
+        cache_repo,
     };
     let result = build::build(&client, &options).await;
     log.finish(); // spinners and bars gone before the table or the error

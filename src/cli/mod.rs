@@ -3,6 +3,7 @@
 
 pub mod build;
 pub mod bundle;
+pub mod cache;
 pub mod init;
 pub mod inspect;
 pub mod rebase;
@@ -36,6 +37,8 @@ pub enum Command {
     Rebase(rebase::RebaseArgs),
     /// Write a commented recipe for the project in the current (or given) dir.
     Init(init::InitArgs),
+    /// Manage the layer cache kept in a registry (`--cache-repo`).
+    Cache(cache::CacheArgs),
     /// Print shell completions (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
 }
@@ -147,6 +150,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Inspect(args) => inspect::run(args).await,
         Command::Bundle(args) => bundle::run(args).await,
         Command::Init(args) => init::run(args),
+        Command::Cache(args) => cache::run(args).await,
         Command::Sbom(args) => sbom::run(args).await,
         Command::Rebase(args) => rebase::run(args).await,
         Command::Completions { shell } => {
@@ -161,6 +165,33 @@ pub async fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// The config file (`--config`, else the default path).
+pub fn load_config(common: &CommonArgs) -> Result<slipway::config::Config> {
+    let config_path = common.config.clone().or_else(slipway::config::default_path);
+    slipway::config::load(config_path.as_deref())
+        .map_err(|e| input_error(e).with_hint(slipway::config::CONFIG_HINT))
+}
+
+/// `--cache-repo` / `SLIPWAY_CACHE_REPO`, else the config's `cache_repo`.
+pub fn cache_repo(
+    flag: Option<&str>,
+    common: &CommonArgs,
+) -> Result<Option<slipway::reference::Reference>> {
+    let text = match flag {
+        Some(text) => Some(text.to_string()),
+        None => load_config(common)?.cache_repo,
+    };
+    text.filter(|t| !t.is_empty())
+        .map(|t| {
+            slipway::cache_repo::parse_reference(&t).map_err(|e| {
+                input_error(format!("--cache-repo: {e}")).with_hint(
+                    "give a repository, e.g. `--cache-repo registry.internal:5000/slipway-cache`",
+                )
+            })
+        })
+        .transpose()
+}
+
 pub fn input_error(message: String) -> Error {
     Error::new(ErrorKind::Input, message)
 }
@@ -173,9 +204,7 @@ pub fn registry_client(
     common: &CommonArgs,
     destination: Option<&str>,
 ) -> Result<(RegistryClient, std::collections::BTreeMap<String, String>)> {
-    let config_path = common.config.clone().or_else(slipway::config::default_path);
-    let config = slipway::config::load(config_path.as_deref())
-        .map_err(|e| input_error(e).with_hint(slipway::config::CONFIG_HINT))?;
+    let config = load_config(common)?;
     let mut mirrors = config.mirrors;
     for m in &common.mirrors {
         let (from, to) = slipway::config::parse_mirror(m)

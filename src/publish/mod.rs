@@ -25,6 +25,9 @@ pub struct Publishable<'a> {
     pub index: Option<(Vec<u8>, Digest)>,
     /// Artifacts (SBOMs) that refer to the platform manifests.
     pub referrers: Vec<crate::sbom::referrer::Referrer>,
+    /// A repository holding the new layers too (the cache repo): a push to
+    /// its registry mounts them from there.
+    pub new_layers_also_in: Option<crate::reference::Reference>,
 }
 
 impl Publishable<'_> {

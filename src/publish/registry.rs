@@ -45,6 +45,8 @@ impl crate::error::Hint for PushError {
 enum Origin {
     Base(BaseLocation),
     Cache,
+    /// A new layer, in the local cache and in this repository (the cache repo).
+    CacheAndRepo(Reference),
 }
 
 /// A blob to push: where it comes from, its descriptor's size, its name in errors.
@@ -65,6 +67,8 @@ pub async fn push(
         for (i, layer) in img.layers.iter().enumerate() {
             let origin = if i < img.new_from {
                 Origin::Base(base.location.clone())
+            } else if let Some(repo) = &image.new_layers_also_in {
+                Origin::CacheAndRepo(repo.clone())
             } else {
                 Origin::Cache
             };
@@ -151,6 +155,15 @@ async fn push_one(
         .is_some()
     {
         return report(BlobAction::Existing, 0);
+    }
+    if let Origin::CacheAndRepo(repo) = &blob.origin {
+        if repo.registry == dest.registry
+            && client
+                .mount_blob(&dest.registry, &dest.repository, digest, &repo.repository)
+                .await?
+        {
+            return report(BlobAction::Mounted, 0);
+        }
     }
     if let Origin::Base(location) = &blob.origin {
         if let BaseLocation::Registry {

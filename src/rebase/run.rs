@@ -139,6 +139,7 @@ pub async fn run(client: &RegistryClient, opts: &RebaseOptions) -> Result<Rebase
         images: images.iter().zip(&bases).collect(),
         index,
         referrers,
+        new_layers_also_in: None,
     };
     publish(client, &cache, &publishable, &opts.destination, &[], log).await?;
     Ok(RebaseReport {

@@ -57,7 +57,21 @@ impl RegistryClient {
         dest: &Path,
     ) -> Result<u64, RegistryError> {
         let context = Context::new("pull blob", registry, repository).with_reference(digest);
-        self.retrying(|| self.pull_blob_once(&context, digest, dest))
+        self.retrying(|| self.pull_blob_once(&context, digest, None, dest))
+            .await
+    }
+
+    /// `pull_blob` of a blob of a known `size`: more or fewer bytes fail.
+    pub async fn pull_blob_of_size(
+        &self,
+        registry: &str,
+        repository: &str,
+        digest: &Digest,
+        size: u64,
+        dest: &Path,
+    ) -> Result<u64, RegistryError> {
+        let context = Context::new("pull blob", registry, repository).with_reference(digest);
+        self.retrying(|| self.pull_blob_once(&context, digest, Some(size), dest))
             .await
     }
 
@@ -65,6 +79,7 @@ impl RegistryClient {
         &self,
         context: &Context,
         digest: &Digest,
+        size: Option<u64>,
         dest: &Path,
     ) -> Result<u64, RegistryError> {
         let request = Request::new(Method::GET, self.blob_url(context, digest)?);
@@ -102,7 +117,9 @@ impl RegistryClient {
         let label = format!("pull {}", &digest.as_str()[..digest.as_str().len().min(19)]);
         // The manifest's word for the size, else the answer's: reading stops
         // as soon as the body passes it, so an endless body fills no disk.
-        let declared = self.declared_size(digest).or(response.content_length());
+        let declared = size
+            .or_else(|| self.declared_size(digest))
+            .or(response.content_length());
         let mut transfer = crate::progress::current().transfer(&label, declared);
         let mut watchdog = self.transport.watchdog();
         let mut received: u64 = 0;

@@ -55,13 +55,37 @@ impl RegistryClient {
         repository: &str,
         reference: &str,
     ) -> Result<FetchedManifest, RegistryError> {
+        self.get_manifest_with(registry, repository, reference, true)
+            .await
+    }
+
+    /// Like `get_manifest`, but the sizes it declares are not taken as
+    /// bounds for other pulls of the same digests: for manifests from a
+    /// source trusted less than the image's own (the cache repo's entries).
+    pub async fn get_untrusted_manifest(
+        &self,
+        registry: &str,
+        repository: &str,
+        reference: &str,
+    ) -> Result<FetchedManifest, RegistryError> {
+        self.get_manifest_with(registry, repository, reference, false)
+            .await
+    }
+
+    async fn get_manifest_with(
+        &self,
+        registry: &str,
+        repository: &str,
+        reference: &str,
+        remember_sizes: bool,
+    ) -> Result<FetchedManifest, RegistryError> {
         let context = Context::new("pull manifest", registry, repository).with_reference(reference);
         let url = self
             .transport
             .url(&context, &format!("{repository}/manifests/{reference}"))?;
         let request = Request::new(Method::GET, url).header(ACCEPT, MANIFEST_ACCEPT);
         // A body cut short is retried like a 503: the whole GET again.
-        self.retrying(|| self.get_manifest_once(&context, &request, reference))
+        self.retrying(|| self.get_manifest_once(&context, &request, reference, remember_sizes))
             .await
     }
 
@@ -70,6 +94,7 @@ impl RegistryClient {
         context: &Context,
         request: &Request,
         reference: &str,
+        remember_sizes: bool,
     ) -> Result<FetchedManifest, RegistryError> {
         let response = self
             .expect_once(
@@ -95,7 +120,9 @@ impl RegistryClient {
                 });
             }
         }
-        self.remember_sizes(&bytes);
+        if remember_sizes {
+            self.remember_sizes(&bytes);
+        }
         let media_type = media_type(&headers, &bytes);
         Ok(FetchedManifest {
             bytes,
@@ -302,6 +329,10 @@ mod tests {
         send(&client.mount_blob("r", "a", &digest, "b"));
         send(&client.push_blob("r", "a", &digest, Path::new("x")));
         send(&client.put_manifest("r", "a", "t", "m", b"{}"));
+        send(&client.get_untrusted_manifest("r", "a", "t"));
+        send(&client.pull_blob_of_size("r", "a", &digest, 1, Path::new("x")));
+        send(&client.list_tags("r", "a"));
+        send(&client.delete_manifest("r", "a", &digest));
     }
 
     #[test]

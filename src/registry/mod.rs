@@ -18,6 +18,7 @@ pub mod error;
 mod options;
 mod origin;
 mod retry;
+mod tags;
 mod token;
 mod transport;
 mod watchdog;

@@ -60,6 +60,22 @@ impl Registry {
         Registry::launch_token(server, credentials)
     }
 
+    /// Token auth where `user`:`pass` may push and `reader`:`reader_pass`
+    /// may only pull.
+    pub fn start_token_auth_with_reader(
+        user: &str,
+        pass: &str,
+        reader: &str,
+        reader_pass: &str,
+    ) -> Registry {
+        let credentials = Some((user.to_string(), pass.to_string()));
+        let server = TokenServer::start_with_reader(
+            credentials.clone(),
+            Some((reader.to_string(), reader_pass.to_string())),
+        );
+        Registry::launch_token(server, credentials)
+    }
+
     fn launch_token(server: TokenServer, credentials: Option<(String, String)>) -> Registry {
         let mut registry = Registry::launch(Auth::Token(&server), credentials);
         registry.token_server = Some(server);

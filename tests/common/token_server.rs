@@ -43,6 +43,15 @@ impl TokenServer {
     /// Start on a free 127.0.0.1 port. With `credentials`, requests without
     /// them (basic auth, or a refresh token equal to the password) get a 401.
     pub fn start(credentials: Option<(String, String)>) -> TokenServer {
+        TokenServer::start_with_reader(credentials, None)
+    }
+
+    /// Like `start`, and `reader`'s credentials get tokens granting `pull`
+    /// only (whatever they ask for): pull-only CI credentials.
+    pub fn start_with_reader(
+        credentials: Option<(String, String)>,
+        reader: Option<(String, String)>,
+    ) -> TokenServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the token server");
         let addr = listener.local_addr().unwrap();
         let signer = Signer::new();
@@ -53,6 +62,7 @@ impl TokenServer {
         let state = State {
             signer,
             credentials,
+            reader,
             requests: requests.clone(),
             issued: issued.clone(),
         };
@@ -112,6 +122,7 @@ impl Drop for TokenServer {
 struct State {
     signer: Signer,
     credentials: Option<(String, String)>,
+    reader: Option<(String, String)>,
     requests: Arc<Mutex<Vec<TokenRequest>>>,
     issued: Arc<Mutex<Vec<String>>>,
 }
@@ -160,6 +171,8 @@ impl State {
             }
             None => false,
         };
+        let is_reader = self.reader.is_some() && basic == self.reader;
+        let authenticated = authenticated || is_reader;
         let granted = self.credentials.is_none() || authenticated;
         self.requests.lock().unwrap().push(TokenRequest {
             scopes: scopes.clone(),
@@ -175,6 +188,18 @@ impl State {
             );
         }
         let subject = basic.map(|(user, _)| user).unwrap_or_default();
+        if is_reader {
+            scopes = scopes
+                .iter()
+                .filter_map(|scope| {
+                    let (kind_name, actions) = scope.rsplit_once(':')?;
+                    actions
+                        .split(',')
+                        .any(|a| a == "pull")
+                        .then(|| format!("{kind_name}:pull"))
+                })
+                .collect();
+        }
         let token = self.signer.token(&subject, &scopes);
         self.issued.lock().unwrap().push(token.clone());
         let body = serde_json::json!({
