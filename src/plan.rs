@@ -46,6 +46,32 @@ pub fn bytecode_key(source_key: &str, python_version: &str) -> String {
     key("bytecode", &(source_key, python_version, "unchecked-hash"))
 }
 
+/// What decides a stdlib bytecode layer's bytes: the base (its stdlib
+/// sources), the mode and, for `"imported"`, the modules it holds, the
+/// interpreter's magic number and the layer's time stamp.
+#[derive(Serialize)]
+pub struct StdlibInputs<'a> {
+    pub base_manifest: &'a Digest,
+    pub mode: crate::recipe::StdlibBytecode,
+    pub selection_format: u32,
+    /// The `"imported"` modules (None: the whole stdlib).
+    pub modules: Option<&'a std::collections::BTreeSet<String>>,
+    pub magic: &'a str,
+    pub epoch: u64,
+}
+
+/// Key of the stdlib bytecode layer.
+pub fn stdlib_bytecode_key(inputs: &StdlibInputs) -> String {
+    key("stdlib-bytecode", inputs)
+}
+
+/// Key of what the `"imported"` scan found: the base, the interpreter and
+/// the layers holding the image's own code (by digest).
+pub fn stdlib_scan_key(base_manifest: &Digest, magic: &str, code_layers: &[&Digest]) -> String {
+    let format = crate::layers::bytecode::STDLIB_SELECTION_FORMAT;
+    key("stdlib-scan", &(base_manifest, magic, format, code_layers))
+}
+
 /// The content digest of every file among `entries`, by image path, each
 /// read through [`open_checked`] (no symlink followed, still the listed file).
 /// The layer is later packed with [`crate::layers::tarball::write_layer_checked`]

@@ -47,6 +47,8 @@ impl Log {
 #[serde(rename_all = "kebab-case")]
 pub enum LayerKind {
     Base,
+    /// `.pyc` for the base's standard library (`[python] stdlib_bytecode`).
+    StdlibBytecode,
     SitePackages,
     SitePackagesBytecode,
     App,

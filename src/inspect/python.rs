@@ -35,28 +35,15 @@ impl MergedFs {
     /// Applies a whiteout entry (`.wh.NAME` or the opaque `.wh..wh..opq`) of layer `layer`.
     /// Returns false when `path` is not a whiteout.
     pub fn whiteout(&mut self, path: &str, layer: usize) -> bool {
-        let (dir, name) = match path.rsplit_once('/') {
-            Some((d, n)) => (format!("{d}/"), n),
-            None => (String::new(), path),
-        };
-        let Some(hidden) = name.strip_prefix(".wh.") else {
+        let Some(whiteout) = crate::layers::bytecode::sources::Whiteout::of(path) else {
             return false;
         };
-        if hidden == ".wh..opq" {
-            self.files
-                .retain(|p, f| !(p.starts_with(&dir) && f.layer < layer));
-            self.records.retain(|p, _| !p.starts_with(&dir));
-            let files = &self.files;
-            self.elf.retain(|p, _| files.contains_key(p));
-        } else {
-            let gone = format!("{dir}{hidden}");
-            let below = format!("{gone}/");
-            self.files
-                .retain(|p, _| p != &gone && !p.starts_with(&below));
-            self.records
-                .retain(|p, _| p != &gone && !p.starts_with(&below));
-            self.elf.retain(|p, _| p != &gone && !p.starts_with(&below));
-        }
+        self.files
+            .retain(|p, f| !whiteout.hides(p, f.layer < layer));
+        // Records are re-read each layer: an opaque dir hides all of them.
+        self.records.retain(|p, _| !whiteout.hides(p, true));
+        let files = &self.files;
+        self.elf.retain(|p, _| files.contains_key(p));
         true
     }
 
