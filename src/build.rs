@@ -109,11 +109,13 @@ pub async fn build(client: &RegistryClient, opts: &BuildOptions) -> Result<Build
         left_out.extend(app_omitted.iter().cloned());
         // Lowest of the new layers: it changes only with the base (and, for
         // "imported", the modules the code reaches).
+        let t = Instant::now();
         if let Some(stdlib) =
             build_stdlib_layer(client, &cache, opts, base, facts, &new_layers).await?
         {
             new_layers.insert(0, stdlib);
         }
+        timings.stdlib_bytecode += t.elapsed().as_secs_f64();
         // Recorded in a label so `rebase` can redo this step without the recipe.
         let settings = crate::rebase::recorded::Recorded::new(&recipe.image, facts, opts.epoch)
             .image_settings(&recipe.image.annotations);

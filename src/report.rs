@@ -137,6 +137,9 @@ pub struct Timings {
     pub resolve: f64,
     pub app: f64,
     pub site_packages: f64,
+    /// Seconds spent on the stdlib bytecode layer (reading the base's
+    /// stdlib, the `"imported"` scan, compiling), 0 when off.
+    pub stdlib_bytecode: f64,
     pub publish: f64,
     pub total: f64,
     /// Seconds spent writing (tar + gzip) new layers, and their uncompressed bytes.

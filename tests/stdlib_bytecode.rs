@@ -220,6 +220,7 @@ fn slim_stdlib_pyc_are_right_reproducible_and_used_on_a_read_only_root() {
         let stdlib_layer = &again.report["platforms"][0]["layers"][2];
         assert_eq!(stdlib_layer["kind"], "stdlib-bytecode", "lowest new layer");
         assert_eq!(stdlib_layer["reused"], true, "{mode}: cached");
+        common::image::validate_layout(&a.layout);
         modules.push(modules_in(&a.files("stdlib-bytecode"), &magic));
         layers.push(a);
     }
