@@ -131,6 +131,9 @@ start_targets = [
 start_table = "\n".join(start_lines + ["", "Targets:"] + start_targets)
 if only == "start":
     table = start_table
+elif only == "project":
+    first_table = lines[: lines.index("")]
+    table = "\n".join(first_table[:2] + [l for l in first_table if "packaged project" in l])
 else:
     table = "\n".join(lines + ["", "Targets:"] + targets + ["", "Container start:", "", start_table])
 print(table)
@@ -146,37 +149,49 @@ def version(cmd):
 
 
 results = os.path.join(os.path.dirname(__file__), "RESULTS.md")
-START_HEADING = "\n## Container start time"
-START_NOTE = ("The demo image (recipes/fastapi-demo/slim.toml on the python:3.13-slim stand-in) built with "
+# What a focused run (`bench/run --only CASE`) measures: its section's
+# heading, what it did, and the raw cases it keeps.
+FOCUSED = {
+    "start": ("## Container start time",
+              "The demo image (recipes/fastapi-demo/slim.toml on the python:3.13-slim stand-in) built with "
               "`[python] stdlib_bytecode` off, \"imported\" and \"all\", unpacked with umoci and started with its own "
               "command (uvicorn) as the host user nobody (`setpriv`), `unshare -r -m` + chroot, read-only root, "
               "tmpfs /tmp; time from exec to the first HTTP 200 on GET /, one warm-up start per mode, then the modes "
-              "interleaved. Layer sizes are the stdlib-bytecode layer's.")
+              "interleaved. Layer sizes are the stdlib-bytecode layer's.",
+              ("container-start", "stdlib-layer-bytes", "stdlib-layer-uncompressed-bytes")),
+    "project": ("## Packaged project, one-line edit",
+                "recipes/cli-tool on the python:3.13-slim stand-in, pushed to a loopback registry: a cold build, then "
+                "one line appended to src/tally/cli.py and the rebuild + push timed. buildah runs "
+                "bench/Dockerfile.project (pip builds and installs the project, then compileall; the copy's build "
+                "backend is hatchling from the wheelhouse, since pip cannot use uv_build offline).",
+                ("packaged-project-one-line-edit", "packaged-project-edit-layers-built")),
+}
 
 
-def start_section(raw_rows):
-    return (f"{START_HEADING} ({datetime.date.today()}, medians of {len(values.get(('container-start', 'off'), []))} starts)\n\n"
-            f"{START_NOTE}\n\n{start_table}\n\n```\n{raw_rows}```\n")
-
-
-if only == "start":
-    # A focused run replaces its own section and keeps the rest of RESULTS.md.
-    text = open(results).read() if os.path.exists(results) else "# Benchmark results\n"
-    raw_rows = "".join(l for l in open(raw_path) if l.split("\t")[0] in ("container-start", "stdlib-layer-bytes", "stdlib-layer-uncompressed-bytes"))
-    machine = (f"Machine: {platform.node()}, {os.cpu_count()} cores shared with other engineers' builds and tests "
-               f"(load average {os.getloadavg()[0]:.1f} at the end of the run).\n\n")
-    section = start_section(raw_rows).replace(START_NOTE, START_NOTE + "\n\n" + machine.strip())
-    if START_HEADING in text:
-        head, rest = text.split(START_HEADING, 1)
-        tail = rest[rest.find("\n## ") :] if "\n## " in rest else ""
-        text = head.rstrip("\n") + "\n" + section + tail
-    elif "\n## Measured by hand" in text:
+def update_section(text, heading, section):
+    """`text` with the section under `heading` replaced by `section` (else
+    inserted before "## Measured by hand", else appended)."""
+    marker = "\n" + heading
+    if marker in text:
+        head, rest = text.split(marker, 1)
+        tail = rest[rest.find("\n## "):] if "\n## " in rest else ""
+        return head.rstrip("\n") + "\n" + section + tail
+    if "\n## Measured by hand" in text:
         head, tail = text.split("\n## Measured by hand", 1)
-        text = head.rstrip("\n") + "\n" + section + "\n## Measured by hand" + tail
-    else:
-        text = text.rstrip("\n") + "\n" + section
+        return head.rstrip("\n") + "\n" + section + "\n## Measured by hand" + tail
+    return text.rstrip("\n") + "\n" + section
+
+
+if only:
+    # A focused run replaces its own section and keeps the rest of RESULTS.md.
+    heading, note, cases = FOCUSED[only]
+    text = open(results).read() if os.path.exists(results) else "# Benchmark results\n"
+    raw_rows = "".join(l for l in open(raw_path) if l.split("\t")[0] in cases)
+    machine = (f"Machine: {platform.node()}, {os.cpu_count()} cores shared with other engineers' builds and tests "
+               f"(load average {os.getloadavg()[0]:.1f} at the end of the run); {runs} runs.")
+    section = f"\n{heading} ({datetime.date.today()}, focused run)\n\n{note}\n\n{machine}\n\n{table}\n\n```\n{raw_rows}```\n"
     with open(results, "w") as out:
-        out.write(text)
+        out.write(update_section(text, heading, section))
     sys.exit(0)
 # A "## Measured by hand" section (numbers bench/run can't take itself) is kept.
 by_hand = ""
