@@ -65,11 +65,22 @@ pub fn stdlib_bytecode_key(inputs: &StdlibInputs) -> String {
     key("stdlib-bytecode", inputs)
 }
 
-/// Key of what the `"imported"` scan found: the base, the interpreter and
-/// the layers holding the image's own code (by digest).
-pub fn stdlib_scan_key(base_manifest: &Digest, magic: &str, code_layers: &[&Digest]) -> String {
+/// Key of the absolute module names the `.py` files of one layer (by
+/// digest) import.
+pub fn stdlib_names_key(layer: &Digest) -> String {
     let format = crate::layers::bytecode::STDLIB_SELECTION_FORMAT;
-    key("stdlib-scan", &(base_manifest, magic, format, code_layers))
+    key("stdlib-names", &(format, layer))
+}
+
+/// Key of the stdlib modules `names` reach in a base's stdlib, read by an
+/// interpreter with magic number `magic`.
+pub fn stdlib_reach_key(
+    base_manifest: &Digest,
+    magic: &str,
+    names: &std::collections::BTreeSet<String>,
+) -> String {
+    let format = crate::layers::bytecode::STDLIB_SELECTION_FORMAT;
+    key("stdlib-reach", &(base_manifest, magic, format, names))
 }
 
 /// The content digest of every file among `entries`, by image path, each

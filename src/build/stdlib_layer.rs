@@ -1,8 +1,13 @@
 //! The stdlib bytecode layer (`[python] stdlib_bytecode`): the base's own
 //! standard library compiled by the CPython of the base's minor version,
 //! keyed by the base, the mode (and the modules chosen), the interpreter's
-//! magic number and the layer format. The base's layers are read only when
-//! the layer (or the `"imported"` scan) is not in the cache yet.
+//! magic number and the layer format.
+//!
+//! For `"imported"`, what each of the image's code layers imports is
+//! remembered per layer digest, and the stdlib modules a set of names
+//! reaches per base: an app edit that imports nothing new re-reads only the
+//! app layer. The base's layers are read only when the layer (or that
+//! reach) is not in the cache yet.
 
 use super::failures::in_cache;
 use super::{cached_layer, find_python, off_async_workers, BuildOptions, Built};
@@ -10,7 +15,7 @@ use crate::cache::Cache;
 use crate::digest::Digest;
 use crate::error::{io, Error, ErrorKind, Result};
 use crate::facts::PythonFacts;
-use crate::layers::bytecode::{self, sources, stdlib};
+use crate::layers::bytecode::{self, sources, stdlib, BytecodeError};
 use crate::layers::Owner;
 use crate::plan;
 use crate::recipe::StdlibBytecode;
@@ -18,7 +23,7 @@ use crate::registry::RegistryClient;
 use crate::report::LayerKind;
 use crate::resolve::{self, BaseImage};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The layer for `base`, or None when the recipe asks for none. `built`
 /// are the image's other new layers (the `"imported"` scan reads its code
@@ -36,14 +41,19 @@ pub(super) async fn build_stdlib_layer(
         return Ok(None);
     }
     let python = find_python(opts, facts)?;
-    let magic = bytecode::magic(&python).map_err(|e| Error::wrap(ErrorKind::Input, e, None))?;
-    let code_layers: Vec<&Digest> = code_layers(built).collect();
-    let scan_key =
-        Digest::of(plan::stdlib_scan_key(&base.manifest_digest, &magic, &code_layers).as_bytes());
-    let known_modules = match mode {
-        StdlibBytecode::Imported => cache.facts::<BTreeSet<String>>(&scan_key),
+    let magic = bytecode::magic(&python).map_err(input_error)?;
+    let names = match mode {
+        StdlibBytecode::Imported => Some(off_async_workers(|| {
+            names_imported(opts, cache, &python, built)
+        })?),
         _ => None,
     };
+    let reach_key = names.as_ref().map(|names| {
+        Digest::of(plan::stdlib_reach_key(&base.manifest_digest, &magic, names).as_bytes())
+    });
+    let known_modules = reach_key
+        .as_ref()
+        .and_then(|key| cache.facts::<BTreeSet<String>>(key));
     let key_of = |modules: Option<&BTreeSet<String>>| {
         plan::stdlib_bytecode_key(&plan::StdlibInputs {
             base_manifest: &base.manifest_digest,
@@ -54,16 +64,12 @@ pub(super) async fn build_stdlib_layer(
             epoch: opts.epoch,
         })
     };
-    let cached_key = match (mode, &known_modules) {
-        (StdlibBytecode::All, _) => Some(key_of(None)),
-        (_, Some(modules)) => Some(key_of(Some(modules))),
-        _ => None,
+    let known_key = match mode {
+        StdlibBytecode::All => Some(key_of(None)),
+        _ => known_modules.as_ref().map(|m| key_of(Some(m))),
     };
-    let needs_base = cached_key
-        .as_ref()
-        .is_none_or(|key| cache.layer(key).is_none());
     let mut base_layers = Vec::new();
-    if needs_base {
+    if known_key.is_none_or(|key| cache.layer(&key).is_none()) {
         opts.log.step("reading the base's standard library");
         for layer in &base.manifest.layers {
             let path = resolve::fetch_blob(client, cache, &base.location, &layer.digest)
@@ -81,50 +87,43 @@ pub(super) async fn build_stdlib_layer(
             facts.prefix.trim_matches('/'),
             facts.version
         );
-        let read_stdlib = || -> Result<Stdlib> {
-            let files = sources::extract(
-                &base_layers,
-                &|path| path.starts_with(&stdlib_dir) && path.ends_with(".py"),
-                &scratch.path().join("stdlib"),
-            )
-            .map_err(io(format!(
-                "cannot read the standard library of base `{}`",
-                base.name
-            )))?;
-            Ok(Stdlib::new(&stdlib_dir, files))
-        };
-        let stdlib_files = std::cell::OnceCell::new();
-        let stdlib_files = || -> Result<&Stdlib> {
-            if stdlib_files.get().is_none() {
-                let _ = stdlib_files.set(read_stdlib()?);
+        let read = std::cell::OnceCell::new();
+        let stdlib = || -> Result<&Stdlib> {
+            if read.get().is_none() {
+                let files = sources::extract(
+                    &base_layers,
+                    &|path| path.starts_with(&stdlib_dir) && path.ends_with(".py"),
+                    scratch.path(),
+                )
+                .map_err(io(format!(
+                    "cannot read the standard library of base `{}`",
+                    base.name
+                )))?;
+                let _ = read.set(Stdlib::new(&stdlib_dir, files));
             }
-            Ok(stdlib_files.get().expect("just set"))
+            Ok(read.get().expect("just set"))
         };
-        let modules = match (mode, known_modules) {
-            (StdlibBytecode::Imported, None) => {
-                let modules = scan(opts, cache, &python, stdlib_files()?, built, &scratch)?;
+        let modules = match (names, known_modules, reach_key) {
+            (Some(names), None, Some(reach_key)) => {
+                let stdlib = stdlib()?;
+                let modules = stdlib::reached(&python, &stdlib.sources(), &stdlib.packages, &names)
+                    .map_err(input_error)?;
                 cache
-                    .put_facts(&scan_key, &modules)
+                    .put_facts(&reach_key, &modules)
                     .map_err(io(in_cache(cache, "cannot write to the cache")))?;
                 Some(modules)
             }
-            (_, known) => known,
+            (_, known, _) => known,
         };
         let key = key_of(modules.as_ref());
-        cached_layer(
+        let built = cached_layer(
             cache,
             &key,
             stdlib::CREATED_BY,
             LayerKind::StdlibBytecode,
             opts,
             || {
-                let stdlib = stdlib_files()?;
-                let chosen: Vec<(PathBuf, String)> = stdlib
-                    .modules
-                    .iter()
-                    .filter(|(module, _)| modules.as_ref().is_none_or(|m| m.contains(*module)))
-                    .map(|(_, (file, image_path))| (file.clone(), format!("/{image_path}")))
-                    .collect();
+                let chosen = stdlib()?.chosen(modules.as_ref());
                 opts.log.step(&format!(
                     "compiling {} stdlib modules for Python {}",
                     chosen.len(),
@@ -135,7 +134,7 @@ pub(super) async fn build_stdlib_layer(
                     .map_err(io(in_cache(cache, "cannot create a temp dir in the cache")))?;
                 let compiled =
                     bytecode::compile_report(&python, &chosen, out.path(), Owner::default())
-                        .map_err(|e| Error::wrap(ErrorKind::Input, e, None))?;
+                        .map_err(input_error)?;
                 super::COMPILED_FILES.fetch_add(
                     compiled.compiled_files as u64,
                     std::sync::atomic::Ordering::Relaxed,
@@ -143,22 +142,13 @@ pub(super) async fn build_stdlib_layer(
                 compiled.warn_skipped();
                 Ok((compiled.entries, Some(out), Default::default()))
             },
-        )
-        .map(Some)
+        )?;
+        Ok(Some(built))
     })
 }
 
-/// The digests of the layers holding the image's own code (not bytecode).
-fn code_layers(built: &[Built]) -> impl Iterator<Item = &Digest> {
-    built
-        .iter()
-        .filter(|(_, kind, _)| {
-            matches!(
-                kind,
-                LayerKind::SitePackages | LayerKind::Project | LayerKind::App
-            )
-        })
-        .map(|(layer, _, _)| &layer.record.digest)
+fn input_error(e: BytecodeError) -> Error {
+    Error::wrap(ErrorKind::Input, e, None)
 }
 
 /// The base's stdlib sources: module → (file on disk, image path).
@@ -183,43 +173,67 @@ impl Stdlib {
         }
         Stdlib { modules, packages }
     }
+
+    /// Module → its source on disk.
+    fn sources(&self) -> BTreeMap<String, PathBuf> {
+        self.modules
+            .iter()
+            .map(|(module, (file, _))| (module.clone(), file.clone()))
+            .collect()
+    }
+
+    /// (source, absolute image path) of `modules` (None: all).
+    fn chosen(&self, modules: Option<&BTreeSet<String>>) -> Vec<(PathBuf, String)> {
+        self.modules
+            .iter()
+            .filter(|(module, _)| modules.is_none_or(|m| m.contains(*module)))
+            .map(|(_, (file, image_path))| (file.clone(), format!("/{image_path}")))
+            .collect()
+    }
 }
 
-/// The stdlib modules the image's code (its site-packages, project and app
-/// layers, read back from the cache) reaches.
-fn scan(
+/// The absolute module names the image's code layers (site-packages,
+/// project, app; read back from the cache) import, each layer's remembered
+/// under its digest.
+fn names_imported(
     opts: &BuildOptions,
     cache: &Cache,
-    python: &std::path::Path,
-    stdlib: &Stdlib,
+    python: &Path,
     built: &[Built],
-    scratch: &tempfile::TempDir,
 ) -> Result<BTreeSet<String>> {
-    opts.log
-        .step("finding the stdlib modules the image's code imports");
-    let code = code_layers(built)
-        .map(|digest| {
-            cache.verified_blob(digest).ok_or_else(|| {
-                Error::new(
-                    ErrorKind::Other,
-                    format!("layer `{digest}` left the cache during the build"),
-                )
-                .with_hint("run the build again")
-            })
-        })
-        .collect::<Result<Vec<PathBuf>>>()?;
-    let roots = sources::extract(
-        &code,
-        &|path| path.ends_with(".py"),
-        &scratch.path().join("code"),
-    )
-    .map_err(io(in_cache(cache, "cannot read the image's new layers")))?;
-    let by_module: BTreeMap<String, PathBuf> = stdlib
-        .modules
-        .iter()
-        .map(|(module, (file, _))| (module.clone(), file.clone()))
-        .collect();
-    let roots: Vec<PathBuf> = roots.into_values().collect();
-    stdlib::imported(python, &by_module, &stdlib.packages, &roots)
-        .map_err(|e| Error::wrap(ErrorKind::Input, e, None))
+    let code_layers = built.iter().filter(|(_, kind, _)| {
+        matches!(
+            kind,
+            LayerKind::SitePackages | LayerKind::Project | LayerKind::App
+        )
+    });
+    let mut names = BTreeSet::new();
+    for (layer, _, _) in code_layers {
+        let digest = &layer.record.digest;
+        let key = Digest::of(plan::stdlib_names_key(digest).as_bytes());
+        if let Some(known) = cache.facts::<BTreeSet<String>>(&key) {
+            names.extend(known);
+            continue;
+        }
+        opts.log.step(&format!("finding what `{digest}` imports"));
+        let blob = cache.verified_blob(digest).ok_or_else(|| {
+            Error::new(
+                ErrorKind::Other,
+                format!("layer `{digest}` left the cache during the build"),
+            )
+            .with_hint("run the build again")
+        })?;
+        let scratch = cache
+            .temp_dir("imports")
+            .map_err(io(in_cache(cache, "cannot create a temp dir in the cache")))?;
+        let files = sources::extract(&[blob], &|path| path.ends_with(".py"), scratch.path())
+            .map_err(io(in_cache(cache, "cannot read a layer of the image")))?;
+        let files: Vec<PathBuf> = files.into_values().collect();
+        let found = stdlib::names_imported(python, &files).map_err(input_error)?;
+        cache
+            .put_facts(&key, &found)
+            .map_err(io(in_cache(cache, "cannot write to the cache")))?;
+        names.extend(found);
+    }
+    Ok(names)
 }

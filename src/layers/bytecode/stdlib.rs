@@ -80,41 +80,29 @@ pub fn module_of(relative: &str) -> Option<String> {
 /// (importer, prefix of what it imports).
 const COMPUTED_IMPORTS: &[(&str, &str)] = &[("sysconfig", "_sysconfigdata_")];
 
-/// Reads every `.py` of `roots` (the image's own code) and the stdlib
-/// modules they reach, transitively, with `python` parsing each file's
-/// `import` statements (and `importlib.import_module` / `__import__` calls
-/// with a literal name) wherever they appear. Nothing is executed.
-/// `stdlib` maps module names to their sources; returns the reached modules.
-pub fn imported(
+/// The absolute module names `roots` (the image's own `.py` files) import:
+/// `python` parses each file's `import` statements wherever they appear, and
+/// `importlib.import_module` / `__import__` calls with a literal name.
+/// Nothing is executed; a file that does not parse adds nothing.
+pub fn names_imported(python: &Path, roots: &[PathBuf]) -> Result<BTreeSet<String>, BytecodeError> {
+    ask_scanner(python, &serde_json::json!({ "roots": roots }))
+}
+
+/// The stdlib modules `names` reach, transitively through the stdlib's own
+/// imports (read the same way), plus what every interpreter start imports.
+/// `stdlib` maps module names to their sources.
+pub fn reached(
     python: &Path,
     stdlib: &BTreeMap<String, PathBuf>,
     packages: &BTreeSet<String>,
-    roots: &[PathBuf],
+    names: &BTreeSet<String>,
 ) -> Result<BTreeSet<String>, BytecodeError> {
-    #[derive(serde::Serialize)]
-    struct Request<'a> {
-        stdlib: &'a BTreeMap<String, PathBuf>,
-        packages: &'a BTreeSet<String>,
-        roots: &'a [PathBuf],
-        startup: &'a [&'a str],
-    }
-    let request = serde_json::to_vec(&Request {
-        stdlib,
-        packages,
-        roots,
-        startup: STARTUP,
-    })
-    .map_err(|e| BytecodeError::Driver {
-        python: python.to_path_buf(),
-        stderr: e.to_string(),
-    })?;
-    let stdout = run_scanner(python, &request)?;
-    let reached: Vec<String> =
-        serde_json::from_slice(&stdout).map_err(|e| BytecodeError::Driver {
-            python: python.to_path_buf(),
-            stderr: format!("unreadable answer from the import scan: {e}"),
-        })?;
-    let mut reached: BTreeSet<String> = reached
+    let request = serde_json::json!({
+        "stdlib": stdlib,
+        "packages": packages,
+        "names": names.iter().map(String::as_str).chain(STARTUP.iter().copied()).collect::<Vec<_>>(),
+    });
+    let mut reached: BTreeSet<String> = ask_scanner(python, &request)?
         .into_iter()
         .filter(|m| stdlib.contains_key(m))
         .collect();
@@ -124,6 +112,17 @@ pub fn imported(
         }
     }
     Ok(reached)
+}
+
+fn ask_scanner(
+    python: &Path,
+    request: &serde_json::Value,
+) -> Result<BTreeSet<String>, BytecodeError> {
+    let stdout = run_scanner(python, request.to_string().as_bytes())?;
+    serde_json::from_slice(&stdout).map_err(|e| BytecodeError::Driver {
+        python: python.to_path_buf(),
+        stderr: format!("unreadable answer from the import scan: {e}"),
+    })
 }
 
 fn run_scanner(python: &Path, request: &[u8]) -> Result<Vec<u8>, BytecodeError> {
@@ -163,11 +162,12 @@ fn run_scanner(python: &Path, request: &[u8]) -> Result<Vec<u8>, BytecodeError> 
 
 /// Parses files with `ast` only; a file that does not parse adds nothing.
 const SCANNER: &str = r#"
-import ast, json, sys
+import ast, json, resource, sys
+# A hostile file may parse into a huge tree: fail that file, not the host.
+resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
 request = json.load(sys.stdin.buffer)
-stdlib, packages = request["stdlib"], set(request["packages"])
 
-def names_in(path, module):
+def names_in(path, module="", packages=()):
     try:
         with open(path, "rb") as f:
             tree = ast.parse(f.read(), path)
@@ -196,9 +196,17 @@ def names_in(path, module):
             func, first = node.func, node.args[0]
             called = getattr(func, "attr", None) or getattr(func, "id", None)
             if called in ("import_module", "__import__") and isinstance(first, ast.Constant) \
-                    and isinstance(first.value, str):
+                    and isinstance(first.value, str) and not first.value.startswith("."):
                 yield first.value
 
+if "roots" in request:
+    found = set()
+    for path in request["roots"]:
+        found.update(names_in(path))
+    json.dump(sorted(found), sys.stdout)
+    sys.exit(0)
+
+stdlib, packages = request["stdlib"], set(request["packages"])
 reached, queue = set(), []
 def reach(name):
     parts = name.split(".")
@@ -208,14 +216,11 @@ def reach(name):
             reached.add(prefix)
             queue.append(prefix)
 
-for name in request["startup"]:
+for name in request["names"]:
     reach(name)
-for path in request["roots"]:
-    for name in names_in(path, ""):
-        reach(name)
 while queue:
     module = queue.pop()
-    for name in names_in(stdlib[module], module):
+    for name in names_in(stdlib[module], module, packages):
         reach(name)
 json.dump(sorted(reached), sys.stdout)
 "#;
