@@ -72,15 +72,11 @@ pub fn stdlib_names_key(layer: &Digest) -> String {
     key("stdlib-names", &(format, layer))
 }
 
-/// Key of the stdlib modules `names` reach in a base's stdlib, read by an
-/// interpreter with magic number `magic`.
-pub fn stdlib_reach_key(
-    base_manifest: &Digest,
-    magic: &str,
-    names: &std::collections::BTreeSet<String>,
-) -> String {
+/// Key of a base's stdlib import graph, read by an interpreter with magic
+/// number `magic`.
+pub fn stdlib_graph_key(base_manifest: &Digest, magic: &str) -> String {
     let format = crate::layers::bytecode::STDLIB_SELECTION_FORMAT;
-    key("stdlib-reach", &(base_manifest, magic, format, names))
+    key("stdlib-graph", &(base_manifest, magic, format))
 }
 
 /// The content digest of every file among `entries`, by image path, each

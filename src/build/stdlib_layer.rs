@@ -4,10 +4,10 @@
 //! magic number and the layer format.
 //!
 //! For `"imported"`, what each of the image's code layers imports is
-//! remembered per layer digest, and the stdlib modules a set of names
-//! reaches per base: an app edit that imports nothing new re-reads only the
-//! app layer. The base's layers are read only when the layer (or that
-//! reach) is not in the cache yet.
+//! remembered per layer digest, and what each stdlib module imports per
+//! base: an app edit re-reads only the app layer, and the base only when
+//! the app imports a stdlib module it didn't before. The base's layers are
+//! read only when the layer (or the base's import graph) is not cached.
 
 use super::failures::in_cache;
 use super::{cached_layer, find_python, off_async_workers, BuildOptions, Built};
@@ -48,12 +48,14 @@ pub(super) async fn build_stdlib_layer(
         })?),
         _ => None,
     };
-    let reach_key = names.as_ref().map(|names| {
-        Digest::of(plan::stdlib_reach_key(&base.manifest_digest, &magic, names).as_bytes())
-    });
-    let known_modules = reach_key
+    let graph_key = Digest::of(plan::stdlib_graph_key(&base.manifest_digest, &magic).as_bytes());
+    let known_graph = names
         .as_ref()
-        .and_then(|key| cache.facts::<BTreeSet<String>>(key));
+        .and_then(|_| cache.facts::<stdlib::ImportGraph>(&graph_key));
+    let known_modules = names
+        .as_ref()
+        .zip(known_graph.as_ref())
+        .map(|(names, graph)| stdlib::reach(graph, names));
     let key_of = |modules: Option<&BTreeSet<String>>| {
         plan::stdlib_bytecode_key(&plan::StdlibInputs {
             base_manifest: &base.manifest_digest,
@@ -103,17 +105,17 @@ pub(super) async fn build_stdlib_layer(
             }
             Ok(read.get().expect("just set"))
         };
-        let modules = match (names, known_modules, reach_key) {
-            (Some(names), None, Some(reach_key)) => {
+        let modules = match (names, known_modules) {
+            (Some(names), None) => {
                 let stdlib = stdlib()?;
-                let modules = stdlib::reached(&python, &stdlib.sources(), &stdlib.packages, &names)
+                let graph = stdlib::import_graph(&python, &stdlib.sources(), &stdlib.packages)
                     .map_err(input_error)?;
                 cache
-                    .put_facts(&reach_key, &modules)
+                    .put_facts(&graph_key, &graph)
                     .map_err(io(in_cache(cache, "cannot write to the cache")))?;
-                Some(modules)
+                Some(stdlib::reach(&graph, &names))
             }
-            (_, known, _) => known,
+            (_, known) => known,
         };
         let key = key_of(modules.as_ref());
         let built = cached_layer(

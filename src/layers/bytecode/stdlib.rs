@@ -88,36 +88,57 @@ pub fn names_imported(python: &Path, roots: &[PathBuf]) -> Result<BTreeSet<Strin
     ask_scanner(python, &serde_json::json!({ "roots": roots }))
 }
 
-/// The stdlib modules `names` reach, transitively through the stdlib's own
-/// imports (read the same way), plus what every interpreter start imports.
-/// `stdlib` maps module names to their sources.
-pub fn reached(
+/// What each stdlib module imports (absolute names, its relative imports
+/// resolved), read the same way as [`names_imported`].
+pub type ImportGraph = BTreeMap<String, BTreeSet<String>>;
+
+/// The [`ImportGraph`] of a stdlib (`stdlib`: module name → source).
+pub fn import_graph(
     python: &Path,
     stdlib: &BTreeMap<String, PathBuf>,
     packages: &BTreeSet<String>,
-    names: &BTreeSet<String>,
-) -> Result<BTreeSet<String>, BytecodeError> {
-    let request = serde_json::json!({
-        "stdlib": stdlib,
-        "packages": packages,
-        "names": names.iter().map(String::as_str).chain(STARTUP.iter().copied()).collect::<Vec<_>>(),
-    });
-    let mut reached: BTreeSet<String> = ask_scanner(python, &request)?
-        .into_iter()
-        .filter(|m| stdlib.contains_key(m))
-        .collect();
-    for (importer, prefix) in COMPUTED_IMPORTS {
-        if reached.contains(*importer) {
-            reached.extend(stdlib.keys().filter(|m| m.starts_with(prefix)).cloned());
-        }
-    }
-    Ok(reached)
+) -> Result<ImportGraph, BytecodeError> {
+    ask_scanner(
+        python,
+        &serde_json::json!({ "stdlib": stdlib, "packages": packages }),
+    )
 }
 
-fn ask_scanner(
+/// The stdlib modules `names` reach in `graph`, transitively, plus what
+/// every interpreter start imports. Importing `a.b.c` imports `a` and `a.b`.
+pub fn reach(graph: &ImportGraph, names: &BTreeSet<String>) -> BTreeSet<String> {
+    let mut reached = BTreeSet::new();
+    let mut queue: Vec<&str> = names
+        .iter()
+        .map(String::as_str)
+        .chain(STARTUP.iter().copied())
+        .collect();
+    while let Some(name) = queue.pop() {
+        let mut prefix = String::new();
+        for part in name.split('.') {
+            if !prefix.is_empty() {
+                prefix.push('.');
+            }
+            prefix.push_str(part);
+            if let Some((module, imports)) = graph.get_key_value(prefix.as_str()) {
+                if reached.insert(module.clone()) {
+                    queue.extend(imports.iter().map(String::as_str));
+                }
+            }
+        }
+    }
+    for (importer, prefix) in COMPUTED_IMPORTS {
+        if reached.contains(*importer) {
+            reached.extend(graph.keys().filter(|m| m.starts_with(prefix)).cloned());
+        }
+    }
+    reached
+}
+
+fn ask_scanner<T: serde::de::DeserializeOwned>(
     python: &Path,
     request: &serde_json::Value,
-) -> Result<BTreeSet<String>, BytecodeError> {
+) -> Result<T, BytecodeError> {
     let stdout = run_scanner(python, request.to_string().as_bytes())?;
     serde_json::from_slice(&stdout).map_err(|e| BytecodeError::Driver {
         python: python.to_path_buf(),
@@ -207,27 +228,55 @@ if "roots" in request:
     sys.exit(0)
 
 stdlib, packages = request["stdlib"], set(request["packages"])
-reached, queue = set(), []
-def reach(name):
-    parts = name.split(".")
-    for i in range(1, len(parts) + 1):
-        prefix = ".".join(parts[:i])
-        if prefix in stdlib and prefix not in reached:
-            reached.add(prefix)
-            queue.append(prefix)
-
-for name in request["names"]:
-    reach(name)
-while queue:
-    module = queue.pop()
-    for name in names_in(stdlib[module], module, packages):
-        reach(name)
-json.dump(sorted(reached), sys.stdout)
+json.dump({module: sorted(set(names_in(path, module, packages))) for module, path in stdlib.items()},
+          sys.stdout)
 "#;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reach_follows_imports_parents_startup_and_computed_names() {
+        let graph: ImportGraph = [
+            ("json", &["json.decoder"][..]),
+            ("json.decoder", &["re", "json.scanner"]),
+            ("json.scanner", &[]),
+            ("re", &[]),
+            ("email", &[]),
+            ("email.mime", &[]),
+            ("email.mime.text", &["sysconfig"]),
+            ("sysconfig", &[]),
+            ("_sysconfigdata__linux_x86_64-linux-gnu", &[]),
+            ("encodings", &["encodings.aliases"]),
+            ("encodings.aliases", &[]),
+            ("tomllib", &[]),
+        ]
+        .into_iter()
+        .map(|(m, i)| (m.to_string(), i.iter().map(|s| s.to_string()).collect()))
+        .collect();
+        let names = ["json", "email.mime.text.MIMEText", "fastapi", "os"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        let reached: Vec<String> = reach(&graph, &names).into_iter().collect();
+        assert_eq!(
+            reached,
+            [
+                "_sysconfigdata__linux_x86_64-linux-gnu",
+                "email",
+                "email.mime",
+                "email.mime.text",
+                "encodings",
+                "encodings.aliases",
+                "json",
+                "json.decoder",
+                "json.scanner",
+                "re",
+                "sysconfig",
+            ]
+        );
+    }
 
     #[test]
     fn module_names_follow_the_import_system_and_skip_left_out_dirs() {
