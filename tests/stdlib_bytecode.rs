@@ -11,8 +11,8 @@ mod inputs;
 
 use common::fixtures::{repo_root, wheelhouse};
 use common::runnable::{unpack, Base, Unpacked};
-use common::skip_or_fail;
 use common::tools::find_python313;
+use common::{skip_or_fail, skip_or_fail_because};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::io::Read;
@@ -325,4 +325,121 @@ fn bad_values_name_the_file_line_and_key_and_exit_2() {
         );
         assert!(!work.out().exists(), "nothing written");
     }
+}
+
+/// A made-up musl base whose stdlib the test controls: `json` (a package
+/// with a relative import), `other`, and `gone` (removed by a whiteout in
+/// the second layer).
+fn synthetic_base(dir: &Path, with_stdlib: bool) {
+    let mut lower = vec![
+        ("lib/ld-musl-x86_64.so.1", &b"\x7fELF stub"[..]),
+        ("usr/local/bin/python3.13", b"\x7fELF stub"),
+    ];
+    if with_stdlib {
+        lower.extend([
+            (
+                "usr/local/lib/python3.13/json/__init__.py",
+                &b"from .decoder import X\n"[..],
+            ),
+            ("usr/local/lib/python3.13/json/decoder.py", b"X = 1\n"),
+            ("usr/local/lib/python3.13/other.py", b"Y = 2\n"),
+            ("usr/local/lib/python3.13/gone.py", b"Z = 3\n"),
+            ("usr/local/lib/python3.13/idlelib/run.py", b"W = 4\n"),
+        ]);
+    }
+    let upper = [("usr/local/lib/python3.13/.wh.gone.py", &b""[..])];
+    inputs::write_layout(
+        dir,
+        "3.13-alpine",
+        &[inputs::tar_gz(&lower), inputs::tar_gz(&upper)],
+        &["PYTHON_VERSION=3.13.14"],
+    );
+}
+
+#[test]
+fn a_base_stdlib_is_read_through_whiteouts_and_an_empty_one_is_refused() {
+    if find_python313().is_none()
+        && skip_or_fail_because("no CPython 3.13 (scripts/setup installs one)")
+    {
+        return;
+    }
+    let work = inputs::Work::new();
+    work.write("app/main.py", "import json\n");
+    let base = work.path().join("base");
+    synthetic_base(&base, true);
+    let pyc = |module: &str| format!("{STDLIB}{module}.cpython-313.pyc");
+    for (mode, wanted, unwanted) in [
+        (
+            "all",
+            vec![
+                "json/__pycache__/__init__",
+                "json/__pycache__/decoder",
+                "__pycache__/other",
+            ],
+            vec!["__pycache__/gone", "idlelib/__pycache__/run"],
+        ),
+        (
+            "imported",
+            vec!["json/__pycache__/__init__", "json/__pycache__/decoder"],
+            vec!["__pycache__/other", "__pycache__/gone"],
+        ),
+    ] {
+        let recipe = work.recipe(&format!(
+            "base = \"python:3.13-alpine\"\n[python]\nstdlib_bytecode = \"{mode}\"\n[app]\nsource = \"app\"\n"
+        ));
+        let out = inputs::run(
+            work.build(&recipe)
+                .arg("--base-layout")
+                .arg(&base)
+                .arg("--oci-layout")
+                .arg(work.out())
+                .arg("--json"),
+        );
+        assert_eq!(out.code, Some(0), "{mode}: {}", out.stderr);
+        let built = Built {
+            report: serde_json::from_str(&out.stdout).unwrap(),
+            layout: work.out(),
+        };
+        let paths: Vec<String> = built
+            .files("stdlib-bytecode")
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        for module in wanted {
+            assert!(
+                paths.contains(&pyc(module)),
+                "{mode}: {module} not in {paths:?}"
+            );
+        }
+        for module in unwanted {
+            assert!(
+                !paths.contains(&pyc(module)),
+                "{mode}: {module} in {paths:?}"
+            );
+        }
+    }
+
+    let empty = work.path().join("empty-base");
+    synthetic_base(&empty, false);
+    let recipe = work.recipe("base = \"python:3.13-alpine\"\n[python]\nstdlib_bytecode = \"all\"\n[app]\nsource = \"app\"\n");
+    std::fs::remove_dir_all(work.out()).unwrap();
+    let out = inputs::run(
+        work.build(&recipe)
+            .arg("--base-layout")
+            .arg(&empty)
+            .arg("--oci-layout")
+            .arg(work.out()),
+    );
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("has no standard library sources"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("leave `[python] stdlib_bytecode` out"),
+        "{}",
+        out.stderr
+    );
+    assert!(!work.out().exists(), "nothing written");
 }

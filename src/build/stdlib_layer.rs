@@ -92,6 +92,14 @@ pub(super) async fn build_stdlib_layer(
         let read = std::cell::OnceCell::new();
         let stdlib = || -> Result<&Stdlib> {
             if read.get().is_none() {
+                if base_layers.is_empty() {
+                    // The layer was cached a moment ago: never build it from nothing.
+                    return Err(Error::new(
+                        ErrorKind::Other,
+                        "the stdlib bytecode layer left the cache during the build".to_string(),
+                    )
+                    .with_hint("run the build again"));
+                }
                 let files = sources::extract(
                     &base_layers,
                     &|path| path.starts_with(&stdlib_dir) && path.ends_with(".py"),
@@ -101,7 +109,18 @@ pub(super) async fn build_stdlib_layer(
                     "cannot read the standard library of base `{}`",
                     base.name
                 )))?;
-                let _ = read.set(Stdlib::new(&stdlib_dir, files));
+                let found = Stdlib::new(&stdlib_dir, files);
+                if found.modules.is_empty() {
+                    return Err(Error::new(
+                        ErrorKind::Input,
+                        format!(
+                            "base `{}` has no standard library sources (`.py`) under `/{stdlib_dir}`",
+                            base.name
+                        ),
+                    )
+                    .with_hint("leave `[python] stdlib_bytecode` out for this base: there is nothing to compile"));
+                }
+                let _ = read.set(found);
             }
             Ok(read.get().expect("just set"))
         };
