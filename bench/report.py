@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 raw_path, smoke, runs = sys.argv[1], sys.argv[2] == "1", sys.argv[3]
+only = sys.argv[4] if len(sys.argv) > 4 else ""
 values = collections.defaultdict(list)
 for line in open(raw_path):
     case, tool, value, _ = (line.rstrip("\n").split("\t") + [""])[:4]
@@ -111,13 +112,37 @@ targets += [
     target("issue 18: slipway's own peak RSS <= 48 MiB on the big set", compare(median("big-deps-slipway-own-peak-rss-kib", "slipway"), 48 * 1024, lambda a, b: a <= b)),
     target("issue 18: adding one dependency compiles only that wheel's files", compare(median("add-one-dependency-files-compiled", "slipway"), median("add-one-dependency-files-in-wheel", "python"), lambda a, b: a == b)),
     target("issue 18: a warm per-wheel store compiles no site-packages file", compare(median("cold-warm-wheel-bytecode-files-compiled", "slipway"), 1, lambda a, b: a == b)),
-    target("issue 18: container start with stdlib bytecode (not measured yet)", None),
     target("issue 14: fresh runner, warm registry cache <= 1/5 of buildah's (--cache-from/--cache-to)", ratio_ok(median("fresh-runner-warm-registry", "slipway"), median("fresh-runner-warm-registry", "buildah"), 0.2)),
     target("issue 14: fresh runner, warm registry cache <= 1/4 of slipway's own cold build", ratio_ok(median("fresh-runner-warm-registry", "slipway"), median("cold", "slipway"), 0.25)),
     target("issue 14: big set, fresh runner, warm registry cache <= 1/4 of its cold build", ratio_ok(median("big-deps-fresh-runner-warm-registry", "slipway"), median("big-deps", "slipway"), 0.25)),
     target("issue 14: a fresh runner with a warm registry cache builds no layer", compare(median("fresh-runner-warm-registry-layers-built", "slipway"), 0, lambda a, b: a == b)),
 ]
-table = "\n".join(lines + ["", "Targets:"] + targets)
+
+# Container start (bench/start_time.py): one table of its own.
+start = {mode: median("container-start", mode) for mode in ("off", "imported", "all")}
+start_lines = [
+    "| `[python] stdlib_bytecode` | start: exec → first HTTP 200 | gain over off | layer compressed | layer uncompressed |",
+    "| --- | --- | --- | --- | --- |",
+]
+for mode, label in (("off", "off (default)"), ("imported", '"imported"'), ("all", '"all"')):
+    gain = "-" if mode == "off" or not start[mode] or not start["off"] else f"{start['off'] - start[mode]:.2f} s ({start['off'] / start[mode]:.1f}x)"
+    size = median("stdlib-layer-bytes", mode)
+    unpacked = median("stdlib-layer-uncompressed-bytes", mode)
+    mib = lambda b: "-" if b is None else f"+{b / 2**20:.1f} MiB"
+    start_lines.append(f"| {label} | {fmt(start[mode])} | {gain} | {mib(size)} | {mib(unpacked)} |")
+start_targets = [
+    target('issue 18: container start with stdlib_bytecode = "imported" faster than without', compare(start["imported"], start["off"], lambda a, b: a < b)),
+    target('issue 18: container start with stdlib_bytecode = "all" faster than without', compare(start["all"], start["off"], lambda a, b: a < b)),
+    target('issue 18: "imported" adds less than "all"', compare(median("stdlib-layer-bytes", "imported"), median("stdlib-layer-bytes", "all"), lambda a, b: a < b)),
+]
+start_table = "\n".join(start_lines + ["", "Targets:"] + start_targets)
+if only == "start":
+    table = start_table
+elif only == "project":
+    first_table = lines[: lines.index("")]
+    table = "\n".join(first_table[:2] + [l for l in first_table if "packaged project" in l])
+else:
+    table = "\n".join(lines + ["", "Targets:"] + targets + ["", "Container start:", "", start_table])
 print(table)
 if smoke:
     sys.exit(0)
@@ -131,6 +156,50 @@ def version(cmd):
 
 
 results = os.path.join(os.path.dirname(__file__), "RESULTS.md")
+# What a focused run (`bench/run --only CASE`) measures: its section's
+# heading, what it did, and the raw cases it keeps.
+FOCUSED = {
+    "start": ("## Container start time",
+              "The demo image (recipes/fastapi-demo/slim.toml on the python:3.13-slim stand-in) built with "
+              "`[python] stdlib_bytecode` off, \"imported\" and \"all\", unpacked with umoci and started with its own "
+              "command (uvicorn) as the host user nobody (`setpriv`), `unshare -r -m` + chroot, read-only root, "
+              "tmpfs /tmp; time from exec to the first HTTP 200 on GET /, one warm-up start per mode, then the modes "
+              "interleaved. Layer sizes are the stdlib-bytecode layer's.",
+              ("container-start", "stdlib-layer-bytes", "stdlib-layer-uncompressed-bytes")),
+    "project": ("## Packaged project, one-line edit",
+                "recipes/cli-tool on the python:3.13-slim stand-in, pushed to a loopback registry: a cold build, then "
+                "one line appended to src/tally/cli.py and the rebuild + push timed. buildah runs "
+                "bench/Dockerfile.project (pip builds and installs the project, then compileall; the copy's build "
+                "backend is hatchling from the wheelhouse, since pip cannot use uv_build offline).",
+                ("packaged-project-one-line-edit", "packaged-project-edit-layers-built")),
+}
+
+
+def update_section(text, heading, section):
+    """`text` with the section under `heading` replaced by `section` (else
+    inserted before "## Measured by hand", else appended)."""
+    marker = "\n" + heading
+    if marker in text:
+        head, rest = text.split(marker, 1)
+        tail = rest[rest.find("\n## "):] if "\n## " in rest else ""
+        return head.rstrip("\n") + "\n" + section + tail
+    if "\n## Measured by hand" in text:
+        head, tail = text.split("\n## Measured by hand", 1)
+        return head.rstrip("\n") + "\n" + section + "\n## Measured by hand" + tail
+    return text.rstrip("\n") + "\n" + section
+
+
+if only:
+    # A focused run replaces its own section and keeps the rest of RESULTS.md.
+    heading, note, cases = FOCUSED[only]
+    text = open(results).read() if os.path.exists(results) else "# Benchmark results\n"
+    raw_rows = "".join(l for l in open(raw_path) if l.split("\t")[0] in cases)
+    machine = (f"Machine: {platform.node()}, {os.cpu_count()} cores shared with other engineers' builds and tests "
+               f"(load average {os.getloadavg()[0]:.1f} at the end of the run); {runs} runs.")
+    section = f"\n{heading} ({datetime.date.today()}, focused run)\n\n{note}\n\n{machine}\n\n{table}\n\n```\n{raw_rows}```\n"
+    with open(results, "w") as out:
+        out.write(update_section(text, heading, section))
+    sys.exit(0)
 # A "## Measured by hand" section (numbers bench/run can't take itself) is kept.
 by_hand = ""
 if os.path.exists(results):

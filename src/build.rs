@@ -22,11 +22,13 @@ use std::time::Instant;
 mod app_layers;
 mod failures;
 mod python_layers;
+mod stdlib_layer;
 mod store;
 
 use app_layers::build_app_layers;
 use failures::source_error;
 use python_layers::build_python_layers;
+use stdlib_layer::build_stdlib_layer;
 pub use store::LayerStore;
 
 pub struct BuildOptions {
@@ -114,6 +116,15 @@ pub async fn build(client: &RegistryClient, opts: &BuildOptions) -> Result<Build
     {
         new_layers.extend(app_layers.iter().cloned());
         left_out.extend(app_omitted.iter().cloned());
+        // Lowest of the new layers: it changes only with the base (and, for
+        // "imported", the modules the code reaches).
+        let t = Instant::now();
+        if let Some(stdlib) =
+            build_stdlib_layer(client, &cache, opts, base, facts, &new_layers).await?
+        {
+            new_layers.insert(0, stdlib);
+        }
+        timings.stdlib_bytecode += t.elapsed().as_secs_f64();
         // Recorded in a label so `rebase` can redo this step without the recipe.
         let settings = crate::assemble::recorded::Recorded::new(&recipe.image, facts, opts.epoch)
             .image_settings(&recipe.image.annotations);

@@ -5,7 +5,7 @@ use crate::digest::Digest;
 use crate::platform::Platform;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::{BufRead, Read};
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -37,6 +37,56 @@ pub fn read_json_capped(reader: impl Read, what: &str) -> std::io::Result<Vec<u8
         ));
     }
     Ok(bytes)
+}
+
+// The layer tar format: compression told by magic bytes, whiteouts.
+
+/// A layer's tar stream, gzip'd or plain (told by its first bytes).
+pub fn tar_reader<R: Read + Send + 'static>(raw: R) -> std::io::Result<Box<dyn Read + Send>> {
+    let mut reader = std::io::BufReader::new(raw);
+    let gzip = reader.fill_buf()?.starts_with(&[0x1f, 0x8b]);
+    Ok(if gzip {
+        Box::new(flate2::read::GzDecoder::new(reader))
+    } else {
+        Box::new(reader)
+    })
+}
+
+/// What a whiteout entry hides.
+pub enum Whiteout {
+    /// `.wh..wh..opq` in DIR: what lower layers have below `DIR/` (given with its `/`).
+    Opaque(String),
+    /// `.wh.NAME`: the path and everything below it.
+    Path(String),
+}
+
+impl Whiteout {
+    /// The whiteout `path` (normalised, no leading `/`) is; None for other paths.
+    pub fn of(path: &str) -> Option<Whiteout> {
+        let (dir, name) = match path.rsplit_once('/') {
+            Some((d, n)) => (format!("{d}/"), n),
+            None => (String::new(), path),
+        };
+        let hidden = name.strip_prefix(".wh.")?;
+        Some(if hidden == ".wh..opq" {
+            Whiteout::Opaque(dir)
+        } else {
+            Whiteout::Path(format!("{dir}{hidden}"))
+        })
+    }
+
+    /// Whether it hides `path` (for [`Whiteout::Opaque`], when from a lower layer).
+    pub fn hides(&self, path: &str, from_lower_layer: bool) -> bool {
+        match self {
+            Whiteout::Opaque(dir) => from_lower_layer && path.starts_with(dir.as_str()),
+            Whiteout::Path(gone) => {
+                path == gone
+                    || path
+                        .strip_prefix(gone.as_str())
+                        .is_some_and(|rest| rest.starts_with('/'))
+            }
+        }
+    }
 }
 
 pub fn is_index(media_type: &str) -> bool {

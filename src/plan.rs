@@ -46,6 +46,39 @@ pub fn bytecode_key(source_key: &str, python_version: &str) -> String {
     key("bytecode", &(source_key, python_version, "unchecked-hash"))
 }
 
+/// What decides a stdlib bytecode layer's bytes: the base (its stdlib
+/// sources), the mode and, for `"imported"`, the modules it holds, the
+/// interpreter's magic number and the layer's time stamp.
+#[derive(Serialize)]
+pub struct StdlibInputs<'a> {
+    pub base_manifest: &'a Digest,
+    pub mode: crate::recipe::StdlibBytecode,
+    pub selection_format: u32,
+    /// The `"imported"` modules (None: the whole stdlib).
+    pub modules: Option<&'a std::collections::BTreeSet<String>>,
+    pub magic: &'a str,
+    pub epoch: u64,
+}
+
+/// Key of the stdlib bytecode layer.
+pub fn stdlib_bytecode_key(inputs: &StdlibInputs) -> String {
+    key("stdlib-bytecode", inputs)
+}
+
+/// Key of the absolute module names the `.py` files of one layer (by
+/// digest) import.
+pub fn stdlib_names_key(layer: &Digest) -> String {
+    let format = crate::layers::bytecode::STDLIB_SELECTION_FORMAT;
+    key("stdlib-names", &(format, layer))
+}
+
+/// Key of a base's stdlib import graph, read by an interpreter with magic
+/// number `magic`.
+pub fn stdlib_graph_key(base_manifest: &Digest, magic: &str) -> String {
+    let format = crate::layers::bytecode::STDLIB_SELECTION_FORMAT;
+    key("stdlib-graph", &(base_manifest, magic, format))
+}
+
 /// The content digest of every file among `entries`, by image path, each
 /// read through [`open_checked`] (no symlink followed, still the listed file).
 /// The layer is later packed with [`crate::layers::tarball::write_layer_checked`]

@@ -52,6 +52,7 @@ pub struct RawPython {
     #[serde(default)]
     pub allow_sdist: bool,
     pub bytecode: Option<bool>,
+    pub stdlib_bytecode: Option<String>,
     /// Facts about the base, normally detected; stating one that contradicts the base is an error.
     pub version: Option<String>,
     pub libc: Option<String>,
@@ -120,7 +121,20 @@ pub struct PythonSettings {
     pub offline: bool,
     pub allow_sdist: bool,
     pub bytecode: bool,
+    /// Which of the base's stdlib modules get a `.pyc` layer.
+    pub stdlib_bytecode: StdlibBytecode,
     pub stated: StatedFacts,
+}
+
+/// `[python] stdlib_bytecode`: none (the base as it is), the modules the
+/// image's code imports, or the whole stdlib.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StdlibBytecode {
+    #[default]
+    Off,
+    Imported,
+    All,
 }
 
 /// Facts about the base that the recipe states instead of leaving to detection.
@@ -362,6 +376,20 @@ pub fn parse(text: &str, path: &Path) -> Result<Recipe, RecipeError> {
             ));
         }
     }
+    let stdlib_bytecode = match raw.python.stdlib_bytecode.as_deref() {
+        None => StdlibBytecode::Off,
+        Some("imported") => StdlibBytecode::Imported,
+        Some("all") => StdlibBytecode::All,
+        Some(other) => {
+            return Err(invalid(
+                format!(
+                    "`python.stdlib_bytecode` = `{other}` is not `\"imported\"` or `\"all\"`{}",
+                    line_of("stdlib_bytecode")
+                ),
+                Some("write `stdlib_bytecode = \"imported\"` (the stdlib modules the app and its dependencies import) or `\"all\"` (the whole stdlib), or leave it out to add no stdlib bytecode".into()),
+            ))
+        }
+    };
     let bytecode = raw.python.bytecode.unwrap_or(true);
     Ok(Recipe {
         file: path.to_path_buf(),
@@ -385,6 +413,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Recipe, RecipeError> {
             offline: raw.python.offline,
             allow_sdist: raw.python.allow_sdist,
             bytecode,
+            stdlib_bytecode,
             stated: StatedFacts {
                 origin: ["version", "libc", "interpreter", "site_packages"]
                     .into_iter()
@@ -590,6 +619,37 @@ mod tests {
         assert!(parse_str("base = \"Bad:Ref:\"\n").is_err());
         assert!(parse_str("base = \"p\"\n[image]\nports = [\"http\"]\n").is_err());
         assert!(parse_str("base = \"p\"\npush = \"r:1\"\noci_layout = \"out\"\n").is_err());
+    }
+
+    #[test]
+    fn stdlib_bytecode_takes_imported_or_all() {
+        let parse_mode =
+            |v: &str| parse_str(&format!("base = \"p\"\n[python]\nstdlib_bytecode = {v}\n"));
+        assert_eq!(
+            parse_str("base = \"p\"\n").unwrap().python.stdlib_bytecode,
+            StdlibBytecode::Off
+        );
+        assert_eq!(
+            parse_mode("\"imported\"").unwrap().python.stdlib_bytecode,
+            StdlibBytecode::Imported
+        );
+        assert_eq!(
+            parse_mode("\"all\"").unwrap().python.stdlib_bytecode,
+            StdlibBytecode::All
+        );
+        let err = parse_mode("\"some\"").unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("/r/recipe.toml") && text.contains("line 3"),
+            "{text}"
+        );
+        assert!(text.contains("`python.stdlib_bytecode` = `some`"), "{text}");
+        assert!(err.hint().unwrap().contains("\"imported\""));
+        let wrong_type = parse_mode("true").unwrap_err();
+        assert!(wrong_type
+            .hint()
+            .unwrap()
+            .contains("stdlib_bytecode = \"imported\""));
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub enum LayerSource {
 #[serde(rename_all = "kebab-case")]
 pub enum LayerKind {
     Base,
+    /// `.pyc` for the base's standard library (`[python] stdlib_bytecode`).
+    StdlibBytecode,
     SitePackages,
     SitePackagesBytecode,
     App,
@@ -120,6 +122,9 @@ pub struct Timings {
     pub resolve: f64,
     pub app: f64,
     pub site_packages: f64,
+    /// Seconds spent on the stdlib bytecode layer (reading the base's
+    /// stdlib, the `"imported"` scan, compiling), 0 when off.
+    pub stdlib_bytecode: f64,
     pub publish: f64,
     pub total: f64,
     /// Seconds spent writing (tar + gzip) new layers, and their uncompressed bytes.

@@ -494,15 +494,7 @@ pub async fn base_facts(
 pub fn scan_layers(layer_files: &[PathBuf]) -> std::io::Result<LayerScan> {
     let mut scan = LayerScan::default();
     for file in layer_files {
-        let mut raw = std::fs::File::open(file)?;
-        let mut magic = [0u8; 2];
-        let gz = raw.read_exact(&mut magic).is_ok() && magic == [0x1f, 0x8b];
-        let raw = std::fs::File::open(file)?;
-        let reader: Box<dyn Read> = if gz {
-            Box::new(flate2::read::GzDecoder::new(raw))
-        } else {
-            Box::new(raw)
-        };
+        let reader = crate::oci::tar_reader(std::fs::File::open(file)?)?;
         let mut archive = tar::Archive::new(reader);
         for entry in archive.entries()? {
             let mut entry = entry?;

@@ -35,28 +35,15 @@ impl MergedFs {
     /// Applies a whiteout entry (`.wh.NAME` or the opaque `.wh..wh..opq`) of layer `layer`.
     /// Returns false when `path` is not a whiteout.
     pub fn whiteout(&mut self, path: &str, layer: usize) -> bool {
-        let (dir, name) = match path.rsplit_once('/') {
-            Some((d, n)) => (format!("{d}/"), n),
-            None => (String::new(), path),
-        };
-        let Some(hidden) = name.strip_prefix(".wh.") else {
+        let Some(whiteout) = crate::oci::Whiteout::of(path) else {
             return false;
         };
-        if hidden == ".wh..opq" {
-            self.files
-                .retain(|p, f| !(p.starts_with(&dir) && f.layer < layer));
-            self.records.retain(|p, _| !p.starts_with(&dir));
-            let files = &self.files;
-            self.elf.retain(|p, _| files.contains_key(p));
-        } else {
-            let gone = format!("{dir}{hidden}");
-            let below = format!("{gone}/");
-            self.files
-                .retain(|p, _| p != &gone && !p.starts_with(&below));
-            self.records
-                .retain(|p, _| p != &gone && !p.starts_with(&below));
-            self.elf.retain(|p, _| p != &gone && !p.starts_with(&below));
-        }
+        self.files
+            .retain(|p, f| !whiteout.hides(p, f.layer < layer));
+        // Records are re-read each layer: an opaque dir hides all of them.
+        self.records.retain(|p, _| !whiteout.hides(p, true));
+        let files = &self.files;
+        self.elf.retain(|p, _| files.contains_key(p));
         true
     }
 
@@ -93,6 +80,7 @@ impl MergedFs {
     }
 }
 
+pub use crate::layers::wheelfix::{join_relative, record_paths};
 pub use crate::sharedlibs::site_dir_of;
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -128,46 +116,6 @@ fn name_version(dist_info: &str) -> (String, String) {
         Some((n, v)) => (n.to_string(), v.to_string()),
         None => (base.to_string(), String::new()),
     }
-}
-
-/// Paths listed in a RECORD (first CSV field, quotes honoured).
-pub(crate) fn record_paths(text: &str) -> impl Iterator<Item = String> + '_ {
-    text.lines().filter(|l| !l.trim().is_empty()).map(|line| {
-        if let Some(rest) = line.strip_prefix('"') {
-            let mut out = String::new();
-            let mut chars = rest.chars().peekable();
-            while let Some(c) = chars.next() {
-                if c == '"' {
-                    if chars.peek() == Some(&'"') {
-                        out.push('"');
-                        chars.next();
-                    } else {
-                        break;
-                    }
-                } else {
-                    out.push(c);
-                }
-            }
-            out
-        } else {
-            line.split(',').next().unwrap_or_default().to_string()
-        }
-    })
-}
-
-/// `a/b/../../c` relative to `base` → a normalised image path.
-pub(crate) fn join_relative(base: &str, relative: &str) -> String {
-    let mut parts: Vec<&str> = base.split('/').filter(|p| !p.is_empty()).collect();
-    for part in relative.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            p => parts.push(p),
-        }
-    }
-    parts.join("/")
 }
 
 /// `pkg/__pycache__/mod.cpython-313.pyc` → `pkg/mod.py`.

@@ -161,6 +161,46 @@ fn lexical_join(base: &Path, rel: &Path) -> Option<PathBuf> {
     Some(parts.iter().collect())
 }
 
+/// Paths listed in a RECORD (first CSV field, quotes honoured).
+pub fn record_paths(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.lines().filter(|l| !l.trim().is_empty()).map(|line| {
+        if let Some(rest) = line.strip_prefix('"') {
+            let mut out = String::new();
+            let mut chars = rest.chars().peekable();
+            while let Some(c) = chars.next() {
+                if c == '"' {
+                    if chars.peek() == Some(&'"') {
+                        out.push('"');
+                        chars.next();
+                    } else {
+                        break;
+                    }
+                } else {
+                    out.push(c);
+                }
+            }
+            out
+        } else {
+            line.split(',').next().unwrap_or_default().to_string()
+        }
+    })
+}
+
+/// `a/b/../../c` relative to `base` → a normalised image path.
+pub fn join_relative(base: &str, relative: &str) -> String {
+    let mut parts: Vec<&str> = base.split('/').filter(|p| !p.is_empty()).collect();
+    for part in relative.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    parts.join("/")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

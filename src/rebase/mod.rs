@@ -43,6 +43,10 @@ pub enum RebaseError {
     NotRecorded { platform: String },
     #[error("the {platform} image: {message}")]
     Bad { platform: String, message: String },
+    #[error(
+        "the {platform} image has a stdlib bytecode layer, compiled from its old base's standard library"
+    )]
+    StdlibBytecode { platform: String },
     #[error("the new base differs in facts slipway's layers depend on:\n{table}")]
     FactsChanged { table: String },
     #[error(transparent)]
@@ -55,6 +59,7 @@ impl crate::error::Hint for RebaseError {
             RebaseError::NotRecorded { .. } | RebaseError::Bad { .. } => {
                 "rebuild it with `slipway build` (a current slipway records what rebase needs)".into()
             }
+            RebaseError::StdlibBytecode { .. } => "rebuild with `slipway build` on the new base (`[python] stdlib_bytecode` compiles the base's own `.py` files, which the new base may change)".into(),
             RebaseError::FactsChanged { .. } => "rebuild with `slipway build` on the new base: its wheels and bytecode must be made for these facts".into(),
             RebaseError::Assemble(_) => return None,
         })
@@ -106,6 +111,12 @@ impl OldImage {
             .take_while(|h| h["comment"] == "slipway")
             .count();
         let from = self.layers.len() - ours;
+        let stdlib = crate::layers::bytecode::stdlib::CREATED_BY;
+        if history[from..].iter().any(|h| h["created_by"] == stdlib) {
+            return Err(RebaseError::StdlibBytecode {
+                platform: self.platform.to_string(),
+            });
+        }
         (from..self.layers.len())
             .map(|i| {
                 let diff_id = Digest::parse(diff_ids[i]).map_err(|e| self.bad(e))?;
@@ -284,5 +295,12 @@ mod tests {
         assert_eq!(layers[0].record.diff_id, d("s"));
         assert_eq!(layers[0].created_by, "slipway: app");
         assert_eq!(image.carried_annotations().len(), 1);
+
+        let mut with_stdlib = image.clone();
+        with_stdlib.config["history"][2]["created_by"] =
+            crate::layers::bytecode::stdlib::CREATED_BY.into();
+        let err = with_stdlib.slipway_layers().unwrap_err();
+        assert!(matches!(err, RebaseError::StdlibBytecode { .. }), "{err}");
+        assert!(err.hint().unwrap().contains("stdlib_bytecode"));
     }
 }

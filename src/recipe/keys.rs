@@ -87,6 +87,12 @@ pub const KEYS: &[Key] = &[
     key("python", "offline", BOOL, "offline = true"),
     key("python", "allow_sdist", BOOL, "allow_sdist = false"),
     key("python", "bytecode", BOOL, "bytecode = true"),
+    key(
+        "python",
+        "stdlib_bytecode",
+        "`\"imported\"` or `\"all\"`",
+        "stdlib_bytecode = \"imported\"",
+    ),
     key("python", "version", STRING, "version = \"3.13\""),
     key("python", "libc", STRING, "libc = \"musl\""),
     key(
@@ -296,6 +302,19 @@ mod tests {
         let workdir = unknown_key_hint("workdir", "", &top);
         assert!(workdir.contains("in `[image]`"), "{workdir}");
         assert!(unknown_key_hint("zzzzzz", "app", &app).contains("`excludes`"));
+    }
+
+    #[test]
+    fn the_readme_table_lists_every_key() {
+        let readme = include_str!("../../README.md");
+        for k in KEYS.iter().filter(|k| k.takes != TABLE) {
+            let row = if k.table.is_empty() {
+                format!("| `{}` |", k.name)
+            } else {
+                format!("| `[{}] {}` |", k.table, k.name)
+            };
+            assert!(readme.contains(&row), "README lacks the row {row}");
+        }
     }
 
     #[test]

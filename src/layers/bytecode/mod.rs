@@ -7,10 +7,13 @@
 
 mod pool;
 mod python;
+pub mod sources;
+pub mod stdlib;
 pub mod wheels;
 
 pub use pool::{default_workers, UNIT_FILES};
 pub use python::{find_python, find_python_with_uv, magic};
+pub use stdlib::SELECTION_FORMAT as STDLIB_SELECTION_FORMAT;
 
 use super::{Entry, EntryKind, Owner};
 use std::path::{Path, PathBuf};

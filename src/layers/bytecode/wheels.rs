@@ -102,8 +102,8 @@ pub fn groups(entries: &[Entry], site_packages: &str) -> Result<Vec<Group>, Byte
             path: source.clone(),
             source: e,
         })?;
-        for path in crate::inspect::python::record_paths(&record) {
-            let image = crate::inspect::python::join_relative(site, &path);
+        for path in crate::layers::wheelfix::record_paths(&record) {
+            let image = crate::layers::wheelfix::join_relative(site, &path);
             if image.ends_with(".py") {
                 owner_of.entry(image).or_insert_with(|| dist.to_string());
             }

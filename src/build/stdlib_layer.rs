@@ -1,0 +1,259 @@
+//! The stdlib bytecode layer (`[python] stdlib_bytecode`): the base's own
+//! standard library compiled by the CPython of the base's minor version,
+//! keyed by the base, the mode (and the modules chosen), the interpreter's
+//! magic number and the layer format.
+//!
+//! For `"imported"`, what each of the image's code layers imports is
+//! remembered per layer digest, and what each stdlib module imports per
+//! base: an app edit re-reads only the app layer, and the base only when
+//! the app imports a stdlib module it didn't before. The base's layers are
+//! read only when the layer (or the base's import graph) is not cached.
+
+use super::{cached_layer, find_python, off_async_workers, BuildOptions, Built, LayerStore};
+use crate::cache::Cache;
+use crate::digest::Digest;
+use crate::error::{io, Error, ErrorKind, Result};
+use crate::facts::PythonFacts;
+use crate::layers::bytecode::{self, sources, stdlib, BytecodeError};
+use crate::layers::Owner;
+use crate::plan;
+use crate::recipe::StdlibBytecode;
+use crate::registry::RegistryClient;
+use crate::report::LayerKind;
+use crate::resolve::{self, BaseImage};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// The layer for `base`, or None when the recipe asks for none. `built`
+/// are the image's other new layers (the `"imported"` scan reads its code
+/// from them).
+pub(super) async fn build_stdlib_layer(
+    client: &RegistryClient,
+    cache: &LayerStore<'_>,
+    opts: &BuildOptions,
+    base: &BaseImage,
+    facts: &PythonFacts,
+    built: &[Built],
+) -> Result<Option<Built>> {
+    let mode = opts.recipe.python.stdlib_bytecode;
+    if mode == StdlibBytecode::Off {
+        return Ok(None);
+    }
+    let python = find_python(opts, facts)?;
+    let magic = bytecode::magic(&python).map_err(input_error)?;
+    let names = match mode {
+        StdlibBytecode::Imported => Some(off_async_workers(|| {
+            names_imported(opts, cache, &python, built)
+        })?),
+        _ => None,
+    };
+    let graph_key = Digest::of(plan::stdlib_graph_key(&base.manifest_digest, &magic).as_bytes());
+    let known_graph = names
+        .as_ref()
+        .and_then(|_| cache.facts::<stdlib::ImportGraph>(&graph_key));
+    let known_modules = names
+        .as_ref()
+        .zip(known_graph.as_ref())
+        .map(|(names, graph)| stdlib::reach(graph, names));
+    let key_of = |modules: Option<&BTreeSet<String>>| {
+        plan::stdlib_bytecode_key(&plan::StdlibInputs {
+            base_manifest: &base.manifest_digest,
+            mode,
+            selection_format: stdlib::SELECTION_FORMAT,
+            modules,
+            magic: &magic,
+            epoch: opts.epoch,
+        })
+    };
+    let known_key = match mode {
+        StdlibBytecode::All => Some(key_of(None)),
+        _ => known_modules.as_ref().map(|m| key_of(Some(m))),
+    };
+    let mut base_layers = Vec::new();
+    if known_key.is_none_or(|key| cache.layer(&key).is_none()) {
+        opts.log.step("reading the base's standard library");
+        for layer in &base.manifest.layers {
+            let path = resolve::fetch_blob(client, cache, &base.location, &layer.digest)
+                .await
+                .map_err(|e| e.into_error(cache.root()))?;
+            base_layers.push(path);
+        }
+    }
+    off_async_workers(|| {
+        let scratch = cache
+            .temp_dir("stdlib")
+            .map_err(io(cache.context("cannot create a temp dir in the cache")))?;
+        let stdlib_dir = format!(
+            "{}/lib/python{}/",
+            facts.prefix.trim_matches('/'),
+            facts.version
+        );
+        let read = std::cell::OnceCell::new();
+        let stdlib = || -> Result<&Stdlib> {
+            if read.get().is_none() {
+                if base_layers.is_empty() {
+                    // The layer was cached a moment ago: never build it from nothing.
+                    return Err(Error::new(
+                        ErrorKind::Other,
+                        "the stdlib bytecode layer left the cache during the build".to_string(),
+                    )
+                    .with_hint("run the build again"));
+                }
+                let files = sources::extract(
+                    &base_layers,
+                    &|path| path.starts_with(&stdlib_dir) && path.ends_with(".py"),
+                    scratch.path(),
+                )
+                .map_err(io(format!(
+                    "cannot read the standard library of base `{}`",
+                    base.name
+                )))?;
+                let found = Stdlib::new(&stdlib_dir, files);
+                if found.modules.is_empty() {
+                    return Err(Error::new(
+                        ErrorKind::Input,
+                        format!(
+                            "base `{}` has no standard library sources (`.py`) under `/{stdlib_dir}`",
+                            base.name
+                        ),
+                    )
+                    .with_hint("leave `[python] stdlib_bytecode` out for this base: there is nothing to compile"));
+                }
+                let _ = read.set(found);
+            }
+            Ok(read.get().expect("just set"))
+        };
+        let modules = match (names, known_modules) {
+            (Some(names), None) => {
+                let stdlib = stdlib()?;
+                let graph = stdlib::import_graph(&python, &stdlib.sources(), &stdlib.packages)
+                    .map_err(input_error)?;
+                cache
+                    .put_facts(&graph_key, &graph)
+                    .map_err(io(cache.context("cannot write to the cache")))?;
+                Some(stdlib::reach(&graph, &names))
+            }
+            (_, known) => known,
+        };
+        let key = key_of(modules.as_ref());
+        let built = cached_layer(
+            cache,
+            &key,
+            stdlib::CREATED_BY,
+            LayerKind::StdlibBytecode,
+            opts,
+            || {
+                let chosen = stdlib()?.chosen(modules.as_ref());
+                opts.log.step(&format!(
+                    "compiling {} stdlib modules for Python {}",
+                    chosen.len(),
+                    facts.version
+                ));
+                let out = cache
+                    .temp_dir("pyc")
+                    .map_err(io(cache.context("cannot create a temp dir in the cache")))?;
+                let compiled =
+                    bytecode::compile_report(&python, &chosen, out.path(), Owner::default())
+                        .map_err(input_error)?;
+                super::COMPILED_FILES.fetch_add(
+                    compiled.compiled_files as u64,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                compiled.warn_skipped();
+                Ok((compiled.entries, Some(out), Default::default()))
+            },
+        )?;
+        Ok(Some(built))
+    })
+}
+
+fn input_error(e: BytecodeError) -> Error {
+    Error::wrap(ErrorKind::Input, e, None)
+}
+
+/// The base's stdlib sources: module → (file on disk, image path).
+struct Stdlib {
+    modules: BTreeMap<String, (PathBuf, String)>,
+    packages: BTreeSet<String>,
+}
+
+impl Stdlib {
+    fn new(stdlib_dir: &str, files: sources::Sources) -> Stdlib {
+        let mut modules = BTreeMap::new();
+        let mut packages = BTreeSet::new();
+        for (image_path, file) in files {
+            let relative = &image_path[stdlib_dir.len()..];
+            let Some(module) = stdlib::module_of(relative) else {
+                continue;
+            };
+            if relative.ends_with("__init__.py") {
+                packages.insert(module.clone());
+            }
+            modules.insert(module, (file, image_path));
+        }
+        Stdlib { modules, packages }
+    }
+
+    /// Module → its source on disk.
+    fn sources(&self) -> BTreeMap<String, PathBuf> {
+        self.modules
+            .iter()
+            .map(|(module, (file, _))| (module.clone(), file.clone()))
+            .collect()
+    }
+
+    /// (source, absolute image path) of `modules` (None: all).
+    fn chosen(&self, modules: Option<&BTreeSet<String>>) -> Vec<(PathBuf, String)> {
+        self.modules
+            .iter()
+            .filter(|(module, _)| modules.is_none_or(|m| m.contains(*module)))
+            .map(|(_, (file, image_path))| (file.clone(), format!("/{image_path}")))
+            .collect()
+    }
+}
+
+/// The absolute module names the image's code layers (site-packages,
+/// project, app; read back from the cache) import, each layer's remembered
+/// under its digest.
+fn names_imported(
+    opts: &BuildOptions,
+    cache: &Cache,
+    python: &Path,
+    built: &[Built],
+) -> Result<BTreeSet<String>> {
+    let code_layers = built.iter().filter(|(_, kind, _)| {
+        matches!(
+            kind,
+            LayerKind::SitePackages | LayerKind::Project | LayerKind::App
+        )
+    });
+    let mut names = BTreeSet::new();
+    for (layer, _, _) in code_layers {
+        let digest = &layer.record.digest;
+        let key = Digest::of(plan::stdlib_names_key(digest).as_bytes());
+        if let Some(known) = cache.facts::<BTreeSet<String>>(&key) {
+            names.extend(known);
+            continue;
+        }
+        opts.log.step(&format!("finding what `{digest}` imports"));
+        let blob = cache.verified_blob(digest).ok_or_else(|| {
+            Error::new(
+                ErrorKind::Other,
+                format!("layer `{digest}` left the cache during the build"),
+            )
+            .with_hint("run the build again")
+        })?;
+        let scratch = cache
+            .temp_dir("imports")
+            .map_err(io(cache.context("cannot create a temp dir in the cache")))?;
+        let files = sources::extract(&[blob], &|path| path.ends_with(".py"), scratch.path())
+            .map_err(io(cache.context("cannot read a layer of the image")))?;
+        let files: Vec<PathBuf> = files.into_values().collect();
+        let found = stdlib::names_imported(python, &files).map_err(input_error)?;
+        cache
+            .put_facts(&key, &found)
+            .map_err(io(cache.context("cannot write to the cache")))?;
+        names.extend(found);
+    }
+    Ok(names)
+}
