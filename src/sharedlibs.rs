@@ -84,17 +84,7 @@ pub fn system_libraries<'a>(paths: impl IntoIterator<Item = &'a str>) -> BTreeSe
 
 /// `path` with `.` and `..` resolved (no leading `/`).
 fn normalise(path: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            p => parts.push(p),
-        }
-    }
-    parts.join("/")
+    crate::layers::wheelfix::join_relative("", path)
 }
 
 /// An image's files (all layers, whiteouts applied), and the names of the

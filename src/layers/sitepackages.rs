@@ -268,19 +268,10 @@ fn record_owners(
             if !listed.starts_with("../") {
                 continue;
             }
-            // Resolved by hand: the path need not exist, and `..` must not
-            // climb above the staging dir.
-            let mut parts: Vec<&str> = site_rel.to_str().unwrap_or("").split('/').collect();
-            for part in listed.split('/') {
-                match part {
-                    ".." => {
-                        parts.pop();
-                    }
-                    "" | "." => {}
-                    part => parts.push(part),
-                }
-            }
-            if let Ok(Some(image_path)) = map.image_path(&parts.join("/")) {
+            // Resolved lexically: the path need not exist, and `..` never
+            // climbs above the staging dir.
+            let staged = super::wheelfix::join_relative(site_rel.to_str().unwrap_or(""), listed);
+            if let Ok(Some(image_path)) = map.image_path(&staged) {
                 // `name-version` → `name version`
                 let dist = dist
                     .rsplit_once('-')
