@@ -272,8 +272,8 @@ fn remove_stale_scratch(tmp_root: &Path) {
 mod tests {
     use super::*;
 
-    #[test]
-    fn layer_record_needs_its_blob() {
+    /// A cache holding one layer, `b"layer"`, recorded under key `k`.
+    fn cache_with_layer() -> (tempfile::TempDir, Cache, Digest, LayerRecord) {
         let dir = tempfile::tempdir().unwrap();
         let cache = Cache::open(dir.path()).unwrap();
         let digest = cache.put_blob_bytes(b"layer").unwrap();
@@ -284,6 +284,12 @@ mod tests {
             uncompressed_size: 5,
         };
         cache.put_layer("k", &record).unwrap();
+        (dir, cache, digest, record)
+    }
+
+    #[test]
+    fn layer_record_needs_its_blob() {
+        let (_dir, cache, digest, record) = cache_with_layer();
         assert_eq!(cache.layer("k"), Some(record));
         fs::remove_file(cache.blob_path(&digest)).unwrap();
         assert_eq!(
@@ -295,16 +301,7 @@ mod tests {
 
     #[test]
     fn a_corrupt_blob_is_a_miss_and_is_removed() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = Cache::open(dir.path()).unwrap();
-        let digest = cache.put_blob_bytes(b"layer").unwrap();
-        let record = LayerRecord {
-            digest: digest.clone(),
-            diff_id: digest.clone(),
-            size: 5,
-            uncompressed_size: 5,
-        };
-        cache.put_layer("k", &record).unwrap();
+        let (_dir, cache, digest, _) = cache_with_layer();
         fs::write(cache.blob_path(&digest), b"lazer").unwrap();
         assert_eq!(cache.layer("k"), None);
         assert!(

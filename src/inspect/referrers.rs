@@ -5,7 +5,6 @@ use super::source::Source;
 use super::InspectError;
 use crate::digest::Digest;
 use crate::registry::RegistryClient;
-use crate::resolve::BaseLocation;
 use crate::sbom::referrer;
 
 /// An SBOM artifact that refers to an image manifest.
@@ -20,18 +19,17 @@ impl Source<'_> {
     /// The SBOMs that name `subject` (a platform manifest) as their subject.
     pub async fn sboms(&self, subject: &Digest) -> Result<Vec<AttachedSbom>, InspectError> {
         let listed = match self {
-            Source::Registry {
-                client,
-                location:
-                    BaseLocation::Registry {
-                        registry,
-                        repository,
-                    },
-                ..
-            } => registry_listed(client, registry, repository, subject).await?,
+            Source::Registry { .. } => match self.remote() {
+                Some((client, registry, repository)) => {
+                    registry_listed(client, registry, repository, subject).await?
+                }
+                None => Vec::new(),
+            },
             Source::Layout { dir, .. } => {
                 let path = dir.join("index.json");
-                let bytes = std::fs::read(&path).map_err(InspectError::io(&path))?;
+                let bytes = std::fs::File::open(&path)
+                    .and_then(|f| crate::oci::read_json_capped(f, "index.json"))
+                    .map_err(InspectError::io(&path))?;
                 let mut out = Vec::new();
                 for (kind, digest) in referrer::listed_sboms(&bytes) {
                     let manifest: serde_json::Value =

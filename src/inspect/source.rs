@@ -265,13 +265,9 @@ impl<'a> Source<'a> {
         }
     }
 
-    /// A manifest or config, digest checked.
-    pub(crate) async fn blob_bytes(
-        &self,
-        digest: &Digest,
-        manifest: bool,
-    ) -> Result<Vec<u8>, InspectError> {
-        let bytes = match self {
+    /// The client, registry and repository of a registry source.
+    pub(crate) fn remote(&self) -> Option<(&RegistryClient, &str, &str)> {
+        match self {
             Source::Registry {
                 client,
                 location:
@@ -280,19 +276,29 @@ impl<'a> Source<'a> {
                         repository,
                     },
                 ..
-            } => {
-                return Ok(if manifest {
-                    client
-                        .get_manifest(registry, repository, digest.as_str())
-                        .await?
-                        .bytes
-                } else {
-                    client.get_blob_bytes(registry, repository, digest).await?
-                })
-            }
-            _ => crate::oci::read_json_capped(self.open_blob(digest).await?, digest.as_str())
-                .map_err(InspectError::io(Path::new(digest.as_str())))?,
-        };
+            } => Some((*client, registry.as_str(), repository.as_str())),
+            _ => None,
+        }
+    }
+
+    /// A manifest or config, digest checked.
+    pub(crate) async fn blob_bytes(
+        &self,
+        digest: &Digest,
+        manifest: bool,
+    ) -> Result<Vec<u8>, InspectError> {
+        if let Some((client, registry, repository)) = self.remote() {
+            return Ok(if manifest {
+                client
+                    .get_manifest(registry, repository, digest.as_str())
+                    .await?
+                    .bytes
+            } else {
+                client.get_blob_bytes(registry, repository, digest).await?
+            });
+        }
+        let bytes = crate::oci::read_json_capped(self.open_blob(digest).await?, digest.as_str())
+            .map_err(InspectError::io(Path::new(digest.as_str())))?;
         let actual = Digest::of(&bytes);
         if &actual != digest && !matches!(self, Source::Archive(_)) {
             return Err(InspectError::Bad(format!(
