@@ -28,6 +28,8 @@ struct Remote<'a> {
     /// Keys this build took from the repo (a second lookup finds them
     /// locally, and still says where they came from).
     taken: Mutex<BTreeSet<String>>,
+    /// Keys the repo lacked: a second lookup in this build is not sent.
+    missed: Mutex<BTreeSet<String>>,
 }
 
 impl std::ops::Deref for LayerStore<'_> {
@@ -50,6 +52,7 @@ impl<'a> LayerStore<'a> {
             found_locally: Mutex::default(),
             facts: Mutex::default(),
             taken: Mutex::default(),
+            missed: Mutex::default(),
         });
         LayerStore { local, remote }
     }
@@ -75,7 +78,13 @@ impl<'a> LayerStore<'a> {
             return Some((record, LayerSource::Cache));
         }
         let remote = self.remote.as_ref()?;
-        let record = remote.fetch(self.local, key)?;
+        if lock(&remote.missed).contains(key) {
+            return None;
+        }
+        let Some(record) = remote.fetch(self.local, key) else {
+            lock(&remote.missed).insert(key.to_string());
+            return None;
+        };
         lock(&remote.taken).insert(key.to_string());
         Some((record, LayerSource::CacheRepo))
     }
