@@ -60,7 +60,14 @@ impl Cache {
     /// Scratch dirs of builds that are gone (killed: their lock is free)
     /// are removed first, so a killed build leaves nothing behind for long.
     pub fn open(root: &Path) -> io::Result<Cache> {
-        for sub in ["blobs/sha256", "layers", "facts", "locks", "tmp"] {
+        for sub in [
+            "blobs/sha256",
+            "layers",
+            "facts",
+            "locks",
+            "tmp",
+            "stat-digests",
+        ] {
             fs::create_dir_all(root.join(sub))?;
         }
         let tmp_root = root.join("tmp");
@@ -167,6 +174,53 @@ impl Cache {
                 .join(format!("{}.json", manifest.hex())),
             facts,
         )
+    }
+
+    /// The content digest of a local input file (a find-links wheel), hashed
+    /// once per version of the file: the digest is remembered under the
+    /// file's path, device, inode, size, mtime and ctime, and any write to
+    /// the file changes its ctime. A file changed less than two seconds ago
+    /// is hashed and not remembered, since a write in the same clock tick
+    /// could leave its times unchanged (git's "racy clean" rule).
+    pub fn file_digest(&self, path: &Path) -> io::Result<Digest> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        self.file_digest_at(path, now)
+    }
+
+    /// [`Cache::file_digest`] as if the clock read `now` (seconds).
+    fn file_digest_at(&self, path: &Path, now: i64) -> io::Result<Digest> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = fs::metadata(path)?;
+        let stat = format!(
+            "{}\n{}:{}:{}:{}.{}:{}.{}",
+            path.display(),
+            meta.dev(),
+            meta.ino(),
+            meta.len(),
+            meta.mtime(),
+            meta.mtime_nsec(),
+            meta.ctime(),
+            meta.ctime_nsec()
+        );
+        let memo = self
+            .root
+            .join("stat-digests")
+            .join(Digest::of(stat.as_bytes()).hex());
+        if let Some(digest) = fs::read_to_string(&memo)
+            .ok()
+            .and_then(|text| Digest::parse(&text).ok())
+        {
+            return Ok(digest);
+        }
+        let (digest, size) = crate::digest::digest_file(path)?;
+        let settled = meta.mtime().max(meta.ctime()) < now - 2;
+        if settled && size == meta.len() {
+            // Best effort: without the memo the next build hashes again.
+            let _ = self.write_atomic(&memo, digest.as_str().as_bytes());
+        }
+        Ok(digest)
     }
 
     /// Blocks until no other process is producing `key`.
@@ -285,6 +339,42 @@ mod tests {
         };
         cache.put_layer("k", &record).unwrap();
         (dir, cache, digest, record)
+    }
+
+    #[test]
+    fn a_remembered_file_digest_follows_every_rewrite() {
+        let (dir, cache, _, _) = cache_with_layer();
+        let wheel = dir.path().join("w.whl");
+        let memos = || {
+            fs::read_dir(dir.path().join("stat-digests"))
+                .unwrap()
+                .count()
+        };
+        fs::write(&wheel, b"version 1").unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        assert_eq!(
+            cache.file_digest_at(&wheel, now).unwrap(),
+            Digest::of(b"version 1")
+        );
+        assert_eq!(memos(), 0, "a file written this second is not remembered");
+        let later = now + 60;
+        assert_eq!(
+            cache.file_digest_at(&wheel, later).unwrap(),
+            Digest::of(b"version 1")
+        );
+        assert_eq!(memos(), 1);
+        // Same name, same size, new bytes: its ctime moved (past the file
+        // system's clock tick), so it is hashed again.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        fs::write(&wheel, b"version 2").unwrap();
+        assert_eq!(
+            cache.file_digest_at(&wheel, later).unwrap(),
+            Digest::of(b"version 2")
+        );
+        assert_eq!(memos(), 2);
     }
 
     #[test]

@@ -138,8 +138,12 @@ pub fn app_key_of_listing(listing: &[ListingLine], epoch: u64) -> String {
 
 /// Lists a local find-links dir (names and content digests), so adding a
 /// wheel, or rebuilding one under the same name and size, changes the key.
-/// Not a local dir (a URL): empty.
-pub fn find_links_listing(link: &str) -> io::Result<Vec<(String, Digest)>> {
+/// Not a local dir (a URL): empty. `digest_file` hashes one file (the
+/// cache remembers digests by file metadata, see [`crate::cache::Cache::file_digest`]).
+pub fn find_links_listing(
+    link: &str,
+    digest_file: impl Fn(&std::path::Path) -> io::Result<Digest>,
+) -> io::Result<Vec<(String, Digest)>> {
     let dir = PathBuf::from(link);
     let Ok(read) = std::fs::read_dir(&dir) else {
         return Ok(Vec::new());
@@ -150,7 +154,7 @@ pub fn find_links_listing(link: &str) -> io::Result<Vec<(String, Digest)>> {
         if entry.file_type()?.is_dir() {
             continue;
         }
-        let (digest, _) = crate::digest::digest_file(&entry.path()).map_err(|e| {
+        let digest = digest_file(&entry.path()).map_err(|e| {
             io::Error::new(
                 e.kind(),
                 format!("cannot read `{}`: {e}", entry.path().display()),

@@ -96,13 +96,19 @@ impl Target<'_> {
     fn inputs<'a>(
         &'a self,
         opts: &BuildOptions,
+        cache: &LayerStore,
         deps: &'a deps::Dependencies,
         files: Vec<(String, crate::digest::Digest)>,
     ) -> Result<plan::SitePackagesInputs<'a>> {
         let find_links = deps
             .find_links
             .iter()
-            .map(|l| Ok((l.clone(), plan::find_links_listing(l)?)))
+            .map(|l| {
+                Ok((
+                    l.clone(),
+                    plan::find_links_listing(l, |f| cache.file_digest(f))?,
+                ))
+            })
             .collect::<std::io::Result<_>>()
             .map_err(io("cannot read the find-links dir"))?;
         Ok(plan::SitePackagesInputs {
@@ -236,7 +242,8 @@ pub(super) fn build_python_layers(
         ));
     } else {
         // Keyed once: the key reads (and hashes) every find-links wheel.
-        let key = plan::site_packages_key(&target.inputs(opts, &deps, deps.key_files.clone())?);
+        let key =
+            plan::site_packages_key(&target.inputs(opts, cache, &deps, deps.key_files.clone())?);
         held = held_back(opts, cache, &target, &deps, &key);
         out.extend(site_packages_layers(opts, cache, &target, &deps, key)?);
     }
@@ -420,7 +427,8 @@ fn project_layers(
         offline: true,
         ..deps::Dependencies::default()
     };
-    let key = plan::project_key(&target.inputs(opts, &local, deps.wheel_key_files.clone())?);
+    let key =
+        plan::project_key(&target.inputs(opts, cache, &local, deps.wheel_key_files.clone())?);
     let bkey = plan::bytecode_key(&key, &facts.version);
     let bytecode = opts.recipe.python.bytecode;
     let found = cache.find(&key).map(|(_, source)| source);

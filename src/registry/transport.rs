@@ -54,13 +54,9 @@ impl Request {
 
 pub struct Transport {
     pub(super) options: RegistryOptions,
-    remote: reqwest::Client,
-    /// Never proxied.
-    loopback: reqwest::Client,
-    /// For uploads: no read timeout (nothing is read while the body is
-    /// sent), an idle watch instead (see `send_watched`).
-    remote_upload: reqwest::Client,
-    loopback_upload: reqwest::Client,
+    /// Built on first use, by [`ClientKind`]: each build loads the system's
+    /// root certificates, and most runs speak to one kind of host only.
+    clients: [std::sync::OnceLock<reqwest::Client>; 4],
     pub(super) auth: AuthCache,
     pub(super) origin: OriginPolicy,
     pub(super) credentials: tokio::sync::Mutex<HashMap<String, Option<Credentials>>>,
@@ -68,37 +64,54 @@ pub struct Transport {
 
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
 
+/// Which HTTP client a request goes through: loopback hosts are never
+/// proxied; uploads have no read timeout (nothing is read while the body
+/// is sent), an idle watch instead (see `send_watched`).
+#[derive(Clone, Copy)]
+enum ClientKind {
+    Remote = 0,
+    Loopback = 1,
+    RemoteUpload = 2,
+    LoopbackUpload = 3,
+}
+
 impl Transport {
     pub fn new(options: RegistryOptions) -> Result<Transport, RegistryError> {
         let origin = OriginPolicy {
             insecure: options.insecure.clone(),
         };
-        let build = |proxied: bool, read_timeout: bool| {
-            let mut builder = reqwest::Client::builder()
-                .user_agent(concat!("slipway/", env!("CARGO_PKG_VERSION")))
-                .redirect(origin.redirect_policy())
-                .connect_timeout(options.timeout);
-            if read_timeout {
-                builder = builder.read_timeout(options.timeout);
-            }
-            if !proxied {
-                builder = builder.no_proxy();
-            }
-            builder.build().map_err(|e| RegistryError::Other {
-                registry: String::new(),
-                message: format!("cannot set up the HTTP client: {}", e.without_url()),
-            })
-        };
         Ok(Transport {
-            remote: build(true, true)?,
-            loopback: build(false, true)?,
-            remote_upload: build(true, false)?,
-            loopback_upload: build(false, false)?,
+            clients: Default::default(),
             options,
             origin,
             auth: AuthCache::default(),
             credentials: Default::default(),
         })
+    }
+
+    /// The client for `kind`, built the first time it is needed.
+    fn client(&self, kind: ClientKind) -> Result<&reqwest::Client, RegistryError> {
+        let slot = &self.clients[kind as usize];
+        if let Some(client) = slot.get() {
+            return Ok(client);
+        }
+        let loopback = matches!(kind, ClientKind::Loopback | ClientKind::LoopbackUpload);
+        let upload = matches!(kind, ClientKind::RemoteUpload | ClientKind::LoopbackUpload);
+        let mut builder = reqwest::Client::builder()
+            .user_agent(concat!("slipway/", env!("CARGO_PKG_VERSION")))
+            .redirect(self.origin.redirect_policy())
+            .connect_timeout(self.options.timeout);
+        if !upload {
+            builder = builder.read_timeout(self.options.timeout);
+        }
+        if loopback {
+            builder = builder.no_proxy();
+        }
+        let client = builder.build().map_err(|e| RegistryError::Other {
+            registry: String::new(),
+            message: format!("cannot set up the HTTP client: {}", e.without_url()),
+        })?;
+        Ok(slot.get_or_init(|| client))
     }
 
     /// `http://127.0.0.1:5000`, `https://registry-1.docker.io`.
@@ -210,12 +223,13 @@ impl Transport {
         authorization: Option<&Secret>,
     ) -> Result<Response, RegistryError> {
         let upload = matches!(request.body, Body::File(_));
-        let client = match (request.url.host_str(), upload) {
-            (Some(host), false) if is_loopback(host) => &self.loopback,
-            (Some(host), true) if is_loopback(host) => &self.loopback_upload,
-            (_, false) => &self.remote,
-            (_, true) => &self.remote_upload,
-        };
+        let loopback = request.url.host_str().is_some_and(is_loopback);
+        let client = self.client(match (loopback, upload) {
+            (true, false) => ClientKind::Loopback,
+            (true, true) => ClientKind::LoopbackUpload,
+            (false, false) => ClientKind::Remote,
+            (false, true) => ClientKind::RemoteUpload,
+        })?;
         // When the upload last took body bytes (or started).
         let progress = std::sync::Arc::new(std::sync::Mutex::new(std::time::Instant::now()));
         let mut builder = client
