@@ -278,13 +278,14 @@ fn apply_settings(config: &mut Value, settings: &ImageSettings) {
 mod tests {
     use super::*;
     use crate::reference::Reference;
-    use crate::resolve::BaseLocation;
 
     fn base() -> BaseImage {
         let layer = Digest::of(b"base layer");
         BaseImage {
             name: Reference::parse("python:3.13-alpine").unwrap(),
-            location: BaseLocation::Layout("/nowhere".into()),
+            source: std::sync::Arc::new(crate::image::layout::LayoutSource::new(
+                "/nowhere".as_ref(),
+            )),
             top_digest: Digest::of(b"index"),
             manifest_digest: Digest::of(b"manifest"),
             manifest: Manifest {

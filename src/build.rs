@@ -119,9 +119,7 @@ pub async fn build(client: &RegistryClient, opts: &BuildOptions) -> Result<Build
         // Lowest of the new layers: it changes only with the base (and, for
         // "imported", the modules the code reaches).
         let t = Instant::now();
-        if let Some(stdlib) =
-            build_stdlib_layer(client, &cache, opts, base, facts, &new_layers).await?
-        {
+        if let Some(stdlib) = build_stdlib_layer(&cache, opts, base, facts, &new_layers).await? {
             new_layers.insert(0, stdlib);
         }
         timings.stdlib_bytecode += t.elapsed().as_secs_f64();

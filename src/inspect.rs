@@ -31,6 +31,8 @@ pub enum InspectError {
     Registry(#[from] RegistryError),
     #[error(transparent)]
     Fetch(#[from] ResolveError),
+    #[error(transparent)]
+    Source(#[from] crate::image::SourceError),
     #[error("{0}")]
     NotFound(String),
     #[error("the image is not valid: {0}")]
@@ -55,6 +57,7 @@ impl crate::error::Hint for InspectError {
         match self {
             InspectError::Registry(e) => e.hint(),
             InspectError::Fetch(e) => e.hint(),
+            InspectError::Source(e) => e.hint(),
             InspectError::NotFound(_) => {
                 Some("name the image as `oci:DIR:TAG`; `skopeo inspect oci:DIR` lists nothing, `cat DIR/index.json` shows the tags".into())
             }
@@ -128,7 +131,7 @@ pub struct InspectOptions<'a> {
 
 /// Inspects the image `source` names.
 pub async fn inspect(
-    source: &Source<'_>,
+    source: &Source,
     name: &str,
     options: &InspectOptions<'_>,
 ) -> Result<ImageReport, InspectError> {
@@ -153,7 +156,7 @@ pub async fn inspect(
 }
 
 async fn inspect_image(
-    source: &Source<'_>,
+    source: &Source,
     image: RawImage,
     contents: bool,
 ) -> Result<PlatformReport, InspectError> {

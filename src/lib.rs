@@ -13,6 +13,7 @@ pub mod config;
 pub mod digest;
 pub mod error;
 pub mod facts;
+pub mod image;
 pub mod init;
 pub mod inspect;
 pub mod layers;

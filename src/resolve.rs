@@ -3,9 +3,10 @@
 //! and fetches base blobs into the cache when a later stage needs their bytes.
 
 use crate::cache::Cache;
-use crate::digest::{Digest, HashingWriter};
+use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Hint};
 use crate::facts::{glibc_version_in, LayerScan, PythonFacts};
+use crate::image::{ImageSource, SourceError};
 use crate::oci::{self, Descriptor, Index, Manifest};
 use crate::platform::Platform;
 use crate::recipe::Recipe;
@@ -14,24 +15,14 @@ use crate::registry::{RegistryClient, RegistryError};
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-
-/// Where the base's manifests and blobs are read from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum BaseLocation {
-    /// The registry actually contacted (a mirror when one is configured).
-    Registry {
-        registry: String,
-        repository: String,
-    },
-    /// An OCI image layout dir (e.g. from `slipway bundle`).
-    Layout(PathBuf),
-}
+use std::sync::Arc;
 
 #[derive(Clone, Debug)]
 pub struct BaseImage {
     /// The reference as the recipe names it, normalised (for annotations).
     pub name: Reference,
-    pub location: BaseLocation,
+    /// Where its manifests and blobs are read from.
+    pub source: Arc<dyn ImageSource>,
     /// Digest of what the name points at (the index for multi-platform bases).
     pub top_digest: Digest,
     pub manifest_digest: Digest,
@@ -53,14 +44,8 @@ pub enum ResolveError {
     },
     #[error("base image `{base}`: {message}")]
     Bad { base: String, message: String },
-    #[error("OCI layout `{}`: {message}", path.display())]
-    Layout { path: PathBuf, message: String },
-    #[error("blob `{}` does not match its digest `{expected}` (it hashes to `{actual}`)", path.display())]
-    BlobMismatch {
-        path: PathBuf,
-        expected: Digest,
-        actual: Digest,
-    },
+    #[error(transparent)]
+    Source(#[from] SourceError),
     #[error("cache: {0}")]
     Io(#[from] std::io::Error),
     #[error("cannot write `{}` in the cache", path.display())]
@@ -78,9 +63,7 @@ impl crate::error::Hint for ResolveError {
             ResolveError::NoPlatform { .. } => {
                 Some("pick platforms the base image has, in the recipe's `platforms` or with `--platform`".into())
             }
-            ResolveError::BlobMismatch { .. } => {
-                Some("the file is corrupt or was changed: re-create the bundle or layout".into())
-            }
+            ResolveError::Source(e) => e.hint(),
             _ => None,
         }
     }
@@ -92,6 +75,7 @@ impl ResolveError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             // The cache (a full disk) is local I/O, not the registry's fault.
+            ResolveError::Source(e) => e.kind(),
             ResolveError::Registry(crate::registry::RegistryError::Io { .. })
             | ResolveError::Io(_)
             | ResolveError::Cache { .. } => ErrorKind::Other,
@@ -123,17 +107,8 @@ pub async fn resolve(
     mirrors: &BTreeMap<String, String>,
     platforms: &[Platform],
 ) -> Result<Vec<BaseImage>, ResolveError> {
-    let location = match layout {
-        Some(dir) => BaseLocation::Layout(dir.to_path_buf()),
-        None => BaseLocation::Registry {
-            registry: mirrors
-                .get(&name.registry)
-                .cloned()
-                .unwrap_or_else(|| name.registry.clone()),
-            repository: name.repository.clone(),
-        },
-    };
-    let top = fetch_top(client, name, &location).await?;
+    let source = crate::image::open(client, name, layout, mirrors);
+    let top = source.top(name).await?;
     let base = name.to_string();
     let mut images = Vec::new();
     for wanted in platforms {
@@ -145,7 +120,7 @@ pub async fn resolve(
                 available: available_platforms(&index),
             })?;
             (
-                fetch_manifest(client, &location, &entry.digest).await?,
+                source.manifest(&entry.digest).await?.bytes,
                 entry.digest.clone(),
             )
         } else if oci::is_manifest(&top.media_type) {
@@ -167,7 +142,7 @@ pub async fn resolve(
                 ),
             });
         }
-        let config_bytes = fetch_small_blob(client, &location, &manifest.config.digest).await?;
+        let config_bytes = source.small_blob(&manifest.config.digest).await?;
         let config: serde_json::Value = parse_json(&config_bytes, &base, "config")?;
         let platform = config_platform(&config);
         if !wanted.matches(&platform) {
@@ -191,7 +166,7 @@ pub async fn resolve(
         check_diff_ids(&config, &base)?;
         images.push(BaseImage {
             name: name.clone(),
-            location: location.clone(),
+            source: source.clone(),
             top_digest: top.digest.clone(),
             manifest_digest,
             manifest,
@@ -202,186 +177,24 @@ pub async fn resolve(
     Ok(images)
 }
 
-struct Top {
-    bytes: Vec<u8>,
-    media_type: String,
-    digest: Digest,
-}
-
-async fn fetch_top(
-    client: &RegistryClient,
-    name: &Reference,
-    location: &BaseLocation,
-) -> Result<Top, ResolveError> {
-    match location {
-        BaseLocation::Registry {
-            registry,
-            repository,
-        } => {
-            let m = client
-                .get_manifest(registry, repository, &name.reference_str())
-                .await?;
-            Ok(Top {
-                bytes: m.bytes,
-                media_type: m.media_type,
-                digest: m.digest,
-            })
-        }
-        BaseLocation::Layout(dir) => {
-            let layout = crate::layout::Layout::new(dir);
-            let index = layout.index().map_err(|e| layout_error(dir, e))?;
-            let full_name = name.to_string();
-            let names: Vec<&str> = match &name.digest {
-                Some(_) => Vec::new(),
-                None => [Some(full_name.as_str()), name.tag.as_deref()]
-                    .into_iter()
-                    .flatten()
-                    .collect(),
-            };
-            let entry = match &name.digest {
-                Some(d) => index.manifests.iter().find(|m| &m.digest == d),
-                None => crate::layout::find_entry(&index, &names),
-            }
-            .ok_or_else(|| ResolveError::Layout {
-                path: dir.clone(),
-                message: format!("no entry for `{name}` in index.json"),
-            })?;
-            let bytes = read_layout_blob(dir, &entry.digest)?;
-            Ok(Top {
-                bytes,
-                media_type: entry.media_type.clone(),
-                digest: entry.digest.clone(),
-            })
-        }
-    }
-}
-
-async fn fetch_manifest(
-    client: &RegistryClient,
-    location: &BaseLocation,
-    digest: &Digest,
-) -> Result<Vec<u8>, ResolveError> {
-    match location {
-        BaseLocation::Registry {
-            registry,
-            repository,
-        } => Ok(client
-            .get_manifest(registry, repository, digest.as_str())
-            .await?
-            .bytes),
-        BaseLocation::Layout(dir) => read_layout_blob(dir, digest),
-    }
-}
-
-async fn fetch_small_blob(
-    client: &RegistryClient,
-    location: &BaseLocation,
-    digest: &Digest,
-) -> Result<Vec<u8>, ResolveError> {
-    match location {
-        BaseLocation::Registry {
-            registry,
-            repository,
-        } => Ok(client.get_blob_bytes(registry, repository, digest).await?),
-        BaseLocation::Layout(dir) => read_layout_blob(dir, digest),
-    }
-}
-
-fn read_layout_blob(dir: &Path, digest: &Digest) -> Result<Vec<u8>, ResolveError> {
-    crate::layout::Layout::new(dir)
-        .small_blob(digest)
-        .map_err(|e| layout_error(dir, e))
-}
-
-/// A layout's errors as resolve reports them: a blob that doesn't match its
-/// digest is its own case (the base lies), the rest name the layout.
-fn layout_error(dir: &Path, error: crate::layout::LayoutError) -> ResolveError {
-    use crate::layout::LayoutError;
-    match error {
-        LayoutError::Mismatch {
-            path,
-            expected,
-            actual,
-        } => ResolveError::BlobMismatch {
-            path,
-            expected,
-            actual,
-        },
-        LayoutError::Read { path, source } if path.ends_with("index.json") => {
-            ResolveError::Layout {
-                path: dir.to_path_buf(),
-                message: format!("cannot read index.json: {source}"),
-            }
-        }
-        LayoutError::Read { path, source } if source.kind() == std::io::ErrorKind::NotFound => {
-            let hex = path.file_name().unwrap_or_default().to_string_lossy();
-            ResolveError::Layout {
-                path: dir.to_path_buf(),
-                message: format!("missing blob `sha256:{hex}` ({source})"),
-            }
-        }
-        LayoutError::Read { source, .. } => ResolveError::Layout {
-            path: dir.to_path_buf(),
-            message: source.to_string(),
-        },
-        LayoutError::Invalid { message, .. } => ResolveError::Layout {
-            path: dir.to_path_buf(),
-            message: format!("index.json: {message}"),
-        },
-    }
-}
-
 /// Makes sure a base blob is in the cache (digest checked) and returns its path.
 pub async fn fetch_blob(
-    client: &RegistryClient,
     cache: &Cache,
-    location: &BaseLocation,
+    source: &dyn ImageSource,
     digest: &Digest,
 ) -> Result<PathBuf, ResolveError> {
     let dest = cache.blob_path(digest);
     if cache.verified_blob(digest).is_some() {
         return Ok(dest);
     }
-    match location {
-        BaseLocation::Registry {
-            registry,
-            repository,
-        } => {
-            // Pulled into this build's scratch dir, then renamed into the
-            // store: a killed pull leaves no partial file among the blobs.
-            let tmp = cache.temp_dir("blob").map_err(cache_error(cache.root()))?;
-            let staged = tmp.path().join("blob");
-            client
-                .pull_blob(registry, repository, digest, &staged)
-                .await?;
-            cache
-                .insert_blob(&staged, digest)
-                .map_err(cache_error(&dest))?;
-        }
-        BaseLocation::Layout(dir) => {
-            let source = dir.join("blobs/sha256").join(digest.hex());
-            let tmp = cache.temp_dir("blob").map_err(cache_error(cache.root()))?;
-            let staged = tmp.path().join("blob");
-            let mut reader = std::fs::File::open(&source).map_err(|e| ResolveError::Layout {
-                path: dir.clone(),
-                message: format!("missing blob `{digest}` ({e})"),
-            })?;
-            let mut writer =
-                HashingWriter::new(std::fs::File::create(&staged).map_err(cache_error(&staged))?);
-            std::io::copy(&mut reader, &mut writer).map_err(cache_error(&staged))?;
-            let (_, actual, _) = writer.finish();
-            if &actual != digest {
-                return Err(ResolveError::BlobMismatch {
-                    path: source,
-                    expected: digest.clone(),
-                    actual,
-                });
-            }
-            cache
-                .insert_blob(&staged, digest)
-                .map_err(cache_error(&dest))?;
-        }
-    }
+    // Copied into this build's scratch dir, then renamed into the store: a
+    // killed pull leaves no partial file among the blobs.
+    let tmp = cache.temp_dir("blob").map_err(cache_error(cache.root()))?;
+    let staged = tmp.path().join("blob");
+    source.copy_blob(digest, &staged).await?;
+    cache
+        .insert_blob(&staged, digest)
+        .map_err(cache_error(&dest))?;
     Ok(dest)
 }
 
@@ -447,7 +260,7 @@ pub async fn resolve_bases(
     })?;
     let mut all_facts = Vec::new();
     for base in &bases {
-        all_facts.push(base_facts(client, cache, base, &recipe.python.stated).await?);
+        all_facts.push(base_facts(cache, base, &recipe.python.stated).await?);
     }
     Ok((bases, all_facts))
 }
@@ -456,7 +269,6 @@ pub async fn resolve_bases(
 /// of the base layers when the config alone can't tell), then checked
 /// against what the recipe states.
 pub async fn base_facts(
-    client: &RegistryClient,
     cache: &Cache,
     base: &BaseImage,
     stated: &crate::recipe::StatedFacts,
@@ -468,7 +280,7 @@ pub async fn base_facts(
             None => {
                 let mut files = Vec::new();
                 for layer in &base.manifest.layers {
-                    let path = fetch_blob(client, cache, &base.location, &layer.digest)
+                    let path = fetch_blob(cache, base.source.as_ref(), &layer.digest)
                         .await
                         .map_err(|e| e.into_error(cache.root()))?;
                     files.push(path);
@@ -592,10 +404,10 @@ mod tests {
             "{}",
             error.message
         );
-        let layout = ResolveError::Layout {
+        let layout = ResolveError::Source(SourceError::Layout {
             path: "/l".into(),
             message: "missing blob".into(),
-        };
+        });
         assert_eq!(layout.kind(), ErrorKind::Input);
     }
 

@@ -74,7 +74,7 @@ impl Validation {
 /// Checks the image `source` names in full. Errors only when its top cannot
 /// be reached at all (registry refused, no such tag); everything else is a
 /// [`Problem`].
-pub async fn validate(source: &Source<'_>) -> Result<Validation, InspectError> {
+pub async fn validate(source: &Source) -> Result<Validation, InspectError> {
     let mut checker = Checker {
         source,
         images: Vec::new(),
@@ -82,7 +82,7 @@ pub async fn validate(source: &Source<'_>) -> Result<Validation, InspectError> {
     };
     let top = match source {
         Source::Archive(archive) => checker.archive(archive).await,
-        Source::Layout { dir, tag } => checker.layout(dir, tag.as_deref()).await?,
+        Source::Layout { source, tag } => checker.layout(source.dir(), tag.as_deref()).await?,
         Source::Registry { .. } => {
             let (bytes, media_type, digest) = source.top_bytes().await?;
             let desc = Descriptor {
@@ -103,13 +103,13 @@ pub async fn validate(source: &Source<'_>) -> Result<Validation, InspectError> {
     })
 }
 
-struct Checker<'s, 'a> {
-    source: &'s Source<'a>,
+struct Checker<'s> {
+    source: &'s Source,
     images: Vec<CheckedImage>,
     problems: Vec<Problem>,
 }
 
-impl Checker<'_, '_> {
+impl Checker<'_> {
     fn problem(&mut self, subject: impl fmt::Display, message: impl Into<String>) {
         self.problems.push(Problem {
             subject: subject.to_string(),

@@ -18,7 +18,6 @@ use crate::layers::bytecode::{self, sources, stdlib, BytecodeError};
 use crate::layers::Owner;
 use crate::plan;
 use crate::recipe::StdlibBytecode;
-use crate::registry::RegistryClient;
 use crate::report::LayerKind;
 use crate::resolve::{self, BaseImage};
 use std::collections::{BTreeMap, BTreeSet};
@@ -28,7 +27,6 @@ use std::path::{Path, PathBuf};
 /// are the image's other new layers (the `"imported"` scan reads its code
 /// from them).
 pub(super) async fn build_stdlib_layer(
-    client: &RegistryClient,
     cache: &LayerStore<'_>,
     opts: &BuildOptions,
     base: &BaseImage,
@@ -73,7 +71,7 @@ pub(super) async fn build_stdlib_layer(
     if known_key.is_none_or(|key| cache.layer(&key).is_none()) {
         opts.log.step("reading the base's standard library");
         for layer in &base.manifest.layers {
-            let path = resolve::fetch_blob(client, cache, &base.location, &layer.digest)
+            let path = resolve::fetch_blob(cache, base.source.as_ref(), &layer.digest)
                 .await
                 .map_err(|e| e.into_error(cache.root()))?;
             base_layers.push(path);

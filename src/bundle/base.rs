@@ -6,9 +6,9 @@
 
 use crate::cache::Cache;
 use crate::digest::{Digest, HashingWriter};
+use crate::image::{ImageSource, SourceError};
 use crate::oci;
-use crate::registry::RegistryClient;
-use crate::resolve::{self, BaseImage, BaseLocation, ResolveError};
+use crate::resolve::{self, BaseImage, ResolveError};
 use std::collections::BTreeSet;
 use std::io;
 use std::path::Path;
@@ -18,15 +18,13 @@ pub enum BaseError {
     #[error(transparent)]
     Resolve(#[from] ResolveError),
     #[error(transparent)]
-    Registry(#[from] crate::registry::RegistryError),
+    Source(#[from] SourceError),
     #[error("`{}` does not match its digest `{expected}` (it hashes to `{actual}`)", path.display())]
     Mismatch {
         path: std::path::PathBuf,
         expected: Digest,
         actual: Digest,
     },
-    #[error("reading the base layout: {0}")]
-    Read(crate::layout::LayoutError),
     #[error("writing the base layout: {0}")]
     Io(#[from] io::Error),
 }
@@ -35,7 +33,7 @@ impl crate::error::Hint for BaseError {
     fn hint(&self) -> Option<String> {
         match self {
             BaseError::Resolve(e) => e.hint(),
-            BaseError::Registry(e) => e.hint(),
+            BaseError::Source(e) => e.hint(),
             _ => None,
         }
     }
@@ -57,7 +55,6 @@ pub struct BaseCounts {
 
 /// Writes `bases` (one per platform, all from one reference) into the layout at `dir`.
 pub async fn write(
-    client: &RegistryClient,
     cache: &Cache,
     bases: &[BaseImage],
     dir: &Path,
@@ -66,12 +63,12 @@ pub async fn write(
     let blobs = dir.join("blobs/sha256");
     std::fs::create_dir_all(&blobs)?;
     let mut counts = BaseCounts::default();
-    let (top_bytes, top_type) = document(client, &first.location, &first.top_digest).await?;
+    let (top_bytes, top_type) = document(first.source.as_ref(), &first.top_digest).await?;
     counts.top = (top_type.clone(), top_bytes.len() as u64);
     put_bytes(&blobs, &first.top_digest, &top_bytes, &mut counts)?;
     for base in bases {
         if base.manifest_digest != base.top_digest {
-            let (bytes, _) = document(client, &base.location, &base.manifest_digest).await?;
+            let (bytes, _) = document(base.source.as_ref(), &base.manifest_digest).await?;
             put_bytes(&blobs, &base.manifest_digest, &bytes, &mut counts)?;
         }
         let mut digests = vec![&base.manifest.config.digest];
@@ -86,7 +83,7 @@ pub async fn write(
                 counts.kept += 1;
                 continue;
             }
-            let source = resolve::fetch_blob(client, cache, &base.location, digest).await?;
+            let source = resolve::fetch_blob(cache, base.source.as_ref(), digest).await?;
             copy_checked(&source, &dest, digest)?;
             counts.copied += 1;
         }
@@ -101,39 +98,14 @@ pub async fn write(
 
 /// A manifest or index by digest, with its media type.
 async fn document(
-    client: &RegistryClient,
-    location: &BaseLocation,
+    source: &dyn ImageSource,
     digest: &Digest,
 ) -> Result<(Vec<u8>, String), BaseError> {
-    let bytes =
-        match location {
-            BaseLocation::Registry {
-                registry,
-                repository,
-            } => {
-                let fetched = client
-                    .get_manifest(registry, repository, digest.as_str())
-                    .await?;
-                if !fetched.media_type.is_empty() && fetched.media_type != "application/json" {
-                    return Ok((fetched.bytes, fetched.media_type));
-                }
-                fetched.bytes
-            }
-            BaseLocation::Layout(dir) => crate::layout::Layout::new(dir)
-                .small_blob(digest)
-                .map_err(|e| match e {
-                    crate::layout::LayoutError::Mismatch {
-                        path,
-                        expected,
-                        actual,
-                    } => BaseError::Mismatch {
-                        path,
-                        expected,
-                        actual,
-                    },
-                    other => BaseError::Read(other),
-                })?,
-        };
+    let fetched = source.manifest(digest).await?;
+    if !fetched.media_type.is_empty() {
+        return Ok((fetched.bytes, fetched.media_type));
+    }
+    let bytes = fetched.bytes;
     let media_type = serde_json::from_slice::<serde_json::Value>(&bytes)
         .ok()
         .and_then(|v| v["mediaType"].as_str().map(str::to_string))

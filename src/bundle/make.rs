@@ -135,11 +135,11 @@ pub async fn make(client: &RegistryClient, opts: &MakeOptions) -> Result<MakeRep
     )
     .await?;
     log.step("copying the base into the bundle");
-    let counts = base::write(client, &cache, &bases, &work.join("base"))
+    let counts = base::write(&cache, &bases, &work.join("base"))
         .await
         .map_err(|e| {
-            let kind = match e {
-                base::BaseError::Registry(_) => ErrorKind::Registry,
+            let kind = match &e {
+                base::BaseError::Source(e) => e.kind(),
                 base::BaseError::Resolve(resolve::ResolveError::Registry(_)) => ErrorKind::Registry,
                 _ => ErrorKind::Other,
             };

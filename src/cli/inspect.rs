@@ -40,6 +40,7 @@ pub async fn run(args: InspectArgs) -> Result<()> {
     let kind_of = |e: &InspectError| match e {
         InspectError::Registry(_) => ErrorKind::Registry,
         InspectError::Fetch(e) => e.kind(),
+        InspectError::Source(e) => e.kind(),
         InspectError::NotFound(_) | InspectError::Bad(_) => ErrorKind::Input,
         InspectError::Io { .. } => match target {
             Target::Registry(_) => ErrorKind::Other,

@@ -32,8 +32,9 @@ pub async fn run(args: SbomArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(slipway::cache::Cache::default_dir);
     let wrap = |e: InspectError| {
-        let kind = match e {
+        let kind = match &e {
             InspectError::Registry(_) | InspectError::Fetch(_) => ErrorKind::Registry,
+            InspectError::Source(e) => e.kind(),
             _ => ErrorKind::Input,
         };
         Error::hinted(kind)(e)

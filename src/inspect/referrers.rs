@@ -15,7 +15,7 @@ pub struct AttachedSbom {
     pub digest: Digest,
 }
 
-impl Source<'_> {
+impl Source {
     /// The SBOMs that name `subject` (a platform manifest) as their subject.
     pub async fn sboms(&self, subject: &Digest) -> Result<Vec<AttachedSbom>, InspectError> {
         let listed = match self {
@@ -25,8 +25,8 @@ impl Source<'_> {
                 }
                 None => Vec::new(),
             },
-            Source::Layout { dir, .. } => {
-                let path = dir.join("index.json");
+            Source::Layout { source, .. } => {
+                let path = source.dir().join("index.json");
                 let bytes = std::fs::File::open(&path)
                     .and_then(|f| crate::oci::read_json_capped(f, "index.json"))
                     .map_err(InspectError::io(&path))?;

@@ -6,11 +6,14 @@
 use super::InspectError;
 use crate::cache::Cache;
 use crate::digest::{Digest, HashingWriter};
+use crate::image::layout::LayoutSource;
+use crate::image::registry::RegistrySource;
+use crate::image::ImageSource;
 use crate::oci::{self, Descriptor, Index, Manifest};
 use crate::platform::Platform;
 use crate::reference::Reference;
 use crate::registry::RegistryClient;
-use crate::resolve::{self, BaseLocation};
+use crate::resolve;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -90,43 +93,38 @@ pub struct RawImage {
     pub layers: Vec<Descriptor>,
 }
 
-/// An opened image source.
-pub enum Source<'a> {
+/// An opened image source. Registries and layouts are read through the
+/// image model's [`ImageSource`]; they differ only in how the top document
+/// is named (a reference; `oci:DIR[:TAG]`) and where blobs are read from.
+pub enum Source {
     Registry {
-        client: &'a RegistryClient,
+        source: Box<RegistrySource>,
+        /// Registry blobs are fetched into the cache (digest checked).
         cache: Cache,
-        location: BaseLocation,
         reference: Reference,
     },
     Layout {
-        dir: PathBuf,
+        source: LayoutSource,
         tag: Option<String>,
     },
     Archive(Archive),
 }
 
-impl<'a> Source<'a> {
+impl Source {
     pub fn open(
         target: &Target,
-        client: &'a RegistryClient,
+        client: &RegistryClient,
         cache_dir: &Path,
         mirrors: &BTreeMap<String, String>,
-    ) -> Result<Source<'a>, InspectError> {
+    ) -> Result<Source, InspectError> {
         Ok(match target {
             Target::Registry(reference) => Source::Registry {
-                client,
+                source: Box::new(RegistrySource::new(client, reference, mirrors)),
                 cache: Cache::open(cache_dir).map_err(InspectError::io(cache_dir))?,
-                location: BaseLocation::Registry {
-                    registry: mirrors
-                        .get(&reference.registry)
-                        .cloned()
-                        .unwrap_or_else(|| reference.registry.clone()),
-                    repository: reference.repository.clone(),
-                },
                 reference: reference.clone(),
             },
             Target::Layout { dir, tag } => Source::Layout {
-                dir: dir.clone(),
+                source: LayoutSource::new(dir),
                 tag: tag.clone(),
             },
             Target::DockerArchive(file) => Source::Archive(Archive::open(file)?),
@@ -214,29 +212,21 @@ impl<'a> Source<'a> {
     pub(crate) async fn top_bytes(&self) -> Result<(Vec<u8>, String, Digest), InspectError> {
         match self {
             Source::Registry {
-                client,
-                location:
-                    BaseLocation::Registry {
-                        registry,
-                        repository,
-                    },
-                reference,
-                ..
+                source, reference, ..
             } => {
-                let m = client
-                    .get_manifest(registry, repository, &reference.reference_str())
-                    .await?;
-                Ok((m.bytes, m.media_type, m.digest))
+                let top = source.top(reference).await?;
+                Ok((top.bytes, top.media_type, top.digest))
             }
-            Source::Layout { dir, tag } => {
-                let index = crate::layout::Layout::new(dir)
-                    .index()
-                    .map_err(|e| match e {
-                        crate::layout::LayoutError::Read { path, source } => {
-                            InspectError::io(&path)(source)
-                        }
-                        other => InspectError::Bad(other.to_string()),
-                    })?;
+            Source::Layout { source, tag } => {
+                let index =
+                    crate::layout::Layout::new(source.dir())
+                        .index()
+                        .map_err(|e| match e {
+                            crate::layout::LayoutError::Read { path, source } => {
+                                InspectError::io(&path)(source)
+                            }
+                            other => InspectError::Bad(other.to_string()),
+                        })?;
                 let wanted = tag.as_deref().unwrap_or("latest");
                 let entry = match tag {
                     // A named tag must be there: no fallback to the only entry.
@@ -250,7 +240,7 @@ impl<'a> Source<'a> {
                     let names = crate::layout::ref_names(&index);
                     InspectError::NotFound(format!(
                         "no image tagged `{wanted}` in OCI layout `{}` (it has: {})",
-                        dir.display(),
+                        source.dir().display(),
                         if names.is_empty() {
                             "none".into()
                         } else {
@@ -261,73 +251,59 @@ impl<'a> Source<'a> {
                 let bytes = self.blob_bytes(&entry.digest, true).await?;
                 Ok((bytes, entry.media_type.clone(), entry.digest.clone()))
             }
-            _ => unreachable!("archives have no top document"),
+            Source::Archive(_) => unreachable!("archives have no top document"),
+        }
+    }
+
+    /// The image model's source, for registries and layouts.
+    pub(crate) fn image_source(&self) -> Option<&dyn ImageSource> {
+        match self {
+            Source::Registry { source, .. } => Some(source.as_ref()),
+            Source::Layout { source, .. } => Some(source),
+            Source::Archive(_) => None,
         }
     }
 
     /// The client, registry and repository of a registry source.
     pub(crate) fn remote(&self) -> Option<(&RegistryClient, &str, &str)> {
         match self {
-            Source::Registry {
-                client,
-                location:
-                    BaseLocation::Registry {
-                        registry,
-                        repository,
-                    },
-                ..
-            } => Some((*client, registry.as_str(), repository.as_str())),
+            Source::Registry { source, .. } => {
+                let (registry, repository) = source.registry_repository()?;
+                Some((source.client(), registry, repository))
+            }
             _ => None,
         }
     }
 
-    /// A manifest or config, digest checked.
+    /// A manifest or config, capped and digest checked.
     pub(crate) async fn blob_bytes(
         &self,
         digest: &Digest,
         manifest: bool,
     ) -> Result<Vec<u8>, InspectError> {
-        if let Some((client, registry, repository)) = self.remote() {
+        if let Some(source) = self.image_source() {
             return Ok(if manifest {
-                client
-                    .get_manifest(registry, repository, digest.as_str())
-                    .await?
-                    .bytes
+                source.manifest(digest).await?.bytes
             } else {
-                client.get_blob_bytes(registry, repository, digest).await?
+                source.small_blob(digest).await?
             });
         }
-        let bytes = crate::oci::read_json_capped(self.open_blob(digest).await?, digest.as_str())
-            .map_err(InspectError::io(Path::new(digest.as_str())))?;
-        let actual = Digest::of(&bytes);
-        if &actual != digest && !matches!(self, Source::Archive(_)) {
-            return Err(InspectError::Bad(format!(
-                "blob `{digest}` hashes to `{actual}`"
-            )));
-        }
-        Ok(bytes)
+        // An archive names its blobs by the digests read from them.
+        crate::oci::read_json_capped(self.open_blob(digest).await?, digest.as_str())
+            .map_err(InspectError::io(Path::new(digest.as_str())))
     }
 
     /// A reader over a blob's bytes (registry blobs are fetched into the cache first).
     pub async fn open_blob(&self, digest: &Digest) -> Result<Box<dyn Read + Send>, InspectError> {
-        match self {
-            Source::Registry {
-                client,
-                cache,
-                location,
-                ..
-            } => {
-                let path = resolve::fetch_blob(client, cache, location, digest).await?;
-                let file = File::open(&path).map_err(InspectError::io(&path))?;
-                Ok(Box::new(file))
+        let path = match self {
+            Source::Registry { source, cache, .. } => {
+                resolve::fetch_blob(cache, source.as_ref(), digest).await?
             }
-            Source::Layout { dir, .. } => {
-                let path = crate::layout::blob_path(dir, digest);
-                let file = File::open(&path).map_err(InspectError::io(&path))?;
-                Ok(Box::new(file))
-            }
-            Source::Archive(archive) => archive.open_blob(digest),
-        }
+            Source::Layout { source, .. } => source.blob_path(digest),
+            Source::Archive(archive) => return archive.open_blob(digest),
+        };
+        let file = File::open(&path).map_err(InspectError::io(&path))?;
+        Ok(Box::new(file))
     }
 }
 

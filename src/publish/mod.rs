@@ -194,7 +194,7 @@ pub async fn publish(
         // Layouts and archives hold every blob: bring base layers into the cache.
         for (img, base) in &image.images {
             for layer in &img.layers[..img.new_from] {
-                crate::resolve::fetch_blob(client, cache, &base.location, &layer.digest)
+                crate::resolve::fetch_blob(cache, base.source.as_ref(), &layer.digest)
                     .await
                     .map_err(|e| e.into_error(cache.root()))?;
             }

@@ -6,9 +6,10 @@
 use super::{BlobAction, BlobReport, Publishable};
 use crate::cache::Cache;
 use crate::digest::Digest;
+use crate::image::ImageSource;
 use crate::reference::Reference;
 use crate::registry::{RegistryClient, RegistryError};
-use crate::resolve::{self, BaseLocation, ResolveError};
+use crate::resolve::{self, ResolveError};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use std::collections::BTreeMap;
 
@@ -43,7 +44,7 @@ impl crate::error::Hint for PushError {
 
 /// Where a blob of the image can be had from.
 enum Origin {
-    Base(BaseLocation),
+    Base(std::sync::Arc<dyn ImageSource>),
     Cache,
     /// A new layer, in the local cache and in this repository (the cache repo).
     CacheAndRepo(Reference),
@@ -66,7 +67,7 @@ pub async fn push(
     for (img, base) in &image.images {
         for (i, layer) in img.layers.iter().enumerate() {
             let origin = if i < img.new_from {
-                Origin::Base(base.location.clone())
+                Origin::Base(base.source.clone())
             } else if let Some(repo) = &image.new_layers_also_in {
                 Origin::CacheAndRepo(repo.clone())
             } else {
@@ -165,13 +166,9 @@ async fn push_one(
             return report(BlobAction::Mounted, 0);
         }
     }
-    if let Origin::Base(location) = &blob.origin {
-        if let BaseLocation::Registry {
-            registry,
-            repository,
-        } = location
-        {
-            if registry == &dest.registry
+    if let Origin::Base(source) = &blob.origin {
+        if let Some((registry, repository)) = source.registry_repository() {
+            if registry == dest.registry
                 && client
                     .mount_blob(&dest.registry, &dest.repository, digest, repository)
                     .await?
@@ -179,7 +176,7 @@ async fn push_one(
                 return report(BlobAction::Mounted, 0);
             }
         }
-        resolve::fetch_blob(client, cache, location, digest).await?;
+        resolve::fetch_blob(cache, source.as_ref(), digest).await?;
     }
     let path = cache.blob_path(digest);
     super::copy_verified(&path, std::io::sink(), digest, blob.size, &blob.what).map_err(|e| {

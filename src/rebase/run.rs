@@ -15,7 +15,7 @@ use crate::recipe::{Destination, StatedFacts};
 use crate::reference::Reference;
 use crate::registry::RegistryClient;
 use crate::resolve::base_facts;
-use crate::resolve::{self, BaseImage, BaseLocation};
+use crate::resolve::{self, BaseImage};
 use crate::sbom::{self, referrer::Referrer};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -105,7 +105,7 @@ pub async fn run(client: &RegistryClient, opts: &RebaseOptions) -> Result<Rebase
     let mut new_facts = Vec::new();
     for base in &bases {
         new_facts.push(LayerFacts::from(
-            &base_facts(client, &cache, base, &StatedFacts::default()).await?,
+            &base_facts(&cache, base, &StatedFacts::default()).await?,
         ));
     }
     let pairs: Vec<_> = old
@@ -121,9 +121,9 @@ pub async fn run(client: &RegistryClient, opts: &RebaseOptions) -> Result<Rebase
     for ((image, recorded), base) in old.iter().zip(&recorded).zip(&bases) {
         let new = rebase(image, recorded, base).map_err(rebase_error)?;
         // slipway's layers come along from where the image is (into the cache).
-        let location = image_location(&source);
+        let image_source = source.image_source().expect("archives are refused before");
         for layer in &new.layers[new.new_from..] {
-            resolve::fetch_blob(client, &cache, &location, &layer.digest)
+            resolve::fetch_blob(&cache, image_source, &layer.digest)
                 .await
                 .map_err(Error::hinted(ErrorKind::Registry))?;
         }
@@ -155,19 +155,10 @@ pub async fn run(client: &RegistryClient, opts: &RebaseOptions) -> Result<Rebase
     })
 }
 
-/// Where the image's own blobs are read from.
-fn image_location(source: &Source<'_>) -> BaseLocation {
-    match source {
-        Source::Registry { location, .. } => location.clone(),
-        Source::Layout { dir, .. } => BaseLocation::Layout(dir.clone()),
-        Source::Archive(_) => unreachable!("archives are refused before"),
-    }
-}
-
 /// The SBOM for the rebased image, in the format the old one had (none if
 /// it had none), listing the same distributions; wheel hashes carried over.
 async fn new_sbom(
-    source: &Source<'_>,
+    source: &Source,
     cache: &Cache,
     old: &OldImage,
     new: &AssembledImage,
@@ -213,8 +204,9 @@ async fn new_sbom(
 }
 
 fn inspect_error(e: InspectError) -> Error {
-    let kind = match e {
+    let kind = match &e {
         InspectError::Registry(_) | InspectError::Fetch(_) => ErrorKind::Registry,
+        InspectError::Source(e) => e.kind(),
         _ => ErrorKind::Input,
     };
     Error::hinted(kind)(e)

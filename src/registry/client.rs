@@ -30,18 +30,21 @@ const MANIFEST_LIMIT: usize = 4 << 20;
 /// Configs read whole (containerd caps them at 8 MiB too).
 pub(super) const BLOB_BYTES_LIMIT: usize = crate::oci::JSON_LIMIT as usize;
 
+/// A registry client; clones share their connections, tokens and credentials.
+#[derive(Clone)]
 pub struct RegistryClient {
     pub options: RegistryOptions,
-    pub(super) transport: Transport,
+    pub(super) transport: std::sync::Arc<Transport>,
     /// Blob sizes the fetched manifests declared: a pull stops as soon as
     /// it passes this.
-    pub(super) declared_sizes: std::sync::Mutex<std::collections::HashMap<Digest, u64>>,
+    pub(super) declared_sizes:
+        std::sync::Arc<std::sync::Mutex<std::collections::HashMap<Digest, u64>>>,
 }
 
 impl RegistryClient {
     pub fn new(options: RegistryOptions) -> Result<RegistryClient, RegistryError> {
         Ok(RegistryClient {
-            transport: Transport::new(options.clone())?,
+            transport: std::sync::Arc::new(Transport::new(options.clone())?),
             options,
             declared_sizes: Default::default(),
         })

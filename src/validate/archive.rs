@@ -8,7 +8,7 @@ use crate::inspect::source::Archive;
 use crate::inspect::InspectError;
 use std::path::Path;
 
-impl Checker<'_, '_> {
+impl Checker<'_> {
     /// A docker-archive: `manifest.json`, each config (its name its hash),
     /// each layer read to its end and compared with the config's diff_ids.
     pub(super) async fn archive(&mut self, archive: &Archive) -> Option<Digest> {

@@ -172,7 +172,7 @@ pub fn validate_layout(dir: &Path) -> Validated {
     validated(
         &dir.display().to_string(),
         Source::Layout {
-            dir: dir.to_path_buf(),
+            source: slipway::image::layout::LayoutSource::new(dir),
             tag: None,
         },
     )
@@ -186,7 +186,7 @@ pub fn validate_archive(file: &Path) -> Validated {
     validated(&file.display().to_string(), Source::Archive(archive))
 }
 
-fn validated(name: &str, source: Source<'static>) -> Validated {
+fn validated(name: &str, source: Source) -> Validated {
     // Its own runtime on its own thread: callers may be inside one already.
     let validation = std::thread::scope(|s| {
         s.spawn(|| {

@@ -1,0 +1,104 @@
+//! The image model's sources, go-containerregistry's shape: an image is read
+//! through one [`ImageSource`] whatever holds it — a registry ([`registry`])
+//! or an OCI image layout dir ([`layout`]) — so the stages above ask for a
+//! manifest, a config or a blob by digest and never switch on where the
+//! image lives. Every read is bounded and digest-checked by the source.
+
+pub mod layout;
+pub mod registry;
+
+use crate::digest::Digest;
+use crate::reference::Reference;
+use crate::registry::{RegistryClient, RegistryError};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// A manifest or index as a source stores it.
+#[derive(Debug)]
+pub struct Document {
+    pub bytes: Vec<u8>,
+    /// As the source declares it; empty when it declares none (a layout's
+    /// blobs by digest), then the document's own `mediaType` tells.
+    pub media_type: String,
+    pub digest: Digest,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("OCI layout `{}`: {message}", path.display())]
+    Layout { path: PathBuf, message: String },
+    #[error("blob `{}` does not match its digest `{expected}` (it hashes to `{actual}`)", path.display())]
+    Mismatch {
+        path: PathBuf,
+        expected: Digest,
+        actual: Digest,
+    },
+    #[error("cannot write `{}`", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl crate::error::Hint for SourceError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            SourceError::Registry(e) => e.hint(),
+            SourceError::Mismatch { .. } => {
+                Some("the file is corrupt or was changed: re-create the bundle or layout".into())
+            }
+            _ => None,
+        }
+    }
+}
+
+impl SourceError {
+    /// The exit code by cause: the registry's fault 3, local I/O 1, a
+    /// layout that is not what it claims 2.
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        use crate::error::ErrorKind;
+        match self {
+            SourceError::Registry(RegistryError::Io { .. }) | SourceError::Write { .. } => {
+                ErrorKind::Other
+            }
+            SourceError::Registry(_) => ErrorKind::Registry,
+            SourceError::Layout { .. } | SourceError::Mismatch { .. } => ErrorKind::Input,
+        }
+    }
+}
+
+/// Where an image's documents and blobs are read from.
+#[async_trait::async_trait]
+pub trait ImageSource: Send + Sync + std::fmt::Debug {
+    /// The document `name` points at: its digest if it has one, else its tag.
+    async fn top(&self, name: &Reference) -> Result<Document, SourceError>;
+    /// A manifest or index by digest (capped, checked).
+    async fn manifest(&self, digest: &Digest) -> Result<Document, SourceError>;
+    /// A small blob, a config (capped, checked).
+    async fn small_blob(&self, digest: &Digest) -> Result<Vec<u8>, SourceError>;
+    /// Copies a blob into the new file `dest`, checking its digest on the way.
+    async fn copy_blob(&self, digest: &Digest, dest: &Path) -> Result<(), SourceError>;
+    /// The registry and repository holding the blobs, for cross-repository
+    /// mounts; `None` for local sources.
+    fn registry_repository(&self) -> Option<(&str, &str)> {
+        None
+    }
+}
+
+/// The source for `name`: the layout dir when one is given, else the
+/// registry that serves `name` (a mirror from `mirrors` when one is set).
+pub fn open(
+    client: &RegistryClient,
+    name: &Reference,
+    layout: Option<&Path>,
+    mirrors: &BTreeMap<String, String>,
+) -> Arc<dyn ImageSource> {
+    match layout {
+        Some(dir) => Arc::new(layout::LayoutSource::new(dir)),
+        None => Arc::new(registry::RegistrySource::new(client, name, mirrors)),
+    }
+}
