@@ -8,6 +8,7 @@ use crate::error::{io, Error, ErrorKind, Result};
 use crate::facts::PythonFacts;
 use crate::layers::tarball::{self, FileDigests};
 use crate::layers::{self, bytecode, Entry, Owner};
+use crate::off_async_workers;
 use crate::publish::{self, Publishable};
 use crate::recipe::{Destination, Recipe};
 use crate::registry::RegistryClient;
@@ -256,14 +257,6 @@ fn omitted(kind: LayerKind, reason: &str) -> OmittedLayer {
 /// What a layer is built from: its entries, the scratch dir holding their
 /// files (if any), and the content digests its key was made of.
 type LayerInputs = (Vec<Entry>, Option<tempfile::TempDir>, FileDigests);
-
-/// Runs blocking work without stalling the runtime's other tasks.
-fn off_async_workers<T>(work: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
-        _ => work(),
-    }
-}
 
 /// Reuses the layer for `key` from the caches or builds it from `entries()`.
 fn cached_layer(

@@ -34,3 +34,13 @@ pub mod sanitize;
 pub mod sbom;
 pub mod sharedlibs;
 pub mod validate;
+
+/// Runs blocking work (files, tar, gzip, child processes) from async code
+/// without stalling the runtime's other tasks: on the multi-threaded runtime
+/// the worker hands its tasks over first; elsewhere (tests) it just runs.
+pub(crate) fn off_async_workers<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
+    }
+}

@@ -7,12 +7,14 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+mod checks;
 mod hints;
 mod keys;
 mod values;
+pub use checks::check_inputs;
+use checks::Checker;
 use hints::toml_hint;
 pub use keys::{Key, KEYS};
-use values::{check_user, nul_in, valid_port};
 pub use values::{EPOCH_HINT, MAX_EPOCH};
 
 #[derive(Debug, Deserialize, Default)]
@@ -206,11 +208,7 @@ pub fn load(path: &Path) -> Result<Recipe, RecipeError> {
 
 /// Parses recipe text; `path` names the file in errors and anchors relative paths.
 pub fn parse(text: &str, path: &Path) -> Result<Recipe, RecipeError> {
-    let invalid = |message: String, hint: Option<String>| RecipeError::Invalid {
-        path: path.to_path_buf(),
-        message,
-        hint,
-    };
+    let checker = Checker { text, path };
     let raw: RawRecipe = toml::from_str(text).map_err(|e| {
         let mut message = e.to_string().trim_end().to_string();
         let hint = toml_hint(text, &message, e.span().map(|span| span.start));
@@ -219,9 +217,8 @@ pub fn parse(text: &str, path: &Path) -> Result<Recipe, RecipeError> {
         if toml::from_str::<toml::Table>(text).is_ok() {
             message = message.replacen("TOML parse error at line", "line", 1);
         }
-        invalid(message, hint)
+        checker.invalid(message, hint)
     })?;
-    let line_of = |key: &str| line_of_key(text, key);
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let dir = if dir.as_os_str().is_empty() {
         PathBuf::from(".")
@@ -235,169 +232,15 @@ pub fn parse(text: &str, path: &Path) -> Result<Recipe, RecipeError> {
             dir.join(p)
         }
     };
-
-    let base = Reference::parse(&raw.base).map_err(|e| {
-        invalid(
-            format!("{} (key `base`{})", e, line_of("base")),
-            Some(REFERENCE_HINT.into()),
-        )
-    })?;
-    let mut platforms = Vec::new();
-    for p in &raw.platforms {
-        let platform = Platform::parse(p).map_err(|e| {
-            invalid(
-                format!("{e} (key `platforms`{})", line_of("platforms")),
-                Some(PLATFORMS_HINT.into()),
-            )
-        })?;
-        if !platforms.contains(&platform) {
-            platforms.push(platform);
-        }
-    }
-    if platforms.is_empty() {
-        platforms.push(Platform::host());
-    }
-    let mut destinations = Vec::new();
-    if let Some(push) = &raw.push {
-        let r = Reference::parse(push).map_err(|e| {
-            invalid(
-                format!("{e} (key `push`{})", line_of("push")),
-                Some(REFERENCE_HINT.into()),
-            )
-        })?;
-        destinations.push(Destination::Push(r));
-    }
-    if let Some(dir) = &raw.oci_layout {
-        destinations.push(Destination::OciLayout(abs(dir)));
-    }
-    if let Some(file) = &raw.docker_archive {
-        destinations.push(Destination::DockerArchive(abs(file)));
-    }
-    if destinations.len() > 1 {
-        return Err(invalid(
-            "more than one of `push`, `oci_layout`, `docker_archive` is set".into(),
-            Some(
-                "keep one destination in the recipe and override it on the command line if needed"
-                    .into(),
-            ),
-        ));
-    }
-    let libc =
-        match raw.python.libc.as_deref() {
-            None => None,
-            Some(text) => Some(parse_libc(text).map_err(|e| {
-                invalid(
-                    format!("{e} (key `python.libc`{})", line_of("libc")),
-                    Some("write `libc = \"musl\"` (Alpine) or `libc = \"glibc-2.36\"` (Debian), or leave it out to detect it".into()),
-                )
-            })?),
-        };
-    if let Some(v) = &raw.python.version {
-        if parse_minor(v).is_none() {
-            return Err(invalid(
-                format!(
-                    "`python.version` = `{v}` is not a Python version like `3.13`{}",
-                    line_of("version")
-                ),
-                Some("write the base's minor version, e.g. `version = \"3.13\"`, or leave it out to detect it".into()),
-            ));
-        }
-    }
-    let destination = raw.app.destination.clone().unwrap_or_else(|| "/app".into());
-    let dots = destination
-        .split('/')
-        .any(|part| part == "." || part == "..");
-    if !destination.starts_with('/') || dots {
-        return Err(invalid(
-            format!(
-                "`app.destination` = `{destination}` must be an absolute path without `.` or `..`{}",
-                line_of("destination")
-            ),
-            Some(format!(
-                "write the path inside the image, e.g. `destination = \"/{}\"`",
-                destination
-                    .split('/')
-                    .filter(|p| !p.is_empty() && *p != "." && *p != "..")
-                    .collect::<Vec<_>>()
-                    .join("/")
-            )),
-        ));
-    }
-    if let Some(epoch) = raw.source_date_epoch {
-        if epoch > MAX_EPOCH {
-            return Err(invalid(
-                format!(
-                    "`source_date_epoch` = {epoch} is after the year 9999 (the largest is {MAX_EPOCH}){}",
-                    line_of("source_date_epoch")
-                ),
-                Some(EPOCH_HINT.into()),
-            ));
-        }
-    }
-    if let Some(user) = &raw.image.user {
-        check_user(user).map_err(|why| {
-            invalid(
-                format!("`image.user` = `{user}` {why}{}", line_of("user")),
-                Some("write `user = \"UID:GID\"` with numbers 0-4294967294 (e.g. `\"1000:1000\"`), or a user name the base has".into()),
-            )
-        })?;
-    }
-    if let Some((key, at)) = nul_in(text) {
-        return Err(invalid(
-            format!("`{key}` contains a NUL character{}", line_of(at.as_str())),
-            Some(
-                "no runtime accepts NUL in names, values, paths or commands: remove the `\\u0000`"
-                    .into(),
-            ),
-        ));
-    }
-    for port in &raw.image.ports {
-        if !valid_port(port) {
-            return Err(invalid(
-                format!(
-                    "`image.ports` entry `{port}` is not a port like `8000` or `8000/tcp`{}",
-                    line_of("ports")
-                ),
-                Some("ports are 1-65535, optionally with `/tcp`, `/udp` or `/sctp`: `ports = [\"8000\", \"9000/udp\"]`".into()),
-            ));
-        }
-    }
-    for key in raw.image.env.keys() {
-        if key.is_empty() || key.contains('=') {
-            return Err(invalid(
-                format!(
-                    "`image.env` key `{key}` is not a valid variable name{}",
-                    line_of("env")
-                ),
-                Some(
-                    "names are non-empty and have no `=`: `env = { APP_ENV = \"production\" }`"
-                        .into(),
-                ),
-            ));
-        }
-    }
-    let stdlib_bytecode = match raw.python.stdlib_bytecode.as_deref() {
-        None => StdlibBytecode::Off,
-        Some("imported") => StdlibBytecode::Imported,
-        Some("all") => StdlibBytecode::All,
-        Some(other) => {
-            return Err(invalid(
-                format!(
-                    "`python.stdlib_bytecode` = `{other}` is not `\"imported\"` or `\"all\"`{}",
-                    line_of("stdlib_bytecode")
-                ),
-                Some("write `stdlib_bytecode = \"imported\"` (the stdlib modules the app and its dependencies import) or `\"all\"` (the whole stdlib), or leave it out to add no stdlib bytecode".into()),
-            ))
-        }
-    };
+    let checked = checker.check(&raw, &abs)?;
     let bytecode = raw.python.bytecode.unwrap_or(true);
     Ok(Recipe {
         file: path.to_path_buf(),
-        base,
-        platforms,
+        base: checked.base,
+        platforms: checked.platforms,
         platforms_origin: "the recipe's `platforms`".into(),
         source_date_epoch: raw.source_date_epoch,
-        destination: destinations.pop(),
+        destination: checked.destination,
         python: PythonSettings {
             requirements: raw.python.requirements.iter().map(|p| abs(p)).collect(),
             project: raw.python.project.as_deref().map(abs),
@@ -413,27 +256,24 @@ pub fn parse(text: &str, path: &Path) -> Result<Recipe, RecipeError> {
             offline: raw.python.offline,
             allow_sdist: raw.python.allow_sdist,
             bytecode,
-            stdlib_bytecode,
+            stdlib_bytecode: checked.stdlib_bytecode,
             stated: StatedFacts {
                 origin: ["version", "libc", "interpreter", "site_packages"]
                     .into_iter()
                     .map(|key| {
-                        let at = format!("`{}`{}", path.display(), line_of(key));
+                        let at = format!("`{}`{}", path.display(), checker.line_of(key));
                         (key.to_string(), at)
                     })
                     .collect(),
                 version: raw.python.version,
-                libc,
+                libc: checked.libc,
                 interpreter: raw.python.interpreter,
                 site_packages: raw.python.site_packages,
             },
         },
         app: AppSettings {
             source: raw.app.source.as_deref().map(abs),
-            destination: match destination.trim_end_matches('/') {
-                "" => "/".to_string(),
-                trimmed => trimmed.to_string(),
-            },
+            destination: checked.app_destination,
             excludes: raw.app.excludes,
             bytecode: raw.app.bytecode.unwrap_or(bytecode),
         },
@@ -489,87 +329,9 @@ fn resolve_link(link: &str, dir: &Path) -> String {
     }
 }
 
-/// ", line N" for the first line that assigns `key`, for errors found after parsing.
-fn line_of_key(text: &str, key: &str) -> String {
-    text.lines()
-        .position(|line| {
-            let line = line.trim_start();
-            line.strip_prefix(key)
-                .is_some_and(|rest| rest.trim_start().starts_with('='))
-        })
-        .map(|i| format!(", line {}", i + 1))
-        .unwrap_or_default()
-}
-
 pub const REFERENCE_HINT: &str = "references look like `python:3.13-alpine` or `registry.example:5000/team/app:1.0`: a lowercase repository, an optional `:tag` and/or `@sha256:` digest";
 pub const PLATFORMS_HINT: &str =
     "supported platforms: `linux/amd64`, `linux/arm64` (e.g. `platforms = [\"linux/amd64\"]`)";
-
-/// Checks that the files and dirs a recipe names exist, before any work is
-/// done, naming the key and line: `[app] source`, `[python] requirements`
-/// and `[python] project`.
-pub fn check_inputs(recipe: &Recipe) -> Result<(), RecipeError> {
-    let text = std::fs::read_to_string(&recipe.file).unwrap_or_default();
-    let invalid = |message: String, hint: String| RecipeError::Invalid {
-        path: recipe.file.clone(),
-        message,
-        hint: Some(hint),
-    };
-    let relative = "relative paths are relative to the recipe's own dir";
-    if let Some(source) = &recipe.app.source {
-        if !source.is_dir() {
-            let what = if source.exists() {
-                "is not a directory"
-            } else {
-                "does not exist"
-            };
-            return Err(invalid(
-                format!(
-                    "`app.source` dir `{}` {what}{}",
-                    source.display(),
-                    line_of_key(&text, "source")
-                ),
-                format!(
-                    "fix `[app] source` ({relative}), or remove it to build without an app layer"
-                ),
-            ));
-        }
-    }
-    for file in &recipe.python.requirements {
-        if let Err(e) = std::fs::File::open(file)
-            .and_then(|f| f.metadata())
-            .and_then(|m| {
-                if m.is_file() {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::other("not a regular file"))
-                }
-            })
-        {
-            return Err(invalid(
-                format!(
-                    "`python.requirements` file `{}` cannot be read: {e}{}",
-                    file.display(),
-                    line_of_key(&text, "requirements")
-                ),
-                format!("fix the path in `[python] requirements` ({relative})"),
-            ));
-        }
-    }
-    if let Some(project) = &recipe.python.project {
-        if !project.join("pyproject.toml").is_file() {
-            return Err(invalid(
-                format!(
-                    "`python.project` dir `{}` has no `pyproject.toml`{}",
-                    project.display(),
-                    line_of_key(&text, "project")
-                ),
-                format!("point `[python] project` at the dir holding `pyproject.toml` and `uv.lock` ({relative})"),
-            ));
-        }
-    }
-    Ok(())
-}
 
 #[cfg(test)]
 mod tests {

@@ -191,7 +191,15 @@ pub async fn fetch_blob(
     // killed pull leaves no partial file among the blobs.
     let tmp = cache.temp_dir("blob").map_err(cache_error(cache.root()))?;
     let staged = tmp.path().join("blob");
-    source.copy_blob(digest, &staged).await?;
+    // The destination is ours, so a failed write is the cache's (exit 1,
+    // naming the path), not the source's.
+    source
+        .copy_blob(digest, &staged)
+        .await
+        .map_err(|e| match e {
+            SourceError::Write { path, source } => ResolveError::Cache { path, source },
+            other => other.into(),
+        })?;
     cache
         .insert_blob(&staged, digest)
         .map_err(cache_error(&dest))?;

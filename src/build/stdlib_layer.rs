@@ -9,13 +9,14 @@
 //! the app imports a stdlib module it didn't before. The base's layers are
 //! read only when the layer (or the base's import graph) is not cached.
 
-use super::{cached_layer, find_python, off_async_workers, BuildOptions, Built, LayerStore};
+use super::{cached_layer, find_python, BuildOptions, Built, LayerStore};
 use crate::cache::Cache;
 use crate::digest::Digest;
 use crate::error::{io, Error, ErrorKind, Result};
 use crate::facts::PythonFacts;
 use crate::layers::bytecode::{self, sources, stdlib, BytecodeError};
 use crate::layers::Owner;
+use crate::off_async_workers;
 use crate::plan;
 use crate::recipe::StdlibBytecode;
 use crate::report::LayerKind;

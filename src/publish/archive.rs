@@ -4,8 +4,10 @@
 //! renamed into place. `RepoTags` names the image for `load` (else it arrives
 //! unnamed).
 
-use super::{BlobAction, BlobReport, Publishable};
+use super::{BlobAction, BlobReport, Publishable, Publisher};
+use crate::cache::Cache;
 use crate::digest::{Digest, HashingWriter};
+use crate::error::{io as io_error, Error, ErrorKind};
 use crate::reference::Reference;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -38,6 +40,38 @@ impl crate::error::Hint for ArchiveError {
             ArchiveError::SeveralPlatforms(_) => Some("build one platform for a docker-archive (`platforms = [\"linux/amd64\"]`), or use `--oci-layout`".into()),
             _ => None,
         }
+    }
+}
+
+/// Publishes to the docker-archive tar `file`, named by `repo_tags` for `load`.
+pub struct ArchivePublisher {
+    pub file: PathBuf,
+    pub repo_tags: Vec<Reference>,
+}
+
+#[async_trait::async_trait]
+impl Publisher for ArchivePublisher {
+    async fn publish(
+        &self,
+        cache: &Cache,
+        image: &Publishable<'_>,
+        log: &crate::progress::Log,
+    ) -> crate::error::Result<Vec<BlobReport>> {
+        super::gather_base_layers(cache, image).await?;
+        log.step(&format!("writing docker archive `{}`", self.file.display()));
+        let scratch = cache.temp_dir("archive").map_err(io_error(
+            cache.context("cannot create a temp dir in the cache"),
+        ))?;
+        let local = |d: &Digest| cache.blob_path(d);
+        crate::off_async_workers(|| {
+            write(image, &self.file, &self.repo_tags, scratch.path(), &local)
+        })
+        .map_err(|e| {
+            if let ArchiveError::Blob(blob) = &e {
+                return super::blob_failure(blob);
+            }
+            Error::hinted(ErrorKind::Other)(e)
+        })
     }
 }
 

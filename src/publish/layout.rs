@@ -1,13 +1,41 @@
 //! Publish to an OCI image layout dir (readable by skopeo, umoci, crane, podman).
 //! The dir is built beside its destination and renamed into place.
 
-use super::{BlobAction, BlobReport, Publishable};
+use super::{BlobAction, BlobError, BlobReport, Publishable, Publisher};
+use crate::cache::Cache;
 use crate::digest::Digest;
+use crate::error::io as io_error;
 use crate::oci;
 use std::collections::BTreeSet;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+
+/// Publishes to the OCI image layout at `dir`, naming the image `tag`.
+pub struct LayoutPublisher {
+    pub dir: PathBuf,
+    pub tag: String,
+}
+
+#[async_trait::async_trait]
+impl Publisher for LayoutPublisher {
+    async fn publish(
+        &self,
+        cache: &Cache,
+        image: &Publishable<'_>,
+        log: &crate::progress::Log,
+    ) -> crate::error::Result<Vec<BlobReport>> {
+        super::gather_base_layers(cache, image).await?;
+        log.step(&format!("writing OCI layout `{}`", self.dir.display()));
+        let local = |d: &Digest| cache.blob_path(d);
+        crate::off_async_workers(|| write(image, &self.dir, &self.tag, &local)).map_err(|e| {
+            if BlobError::of(&e).is_some() {
+                return super::blob_failure(&e);
+            }
+            io_error(format!("cannot write OCI layout `{}`", self.dir.display()))(e)
+        })
+    }
+}
 
 /// Writes the image to `dir` with `tag` as its `org.opencontainers.image.ref.name`.
 /// `local_blob` gives the cached file of every blob the image references.

@@ -12,7 +12,7 @@ use crate::cache::Cache;
 use crate::digest::Digest;
 use crate::error::{io, Error, ErrorKind, Hint};
 use crate::recipe::Destination;
-use crate::registry::{RegistryClient, RegistryError};
+use crate::registry::RegistryClient;
 use crate::resolve::BaseImage;
 use std::io::{self, Write};
 use std::path::Path;
@@ -181,6 +181,42 @@ pub fn layer_name(index: usize, new_from: usize, digest: &Digest) -> String {
     }
 }
 
+/// Where a built image goes: a registry, an OCI layout dir or a
+/// docker-archive tar behind one signature (go-containerregistry's
+/// `remote.Write`, `layout.Write`, `tarball.Write`). slipway's own blobs are
+/// in `cache`; base layers where the base lives, or already in `cache`.
+#[async_trait::async_trait]
+pub trait Publisher: Send + Sync {
+    async fn publish(
+        &self,
+        cache: &Cache,
+        image: &Publishable<'_>,
+        log: &crate::progress::Log,
+    ) -> crate::error::Result<Vec<BlobReport>>;
+}
+
+/// The publisher for `dest`; `tags` name the image in a docker-archive.
+pub fn publisher(
+    client: &RegistryClient,
+    dest: &Destination,
+    tags: &[crate::reference::Reference],
+) -> Box<dyn Publisher> {
+    match dest {
+        Destination::Push(reference) => Box::new(registry::RegistryPublisher {
+            client: client.clone(),
+            reference: reference.clone(),
+        }),
+        Destination::OciLayout(dir) => Box::new(layout::LayoutPublisher {
+            dir: dir.clone(),
+            tag: "latest".into(),
+        }),
+        Destination::DockerArchive(file) => Box::new(archive::ArchivePublisher {
+            file: file.clone(),
+            repo_tags: tags.to_vec(),
+        }),
+    }
+}
+
 /// Publishes `image` to `dest`: the one entry point for every destination.
 pub async fn publish(
     client: &RegistryClient,
@@ -190,57 +226,22 @@ pub async fn publish(
     tags: &[crate::reference::Reference],
     log: &crate::progress::Log,
 ) -> crate::error::Result<Vec<BlobReport>> {
-    if !matches!(dest, Destination::Push(_)) {
-        // Layouts and archives hold every blob: bring base layers into the cache.
-        for (img, base) in &image.images {
-            for layer in &img.layers[..img.new_from] {
-                crate::resolve::fetch_blob(cache, base.source.as_ref(), &layer.digest)
-                    .await
-                    .map_err(|e| e.into_error(cache.root()))?;
-            }
-        }
-    }
-    let local = |d: &crate::digest::Digest| cache.blob_path(d);
-    match dest {
-        Destination::Push(reference) => {
-            log.step(&format!("pushing to `{reference}`"));
-            registry::push(client, cache, image, reference)
+    publisher(client, dest, tags)
+        .publish(cache, image, log)
+        .await
+}
+
+/// Layouts and archives hold every blob: brings the base layers into the
+/// cache (a no-op for those already there) before the files are written.
+async fn gather_base_layers(cache: &Cache, image: &Publishable<'_>) -> crate::error::Result<()> {
+    for (img, base) in &image.images {
+        for layer in &img.layers[..img.new_from] {
+            crate::resolve::fetch_blob(cache, base.source.as_ref(), &layer.digest)
                 .await
-                .map_err(|e| {
-                    use registry::PushError;
-                    let kind = match &e {
-                        PushError::Registry(RegistryError::Io { .. }) | PushError::Io { .. } => {
-                            ErrorKind::Other
-                        }
-                        PushError::Registry(_) => ErrorKind::Registry,
-                        PushError::Fetch(fetch) => fetch.kind(),
-                        PushError::Blob(blob) => return blob_failure(blob),
-                    };
-                    Error::hinted(kind)(e)
-                })
-        }
-        Destination::OciLayout(dir) => {
-            log.step(&format!("writing OCI layout `{}`", dir.display()));
-            layout::write(image, dir, "latest", &local).map_err(|e| {
-                if BlobError::of(&e).is_some() {
-                    return blob_failure(&e);
-                }
-                io(format!("cannot write OCI layout `{}`", dir.display()))(e)
-            })
-        }
-        Destination::DockerArchive(file) => {
-            log.step(&format!("writing docker archive `{}`", file.display()));
-            let scratch = cache
-                .temp_dir("archive")
-                .map_err(io(cache.context("cannot create a temp dir in the cache")))?;
-            archive::write(image, file, tags, scratch.path(), &local).map_err(|e| {
-                if let archive::ArchiveError::Blob(blob) = &e {
-                    return blob_failure(blob);
-                }
-                Error::hinted(ErrorKind::Other)(e)
-            })
+                .map_err(|e| e.into_error(cache.root()))?;
         }
     }
+    Ok(())
 }
 
 /// How a destination is shown: `REF`, `oci:DIR`, `docker-archive:FILE`.

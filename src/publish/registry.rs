@@ -3,9 +3,10 @@
 //! upload, several at once), then platform manifests by digest, and the tag
 //! last, so a tag never points at a half-pushed image.
 
-use super::{BlobAction, BlobReport, Publishable};
+use super::{BlobAction, BlobReport, Publishable, Publisher};
 use crate::cache::Cache;
 use crate::digest::Digest;
+use crate::error::{Error, ErrorKind};
 use crate::image::ImageSource;
 use crate::reference::Reference;
 use crate::registry::{RegistryClient, RegistryError};
@@ -57,6 +58,37 @@ struct ToPush {
     what: String,
 }
 
+/// Publishes to `reference` on its registry.
+pub struct RegistryPublisher {
+    pub client: RegistryClient,
+    pub reference: Reference,
+}
+
+#[async_trait::async_trait]
+impl Publisher for RegistryPublisher {
+    async fn publish(
+        &self,
+        cache: &Cache,
+        image: &Publishable<'_>,
+        log: &crate::progress::Log,
+    ) -> crate::error::Result<Vec<BlobReport>> {
+        log.step(&format!("pushing to `{}`", self.reference));
+        push(&self.client, cache, image, &self.reference)
+            .await
+            .map_err(|e| {
+                let kind = match &e {
+                    PushError::Registry(RegistryError::Io { .. }) | PushError::Io { .. } => {
+                        ErrorKind::Other
+                    }
+                    PushError::Registry(_) => ErrorKind::Registry,
+                    PushError::Fetch(fetch) => fetch.kind(),
+                    PushError::Blob(blob) => return super::blob_failure(blob),
+                };
+                Error::hinted(kind)(e)
+            })
+    }
+}
+
 pub async fn push(
     client: &RegistryClient,
     cache: &Cache,
@@ -94,8 +126,14 @@ pub async fn push(
             },
         );
     }
-    let reports: Vec<BlobReport> = stream::iter(blobs.iter())
+    // The futures are made first (none runs until polled): a closure in
+    // the stream would not be `Send` for every lifetime, as a boxed
+    // `Publisher` future must be.
+    let pushes: Vec<_> = blobs
+        .iter()
         .map(|(digest, blob)| push_one(client, cache, dest, digest, blob))
+        .collect();
+    let reports: Vec<BlobReport> = stream::iter(pushes)
         .buffer_unordered(PARALLEL_UPLOADS)
         .try_collect()
         .await?;
