@@ -2,32 +2,32 @@
 //! layers → assemble → publish. Each stage is a module; this file only wires
 //! them together and turns their errors into CLI errors.
 
-use crate::assemble::{self, NewLayer};
+use crate::assemble;
 use crate::cache::{Cache, LayerRecord};
 use crate::error::{io, Error, ErrorKind, Result};
 use crate::facts::PythonFacts;
-use crate::layers::tarball::{self, FileDigests};
-use crate::layers::{self, bytecode, Entry, Owner};
+use crate::layers::Owner;
 use crate::off_async_workers;
 use crate::publish::{self, Publishable};
 use crate::recipe::{Destination, Recipe};
 use crate::registry::RegistryClient;
-use crate::report::{BuildReport, LayerKind, LayerSource, OmittedLayer, PlatformReport, Timings};
+use crate::report::{BuildReport, LayerKind, PlatformReport, Timings};
 use crate::resolve;
 use crate::sbom;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 mod app_layers;
 mod failures;
+mod layer_cache;
 mod python_layers;
 mod stdlib_layer;
 mod store;
 
 use app_layers::build_app_layers;
-use failures::source_error;
+use layer_cache::{Built, Omitted, COMPILED_FILES, COMPRESS_BYTES, COMPRESS_NANOS};
 use python_layers::build_python_layers;
 use stdlib_layer::build_stdlib_layer;
 pub use store::LayerStore;
@@ -56,10 +56,11 @@ pub struct BuildOptions {
     pub cache_repo: Option<crate::reference::Reference>,
 }
 
+/// ko's shape: resolve the bases, build the new layers, assemble each
+/// platform's image (pure), publish. Each phase hands plain data to the next.
 pub async fn build(client: &RegistryClient, opts: &BuildOptions) -> Result<BuildReport> {
     let started = Instant::now();
     let mut timings = Timings::default();
-    let recipe = &opts.recipe;
     let local_cache = Cache::open(&opts.cache_dir).map_err(io(format!(
         "cannot open cache dir `{}`",
         opts.cache_dir.display()
@@ -69,58 +70,132 @@ pub async fn build(client: &RegistryClient, opts: &BuildOptions) -> Result<Build
         .clone()
         .map(|r| crate::cache_repo::CacheRepo::new(client, r));
     let cache = LayerStore::new(&local_cache, repo);
-    let log = &opts.log;
 
     let t = Instant::now();
     let (bases, all_facts) = resolve::resolve_bases(
         client,
         &cache,
-        recipe,
+        &opts.recipe,
         opts.base_layout.as_deref(),
         &opts.mirrors,
-        log,
+        &opts.log,
     )
     .await?;
     timings.resolve = t.elapsed().as_secs_f64();
 
-    let owner = owner_of(recipe.image.user.as_deref());
-    // The app's layers and each platform's site-packages share no input:
-    // they are built at the same time, off the async workers.
+    let layers = build_layers(opts, &cache, &all_facts, &mut timings)?;
+    let assembled =
+        assemble_platforms(opts, &cache, &bases, &all_facts, layers, &mut timings).await?;
+    let index = (assembled.images.len() > 1)
+        .then(|| assemble::index(&assembled.images, &assembled.annotations));
+    let mut publishable = Publishable {
+        images: assembled.images.iter().zip(&bases).collect(),
+        index,
+        referrers: assembled.referrers,
+        new_layers_also_in: None,
+    };
+
     let t = Instant::now();
-    let (app_layers, python_layers) = off_async_workers(|| {
+    let blobs = publish_and_share(client, &cache, &mut publishable, opts).await?;
+    timings.publish = t.elapsed().as_secs_f64();
+    let missing_libraries = check_shared_libraries(&cache, &assembled.images, &opts.log);
+    timings.total = started.elapsed().as_secs_f64();
+    timings.compress_seconds = COMPRESS_NANOS.load(Ordering::Relaxed) as f64 / 1e9;
+    timings.compress_bytes = COMPRESS_BYTES.load(Ordering::Relaxed);
+    timings.peak_rss_kib = peak_rss_kib();
+    timings.bytecode_files_compiled = COMPILED_FILES.load(Ordering::Relaxed);
+    let mut report = BuildReport {
+        destination: publish::describe(&opts.destination),
+        digest: publishable.digest(),
+        index_digest: publishable.index.as_ref().map(|(_, d)| d.clone()),
+        platforms: assembled.reports,
+        timings,
+        blobs_uploaded_bytes: blobs.iter().map(|b| b.bytes_sent).sum(),
+        blobs: Vec::new(),
+        missing_libraries,
+    };
+    report.attach_blob_actions(blobs);
+    Ok(report)
+}
+
+/// The new layers of every platform, before the stdlib layer (which needs
+/// them to know what the code imports).
+struct NewLayers {
+    app: Vec<Built>,
+    app_omitted: Omitted,
+    /// One per platform, in the bases' order.
+    python: Vec<python_layers::PythonLayers>,
+}
+
+/// The app's layers and each platform's site-packages share no input: they
+/// are built at the same time, off the async workers.
+fn build_layers(
+    opts: &BuildOptions,
+    cache: &LayerStore,
+    all_facts: &[PythonFacts],
+    timings: &mut Timings,
+) -> Result<NewLayers> {
+    let owner = owner_of(opts.recipe.image.user.as_deref());
+    let t = Instant::now();
+    let (app, python) = off_async_workers(|| {
         std::thread::scope(|scope| {
             let app = scope.spawn(|| {
                 let t = Instant::now();
-                let built = build_app_layers(opts, &cache, &all_facts[0], owner);
+                let built = build_app_layers(opts, cache, &all_facts[0], owner);
                 (built, t.elapsed().as_secs_f64())
             });
             let python: Result<Vec<_>> = all_facts
                 .iter()
-                .map(|facts| build_python_layers(opts, &cache, facts, owner))
+                .map(|facts| build_python_layers(opts, cache, facts, owner))
                 .collect();
             (app.join().expect("the app layer thread"), python)
         })
     });
     timings.site_packages = t.elapsed().as_secs_f64();
-    let (app_layers, app_seconds) = app_layers;
+    let (app, app_seconds) = app;
     timings.app = app_seconds;
-    let (app_layers, app_omitted) = app_layers?;
-    let python_layers = python_layers?;
+    let (app, app_omitted) = app?;
+    Ok(NewLayers {
+        app,
+        app_omitted,
+        python: python?,
+    })
+}
 
-    let mut images = Vec::new();
-    let mut platform_reports = Vec::new();
-    // source, revision and version from git; created and base.* come from assemble.
-    let annotations = crate::provenance::for_build(recipe);
-    let mut referrers = Vec::new();
+/// Every platform's image, its report and its SBOM, in the bases' order.
+struct Assembled {
+    images: Vec<assemble::AssembledImage>,
+    reports: Vec<PlatformReport>,
+    referrers: Vec<sbom::referrer::Referrer>,
+    /// source, revision and version from git; created and base.* come from
+    /// assemble.
+    annotations: BTreeMap<String, String>,
+}
+
+async fn assemble_platforms(
+    opts: &BuildOptions,
+    cache: &LayerStore<'_>,
+    bases: &[resolve::BaseImage],
+    all_facts: &[PythonFacts],
+    layers: NewLayers,
+    timings: &mut Timings,
+) -> Result<Assembled> {
+    let recipe = &opts.recipe;
+    let mut assembled = Assembled {
+        images: Vec::new(),
+        reports: Vec::new(),
+        referrers: Vec::new(),
+        annotations: crate::provenance::for_build(recipe),
+    };
     for ((base, facts), (mut new_layers, mut left_out, held, pins)) in
-        bases.iter().zip(&all_facts).zip(python_layers)
+        bases.iter().zip(all_facts).zip(layers.python)
     {
-        new_layers.extend(app_layers.iter().cloned());
-        left_out.extend(app_omitted.iter().cloned());
+        new_layers.extend(layers.app.iter().cloned());
+        left_out.extend(layers.app_omitted.iter().cloned());
         // Lowest of the new layers: it changes only with the base (and, for
         // "imported", the modules the code reaches).
         let t = Instant::now();
-        if let Some(stdlib) = build_stdlib_layer(&cache, opts, base, facts, &new_layers).await? {
+        if let Some(stdlib) = build_stdlib_layer(cache, opts, base, facts, &new_layers).await? {
             new_layers.insert(0, stdlib);
         }
         timings.stdlib_bytecode += t.elapsed().as_secs_f64();
@@ -135,7 +210,7 @@ pub async fn build(client: &RegistryClient, opts: &BuildOptions) -> Result<Build
                 .collect::<Vec<_>>(),
             &settings,
             opts.epoch,
-            &annotations,
+            &assembled.annotations,
         )
         .map_err(|e| {
             Error::wrap(
@@ -145,40 +220,63 @@ pub async fn build(client: &RegistryClient, opts: &BuildOptions) -> Result<Build
             )
         })?;
         if let Some(format) = opts.sbom {
-            let installed: Vec<&LayerRecord> = new_layers
-                .iter()
-                .filter(|(_, kind, _)| matches!(kind, LayerKind::SitePackages | LayerKind::Project))
-                .map(|(l, _, _)| &l.record)
-                .collect();
-            let mut dists = sbom::dists::in_cached_layers(&cache, &installed)
-                .map_err(io("cannot read the site-packages layer from the cache"))?;
-            sbom::dists::attach_wheel_hashes(&mut dists, &pins);
-            referrers.push(sbom::referrer_for(
-                &image,
-                base,
-                dists,
-                &annotations,
-                opts.epoch,
+            assembled.referrers.push(sbom_for(
+                cache,
+                opts,
                 format,
-            ));
+                (&image, base),
+                &new_layers,
+                &pins,
+                &assembled.annotations,
+            )?);
         }
         let mut platform_report = PlatformReport::new(&image, base, facts, &new_layers);
         platform_report.omitted = left_out;
         platform_report.held_back = held;
-        platform_reports.push(platform_report);
-        images.push(image);
+        assembled.reports.push(platform_report);
+        assembled.images.push(image);
     }
-    let index = (images.len() > 1).then(|| assemble::index(&images, &annotations));
-    let mut publishable = Publishable {
-        images: images.iter().zip(&bases).collect(),
-        index,
-        referrers,
-        new_layers_also_in: None,
-    };
+    Ok(assembled)
+}
 
-    let t = Instant::now();
-    // Same registry: the repo gets the blobs first, the push mounts them;
-    // otherwise the two go on at once.
+/// The SBOM of one platform's image: the dists its installed layers hold,
+/// with the hashes of the wheels they came from.
+fn sbom_for(
+    cache: &LayerStore,
+    opts: &BuildOptions,
+    format: sbom::Format,
+    (image, base): (&assemble::AssembledImage, &resolve::BaseImage),
+    new_layers: &[Built],
+    pins: &sbom::dists::Pins,
+    annotations: &BTreeMap<String, String>,
+) -> Result<sbom::referrer::Referrer> {
+    let installed: Vec<&LayerRecord> = new_layers
+        .iter()
+        .filter(|(_, kind, _)| matches!(kind, LayerKind::SitePackages | LayerKind::Project))
+        .map(|(l, _, _)| &l.record)
+        .collect();
+    let mut dists = sbom::dists::in_cached_layers(cache, &installed)
+        .map_err(io("cannot read the site-packages layer from the cache"))?;
+    sbom::dists::attach_wheel_hashes(&mut dists, pins);
+    Ok(sbom::referrer_for(
+        image,
+        base,
+        dists,
+        annotations,
+        opts.epoch,
+        format,
+    ))
+}
+
+/// Publishes while the cache repo (if any) gets the new layers. Same
+/// registry: the repo gets the blobs first and the push mounts them;
+/// otherwise the two go on at once.
+async fn publish_and_share(
+    client: &RegistryClient,
+    cache: &LayerStore<'_>,
+    publishable: &mut Publishable<'_>,
+    opts: &BuildOptions,
+) -> Result<Vec<publish::BlobReport>> {
     let mount_from_repo = matches!(&opts.destination, Destination::Push(dest)
         if cache.repo().is_some_and(|r| r.registry == dest.registry));
     if mount_from_repo {
@@ -187,37 +285,18 @@ pub async fn build(client: &RegistryClient, opts: &BuildOptions) -> Result<Build
     }
     let publish = publish::publish(
         client,
-        &cache,
-        &publishable,
+        cache,
+        publishable,
         &opts.destination,
         &opts.tags,
-        log,
+        &opts.log,
     );
-    let blobs = if mount_from_repo {
-        publish.await?
+    if mount_from_repo {
+        publish.await
     } else {
         let (published, ()) = tokio::join!(publish, cache.write_behind());
-        published?
-    };
-    timings.publish = t.elapsed().as_secs_f64();
-    let missing_libraries = check_shared_libraries(&cache, &images, log);
-    timings.total = started.elapsed().as_secs_f64();
-    timings.compress_seconds = COMPRESS_NANOS.load(Ordering::Relaxed) as f64 / 1e9;
-    timings.compress_bytes = COMPRESS_BYTES.load(Ordering::Relaxed);
-    timings.peak_rss_kib = peak_rss_kib();
-    timings.bytecode_files_compiled = COMPILED_FILES.load(Ordering::Relaxed);
-    let mut report = BuildReport {
-        destination: publish::describe(&opts.destination),
-        digest: publishable.digest(),
-        index_digest: publishable.index.as_ref().map(|(_, d)| d.clone()),
-        platforms: platform_reports,
-        timings,
-        blobs_uploaded_bytes: blobs.iter().map(|b| b.bytes_sent).sum(),
-        blobs: Vec::new(),
-        missing_libraries,
-    };
-    report.attach_blob_actions(blobs);
-    Ok(report)
+        published
+    }
 }
 
 /// Shared libraries the images' extension modules need and lack, when each
@@ -241,61 +320,6 @@ fn check_shared_libraries(
     missing
 }
 
-/// (layer, kind, where it came from)
-type Built = (NewLayer, LayerKind, LayerSource);
-
-/// Layers left out (no files), with the reason, for the report.
-type Omitted = Vec<OmittedLayer>;
-
-fn omitted(kind: LayerKind, reason: &str) -> OmittedLayer {
-    OmittedLayer {
-        kind,
-        reason: reason.to_string(),
-    }
-}
-
-/// What a layer is built from: its entries, the scratch dir holding their
-/// files (if any), and the content digests its key was made of.
-type LayerInputs = (Vec<Entry>, Option<tempfile::TempDir>, FileDigests);
-
-/// Reuses the layer for `key` from the caches or builds it from `entries()`.
-fn cached_layer(
-    cache: &LayerStore,
-    key: &str,
-    created_by: &str,
-    kind: LayerKind,
-    opts: &BuildOptions,
-    entries: impl FnOnce() -> Result<LayerInputs>,
-) -> Result<Built> {
-    let _lock = cache
-        .lock(key)
-        .map_err(io(cache.context("cannot lock the cache")))?;
-    let (record, source) = match cache.find(key) {
-        Some(found) => found,
-        None => {
-            opts.log.step(&format!(
-                "building {}",
-                created_by.trim_start_matches("slipway: ")
-            ));
-            // `_scratch` holds the entries' files until the layer is written.
-            let (entries, _scratch, digests) = entries()?;
-            (
-                write_into_cache(cache, key, &entries, opts.epoch, &digests)?,
-                LayerSource::Built,
-            )
-        }
-    };
-    opts.log.cache(key, source != LayerSource::Built);
-    Ok((
-        NewLayer {
-            record,
-            created_by: created_by.to_string(),
-        },
-        kind,
-        source,
-    ))
-}
-
 /// This process's peak resident set (`VmHWM` in /proc/self/status), 0 if unknown.
 fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -305,118 +329,6 @@ fn peak_rss_kib() -> u64 {
             line.split_whitespace().nth(1)?.parse().ok()
         })
         .unwrap_or(0)
-}
-
-/// Time and bytes of layer writing, for the report's timings (one build per process).
-static COMPRESS_NANOS: AtomicU64 = AtomicU64::new(0);
-static COMPRESS_BYTES: AtomicU64 = AtomicU64::new(0);
-/// `.py` files compiled by this build (not taken from the per-wheel store).
-static COMPILED_FILES: AtomicU64 = AtomicU64::new(0);
-
-/// Packs `entries` (checked against `digests`, see
-/// [`tarball::write_layer_checked`]) into the blob store under `key`.
-fn write_into_cache(
-    cache: &LayerStore,
-    key: &str,
-    entries: &[Entry],
-    epoch: u64,
-    digests: &FileDigests,
-) -> Result<LayerRecord> {
-    let scratch = cache
-        .temp_dir("layer")
-        .map_err(io(cache.context("cannot create a temp dir in the cache")))?;
-    let started = Instant::now();
-    let blob = tarball::write_layer_checked(
-        entries,
-        epoch,
-        &scratch.path().join("layer.tar.gz"),
-        digests,
-    )
-    .map_err(source_error(&format!(
-        "cannot write layer `{key}` in `{}`",
-        scratch.path().display()
-    )))?;
-    COMPRESS_NANOS.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-    COMPRESS_BYTES.fetch_add(blob.uncompressed_size, Ordering::Relaxed);
-    cache
-        .insert_blob(&blob.path, &blob.digest)
-        .map_err(io(cache.context("cannot write to the cache")))?;
-    let record = LayerRecord {
-        digest: blob.digest,
-        diff_id: blob.diff_id,
-        size: blob.size,
-        uncompressed_size: blob.uncompressed_size,
-    };
-    cache
-        .remember(key, &record)
-        .map_err(io(cache.context("cannot write to the cache")))?;
-    Ok(record)
-}
-
-/// Compiles `sources`; the returned dir holds the `.pyc` files the entries point at.
-/// `lower` is the layer the sources come from: the bytecode layer copies its
-/// directories' owners and modes.
-fn compile(
-    opts: &BuildOptions,
-    cache: &Cache,
-    facts: &PythonFacts,
-    sources: &[(PathBuf, String)],
-    lower: &[Entry],
-    owner: Owner,
-) -> Result<(tempfile::TempDir, Vec<Entry>)> {
-    let python = find_python(opts, facts)?;
-    let scratch = cache
-        .temp_dir("pyc")
-        .map_err(io(cache.context("cannot create a temp dir in the cache")))?;
-    let compiled = bytecode::compile_report(&python, sources, scratch.path(), owner)
-        .map_err(|e| Error::wrap(ErrorKind::Input, e, None))?;
-    COMPILED_FILES.fetch_add(compiled.compiled_files as u64, Ordering::Relaxed);
-    compiled.warn_skipped();
-    Ok((scratch, layers::normalise_over(compiled.entries, lower)))
-}
-
-/// Site-packages bytecode assembled from the per-wheel store, compiling
-/// only the wheels it has never seen.
-fn compile_wheels(
-    opts: &BuildOptions,
-    cache: &Cache,
-    facts: &PythonFacts,
-    lower: &[Entry],
-    owner: Owner,
-) -> Result<Vec<Entry>> {
-    let python = find_python(opts, facts)?;
-    let scratch = cache
-        .temp_dir("pyc")
-        .map_err(io(cache.context("cannot create a temp dir in the cache")))?;
-    let wrap = |e| Error::wrap(ErrorKind::Input, e, None);
-    let groups = bytecode::wheels::groups(lower, &facts.site_packages).map_err(wrap)?;
-    let compiled = bytecode::wheels::compile_groups(
-        &python,
-        &groups,
-        &bytecode::wheels::WheelStore::in_cache(cache.root()),
-        scratch.path(),
-        owner,
-        bytecode::default_workers().map_err(wrap)?,
-    )
-    .map_err(wrap)?;
-    COMPILED_FILES.fetch_add(compiled.compiled_files as u64, Ordering::Relaxed);
-    compiled.warn_skipped();
-    Ok(layers::normalise_over(compiled.entries, lower))
-}
-
-fn find_python(opts: &BuildOptions, facts: &PythonFacts) -> Result<PathBuf> {
-    bytecode::find_python(&facts.version, opts.python.as_deref())
-        .map_err(|e| Error::wrap(ErrorKind::Input, e, None))
-}
-
-fn uv_version(uv: &Path, cache: &Cache) -> Result<String> {
-    layers::tool_version::version(uv, &cache.root().join("tool-versions")).map_err(|e| {
-        Error::new(
-            ErrorKind::Input,
-            format!("cannot run uv (`{}`): {e}", uv.display()),
-        )
-        .with_hint("install uv (`pip install uv`) or point `--uv` / `SLIPWAY_UV` at it")
-    })
 }
 
 /// `1000`, `1000:1000` or `app` (a name: files stay root-owned; only the config says `app`).

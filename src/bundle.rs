@@ -17,6 +17,7 @@
 mod archive;
 mod base;
 mod make;
+mod staging;
 mod wheels;
 
 pub use make::{make, MakeOptions, MakeReport};

@@ -3,8 +3,9 @@
 //! bytecode, with slipway's own files kept out of the tree.
 
 use super::failures::source_error;
+use super::layer_cache::{cached_layer, compile, omitted, Built, Omitted};
+use super::BuildOptions;
 use super::LayerStore;
-use super::{cached_layer, compile, omitted, BuildOptions, Built, Omitted};
 use crate::error::{io, Error, ErrorKind, Result};
 use crate::facts::PythonFacts;
 use crate::layers::{self, app, Owner};

@@ -1,11 +1,11 @@
 //! The layers below the app's: site-packages (third-party dependencies),
 //! the project layer (the project's own wheels) and their bytecode.
 
-use super::LayerStore;
-use super::{
+use super::layer_cache::{
     cached_layer, compile, compile_wheels, find_python, omitted, uv_version, write_into_cache,
-    BuildOptions, Built, Omitted,
+    Built, Omitted,
 };
+use super::{BuildOptions, LayerStore};
 use crate::assemble::NewLayer;
 use crate::error::{io, Error, ErrorKind, Result};
 use crate::facts::PythonFacts;
@@ -137,7 +137,7 @@ struct InstallSpec<'a> {
 
 /// The new layers below the app's, what was left out, what the wheel-only
 /// resolution held back, and the wheel hashes the lock or bundle pins.
-type PythonLayers = (Vec<Built>, Omitted, Vec<HeldBack>, sbom::dists::Pins);
+pub(super) type PythonLayers = (Vec<Built>, Omitted, Vec<HeldBack>, sbom::dists::Pins);
 
 /// Where the interpreter files a layer's wheels install are remembered.
 fn interpreter_files_key(layer_key: &str) -> crate::digest::Digest {

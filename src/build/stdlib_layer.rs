@@ -9,7 +9,8 @@
 //! the app imports a stdlib module it didn't before. The base's layers are
 //! read only when the layer (or the base's import graph) is not cached.
 
-use super::{cached_layer, find_python, BuildOptions, Built, LayerStore};
+use super::layer_cache::{cached_layer, find_python, Built};
+use super::{BuildOptions, LayerStore};
 use crate::cache::Cache;
 use crate::digest::Digest;
 use crate::error::{io, Error, ErrorKind, Result};

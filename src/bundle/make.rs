@@ -2,11 +2,12 @@
 //! for every platform of the recipe and write them into the bundle dir
 //! (or tar), keeping what is already there and matches.
 
-use super::base::{self, write_atomic, BaseCounts};
+use super::base::{self, BaseCounts};
+use super::staging::{self, Staging};
 use super::wheels::{self, Compile, Pin};
 use super::{
-    archive, platform_slug, recipe_inputs, BaseRecord, FileRecord, InputRecord, Manifest,
-    PlatformRecord, WheelRecord, BUILD_REQUIREMENTS, FORMAT, MANIFEST_FILE,
+    platform_slug, recipe_inputs, BaseRecord, InputRecord, Manifest, PlatformRecord, WheelRecord,
+    BUILD_REQUIREMENTS, FORMAT, MANIFEST_FILE,
 };
 use crate::cache::Cache;
 use crate::digest::Digest;
@@ -73,68 +74,40 @@ impl MakeReport {
     }
 }
 
+/// Every wheel the bundle holds: file name → (pin, the platforms using it).
+type AllPins = BTreeMap<String, (Pin, Vec<String>)>;
+
+/// The pins of every platform and of the build backend, with what they
+/// wrote into the bundle.
+#[derive(Default)]
+struct Pinned {
+    all: AllPins,
+    platforms: Vec<PlatformRecord>,
+    /// File names under `requirements/` this run wrote.
+    requirements: BTreeSet<String>,
+    build_requirements: Option<String>,
+    /// The recipe's requirements files or project lock, hashed.
+    inputs: Vec<InputRecord>,
+}
+
 pub async fn make(client: &RegistryClient, opts: &MakeOptions) -> Result<MakeReport> {
-    let recipe = &opts.recipe;
-    let log = &opts.log;
     let cache = Cache::open(&opts.cache_dir).map_err(io(format!(
         "cannot open cache dir `{}`",
         opts.cache_dir.display()
     )))?;
-    let as_tar = opts.out.extension().is_some_and(|x| x == "tar");
-    let staging = if as_tar {
-        let dir = cache
-            .temp_dir("bundle-out")
-            .map_err(io("cannot create a temp dir in the cache"))?;
-        if opts.out.is_file() {
-            archive::unpack(&opts.out, dir.path())
-                .map_err(io(format!("cannot read `{}`", opts.out.display())))?;
-        }
-        Some(dir)
-    } else {
-        let foreign = std::fs::read_dir(&opts.out).is_ok_and(|mut d| d.next().is_some())
-            && !opts.out.join(MANIFEST_FILE).is_file();
-        if foreign {
-            return Err(Error::new(
-                ErrorKind::Input,
-                format!("`{}` is neither empty nor a bundle", opts.out.display()),
-            )
-            .with_hint("pass a new or empty dir, or a bundle to update"));
-        }
-        if opts.out.join(MANIFEST_FILE).is_file() {
-            // An update: in place, so only what is missing is fetched;
-            // bundle.json is rewritten last.
-            None
-        } else {
-            // A new bundle is made beside its place and renamed into it at
-            // the end: a failed run leaves no half-made bundle behind.
-            let parent = match opts.out.parent() {
-                Some(p) if !p.as_os_str().is_empty() => p,
-                _ => Path::new("."),
-            };
-            std::fs::create_dir_all(parent)
-                .map_err(io(format!("cannot create `{}`", parent.display())))?;
-            let dir = tempfile::Builder::new()
-                .prefix(".slipway-bundle-")
-                .tempdir_in(parent)
-                .map_err(io(format!(
-                    "cannot create a temp dir in `{}`",
-                    parent.display()
-                )))?;
-            Some(dir)
-        }
-    };
-    let work = staging.as_ref().map_or(opts.out.as_path(), |d| d.path());
+    let staging = Staging::open(&cache, &opts.out)?;
+    let work = staging.work_dir(&opts.out);
 
     let (bases, all_facts) = crate::resolve::resolve_bases(
         client,
         &cache,
-        recipe,
+        &opts.recipe,
         opts.base_layout.as_deref(),
         &opts.mirrors,
-        log,
+        &opts.log,
     )
     .await?;
-    log.step("copying the base into the bundle");
+    opts.log.step("copying the base into the bundle");
     let counts = base::write(&cache, &bases, &work.join("base"))
         .await
         .map_err(|e| {
@@ -149,53 +122,80 @@ pub async fn make(client: &RegistryClient, opts: &MakeOptions) -> Result<MakeRep
     let scratch = cache
         .temp_dir("bundle")
         .map_err(io("cannot create a temp dir in the cache"))?;
+    let pinned = pin_everything(opts, &bases, &all_facts, scratch.path(), work)?;
+    let fetched = fetch_wheels(opts, &pinned.all, &work.join("wheels")).await?;
+
+    staging::prune(&work.join("wheels"), &pinned.all.keys().cloned().collect())?;
+    staging::prune(&work.join("requirements"), &pinned.requirements)?;
+    staging::prune(&work.join("base/blobs/sha256"), &counts.wanted)?;
+
+    let manifest = manifest_of(opts, &bases[0], &counts, pinned, work)?;
+    let mut json = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
+    json.push(b'\n');
+    staging::write_file(work, MANIFEST_FILE, &json)?;
+    staging.finish(&opts.out, &opts.log)?;
+    Ok(MakeReport {
+        out: opts.out.display().to_string(),
+        base: manifest.base.reference.clone(),
+        base_digest: manifest.base.digest.clone(),
+        platforms: manifest
+            .base
+            .platforms
+            .iter()
+            .map(|p| p.platform.clone())
+            .collect(),
+        wheels: manifest.wheels.len(),
+        wheels_fetched: fetched.iter().filter(|b| **b > 0).count(),
+        bytes_fetched: fetched.iter().sum(),
+        files: manifest.files.len() + 1,
+        base_blobs: counts,
+    })
+}
+
+/// Resolves the wheels of every platform (and the project's build backend
+/// for the host), writing each set's hash-pinned requirements file.
+fn pin_everything(
+    opts: &MakeOptions,
+    bases: &[resolve::BaseImage],
+    all_facts: &[crate::facts::PythonFacts],
+    scratch: &Path,
+    work: &Path,
+) -> Result<Pinned> {
     let python = host_python(opts, &all_facts[0].version);
     let deps = DependencySources::new(
-        recipe,
+        &opts.recipe,
         &opts.uv,
         (&python, &all_facts[0].version),
-        scratch.path(),
+        scratch,
     )?;
-    let mut platform_records = Vec::new();
-    let mut all_pins: BTreeMap<String, (Pin, Vec<String>)> = BTreeMap::new();
-    let mut keep_requirements = BTreeSet::new();
-    for (base, facts) in bases.iter().zip(&all_facts) {
+    let mut pinned = Pinned::default();
+    for (base, facts) in bases.iter().zip(all_facts) {
         let platform = base.platform.to_string();
         let python_platform = facts.platform.uv_python_platform(&facts.libc);
-        let python = host_python(opts, &facts.version);
         let requirements = if deps.inputs.is_empty() {
             None
         } else {
-            log.step(&format!(
+            opts.log.step(&format!(
                 "resolving wheels for {python_platform}, Python {}",
                 facts.version
             ));
             let slug = platform_slug(&platform);
-            let pins = compile(
-                opts,
-                &deps.inputs,
-                &python,
-                &facts.version,
-                Some(&python_platform),
-                scratch.path(),
-                &slug,
-            )?;
+            let python = host_python(opts, &facts.version);
+            let target = (facts.version.as_str(), Some(python_platform.as_str()));
+            let pins = compile(opts, &deps.inputs, &python, target, scratch, &slug)?;
             deps.check_locked(&pins, &platform)?;
             let rel = format!("requirements/{slug}.txt");
             let header = format!(
                 "slipway bundle: {platform} ({python_platform}, Python {}); install with --require-hashes",
                 facts.version
             );
-            write_file(
-                work,
-                &rel,
-                wheels::requirements_text(&header, &pins).as_bytes(),
-            )?;
-            add_pins(&mut all_pins, pins, &platform)?;
-            keep_requirements.insert(format!("{slug}.txt"));
+            let text = wheels::requirements_text(&header, &pins);
+            staging::write_file(work, &rel, text.as_bytes())?;
+            add_pins(&mut pinned.all, pins, &platform)?;
+            pinned.requirements.insert(format!("{slug}.txt"));
             Some(rel)
         };
-        platform_records.push(PlatformRecord {
+        pinned.platforms.push(PlatformRecord {
             platform,
             manifest: base.manifest_digest.clone(),
             python_version: facts.version.clone(),
@@ -204,38 +204,33 @@ pub async fn make(client: &RegistryClient, opts: &MakeOptions) -> Result<MakeRep
             requirements,
         });
     }
-    let build_requirements = match &deps.project {
-        Some(p) if p.needs_build_env() => {
-            log.step("resolving the project's build backend for the host");
-            let input = scratch.path().join("build-requires.txt");
-            std::fs::write(&input, p.build_requires.join("\n") + "\n")
-                .map_err(io("cannot write to the cache"))?;
-            let version = &all_facts[0].version;
-            let python = host_python(opts, version);
-            let pins = compile(
-                opts,
-                &[input],
-                &python,
-                version,
-                None,
-                scratch.path(),
-                "build",
-            )?;
-            let text = wheels::requirements_text(
-                "slipway bundle: the project's build requirements (host); --build-constraints with --require-hashes",
-                &pins,
-            );
-            write_file(work, BUILD_REQUIREMENTS, text.as_bytes())?;
-            add_pins(&mut all_pins, pins, "build")?;
-            keep_requirements.insert("build.txt".to_string());
-            Some(BUILD_REQUIREMENTS.to_string())
-        }
-        _ => None,
-    };
+    if let Some(p) = deps.project.as_ref().filter(|p| p.needs_build_env()) {
+        opts.log
+            .step("resolving the project's build backend for the host");
+        let input = scratch.join("build-requires.txt");
+        std::fs::write(&input, p.build_requires.join("\n") + "\n")
+            .map_err(io("cannot write to the cache"))?;
+        let version = &all_facts[0].version;
+        let python = host_python(opts, version);
+        let pins = compile(opts, &[input], &python, (version, None), scratch, "build")?;
+        let text = wheels::requirements_text(
+            "slipway bundle: the project's build requirements (host); --build-constraints with --require-hashes",
+            &pins,
+        );
+        staging::write_file(work, BUILD_REQUIREMENTS, text.as_bytes())?;
+        add_pins(&mut pinned.all, pins, "build")?;
+        pinned.requirements.insert("build.txt".to_string());
+        pinned.build_requirements = Some(BUILD_REQUIREMENTS.to_string());
+    }
+    pinned.inputs = deps.records;
+    Ok(pinned)
+}
 
-    let wheel_dir = work.join("wheels");
-    std::fs::create_dir_all(&wheel_dir).map_err(io("cannot create the wheel dir"))?;
-    log.step(&format!("fetching {} wheels", all_pins.len()));
+/// Downloads every pinned wheel not already in `wheel_dir` (hash-checked);
+/// the bytes fetched per wheel, 0 for those kept.
+async fn fetch_wheels(opts: &MakeOptions, all: &AllPins, wheel_dir: &Path) -> Result<Vec<u64>> {
+    std::fs::create_dir_all(wheel_dir).map_err(io("cannot create the wheel dir"))?;
+    opts.log.step(&format!("fetching {} wheels", all.len()));
     let http = reqwest::Client::builder()
         .timeout(opts.timeout)
         .build()
@@ -247,8 +242,8 @@ pub async fn make(client: &RegistryClient, opts: &MakeOptions) -> Result<MakeRep
         .chain(&py.extra_index_urls)
         .map(|url| crate::layers::uv::IndexUrl::parse(url))
         .collect();
-    let fetched: Vec<u64> = stream::iter(all_pins.values())
-        .map(|(pin, _)| wheels::fetch(&http, pin, &wheel_dir, &indexes))
+    stream::iter(all.values())
+        .map(|(pin, _)| wheels::fetch(&http, pin, wheel_dir, &indexes))
         .buffer_unordered(PARALLEL_FETCHES)
         .try_collect()
         .await
@@ -258,14 +253,20 @@ pub async fn make(client: &RegistryClient, opts: &MakeOptions) -> Result<MakeRep
                 _ => ErrorKind::Dependencies,
             };
             Error::wrap(kind, e, None)
-        })?;
+        })
+}
 
-    prune(&wheel_dir, &all_pins.keys().cloned().collect())?;
-    prune(&work.join("requirements"), &keep_requirements)?;
-    prune(&work.join("base/blobs/sha256"), &counts.wanted)?;
-
-    let files = list_files(work)?;
-    let manifest = Manifest {
+/// `bundle.json`: the recipe, the base, the inputs, every wheel and every
+/// file of the bundle with its hash.
+fn manifest_of(
+    opts: &MakeOptions,
+    base: &resolve::BaseImage,
+    counts: &BaseCounts,
+    pinned: Pinned,
+    work: &Path,
+) -> Result<Manifest> {
+    let recipe = &opts.recipe;
+    Ok(Manifest {
         format: FORMAT,
         created_by: format!("slipway {}", env!("CARGO_PKG_VERSION")),
         recipe: InputRecord {
@@ -279,65 +280,25 @@ pub async fn make(client: &RegistryClient, opts: &MakeOptions) -> Result<MakeRep
                 .0,
         },
         base: BaseRecord {
-            reference: bases[0].name.to_string(),
-            digest: bases[0].top_digest.clone(),
+            reference: base.name.to_string(),
+            digest: base.top_digest.clone(),
             media_type: counts.top.0.clone(),
-            platforms: platform_records,
+            platforms: pinned.platforms,
         },
-        inputs: deps.records.clone(),
-        build_requirements,
-        wheels: all_pins
-            .values()
+        inputs: pinned.inputs,
+        build_requirements: pinned.build_requirements,
+        wheels: pinned
+            .all
+            .into_values()
             .map(|(pin, platforms)| WheelRecord {
                 file: format!("wheels/{}", pin.file),
                 name: wheels::normalise(&pin.name),
-                version: pin.version.clone(),
-                sha256: pin.sha256.clone(),
-                platforms: platforms.clone(),
+                version: pin.version,
+                sha256: pin.sha256,
+                platforms,
             })
             .collect(),
-        files,
-    };
-    let mut json = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
-    json.push(b'\n');
-    write_file(work, MANIFEST_FILE, &json)?;
-    if as_tar {
-        log.step(&format!("writing `{}`", opts.out.display()));
-        archive::pack(work, &opts.out)
-            .map_err(io(format!("cannot write `{}`", opts.out.display())))?;
-    } else if let Some(dir) = staging {
-        let cannot = || {
-            io(format!(
-                "cannot move the bundle into `{}`",
-                opts.out.display()
-            ))
-        };
-        // A temp dir is 0700; a bundle dir is as any other dir made here.
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
-            .map_err(cannot())?;
-        // An empty dir the user made for it gives way (checked above).
-        if opts.out.is_dir() {
-            std::fs::remove_dir(&opts.out).map_err(cannot())?;
-        }
-        std::fs::rename(dir.path(), &opts.out).map_err(cannot())?;
-        let _ = dir.keep();
-    }
-    Ok(MakeReport {
-        out: opts.out.display().to_string(),
-        base: manifest.base.reference.clone(),
-        base_digest: manifest.base.digest.clone(),
-        platforms: manifest
-            .base
-            .platforms
-            .iter()
-            .map(|p| p.platform.clone())
-            .collect(),
-        wheels: all_pins.len(),
-        wheels_fetched: fetched.iter().filter(|b| **b > 0).count(),
-        bytes_fetched: fetched.iter().sum(),
-        files: manifest.files.len() + 1,
-        base_blobs: counts,
+        files: staging::list_files(work)?,
     })
 }
 
@@ -420,12 +381,12 @@ fn host_python(opts: &MakeOptions, version: &str) -> PathBuf {
         .unwrap_or_else(|_| PathBuf::from("python3"))
 }
 
+/// Pins `inputs` for the target (Python version, uv's platform; None: the host).
 fn compile(
     opts: &MakeOptions,
     inputs: &[PathBuf],
     python: &Path,
-    version: &str,
-    python_platform: Option<&str>,
+    (version, python_platform): (&str, Option<&str>),
     scratch: &Path,
     name: &str,
 ) -> Result<Vec<Pin>> {
@@ -453,11 +414,7 @@ fn compile(
 }
 
 /// Adds `pins` (used by `platform`) to the set keyed by file name.
-fn add_pins(
-    all: &mut BTreeMap<String, (Pin, Vec<String>)>,
-    pins: Vec<Pin>,
-    platform: &str,
-) -> Result<()> {
+fn add_pins(all: &mut AllPins, pins: Vec<Pin>, platform: &str) -> Result<()> {
     for pin in pins {
         match all.get_mut(&pin.file) {
             Some((existing, _)) if existing.sha256 != pin.sha256 => {
@@ -478,53 +435,4 @@ fn add_pins(
         }
     }
     Ok(())
-}
-
-fn write_file(work: &Path, rel: &str, bytes: &[u8]) -> Result<()> {
-    let path = work.join(rel);
-    write_atomic(&path, bytes).map_err(io(format!("cannot write `{}`", path.display())))
-}
-
-/// Removes files in `dir` whose names are not in `keep` (stale wheels,
-/// blobs, requirements, interrupted temp files).
-fn prune(dir: &Path, keep: &BTreeSet<String>) -> Result<()> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Ok(());
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !keep.contains(&name) && entry.file_type().is_ok_and(|t| t.is_file()) {
-            std::fs::remove_file(entry.path())
-                .map_err(io(format!("cannot remove `{}`", entry.path().display())))?;
-        }
-    }
-    Ok(())
-}
-
-/// Every file of the bundle (but `bundle.json`) with its sha256, sorted.
-fn list_files(work: &Path) -> Result<Vec<FileRecord>> {
-    let mut files = Vec::new();
-    for entry in walkdir::WalkDir::new(work).sort_by_file_name().min_depth(1) {
-        let entry = entry.map_err(|e| io("cannot list the bundle")(e.into()))?;
-        if !entry.file_type().is_file() {
-            continue;
-        }
-        let rel = entry
-            .path()
-            .strip_prefix(work)
-            .expect("walk stays in its root")
-            .to_string_lossy()
-            .into_owned();
-        if rel == MANIFEST_FILE {
-            continue;
-        }
-        let (sha256, size) = crate::digest::digest_file(entry.path())
-            .map_err(io(format!("cannot read `{}`", entry.path().display())))?;
-        files.push(FileRecord {
-            path: rel,
-            sha256,
-            size,
-        });
-    }
-    Ok(files)
 }

@@ -1,0 +1,184 @@
+//! Every layer the build makes goes through here: looked up by its key in
+//! the caches (local, then the cache repo) or built, packed and stored
+//! under it; bytecode compiled with the base's CPython; the counters the
+//! report's timings read.
+
+use super::failures::source_error;
+use super::{BuildOptions, LayerStore};
+use crate::assemble::NewLayer;
+use crate::cache::{Cache, LayerRecord};
+use crate::error::{io, Error, ErrorKind, Result};
+use crate::facts::PythonFacts;
+use crate::layers::tarball::{self, FileDigests};
+use crate::layers::{self, bytecode, Entry, Owner};
+use crate::report::{LayerKind, LayerSource, OmittedLayer};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+/// (layer, kind, where it came from)
+pub(super) type Built = (NewLayer, LayerKind, LayerSource);
+
+/// Layers left out (no files), with the reason, for the report.
+pub(super) type Omitted = Vec<OmittedLayer>;
+
+pub(super) fn omitted(kind: LayerKind, reason: &str) -> OmittedLayer {
+    OmittedLayer {
+        kind,
+        reason: reason.to_string(),
+    }
+}
+
+/// What a layer is built from: its entries, the scratch dir holding their
+/// files (if any), and the content digests its key was made of.
+pub(super) type LayerInputs = (Vec<Entry>, Option<tempfile::TempDir>, FileDigests);
+
+/// Reuses the layer for `key` from the caches or builds it from `entries()`.
+pub(super) fn cached_layer(
+    cache: &LayerStore,
+    key: &str,
+    created_by: &str,
+    kind: LayerKind,
+    opts: &BuildOptions,
+    entries: impl FnOnce() -> Result<LayerInputs>,
+) -> Result<Built> {
+    let _lock = cache
+        .lock(key)
+        .map_err(io(cache.context("cannot lock the cache")))?;
+    let (record, source) = match cache.find(key) {
+        Some(found) => found,
+        None => {
+            opts.log.step(&format!(
+                "building {}",
+                created_by.trim_start_matches("slipway: ")
+            ));
+            // `_scratch` holds the entries' files until the layer is written.
+            let (entries, _scratch, digests) = entries()?;
+            (
+                write_into_cache(cache, key, &entries, opts.epoch, &digests)?,
+                LayerSource::Built,
+            )
+        }
+    };
+    opts.log.cache(key, source != LayerSource::Built);
+    Ok((
+        NewLayer {
+            record,
+            created_by: created_by.to_string(),
+        },
+        kind,
+        source,
+    ))
+}
+
+/// Time and bytes of layer writing, for the report's timings (one build per process).
+pub(super) static COMPRESS_NANOS: AtomicU64 = AtomicU64::new(0);
+pub(super) static COMPRESS_BYTES: AtomicU64 = AtomicU64::new(0);
+/// `.py` files compiled by this build (not taken from the per-wheel store).
+pub(super) static COMPILED_FILES: AtomicU64 = AtomicU64::new(0);
+
+/// Packs `entries` (checked against `digests`, see
+/// [`tarball::write_layer_checked`]) into the blob store under `key`.
+pub(super) fn write_into_cache(
+    cache: &LayerStore,
+    key: &str,
+    entries: &[Entry],
+    epoch: u64,
+    digests: &FileDigests,
+) -> Result<LayerRecord> {
+    let scratch = cache
+        .temp_dir("layer")
+        .map_err(io(cache.context("cannot create a temp dir in the cache")))?;
+    let started = Instant::now();
+    let blob = tarball::write_layer_checked(
+        entries,
+        epoch,
+        &scratch.path().join("layer.tar.gz"),
+        digests,
+    )
+    .map_err(source_error(&format!(
+        "cannot write layer `{key}` in `{}`",
+        scratch.path().display()
+    )))?;
+    COMPRESS_NANOS.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    COMPRESS_BYTES.fetch_add(blob.uncompressed_size, Ordering::Relaxed);
+    cache
+        .insert_blob(&blob.path, &blob.digest)
+        .map_err(io(cache.context("cannot write to the cache")))?;
+    let record = LayerRecord {
+        digest: blob.digest,
+        diff_id: blob.diff_id,
+        size: blob.size,
+        uncompressed_size: blob.uncompressed_size,
+    };
+    cache
+        .remember(key, &record)
+        .map_err(io(cache.context("cannot write to the cache")))?;
+    Ok(record)
+}
+
+/// Compiles `sources`; the returned dir holds the `.pyc` files the entries point at.
+/// `lower` is the layer the sources come from: the bytecode layer copies its
+/// directories' owners and modes.
+pub(super) fn compile(
+    opts: &BuildOptions,
+    cache: &Cache,
+    facts: &PythonFacts,
+    sources: &[(PathBuf, String)],
+    lower: &[Entry],
+    owner: Owner,
+) -> Result<(tempfile::TempDir, Vec<Entry>)> {
+    let python = find_python(opts, facts)?;
+    let scratch = cache
+        .temp_dir("pyc")
+        .map_err(io(cache.context("cannot create a temp dir in the cache")))?;
+    let compiled = bytecode::compile_report(&python, sources, scratch.path(), owner)
+        .map_err(|e| Error::wrap(ErrorKind::Input, e, None))?;
+    COMPILED_FILES.fetch_add(compiled.compiled_files as u64, Ordering::Relaxed);
+    compiled.warn_skipped();
+    Ok((scratch, layers::normalise_over(compiled.entries, lower)))
+}
+
+/// Site-packages bytecode assembled from the per-wheel store, compiling
+/// only the wheels it has never seen.
+pub(super) fn compile_wheels(
+    opts: &BuildOptions,
+    cache: &Cache,
+    facts: &PythonFacts,
+    lower: &[Entry],
+    owner: Owner,
+) -> Result<Vec<Entry>> {
+    let python = find_python(opts, facts)?;
+    let scratch = cache
+        .temp_dir("pyc")
+        .map_err(io(cache.context("cannot create a temp dir in the cache")))?;
+    let wrap = |e| Error::wrap(ErrorKind::Input, e, None);
+    let groups = bytecode::wheels::groups(lower, &facts.site_packages).map_err(wrap)?;
+    let compiled = bytecode::wheels::compile_groups(
+        &python,
+        &groups,
+        &bytecode::wheels::WheelStore::in_cache(cache.root()),
+        scratch.path(),
+        owner,
+        bytecode::default_workers().map_err(wrap)?,
+    )
+    .map_err(wrap)?;
+    COMPILED_FILES.fetch_add(compiled.compiled_files as u64, Ordering::Relaxed);
+    compiled.warn_skipped();
+    Ok(layers::normalise_over(compiled.entries, lower))
+}
+
+pub(super) fn find_python(opts: &BuildOptions, facts: &PythonFacts) -> Result<PathBuf> {
+    bytecode::find_python(&facts.version, opts.python.as_deref())
+        .map_err(|e| Error::wrap(ErrorKind::Input, e, None))
+}
+
+pub(super) fn uv_version(uv: &Path, cache: &Cache) -> Result<String> {
+    layers::tool_version::version(uv, &cache.root().join("tool-versions")).map_err(|e| {
+        Error::new(
+            ErrorKind::Input,
+            format!("cannot run uv (`{}`): {e}", uv.display()),
+        )
+        .with_hint("install uv (`pip install uv`) or point `--uv` / `SLIPWAY_UV` at it")
+    })
+}
