@@ -99,6 +99,74 @@ impl Layout {
     }
 }
 
+/// Writes an OCI layout into `dir`, the one writer of the format: blobs
+/// first, each through a temp file beside it so a killed write never leaves
+/// a partial file under a digest (a blob already there with the same bytes
+/// is kept), then `index.json` and `oci-layout`. Used by the layout
+/// publisher (`--oci-layout`) and by the bundle's `base/`.
+pub struct Writer {
+    dir: PathBuf,
+}
+
+impl Writer {
+    pub fn create(dir: &Path) -> std::io::Result<Writer> {
+        std::fs::create_dir_all(dir.join("blobs/sha256"))?;
+        Ok(Writer {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        blob_path(&self.dir, digest)
+    }
+
+    /// Whether the blob `digest` is there and hashes to it.
+    pub fn has_blob(&self, digest: &Digest) -> bool {
+        crate::digest::digest_file(&self.blob_path(digest)).is_ok_and(|(d, _)| &d == digest)
+    }
+
+    /// Writes `bytes` as a blob; false when the same bytes were there.
+    pub fn put_bytes(&self, bytes: &[u8]) -> std::io::Result<bool> {
+        let path = self.blob_path(&Digest::of(bytes));
+        if std::fs::read(&path).is_ok_and(|b| b == bytes) {
+            return Ok(false);
+        }
+        write_atomic(&path, bytes)?;
+        Ok(true)
+    }
+
+    /// Writes the blob `digest` with `fill`, which writes a temp file (and
+    /// checks what it copies); the file becomes the blob only if `fill`
+    /// succeeds.
+    pub fn put_with<T>(
+        &self,
+        digest: &Digest,
+        fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<T>,
+    ) -> std::io::Result<T> {
+        let path = self.blob_path(digest);
+        let mut temp = tempfile::NamedTempFile::new_in(path.parent().expect("blobs/sha256"))?;
+        let filled = fill(temp.as_file_mut())?;
+        temp.persist(&path).map_err(|e| e.error)?;
+        Ok(filled)
+    }
+
+    /// Writes `index.json` and `oci-layout`, last: the layout is complete.
+    pub fn finish(self, index: &[u8]) -> std::io::Result<()> {
+        write_atomic(&self.dir.join("index.json"), index)?;
+        write_atomic(&self.dir.join("oci-layout"), LAYOUT_FILE)
+    }
+}
+
+/// Writes `path` through a temp file beside it, renamed into place.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let parent = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent)?;
+    let mut temp = tempfile::NamedTempFile::new_in(parent)?;
+    std::io::Write::write_all(&mut temp, bytes)?;
+    temp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
 pub fn blob_path(dir: &Path, digest: &Digest) -> PathBuf {
     dir.join("blobs/sha256").join(digest.hex())
 }
@@ -184,6 +252,32 @@ mod tests {
         assert_eq!(found.digest, Digest::of(&[2]));
         assert!(find_entry(&index, &["missing"]).is_none());
         assert_eq!(ref_names(&index), ["3.13-alpine", "latest"]);
+    }
+
+    #[test]
+    fn the_writer_keeps_same_blobs_and_leaves_nothing_of_a_failed_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = Writer::create(dir.path()).unwrap();
+        assert!(writer.put_bytes(b"{}").unwrap(), "written");
+        assert!(!writer.put_bytes(b"{}").unwrap(), "kept");
+        assert!(writer.has_blob(&Digest::of(b"{}")));
+        let other = Digest::of(b"other");
+        let failed = writer.put_with(&other, |f| {
+            std::io::Write::write_all(f, b"partial")?;
+            Err::<(), _>(std::io::Error::other("copy failed"))
+        });
+        assert!(failed.is_err());
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("blobs/sha256"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, [Digest::of(b"{}").hex()], "no partial or temp file");
+        writer.finish(b"{}").unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join("oci-layout")).unwrap(),
+            LAYOUT_FILE
+        );
+        assert!(Layout::new(dir.path()).index().is_err(), "{{}} is no index");
     }
 
     #[test]

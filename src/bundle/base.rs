@@ -60,39 +60,53 @@ pub async fn write(
     dir: &Path,
 ) -> Result<BaseCounts, BaseError> {
     let first = &bases[0];
-    let blobs = dir.join("blobs/sha256");
-    std::fs::create_dir_all(&blobs)?;
+    let writer = crate::layout::Writer::create(dir)?;
     let mut counts = BaseCounts::default();
     let (top_bytes, top_type) = document(first.source.as_ref(), &first.top_digest).await?;
     counts.top = (top_type.clone(), top_bytes.len() as u64);
-    put_bytes(&blobs, &first.top_digest, &top_bytes, &mut counts)?;
+    put_bytes(&writer, &first.top_digest, &top_bytes, &mut counts)?;
     for base in bases {
         if base.manifest_digest != base.top_digest {
             let (bytes, _) = document(base.source.as_ref(), &base.manifest_digest).await?;
-            put_bytes(&blobs, &base.manifest_digest, &bytes, &mut counts)?;
+            put_bytes(&writer, &base.manifest_digest, &bytes, &mut counts)?;
         }
         let mut digests = vec![&base.manifest.config.digest];
         digests.extend(base.manifest.layers.iter().map(|l| &l.digest));
         for digest in digests {
-            let dest = blobs.join(digest.hex());
             counts.blobs += 1;
             if !counts.wanted.insert(digest.hex().to_string()) {
                 continue;
             }
-            if matches(&dest, digest) {
+            if writer.has_blob(digest) {
                 counts.kept += 1;
                 continue;
             }
             let source = resolve::fetch_blob(cache, base.source.as_ref(), digest).await?;
-            copy_checked(&source, &dest, digest)?;
+            // A blob that hashes to something else is never kept under the digest.
+            let mut actual = None;
+            let copied = writer.put_with(digest, |file| {
+                let hashed = copy_hashed(&source, file)?;
+                if &hashed == digest {
+                    return Ok(());
+                }
+                actual = Some(hashed);
+                Err(io::Error::other("digest mismatch"))
+            });
+            if let Some(actual) = actual {
+                return Err(BaseError::Mismatch {
+                    path: source,
+                    expected: digest.clone(),
+                    actual,
+                });
+            }
+            copied?;
             counts.copied += 1;
         }
     }
     // The index names the base by its reference, so `--base-layout` finds it.
     let index =
         crate::layout::single_entry_index(&top_type, &top_bytes, None, &first.name.to_string());
-    write_atomic(&dir.join("index.json"), &oci::to_canonical_bytes(&index))?;
-    write_atomic(&dir.join("oci-layout"), crate::layout::LAYOUT_FILE)?;
+    writer.finish(&oci::to_canonical_bytes(&index))?;
     Ok(counts)
 }
 
@@ -113,51 +127,25 @@ async fn document(
     Ok((bytes, media_type))
 }
 
-fn matches(path: &Path, digest: &Digest) -> bool {
-    crate::digest::digest_file(path).is_ok_and(|(d, _)| &d == digest)
-}
-
 fn put_bytes(
-    blobs: &Path,
+    writer: &crate::layout::Writer,
     digest: &Digest,
     bytes: &[u8],
     counts: &mut BaseCounts,
 ) -> Result<(), BaseError> {
     counts.blobs += 1;
     counts.wanted.insert(digest.hex().to_string());
-    let dest = blobs.join(digest.hex());
-    if std::fs::read(&dest).is_ok_and(|b| b == bytes) {
+    if writer.put_bytes(bytes)? {
+        counts.copied += 1;
+    } else {
         counts.kept += 1;
-        return Ok(());
     }
-    write_atomic(&dest, bytes)?;
-    counts.copied += 1;
     Ok(())
 }
 
-/// Copies `source` to `dest` through a temp file, checking the digest on the way.
-fn copy_checked(source: &Path, dest: &Path, digest: &Digest) -> Result<(), BaseError> {
-    let parent = dest.parent().unwrap_or(Path::new("."));
-    let mut temp = tempfile::NamedTempFile::new_in(parent)?;
-    let mut writer = HashingWriter::new(temp.as_file_mut());
+/// Copies `source` into `file`, hashing on the way.
+fn copy_hashed(source: &Path, file: &mut std::fs::File) -> io::Result<Digest> {
+    let mut writer = HashingWriter::new(file);
     io::copy(&mut std::fs::File::open(source)?, &mut writer)?;
-    let (_, actual, _) = writer.finish();
-    if &actual != digest {
-        return Err(BaseError::Mismatch {
-            path: source.to_path_buf(),
-            expected: digest.clone(),
-            actual,
-        });
-    }
-    temp.persist(dest).map_err(|e| e.error)?;
-    Ok(())
-}
-
-pub(super) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let parent = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent)?;
-    let mut temp = tempfile::NamedTempFile::new_in(parent)?;
-    io::Write::write_all(&mut temp, bytes)?;
-    temp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    Ok(writer.finish().1)
 }

@@ -4,10 +4,10 @@
 //! unpacked into the cache, updated there and packed again. A failed run
 //! leaves no half-made bundle behind.
 
-use super::base::write_atomic;
 use super::{archive, FileRecord, MANIFEST_FILE};
 use crate::cache::Cache;
 use crate::error::{io, Error, ErrorKind, Result};
+use crate::layout::write_atomic;
 use crate::progress::Log;
 use std::collections::BTreeSet;
 use std::path::Path;

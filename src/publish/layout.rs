@@ -53,20 +53,15 @@ pub fn write(
     let staging = tempfile::Builder::new()
         .prefix(".slipway-layout-")
         .tempdir_in(parent)?;
-    let blobs = staging.path().join("blobs/sha256");
-    fs::create_dir_all(&blobs)?;
+    let writer = crate::layout::Writer::create(staging.path())?;
     let mut reports = Vec::new();
     let mut written = BTreeSet::new();
-    let put_bytes = |bytes: &[u8]| -> io::Result<()> {
-        let digest = Digest::of(bytes);
-        fs::write(blobs.join(digest.hex()), bytes)
-    };
     for (img, _) in &image.images {
-        put_bytes(&img.config)?;
-        put_bytes(&img.manifest)?;
+        writer.put_bytes(&img.config)?;
+        writer.put_bytes(&img.manifest)?;
     }
     if let Some((bytes, _)) = &image.index {
-        put_bytes(bytes)?;
+        writer.put_bytes(bytes)?;
     }
     for (img, _) in &image.images {
         for (i, layer) in img.layers.iter().enumerate() {
@@ -74,18 +69,20 @@ pub fn write(
                 continue;
             }
             // A copy, never a hard link: editing the output must not edit the cache.
-            let dest = blobs.join(layer.digest.hex());
             let what = super::layer_name(i, img.new_from, &layer.digest);
-            let out = io::BufWriter::new(fs::File::create(&dest)?);
-            super::copy_verified(
-                &local_blob(&layer.digest),
-                out,
-                &layer.digest,
-                layer.size,
-                &what,
-            )?
-            .into_inner()
-            .map_err(|e| e.into_error())?;
+            writer.put_with(&layer.digest, |file| {
+                let out = io::BufWriter::new(file);
+                super::copy_verified(
+                    &local_blob(&layer.digest),
+                    out,
+                    &layer.digest,
+                    layer.size,
+                    &what,
+                )?
+                .into_inner()
+                .map(drop)
+                .map_err(|e| e.into_error())
+            })?;
             reports.push(BlobReport {
                 digest: layer.digest.clone(),
                 action: BlobAction::Written,
@@ -94,9 +91,9 @@ pub fn write(
         }
     }
     for referrer in &image.referrers {
-        put_bytes(&referrer.sbom)?;
-        put_bytes(crate::sbom::referrer::EMPTY_CONFIG)?;
-        put_bytes(&referrer.manifest)?;
+        writer.put_bytes(&referrer.sbom)?;
+        writer.put_bytes(crate::sbom::referrer::EMPTY_CONFIG)?;
+        writer.put_bytes(&referrer.manifest)?;
     }
     let (media_type, top) = image.top();
     let platform = image
@@ -104,14 +101,10 @@ pub fn write(
         .is_none()
         .then(|| image.images[0].0.platform.clone());
     let index = crate::layout::single_entry_index(media_type, top, platform, tag);
-    fs::write(
-        staging.path().join("index.json"),
-        with_referrers(&oci::to_canonical_bytes(&index), &image.referrers),
-    )?;
-    fs::write(
-        staging.path().join("oci-layout"),
-        crate::layout::LAYOUT_FILE,
-    )?;
+    writer.finish(&with_referrers(
+        &oci::to_canonical_bytes(&index),
+        &image.referrers,
+    ))?;
     replace_dir(staging, dir)?;
     Ok(reports)
 }
