@@ -133,75 +133,15 @@ pub fn detect(
     scan: Option<&LayerScan>,
     stated: &StatedFacts,
 ) -> Result<PythonFacts, FactsError> {
-    let at = |key: &str| {
-        let place = stated
-            .origin
-            .get(key)
-            .map_or("the recipe".into(), String::clone);
-        format!("`python.{key}` in {place}")
-    };
-    let contradiction = |what, key: &str, stated: &str, found: &str| FactsError::Contradiction {
-        base: base.to_string(),
-        what,
-        stated: stated.to_string(),
-        found: found.to_string(),
-        at: at(key),
+    let detect = Detect {
+        base,
+        config,
+        scan,
+        stated,
     };
     let full_version = config_python_version(config);
-    let found_minor = full_version
-        .as_deref()
-        .and_then(parse_minor)
-        .or_else(|| scan.and_then(scan_python_minor))
-        .map(|(a, b)| format!("{a}.{b}"));
-    let version = match (&stated.version, &found_minor) {
-        (Some(s), Some(f)) if parse_minor(s) != parse_minor(f) => {
-            return Err(contradiction("the Python version", "version", s, f))
-        }
-        (_, Some(f)) => f.clone(),
-        (Some(s), None) => parse_minor(s)
-            .map(|(a, b)| format!("{a}.{b}"))
-            .unwrap_or_else(|| s.clone()),
-        (None, None) => {
-            return Err(FactsError::NoPython {
-                base: base.to_string(),
-            })
-        }
-    };
-    let found_libc = scan
-        .and_then(scan_libc)
-        .or_else(|| history_libc_exact(config));
-    // Without a scan, the config's history still tells Alpine from Debian.
-    if let (Some(s), None, Some(family)) = (&stated.libc, &found_libc, history_libc(config)) {
-        if std::mem::discriminant(s) != std::mem::discriminant(&family) {
-            let found = match family {
-                Libc::Musl => "musl",
-                Libc::Glibc { .. } => "glibc",
-            };
-            return Err(contradiction(
-                "the C library",
-                "libc",
-                &s.to_string(),
-                found,
-            ));
-        }
-    }
-    let libc = match (&stated.libc, &found_libc) {
-        (Some(s), Some(f)) if !same_libc(s, f) => {
-            return Err(contradiction(
-                "the C library",
-                "libc",
-                &s.to_string(),
-                &f.to_string(),
-            ))
-        }
-        (Some(s), _) => s.clone(),
-        (None, Some(f)) => f.clone(),
-        (None, None) => {
-            return Err(FactsError::UnknownLibc {
-                base: base.to_string(),
-            })
-        }
-    };
+    let version = detect.version(full_version.as_deref())?;
+    let libc = detect.libc()?;
     // Official images put Python in /usr/local; distro Pythons live in /usr.
     let in_usr_local = |p: &str| scan.is_none_or(|s| s.paths.contains_key(p));
     let prefix =
@@ -210,31 +150,7 @@ pub fn detect(
         } else {
             "/usr"
         };
-    let found_interpreter = format!("{prefix}/bin/python{version}");
-    let interpreter = match &stated.interpreter {
-        Some(s) if scan.is_some_and(|scan| !scan.paths.contains_key(s.trim_start_matches('/'))) => {
-            return Err(contradiction(
-                "the interpreter",
-                "interpreter",
-                s,
-                &found_interpreter,
-            ))
-        }
-        Some(s) => s.clone(),
-        // Learned from the base's files: the interpreter must be among them.
-        None if scan.is_some_and(|scan| !scan.paths.contains_key(&found_interpreter[1..])) => {
-            let why = match &full_version {
-                Some(v) => format!("its config says `PYTHON_VERSION={v}`"),
-                None => format!("its layers name Python {version}"),
-            };
-            return Err(FactsError::MissingInterpreter {
-                base: base.to_string(),
-                path: found_interpreter,
-                why,
-            });
-        }
-        None => found_interpreter,
-    };
+    let interpreter = detect.interpreter(prefix, &version, full_version.as_deref())?;
     let site_packages = stated
         .site_packages
         .clone()
@@ -249,6 +165,119 @@ pub fn detect(
         interpreter,
         site_packages,
     })
+}
+
+/// What [`detect`] weighs: what the base says (config, files) against what
+/// the recipe states.
+struct Detect<'a> {
+    base: &'a str,
+    config: &'a serde_json::Value,
+    scan: Option<&'a LayerScan>,
+    stated: &'a StatedFacts,
+}
+
+impl Detect<'_> {
+    fn contradiction(
+        &self,
+        what: &'static str,
+        key: &str,
+        stated: &str,
+        found: &str,
+    ) -> FactsError {
+        let place = self
+            .stated
+            .origin
+            .get(key)
+            .map_or("the recipe".into(), String::clone);
+        FactsError::Contradiction {
+            base: self.base.to_string(),
+            what,
+            stated: stated.to_string(),
+            found: found.to_string(),
+            at: format!("`python.{key}` in {place}"),
+        }
+    }
+
+    /// `3.13`: from the config's PYTHON_VERSION, else the files, else stated.
+    fn version(&self, full_version: Option<&str>) -> Result<String, FactsError> {
+        let found_minor = full_version
+            .and_then(parse_minor)
+            .or_else(|| self.scan.and_then(scan_python_minor))
+            .map(|(a, b)| format!("{a}.{b}"));
+        match (&self.stated.version, &found_minor) {
+            (Some(s), Some(f)) if parse_minor(s) != parse_minor(f) => {
+                Err(self.contradiction("the Python version", "version", s, f))
+            }
+            (_, Some(f)) => Ok(f.clone()),
+            (Some(s), None) => Ok(parse_minor(s)
+                .map(|(a, b)| format!("{a}.{b}"))
+                .unwrap_or_else(|| s.clone())),
+            (None, None) => Err(FactsError::NoPython {
+                base: self.base.to_string(),
+            }),
+        }
+    }
+
+    fn libc(&self) -> Result<Libc, FactsError> {
+        let found_libc = self
+            .scan
+            .and_then(scan_libc)
+            .or_else(|| history_libc_exact(self.config));
+        // Without a scan, the config's history still tells Alpine from Debian.
+        if let (Some(s), None, Some(family)) =
+            (&self.stated.libc, &found_libc, history_libc(self.config))
+        {
+            if std::mem::discriminant(s) != std::mem::discriminant(&family) {
+                let found = match family {
+                    Libc::Musl => "musl",
+                    Libc::Glibc { .. } => "glibc",
+                };
+                return Err(self.contradiction("the C library", "libc", &s.to_string(), found));
+            }
+        }
+        match (&self.stated.libc, &found_libc) {
+            (Some(s), Some(f)) if !same_libc(s, f) => {
+                Err(self.contradiction("the C library", "libc", &s.to_string(), &f.to_string()))
+            }
+            (Some(s), _) => Ok(s.clone()),
+            (None, Some(f)) => Ok(f.clone()),
+            (None, None) => Err(FactsError::UnknownLibc {
+                base: self.base.to_string(),
+            }),
+        }
+    }
+
+    fn interpreter(
+        &self,
+        prefix: &str,
+        version: &str,
+        full_version: Option<&str>,
+    ) -> Result<String, FactsError> {
+        let found_interpreter = format!("{prefix}/bin/python{version}");
+        let in_files = |path: &str| {
+            self.scan
+                .is_none_or(|scan| scan.paths.contains_key(path.trim_start_matches('/')))
+        };
+        match &self.stated.interpreter {
+            Some(s) if !in_files(s) => {
+                Err(self.contradiction("the interpreter", "interpreter", s, &found_interpreter))
+            }
+            Some(s) => Ok(s.clone()),
+            // Learned from the base's files: the interpreter must be among them.
+            None if !in_files(&found_interpreter) => {
+                let why = match full_version {
+                    Some(v) => format!("its config says `PYTHON_VERSION={v}`"),
+                    None => format!("its layers name Python {version}"),
+                };
+                Err(FactsError::MissingInterpreter {
+                    base: self.base.to_string(),
+                    path: found_interpreter,
+                    why,
+                })
+            }
+            None => Ok(found_interpreter),
+        }
+    }
 }
 
 /// The libc family the config's history names (`apk add`, an alpine rootfs:

@@ -216,61 +216,9 @@ fn detect_here(dir: &Path) -> Result<Project, InitError> {
         (true, false) => Dependencies::ProjectUnlocked,
         _ => Dependencies::None,
     };
-    let mut declared: Vec<String> = project
-        .and_then(|p| p.get("dependencies"))
-        .and_then(|d| d.as_array())
-        .into_iter()
-        .flatten()
-        .filter_map(|d| d.as_str())
-        .map(requirement_name)
-        .collect();
-    for file in &requirements {
-        let text = std::fs::read_to_string(dir.join(file)).map_err(io_err(&dir.join(file)))?;
-        declared.extend(
-            text.lines()
-                .map(|l| l.split('#').next().unwrap_or_default().trim())
-                .filter(|l| !l.is_empty() && !l.starts_with('-'))
-                .map(requirement_name),
-        );
-    }
+    let declared = declared_names(dir, project, &requirements)?;
 
-    // Servers that extras bring (`fastapi[standard]`), and with a lock
-    // everything it installs: a server may come in transitively.
-    let specs: Vec<String> = project
-        .and_then(|p| p.get("dependencies"))
-        .and_then(|d| d.as_array())
-        .into_iter()
-        .flatten()
-        .filter_map(|d| d.as_str().map(str::to_string))
-        .collect();
-    declared.extend(
-        specs
-            .iter()
-            .flat_map(|d| frameworks::servers_from_extras(d)),
-    );
-    if let Some(root) = crate::layers::project::find_lock_root(dir) {
-        declared.extend(frameworks::locked_names(&root));
-    }
-
-    let sources = python_files(dir);
-    let mut env = Vec::new();
-    let django = frameworks::django(dir).map(|(launch, settings)| {
-        env.push(("DJANGO_SETTINGS_MODULE".to_string(), settings));
-        launch
-    });
-    let procfile = frameworks::procfile(dir).map(|(argv, shell)| {
-        if shell {
-            env.push(("PORT".to_string(), "8000".to_string()));
-        }
-        Launch::Procfile(argv)
-    });
-    let launch = procfile
-        .or(django)
-        .or_else(|| frameworks::fastapi_entrypoint(pyproject.as_ref()))
-        .or_else(|| find_app(dir, &sources))
-        .or_else(|| scripts.first().map(|s| Launch::Script(s.clone())))
-        .or_else(|| find_main(dir, &sources))
-        .unwrap_or(Launch::Unknown);
+    let (launch, env) = find_launch(dir, pyproject.as_ref(), &scripts);
     let in_src = |file: &str| file.starts_with("src/");
     let source = match &launch {
         Launch::Asgi { file, .. } | Launch::Wsgi { file, .. } | Launch::File(file)
@@ -298,6 +246,71 @@ fn detect_here(dir: &Path) -> Result<Project, InitError> {
         workspace_root,
         env,
     })
+}
+
+/// The names of the distributions the project declares (pyproject, its
+/// requirements file), the servers their extras bring and, with a lock,
+/// everything it installs: a server may come in transitively.
+fn declared_names(
+    dir: &Path,
+    project: Option<&toml::Table>,
+    requirements: &[String],
+) -> Result<Vec<String>, InitError> {
+    let specs: Vec<&str> = project
+        .and_then(|p| p.get("dependencies"))
+        .and_then(|d| d.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d.as_str())
+        .collect();
+    let mut declared: Vec<String> = specs.iter().map(|d| requirement_name(d)).collect();
+    for file in requirements {
+        let text = std::fs::read_to_string(dir.join(file)).map_err(io_err(&dir.join(file)))?;
+        declared.extend(
+            text.lines()
+                .map(|l| l.split('#').next().unwrap_or_default().trim())
+                .filter(|l| !l.is_empty() && !l.starts_with('-'))
+                .map(requirement_name),
+        );
+    }
+    declared.extend(
+        specs
+            .iter()
+            .flat_map(|d| frameworks::servers_from_extras(d)),
+    );
+    if let Some(root) = crate::layers::project::find_lock_root(dir) {
+        declared.extend(frameworks::locked_names(&root));
+    }
+    Ok(declared)
+}
+
+/// How the app starts (Procfile, Django, FastAPI's entrypoint, an ASGI/WSGI
+/// app, a script, a main file) and the env vars that start needs.
+fn find_launch(
+    dir: &Path,
+    pyproject: Option<&toml::Table>,
+    scripts: &[String],
+) -> (Launch, Vec<(String, String)>) {
+    let sources = python_files(dir);
+    let mut env = Vec::new();
+    let django = frameworks::django(dir).map(|(launch, settings)| {
+        env.push(("DJANGO_SETTINGS_MODULE".to_string(), settings));
+        launch
+    });
+    let procfile = frameworks::procfile(dir).map(|(argv, shell)| {
+        if shell {
+            env.push(("PORT".to_string(), "8000".to_string()));
+        }
+        Launch::Procfile(argv)
+    });
+    let launch = procfile
+        .or(django)
+        .or_else(|| frameworks::fastapi_entrypoint(pyproject))
+        .or_else(|| find_app(dir, &sources))
+        .or_else(|| scripts.first().map(|s| Launch::Script(s.clone())))
+        .or_else(|| find_main(dir, &sources))
+        .unwrap_or(Launch::Unknown);
+    (launch, env)
 }
 
 /// `FastAPI[all]>=0.1 ; python_version>"3"` → `fastapi`.

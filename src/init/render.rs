@@ -19,7 +19,16 @@ pub fn render(project: &Project, base: Option<&str>) -> String {
         .map(str::to_string)
         .unwrap_or_else(|| format!("python:{}-slim", project.python));
     let mut out = String::new();
-    let w = &mut out;
+    render_top(&mut out, project, &base);
+    render_python(&mut out, project);
+    // `#` comments out the app's keys when the project's wheel carries the code.
+    let c = render_app(&mut out, project);
+    render_image(&mut out, project, c);
+    out
+}
+
+/// The top-level keys: base, platforms, destinations.
+fn render_top(w: &mut String, project: &Project, base: &str) {
     let _ = writeln!(
         w,
         "# slipway recipe for `{}`, written by `slipway init`.",
@@ -36,7 +45,7 @@ pub fn render(project: &Project, base: Option<&str>) -> String {
         "# `-slim` (Debian, glibc: manylinux wheels) is the safe choice; `-alpine` (musl:"
     );
     let _ = writeln!(w, "# musllinux wheels) is smaller. Pin a digest (`@sha256:...`) for fully reproducible builds.");
-    let _ = writeln!(w, "base = {}\n", q(&base));
+    let _ = writeln!(w, "base = {}\n", q(base));
     let _ = writeln!(
         w,
         "# Platforms to build; wheels are picked per platform, no emulation needed."
@@ -53,7 +62,9 @@ pub fn render(project: &Project, base: Option<&str>) -> String {
         project.name
     );
     let _ = writeln!(w, "# oci_layout = \"build/image\"\n");
+}
 
+fn render_python(w: &mut String, project: &Project) {
     let _ = writeln!(w, "[python]");
     match &project.dependencies {
         Dependencies::Project => {
@@ -115,8 +126,11 @@ pub fn render(project: &Project, base: Option<&str>) -> String {
         "# Compile .pyc for site-packages and the app (faster start, bigger image)."
     );
     let _ = writeln!(w, "bytecode = true\n");
+}
 
-    // `#` comments out the app's keys when the project's wheel carries the code.
+/// The `[app]` table; the comment prefix its keys got ("# " when the
+/// project's wheel carries the code).
+fn render_app(w: &mut String, project: &Project) -> &'static str {
     let c = if project.installed_as_package() {
         let _ = writeln!(
             w,
@@ -153,7 +167,10 @@ pub fn render(project: &Project, base: Option<&str>) -> String {
     let _ = writeln!(w, "{c}destination = \"/app\"");
     let _ = writeln!(w, "# More patterns to leave out (.dockerignore syntax):");
     let _ = writeln!(w, "{c}excludes = [\"tests\", \"*.md\", \"slipway.toml\"]\n");
+    c
+}
 
+fn render_image(w: &mut String, project: &Project, c: &str) {
     let _ = writeln!(w, "[image]");
     render_launch(w, project);
     let _ = writeln!(w, "# The working directory of the process.");
@@ -176,7 +193,6 @@ pub fn render(project: &Project, base: Option<&str>) -> String {
         "labels = {{ \"org.opencontainers.image.title\" = {} }}",
         q(&project.name)
     );
-    out
 }
 
 fn render_launch(w: &mut String, project: &Project) {
