@@ -85,28 +85,7 @@ pub fn assemble(
         });
     }
     let created = rfc3339(epoch);
-    let mut config = base.config.clone();
-    if !config.is_object() {
-        return Err(AssembleError::BadBaseConfig);
-    }
-    config["created"] = json!(created);
-    apply_settings(&mut config["config"], settings);
-    let object = config.as_object_mut().ok_or(AssembleError::BadBaseConfig)?;
-    let rootfs = object
-        .entry("rootfs")
-        .or_insert_with(|| json!({"type": "layers", "diff_ids": []}));
-    let diff_ids = rootfs
-        .get_mut("diff_ids")
-        .and_then(Value::as_array_mut)
-        .ok_or(AssembleError::BadBaseConfig)?;
-    diff_ids.extend(new_layers.iter().map(|l| json!(l.record.diff_id)));
-    let history = object.entry("history").or_insert_with(|| json!([]));
-    let history = history.as_array_mut().ok_or(AssembleError::BadBaseConfig)?;
-    for layer in new_layers {
-        history.push(
-            json!({"created": created, "created_by": layer.created_by, "comment": "slipway"}),
-        );
-    }
+    let config = new_config(base, new_layers, settings, &created)?;
     let diff_ids: Vec<Digest> = config["rootfs"]["diff_ids"]
         .as_array()
         .into_iter()
@@ -116,31 +95,7 @@ pub fn assemble(
     let config_bytes = serde_json::to_vec(&config).expect("JSON values serialise");
     let config_digest = Digest::of(&config_bytes);
 
-    let mut layers: Vec<Descriptor> = base
-        .manifest
-        .layers
-        .iter()
-        .map(|d| Descriptor {
-            // Same bytes, OCI name: an OCI manifest should not carry Docker layer types.
-            media_type: if d.media_type == oci::DOCKER_LAYER_GZIP {
-                oci::OCI_LAYER_GZIP.into()
-            } else {
-                d.media_type.clone()
-            },
-            digest: d.digest.clone(),
-            size: d.size,
-            platform: None,
-            annotations: None,
-        })
-        .collect();
-    let new_from = layers.len();
-    layers.extend(new_layers.iter().map(|l| Descriptor {
-        media_type: oci::OCI_LAYER_GZIP.into(),
-        digest: l.record.digest.clone(),
-        size: l.record.size,
-        platform: None,
-        annotations: None,
-    }));
+    let (layers, new_from) = layer_descriptors(base, new_layers);
     let mut annotations = BTreeMap::new();
     annotations.insert(
         "org.opencontainers.image.base.name".to_string(),
@@ -177,6 +132,70 @@ pub fn assemble(
         new_from,
         diff_ids,
     })
+}
+
+/// The base's config with the settings applied, `created` set and a
+/// diff_id and a history entry per new layer.
+fn new_config(
+    base: &BaseImage,
+    new_layers: &[NewLayer],
+    settings: &ImageSettings,
+    created: &str,
+) -> Result<Value, AssembleError> {
+    let mut config = base.config.clone();
+    if !config.is_object() {
+        return Err(AssembleError::BadBaseConfig);
+    }
+    config["created"] = json!(created);
+    apply_settings(&mut config["config"], settings);
+    let object = config.as_object_mut().ok_or(AssembleError::BadBaseConfig)?;
+    let rootfs = object
+        .entry("rootfs")
+        .or_insert_with(|| json!({"type": "layers", "diff_ids": []}));
+    let diff_ids = rootfs
+        .get_mut("diff_ids")
+        .and_then(Value::as_array_mut)
+        .ok_or(AssembleError::BadBaseConfig)?;
+    diff_ids.extend(new_layers.iter().map(|l| json!(l.record.diff_id)));
+    let history = object.entry("history").or_insert_with(|| json!([]));
+    let history = history.as_array_mut().ok_or(AssembleError::BadBaseConfig)?;
+    for layer in new_layers {
+        history.push(
+            json!({"created": created, "created_by": layer.created_by, "comment": "slipway"}),
+        );
+    }
+    Ok(config)
+}
+
+/// The base's layer descriptors (Docker's gzip type renamed to OCI's) then
+/// the new layers', and where the new ones start.
+fn layer_descriptors(base: &BaseImage, new_layers: &[NewLayer]) -> (Vec<Descriptor>, usize) {
+    let mut layers: Vec<Descriptor> = base
+        .manifest
+        .layers
+        .iter()
+        .map(|d| Descriptor {
+            // Same bytes, OCI name: an OCI manifest should not carry Docker layer types.
+            media_type: if d.media_type == oci::DOCKER_LAYER_GZIP {
+                oci::OCI_LAYER_GZIP.into()
+            } else {
+                d.media_type.clone()
+            },
+            digest: d.digest.clone(),
+            size: d.size,
+            platform: None,
+            annotations: None,
+        })
+        .collect();
+    let new_from = layers.len();
+    layers.extend(new_layers.iter().map(|l| Descriptor {
+        media_type: oci::OCI_LAYER_GZIP.into(),
+        digest: l.record.digest.clone(),
+        size: l.record.size,
+        platform: None,
+        annotations: None,
+    }));
+    (layers, new_from)
 }
 
 /// An OCI index over several platforms' manifests, in the recipe's order.

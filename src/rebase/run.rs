@@ -70,38 +70,10 @@ pub async fn run(client: &RegistryClient, opts: &RebaseOptions) -> Result<Rebase
         .map(OldImage::recorded)
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(rebase_error)?;
-    let base_name = match &opts.base {
-        Some(base) => base.clone(),
-        None => {
-            let name = old[0]
-                .annotations
-                .get("org.opencontainers.image.base.name")
-                .ok_or_else(|| {
-                    Error::new(ErrorKind::Input, format!("`{}` does not name its base (no `org.opencontainers.image.base.name` annotation)", opts.image))
-                        .with_hint("name the new base with `--base REF`")
-                })?;
-            Reference::parse(name)
-                .map_err(|e| Error::new(ErrorKind::Input, format!("base `{name}`: {e}")))?
-        }
-    };
+    let base_name = new_base_name(opts, &old[0])?;
     log.step(&format!("resolving base `{base_name}`"));
     let platforms: Vec<_> = old.iter().map(|o| o.platform.clone()).collect();
-    let bases = resolve::resolve(
-        client,
-        &base_name,
-        opts.base_layout.as_deref(),
-        &opts.mirrors,
-        &platforms,
-    )
-    .await
-    .map_err(|e| {
-        let kind = if matches!(e, resolve::ResolveError::Registry(_)) {
-            ErrorKind::Registry
-        } else {
-            ErrorKind::Input
-        };
-        Error::hinted(kind)(e)
-    })?;
+    let bases = resolve_new_base(client, opts, &base_name, &platforms).await?;
     let mut new_facts = Vec::new();
     for base in &bases {
         new_facts.push(LayerFacts::from(
@@ -152,6 +124,45 @@ pub async fn run(client: &RegistryClient, opts: &RebaseOptions) -> Result<Rebase
             .annotations
             .get("org.opencontainers.image.base.digest")
             .cloned(),
+    })
+}
+
+/// `--base`, else the base the old image names in its annotations.
+fn new_base_name(opts: &RebaseOptions, first: &OldImage) -> Result<Reference> {
+    if let Some(base) = &opts.base {
+        return Ok(base.clone());
+    }
+    let name = first
+        .annotations
+        .get("org.opencontainers.image.base.name")
+        .ok_or_else(|| {
+            Error::new(ErrorKind::Input, format!("`{}` does not name its base (no `org.opencontainers.image.base.name` annotation)", opts.image))
+                .with_hint("name the new base with `--base REF`")
+        })?;
+    Reference::parse(name).map_err(|e| Error::new(ErrorKind::Input, format!("base `{name}`: {e}")))
+}
+
+async fn resolve_new_base(
+    client: &RegistryClient,
+    opts: &RebaseOptions,
+    base_name: &Reference,
+    platforms: &[crate::platform::Platform],
+) -> Result<Vec<resolve::BaseImage>> {
+    resolve::resolve(
+        client,
+        base_name,
+        opts.base_layout.as_deref(),
+        &opts.mirrors,
+        platforms,
+    )
+    .await
+    .map_err(|e| {
+        let kind = if matches!(e, resolve::ResolveError::Registry(_)) {
+            ErrorKind::Registry
+        } else {
+            ErrorKind::Input
+        };
+        Error::hinted(kind)(e)
     })
 }
 
