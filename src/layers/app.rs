@@ -247,8 +247,7 @@ pub fn collect(source: &AppSource) -> Result<Collected, AppError> {
         mode: 0o755,
         owner: source.owner,
     }];
-    // (dev, inode) of multiply-linked files → (links seen in the tree, links in all, a path).
-    let mut linked: BTreeMap<(u64, u64), (u64, u64, PathBuf)> = BTreeMap::new();
+    let mut linked = Linked::new();
     let mut walk = walkdir::WalkDir::new(root)
         .follow_links(false)
         .sort_by_file_name()
@@ -285,38 +284,7 @@ pub fn collect(source: &AppSource) -> Result<Collected, AppError> {
             });
         }
         let meta = item.metadata().map_err(|e| io_error(path, e.into()))?;
-        let kind = if file_type.is_dir() {
-            EntryKind::Dir
-        } else if file_type.is_file() {
-            if meta.nlink() > 1 {
-                let seen = linked.entry((meta.dev(), meta.ino())).or_insert((
-                    0,
-                    meta.nlink(),
-                    path.to_path_buf(),
-                ));
-                seen.0 += 1;
-            }
-            EntryKind::File {
-                source: path.to_path_buf(),
-                size: meta.len(),
-                listed: Some(Listed::of(&meta)),
-            }
-        } else if file_type.is_symlink() {
-            EntryKind::Symlink {
-                target: checked_link(root, &canonical_root, path, rel_path)?,
-            }
-        } else {
-            return Err(AppError::SpecialFile {
-                path: path.to_path_buf(),
-                kind: special_kind(file_type),
-            });
-        };
-        let mode = match kind {
-            EntryKind::File { .. } if meta.permissions().mode() & 0o111 != 0 => 0o755,
-            EntryKind::File { .. } => 0o644,
-            EntryKind::Dir => 0o755,
-            EntryKind::Symlink { .. } => 0o777,
-        };
+        let (kind, mode) = entry_kind(&item, &meta, (root, &canonical_root), &mut linked)?;
         entries.push(Entry {
             path: image_path(rel),
             kind,
@@ -340,6 +308,57 @@ pub fn collect(source: &AppSource) -> Result<Collected, AppError> {
     let mut entries = normalise(entries, source.owner);
     entries.retain(|e| e.path.len() >= prefix.len());
     Ok(Collected { entries, warnings })
+}
+
+/// (dev, inode) of multiply-linked files → (links seen in the tree, links
+/// in all, a path).
+type Linked = BTreeMap<(u64, u64), (u64, u64, PathBuf)>;
+
+/// What one walked item becomes in the layer, and its mode: a dir, a file
+/// (hard links counted in `linked`), a symlink that stays in the tree; a
+/// special file is refused.
+fn entry_kind(
+    item: &walkdir::DirEntry,
+    meta: &std::fs::Metadata,
+    (root, canonical_root): (&Path, &Path),
+    linked: &mut Linked,
+) -> Result<(EntryKind, u32), AppError> {
+    let path = item.path();
+    let rel_path = path.strip_prefix(root).expect("walk stays under its root");
+    let file_type = item.file_type();
+    let kind = if file_type.is_dir() {
+        EntryKind::Dir
+    } else if file_type.is_file() {
+        if meta.nlink() > 1 {
+            let seen = linked.entry((meta.dev(), meta.ino())).or_insert((
+                0,
+                meta.nlink(),
+                path.to_path_buf(),
+            ));
+            seen.0 += 1;
+        }
+        EntryKind::File {
+            source: path.to_path_buf(),
+            size: meta.len(),
+            listed: Some(Listed::of(meta)),
+        }
+    } else if file_type.is_symlink() {
+        EntryKind::Symlink {
+            target: checked_link(root, canonical_root, path, rel_path)?,
+        }
+    } else {
+        return Err(AppError::SpecialFile {
+            path: path.to_path_buf(),
+            kind: special_kind(file_type),
+        });
+    };
+    let mode = match kind {
+        EntryKind::File { .. } if meta.permissions().mode() & 0o111 != 0 => 0o755,
+        EntryKind::File { .. } => 0o644,
+        EntryKind::Dir => 0o755,
+        EntryKind::Symlink { .. } => 0o777,
+    };
+    Ok((kind, mode))
 }
 
 /// `/app` → `app`; refuses `/`, the base's system dirs and whiteout names.
