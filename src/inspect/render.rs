@@ -68,6 +68,15 @@ fn platform(out: &mut String, p: &PlatformReport) {
     field_map(out, "labels", &c.labels);
     field_map(out, "annotations", &p.annotations);
 
+    layers(out, p);
+    if let Some(b) = &p.python {
+        python(out, b);
+    }
+    missing_libraries(out, p.missing_libraries.as_deref());
+}
+
+/// The layer table with the totals.
+fn layers(out: &mut String, p: &PlatformReport) {
     let _ = writeln!(
         out,
         "  {:>3} {:>11} {:>13}  {:<19}  created by",
@@ -91,47 +100,48 @@ fn platform(out: &mut String, p: &PlatformReport) {
         human(p.size),
         p.uncompressed_size.map(human).unwrap_or_else(|| "-".into())
     );
-    if let Some(b) = &p.python {
+}
+
+/// Site-packages by distribution, heaviest first.
+fn python(out: &mut String, b: &super::python::Breakdown) {
+    let _ = writeln!(
+        out,
+        "  Python: {} in {} distributions ({})",
+        human(b.total_size),
+        b.distributions.len(),
+        b.site_packages.join(", ")
+    );
+    let heaviest = b.distributions.first().map_or(1, |d| d.size.max(1));
+    for d in b.distributions.iter().take(TOP_DISTRIBUTIONS) {
+        let bar = "█".repeat(((d.size * 20).div_ceil(heaviest)) as usize);
         let _ = writeln!(
             out,
-            "  Python: {} in {} distributions ({})",
-            human(b.total_size),
-            b.distributions.len(),
-            b.site_packages.join(", ")
+            "    {:<28} {:>11}  {:<20}  {:>4} files, {} bytecode",
+            shorten(&format!("{} {}", d.name, d.version), 28),
+            human(d.size),
+            bar,
+            d.files,
+            human(d.bytecode_size)
         );
-        let heaviest = b.distributions.first().map_or(1, |d| d.size.max(1));
-        for d in b.distributions.iter().take(TOP_DISTRIBUTIONS) {
-            let bar = "█".repeat(((d.size * 20).div_ceil(heaviest)) as usize);
-            let _ = writeln!(
-                out,
-                "    {:<28} {:>11}  {:<20}  {:>4} files, {} bytecode",
-                shorten(&format!("{} {}", d.name, d.version), 28),
-                human(d.size),
-                bar,
-                d.files,
-                human(d.bytecode_size)
-            );
-        }
-        let rest = &b.distributions[TOP_DISTRIBUTIONS.min(b.distributions.len())..];
-        if !rest.is_empty() {
-            let _ = writeln!(
-                out,
-                "    {:<28} {:>11}",
-                format!("({} more)", rest.len()),
-                human(rest.iter().map(|d| d.size).sum())
-            );
-        }
-        if b.unowned_files > 0 {
-            let _ = writeln!(
-                out,
-                "    {:<28} {:>11}  {} files no RECORD lists",
-                "(unowned)",
-                human(b.unowned_size),
-                b.unowned_files
-            );
-        }
     }
-    missing_libraries(out, p.missing_libraries.as_deref());
+    let rest = &b.distributions[TOP_DISTRIBUTIONS.min(b.distributions.len())..];
+    if !rest.is_empty() {
+        let _ = writeln!(
+            out,
+            "    {:<28} {:>11}",
+            format!("({} more)", rest.len()),
+            human(rest.iter().map(|d| d.size).sum())
+        );
+    }
+    if b.unowned_files > 0 {
+        let _ = writeln!(
+            out,
+            "    {:<28} {:>11}  {} files no RECORD lists",
+            "(unowned)",
+            human(b.unowned_size),
+            b.unowned_files
+        );
+    }
 }
 
 /// Extension modules whose shared libraries the image lacks (they fail at import).

@@ -1,7 +1,7 @@
 //! SPDX 2.3 JSON: one package for the image, its base, the app and each
 //! distribution; the image CONTAINS the rest.
 
-use super::{tool_name, SbomInput};
+use super::{tool_name, Dist, SbomInput};
 use crate::assemble::rfc3339;
 use serde_json::{json, Value};
 
@@ -10,55 +10,15 @@ pub fn render(input: &SbomInput) -> Vec<u8> {
     let image_id = "SPDXRef-Image";
     let base_id = "SPDXRef-Base";
     let mut packages = vec![
-        json!({
-            "SPDXID": image_id,
-            "name": format!("image {}", input.platform),
-            "versionInfo": input.image.as_str(),
-            "downloadLocation": "NOASSERTION",
-            "filesAnalyzed": false,
-            "primaryPackagePurpose": "CONTAINER",
-            "checksums": [{"algorithm": "SHA256", "checksumValue": input.image.hex()}],
-            "copyrightText": "NOASSERTION",
-            "licenseConcluded": "NOASSERTION",
-            "licenseDeclared": "NOASSERTION",
-        }),
-        json!({
-            "SPDXID": base_id,
-            "name": input.base.name,
-            "versionInfo": input.base.digest.as_str(),
-            "downloadLocation": "NOASSERTION",
-            "filesAnalyzed": false,
-            "primaryPackagePurpose": "CONTAINER",
-            "checksums": [{"algorithm": "SHA256", "checksumValue": input.base.digest.hex()}],
-            "copyrightText": "NOASSERTION",
-            "licenseConcluded": "NOASSERTION",
-            "licenseDeclared": "NOASSERTION",
-        }),
+        container_package(image_id, &format!("image {}", input.platform), &input.image),
+        container_package(base_id, &input.base.name, &input.base.digest),
     ];
     let mut relationships = vec![
         json!({"spdxElementId": "SPDXRef-DOCUMENT", "relationshipType": "DESCRIBES", "relatedSpdxElement": image_id}),
         json!({"spdxElementId": image_id, "relationshipType": "DESCENDANT_OF", "relatedSpdxElement": base_id}),
     ];
     if input.app_source.is_some() || input.app_revision.is_some() {
-        let mut app = json!({
-            "SPDXID": "SPDXRef-App",
-            "name": "app",
-            "downloadLocation": match (&input.app_source, &input.app_revision) {
-                (Some(source), Some(revision)) if source.contains("://") => format!("git+{source}@{revision}"),
-                _ => "NOASSERTION".into(),
-            },
-            "filesAnalyzed": false,
-            "primaryPackagePurpose": "APPLICATION",
-            "copyrightText": "NOASSERTION",
-            "licenseConcluded": "NOASSERTION",
-            "licenseDeclared": "NOASSERTION",
-        });
-        if let Some(revision) = &input.app_revision {
-            app["versionInfo"] = json!(revision);
-        }
-        if let Some(source) = &input.app_source {
-            app["sourceInfo"] = json!(format!("from {source}"));
-        }
+        let app = app_package(input);
         packages.push(app);
         relationships.push(json!({"spdxElementId": image_id, "relationshipType": "CONTAINS", "relatedSpdxElement": "SPDXRef-App"}));
     }
@@ -67,30 +27,7 @@ pub fn render(input: &SbomInput) -> Vec<u8> {
             "SPDXRef-pypi-{}",
             spdx_id_safe(&format!("{}-{}", dist.normalised_name(), dist.version))
         );
-        let mut package = json!({
-            "SPDXID": id,
-            "name": dist.name,
-            "versionInfo": dist.version,
-            "downloadLocation": "NOASSERTION",
-            "filesAnalyzed": false,
-            "primaryPackagePurpose": "LIBRARY",
-            "copyrightText": "NOASSERTION",
-            "licenseConcluded": "NOASSERTION",
-            "licenseDeclared": dist.spdx_license().unwrap_or_else(|| "NOASSERTION".into()),
-            "externalRefs": [{"referenceCategory": "PACKAGE-MANAGER", "referenceType": "purl", "referenceLocator": dist.purl()}],
-            "annotations": [{
-                "annotationDate": created,
-                "annotationType": "OTHER",
-                "annotator": format!("Tool: {}", tool_name()),
-                "comment": format!("dist-info: /{}; RECORD {}", dist.dist_info, dist.record),
-            }],
-        });
-        if let Some(sha) = &dist.wheel_sha256 {
-            package["checksums"] = json!([{"algorithm": "SHA256", "checksumValue": sha}]);
-        }
-        if let (Some(text), None) = (&dist.license, dist.spdx_license()) {
-            package["licenseComments"] = json!(format!("METADATA says: {text}"));
-        }
+        let package = dist_package(dist, &id, &created);
         packages.push(package);
         relationships.push(json!({"spdxElementId": image_id, "relationshipType": "CONTAINS", "relatedSpdxElement": id}));
     }
@@ -106,6 +43,75 @@ pub fn render(input: &SbomInput) -> Vec<u8> {
         "relationships": relationships,
     });
     to_bytes(&document)
+}
+
+/// The image or its base: a container known by its digest.
+fn container_package(id: &str, name: &str, digest: &crate::digest::Digest) -> Value {
+    json!({
+        "SPDXID": id,
+        "name": name,
+        "versionInfo": digest.as_str(),
+        "downloadLocation": "NOASSERTION",
+        "filesAnalyzed": false,
+        "primaryPackagePurpose": "CONTAINER",
+        "checksums": [{"algorithm": "SHA256", "checksumValue": digest.hex()}],
+        "copyrightText": "NOASSERTION",
+        "licenseConcluded": "NOASSERTION",
+        "licenseDeclared": "NOASSERTION",
+    })
+}
+
+/// The app's own code, located by its git remote and revision when known.
+fn app_package(input: &SbomInput) -> Value {
+    let mut app = json!({
+        "SPDXID": "SPDXRef-App",
+        "name": "app",
+        "downloadLocation": match (&input.app_source, &input.app_revision) {
+            (Some(source), Some(revision)) if source.contains("://") => format!("git+{source}@{revision}"),
+            _ => "NOASSERTION".into(),
+        },
+        "filesAnalyzed": false,
+        "primaryPackagePurpose": "APPLICATION",
+        "copyrightText": "NOASSERTION",
+        "licenseConcluded": "NOASSERTION",
+        "licenseDeclared": "NOASSERTION",
+    });
+    if let Some(revision) = &input.app_revision {
+        app["versionInfo"] = json!(revision);
+    }
+    if let Some(source) = &input.app_source {
+        app["sourceInfo"] = json!(format!("from {source}"));
+    }
+    app
+}
+
+/// One installed distribution, with its purl and the wheel's hash.
+fn dist_package(dist: &Dist, id: &str, created: &str) -> Value {
+    let mut package = json!({
+        "SPDXID": id,
+        "name": dist.name,
+        "versionInfo": dist.version,
+        "downloadLocation": "NOASSERTION",
+        "filesAnalyzed": false,
+        "primaryPackagePurpose": "LIBRARY",
+        "copyrightText": "NOASSERTION",
+        "licenseConcluded": "NOASSERTION",
+        "licenseDeclared": dist.spdx_license().unwrap_or_else(|| "NOASSERTION".into()),
+        "externalRefs": [{"referenceCategory": "PACKAGE-MANAGER", "referenceType": "purl", "referenceLocator": dist.purl()}],
+        "annotations": [{
+            "annotationDate": created,
+            "annotationType": "OTHER",
+            "annotator": format!("Tool: {}", tool_name()),
+            "comment": format!("dist-info: /{}; RECORD {}", dist.dist_info, dist.record),
+        }],
+    });
+    if let Some(sha) = &dist.wheel_sha256 {
+        package["checksums"] = json!([{"algorithm": "SHA256", "checksumValue": sha}]);
+    }
+    if let (Some(text), None) = (&dist.license, dist.spdx_license()) {
+        package["licenseComments"] = json!(format!("METADATA says: {text}"));
+    }
+    package
 }
 
 /// SPDX ids allow letters, digits, `.` and `-`.
