@@ -62,15 +62,7 @@ pub async fn run(args: BuildArgs) -> Result<()> {
     recipe::check_inputs(&recipe).map_err(Error::hinted(ErrorKind::Input))?;
     args.tools.apply(&mut recipe)?;
     recipe.python.offline |= args.bundle.is_some();
-    let destination = match (&args.push, &args.oci_layout, &args.docker_archive) {
-        (Some(r), _, _) => Destination::Push(Reference::parse(r).map_err(|e| input_error(format!("--push: {e}")).with_hint(recipe::REFERENCE_HINT))?),
-        (_, Some(dir), _) => Destination::OciLayout(dir.clone()),
-        (_, _, Some(file)) => Destination::DockerArchive(file.clone()),
-        _ => recipe.destination.clone().ok_or_else(|| {
-            input_error(format!("recipe `{}` says nowhere to put the image", args.recipe.display()))
-                .with_hint("pass `--push REGISTRY/REPO:TAG`, `--oci-layout DIR` or `--docker-archive FILE`, or set `push` in the recipe")
-        })?,
-    };
+    let destination = destination(&args, &recipe)?;
     let tags = archive_tags(&args, &destination)?;
     slipway::publish::check_destination(&destination).map_err(|e| {
         input_error(e)
@@ -96,18 +88,7 @@ pub async fn run(args: BuildArgs) -> Result<()> {
         .cache_dir
         .clone()
         .unwrap_or_else(slipway::cache::Cache::default_dir);
-    let bundle = match &args.bundle {
-        Some(path) => {
-            let cache = slipway::cache::Cache::open(&cache_dir).map_err(slipway::error::io(
-                format!("cannot open cache dir `{}`", cache_dir.display()),
-            ))?;
-            Some(
-                slipway::bundle::Bundle::open(path, &recipe, &cache.root().join("tmp"))
-                    .map_err(|e| Error::hinted(ErrorKind::Input)(e))?,
-            )
-        }
-        None => None,
-    };
+    let bundle = open_bundle(&args, &recipe, &cache_dir)?;
     let options = BuildOptions {
         epoch: args
             .source_date_epoch
@@ -131,7 +112,43 @@ pub async fn run(args: BuildArgs) -> Result<()> {
     };
     let result = build::build(&client, &options).await;
     log.finish(); // spinners and bars gone before the table or the error
-    let report = result?;
+    print_report(&result?, common);
+    Ok(())
+}
+
+/// `--push`, `--oci-layout` or `--docker-archive`, else the recipe's.
+fn destination(args: &BuildArgs, recipe: &recipe::Recipe) -> Result<Destination> {
+    Ok(match (&args.push, &args.oci_layout, &args.docker_archive) {
+        (Some(r), _, _) => Destination::Push(Reference::parse(r).map_err(|e| input_error(format!("--push: {e}")).with_hint(recipe::REFERENCE_HINT))?),
+        (_, Some(dir), _) => Destination::OciLayout(dir.clone()),
+        (_, _, Some(file)) => Destination::DockerArchive(file.clone()),
+        _ => recipe.destination.clone().ok_or_else(|| {
+            input_error(format!("recipe `{}` says nowhere to put the image", args.recipe.display()))
+                .with_hint("pass `--push REGISTRY/REPO:TAG`, `--oci-layout DIR` or `--docker-archive FILE`, or set `push` in the recipe")
+        })?,
+    })
+}
+
+/// `--bundle`: opened (and checked against the recipe) in the cache's tmp.
+fn open_bundle(
+    args: &BuildArgs,
+    recipe: &recipe::Recipe,
+    cache_dir: &std::path::Path,
+) -> Result<Option<slipway::bundle::Bundle>> {
+    let Some(path) = &args.bundle else {
+        return Ok(None);
+    };
+    let cache = slipway::cache::Cache::open(cache_dir).map_err(slipway::error::io(format!(
+        "cannot open cache dir `{}`",
+        cache_dir.display()
+    )))?;
+    slipway::bundle::Bundle::open(path, recipe, &cache.root().join("tmp"))
+        .map(Some)
+        .map_err(|e| Error::hinted(ErrorKind::Input)(e))
+}
+
+/// Warnings, then the report (JSON or a table) and `DEST@DIGEST` on stdout.
+fn print_report(report: &slipway::report::BuildReport, common: &super::CommonArgs) {
     for m in &report.missing_libraries {
         eprintln!(
             "warning: {} needs {}, which the image does not have: importing it will fail \
@@ -150,7 +167,6 @@ pub async fn run(args: BuildArgs) -> Result<()> {
         }
         println!("{}@{}", report.destination, report.digest);
     }
-    Ok(())
 }
 
 /// The docker-archive's names: `--tag`s, else `localhost/DIR:latest`.
