@@ -88,41 +88,14 @@ pub(super) async fn build_stdlib_layer(
             facts.prefix.trim_matches('/'),
             facts.version
         );
-        let read = std::cell::OnceCell::new();
-        let stdlib = || -> Result<&Stdlib> {
-            if read.get().is_none() {
-                if base_layers.is_empty() {
-                    // The layer was cached a moment ago: never build it from nothing.
-                    return Err(Error::new(
-                        ErrorKind::Other,
-                        "the stdlib bytecode layer left the cache during the build".to_string(),
-                    )
-                    .with_hint("run the build again"));
-                }
-                let files = sources::extract(
-                    &base_layers,
-                    &|path| path.starts_with(&stdlib_dir) && path.ends_with(".py"),
-                    scratch.path(),
-                )
-                .map_err(io(format!(
-                    "cannot read the standard library of base `{}`",
-                    base.name
-                )))?;
-                let found = Stdlib::new(&stdlib_dir, files);
-                if found.modules.is_empty() {
-                    return Err(Error::new(
-                        ErrorKind::Input,
-                        format!(
-                            "base `{}` has no standard library sources (`.py`) under `/{stdlib_dir}`",
-                            base.name
-                        ),
-                    )
-                    .with_hint("leave `[python] stdlib_bytecode` out for this base: there is nothing to compile"));
-                }
-                let _ = read.set(found);
-            }
-            Ok(read.get().expect("just set"))
+        let read = BaseStdlib {
+            layers: &base_layers,
+            dir: &stdlib_dir,
+            scratch: scratch.path(),
+            base: &base.name.to_string(),
+            read: std::cell::OnceCell::new(),
         };
+        let stdlib = || read.get();
         let modules = match (names, known_modules) {
             (Some(names), None) => {
                 let stdlib = stdlib()?;
@@ -144,27 +117,88 @@ pub(super) async fn build_stdlib_layer(
             opts,
             || {
                 let chosen = stdlib()?.chosen(modules.as_ref());
-                opts.log.step(&format!(
-                    "compiling {} stdlib modules for Python {}",
-                    chosen.len(),
-                    facts.version
-                ));
-                let out = cache
-                    .temp_dir("pyc")
-                    .map_err(io(cache.context("cannot create a temp dir in the cache")))?;
-                let compiled =
-                    bytecode::compile_report(&python, &chosen, out.path(), Owner::default())
-                        .map_err(input_error)?;
-                super::COMPILED_FILES.fetch_add(
-                    compiled.compiled_files as u64,
-                    std::sync::atomic::Ordering::Relaxed,
-                );
-                compiled.warn_skipped();
-                Ok((compiled.entries, Some(out), Default::default()))
+                compile_stdlib(cache, opts, &python, &chosen, &facts.version)
             },
         )?;
         Ok(Some(built))
     })
+}
+
+/// Compiles the chosen stdlib modules with the base's CPython.
+fn compile_stdlib(
+    cache: &LayerStore,
+    opts: &BuildOptions,
+    python: &Path,
+    chosen: &[(PathBuf, String)],
+    version: &str,
+) -> Result<super::layer_cache::LayerInputs> {
+    opts.log.step(&format!(
+        "compiling {} stdlib modules for Python {version}",
+        chosen.len()
+    ));
+    let out = cache
+        .temp_dir("pyc")
+        .map_err(io(cache.context("cannot create a temp dir in the cache")))?;
+    let compiled = bytecode::compile_report(python, chosen, out.path(), Owner::default())
+        .map_err(input_error)?;
+    super::COMPILED_FILES.fetch_add(
+        compiled.compiled_files as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    compiled.warn_skipped();
+    Ok((compiled.entries, Some(out), Default::default()))
+}
+
+/// The base's standard library sources, read out of its layers on first
+/// use only (a cached layer needs none of them).
+struct BaseStdlib<'a> {
+    /// The base's layer blobs, lowest first; empty when the layer was cached.
+    layers: &'a [PathBuf],
+    /// `usr/local/lib/python3.13/`
+    dir: &'a str,
+    scratch: &'a Path,
+    base: &'a str,
+    read: std::cell::OnceCell<Stdlib>,
+}
+
+impl BaseStdlib<'_> {
+    fn get(&self) -> Result<&Stdlib> {
+        if let Some(stdlib) = self.read.get() {
+            return Ok(stdlib);
+        }
+        if self.layers.is_empty() {
+            // The layer was cached a moment ago: never build it from nothing.
+            return Err(Error::new(
+                ErrorKind::Other,
+                "the stdlib bytecode layer left the cache during the build".to_string(),
+            )
+            .with_hint("run the build again"));
+        }
+        let dir = self.dir;
+        let files = sources::extract(
+            self.layers,
+            &|path| path.starts_with(dir) && path.ends_with(".py"),
+            self.scratch,
+        )
+        .map_err(io(format!(
+            "cannot read the standard library of base `{}`",
+            self.base
+        )))?;
+        let found = Stdlib::new(dir, files);
+        if found.modules.is_empty() {
+            return Err(Error::new(
+                ErrorKind::Input,
+                format!(
+                    "base `{}` has no standard library sources (`.py`) under `/{dir}`",
+                    self.base
+                ),
+            )
+            .with_hint(
+                "leave `[python] stdlib_bytecode` out for this base: there is nothing to compile",
+            ));
+        }
+        Ok(self.read.get_or_init(|| found))
+    }
 }
 
 fn input_error(e: BytecodeError) -> Error {
