@@ -8,6 +8,10 @@ use sha2::{Digest as _, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path, PathBuf};
 
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> (PathBuf, std::io::Error) + '_ {
+    move |source| (path.to_path_buf(), source)
+}
+
 /// `sha256=<urlsafe base64, no padding>` as written in `RECORD`.
 pub fn record_hash(bytes: &[u8]) -> String {
     let digest = Sha256::digest(bytes);
@@ -199,6 +203,146 @@ pub fn join_relative(base: &str, relative: &str) -> String {
         }
     }
     parts.join("/")
+}
+
+/// Rewrites console scripts, drops installer leftovers and fixes RECORDs, on disk.
+/// An error names the file it was about.
+pub fn fix_staging(
+    staging: &Path,
+    site_rel: Option<&Path>,
+    interpreter: &str,
+) -> Result<Changes, (PathBuf, std::io::Error)> {
+    let mut changes = Changes::default();
+    let bin = staging.join("bin");
+    if bin.is_dir() {
+        let mut scripts: Vec<_> = std::fs::read_dir(&bin)
+            .map_err(io_error(&bin))?
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .map(|e| e.path())
+            .collect();
+        scripts.sort();
+        for script in scripts {
+            if !starts_with_shebang(&script).map_err(io_error(&script))? {
+                continue;
+            }
+            let bytes = read_capped(&script).map_err(io_error(&script))?;
+            if let Some(new) = rewrite_shebang(&bytes, interpreter) {
+                if new != bytes {
+                    std::fs::write(&script, &new).map_err(io_error(&script))?;
+                }
+                let rel = script.strip_prefix(staging).expect("under staging");
+                changes
+                    .rewritten
+                    .insert(rel.to_path_buf(), (record_hash(&new), new.len() as u64));
+            }
+        }
+    }
+    let Some(site_rel) = site_rel else {
+        return Ok(changes);
+    };
+    let site = staging.join(site_rel);
+    let mut records = Vec::new();
+    for entry in walkdir::WalkDir::new(&site).sort_by_file_name() {
+        let entry = entry.map_err(|e| (site.clone(), e.into()))?;
+        let rel = entry.path().strip_prefix(staging).expect("under staging");
+        let in_dist_info = rel
+            .parent()
+            .and_then(|p| p.file_name())
+            .is_some_and(|n| n.to_string_lossy().ends_with(".dist-info"));
+        if !in_dist_info || !entry.file_type().is_file() {
+            continue;
+        }
+        match entry.file_name().to_str() {
+            Some("uv_cache.json") => {
+                changes.dropped.insert(rel.to_path_buf());
+            }
+            Some("direct_url.json") => {
+                let file_url = [memchr::memmem::Finder::new(b"file://")];
+                if file_contains_any(entry.path(), &file_url) {
+                    changes.dropped.insert(rel.to_path_buf());
+                }
+            }
+            Some("RECORD") => records.push(entry.path().to_path_buf()),
+            _ => {}
+        }
+    }
+    // RECORD lines for bytecode in `__pycache__` dirs go too.
+    for record in records {
+        let original = read_capped(&record).map_err(io_error(&record))?;
+        let original = String::from_utf8(original).map_err(|e| {
+            io_error(&record)(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+        })?;
+        let without_bytecode = drop_bytecode_lines(&original);
+        let fixed = fix_record(&without_bytecode, site_rel, &changes).unwrap_or(without_bytecode);
+        if fixed != original {
+            std::fs::write(&record, fixed).map_err(io_error(&record))?;
+        }
+    }
+    Ok(changes)
+}
+
+fn drop_bytecode_lines(record: &str) -> String {
+    record
+        .split_inclusive('\n')
+        .filter(|line| {
+            let path = line.split(',').next().unwrap_or("");
+            !(path.contains("__pycache__/") || path.ends_with(".pyc"))
+        })
+        .collect()
+}
+
+/// Files slipway edits in memory (console scripts, RECORDs) larger than this
+/// are refused rather than read whole: a hostile wheel can hold gigabytes.
+const EDITED_FILE_CAP: u64 = 64 << 20;
+
+pub(super) fn read_capped(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(EDITED_FILE_CAP + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > EDITED_FILE_CAP {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "larger than {} MiB, too large to rewrite",
+                EDITED_FILE_CAP >> 20
+            ),
+        ));
+    }
+    Ok(bytes)
+}
+
+fn starts_with_shebang(path: &Path) -> std::io::Result<bool> {
+    use std::io::Read;
+    let mut head = [0u8; 2];
+    let n = std::fs::File::open(path)?.read(&mut head)?;
+    Ok(head[..n] == *b"#!")
+}
+
+/// Whether the file holds any of the needles, read in bounded chunks (an
+/// installed file may be gigabytes); chunks overlap by the longest needle.
+pub(super) fn file_contains_any(path: &Path, finders: &[memchr::memmem::Finder]) -> bool {
+    use std::io::Read;
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return false;
+    };
+    let overlap = finders.iter().map(|f| f.needle().len()).max().unwrap_or(0);
+    let mut buf = vec![0u8; (1 << 20) + overlap];
+    let mut kept = 0;
+    loop {
+        let n = match file.read(&mut buf[kept..]) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => n,
+        };
+        let filled = kept + n;
+        if finders.iter().any(|f| f.find(&buf[..filled]).is_some()) {
+            return true;
+        }
+        kept = overlap.saturating_sub(1).min(filled);
+        buf.copy_within(filled - kept..filled, 0);
+    }
 }
 
 #[cfg(test)]
