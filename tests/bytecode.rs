@@ -17,7 +17,10 @@ fn python313() -> Option<PathBuf> {
     if skip_or_fail("uv") {
         return None;
     }
-    Some(bytecode::find_python("3.13", None).expect("a CPython 3.13 (scripts/setup installs one)"))
+    Some(
+        bytecode::find_python("3.13", None, None)
+            .expect("a CPython 3.13 (scripts/setup installs one)"),
+    )
 }
 
 /// Installs `requirements` (pinned names from the demo's list) from the

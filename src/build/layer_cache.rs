@@ -169,12 +169,13 @@ pub(super) fn compile_wheels(
 }
 
 pub(super) fn find_python(opts: &BuildOptions, facts: &PythonFacts) -> Result<PathBuf> {
-    bytecode::find_python(&facts.version, opts.python.as_deref())
+    let memos = layers::tool_version::memo_dir(&opts.cache_dir);
+    bytecode::find_python(&facts.version, opts.python.as_deref(), Some(&memos))
         .map_err(|e| Error::wrap(ErrorKind::Input, e, None))
 }
 
 pub(super) fn uv_version(uv: &Path, cache: &Cache) -> Result<String> {
-    layers::tool_version::version(uv, &cache.root().join("tool-versions")).map_err(|e| {
+    layers::tool_version::version(uv, &layers::tool_version::memo_dir(cache.root())).map_err(|e| {
         Error::new(
             ErrorKind::Input,
             format!("cannot run uv (`{}`): {e}", uv.display()),

@@ -40,7 +40,8 @@ pub(super) async fn build_stdlib_layer(
         return Ok(None);
     }
     let python = find_python(opts, facts)?;
-    let magic = bytecode::magic(&python).map_err(input_error)?;
+    let memos = crate::layers::tool_version::memo_dir(cache.root());
+    let magic = bytecode::magic(&python, Some(&memos)).map_err(input_error)?;
     let names = match mode {
         StdlibBytecode::Imported => Some(off_async_workers(|| {
             names_imported(opts, cache, &python, built)

@@ -377,7 +377,8 @@ impl DependencySources {
 }
 
 fn host_python(opts: &MakeOptions, version: &str) -> PathBuf {
-    bytecode::find_python_with_uv(&opts.uv, version, opts.python.as_deref())
+    let memos = crate::layers::tool_version::memo_dir(&opts.cache_dir);
+    bytecode::find_python_with_uv(&opts.uv, version, opts.python.as_deref(), Some(&memos))
         .unwrap_or_else(|_| PathBuf::from("python3"))
 }
 

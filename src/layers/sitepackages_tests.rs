@@ -88,7 +88,7 @@ with zipfile.ZipFile(sys.argv[1] + "/demo-1.0-py3-none-any.whl", "w") as whl:
 /// plain host path, a spaced one (`/bin/sh` launcher) and a 3.11 host.
 #[test]
 fn offline_wheelhouse_install_maps_and_fixes_everything() {
-    let python = find_python("3.13", None).unwrap();
+    let python = find_python("3.13", None, None).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let wheelhouse = tmp.path().join("wheels");
     std::fs::create_dir(&wheelhouse).unwrap();
@@ -289,7 +289,7 @@ fn resolver_errors_name_the_packages() {
 /// manylinux wheels while the target is musllinux.
 #[test]
 fn missing_wheels_for_the_target_are_reported_by_name() {
-    let python = find_python("3.13", None).unwrap();
+    let python = find_python("3.13", None, None).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     for (req, name) in [("pyyaml==5.3\n", "pyyaml"), ("torch==2.5.0\n", "torch")] {
         let mut spec = spec(&python, &tmp.path().join(name), "x86_64-unknown-linux-musl");
@@ -329,7 +329,7 @@ fn elf_machine(bytes: &[u8]) -> u16 {
 /// Real uv and PyPI: FastAPI + uvicorn for two musl targets.
 #[test]
 fn fastapi_for_musl_on_two_architectures() {
-    let python = find_python("3.13", None).unwrap();
+    let python = find_python("3.13", None, None).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let reqs = requirements(tmp.path(), "fastapi\nuvicorn\n");
     for (platform, arch, machine) in [

@@ -176,7 +176,7 @@ mod tests {
     use std::process::Command;
 
     fn python313() -> PathBuf {
-        find_python("3.13", None).expect("a CPython 3.13 on this machine")
+        find_python("3.13", None, None).expect("a CPython 3.13 on this machine")
     }
 
     fn tree(dir: &Path, mtime: u64) -> Vec<(PathBuf, String)> {
@@ -277,23 +277,24 @@ mod tests {
     #[test]
     fn explicit_interpreters_are_checked() {
         let python = python313();
-        assert_eq!(find_python("3.13", Some(&python)).unwrap(), python);
+        assert_eq!(find_python("3.13", Some(&python), None).unwrap(), python);
         let other = std::env::var_os("PYENV_ROOT")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("/root/.pyenv"))
             .join("versions/3.11.7/bin/python3.11");
         if other.exists() {
-            let err = find_python("3.13", Some(&other)).unwrap_err();
+            let err = find_python("3.13", Some(&other), None).unwrap_err();
             assert!(matches!(err, BytecodeError::WrongVersion { .. }), "{err}");
             assert!(err.to_string().contains("uv python install 3.13"), "{err}");
         }
-        let err = find_python("3.13", Some(Path::new("/nonexistent/python3.13"))).unwrap_err();
+        let err =
+            find_python("3.13", Some(Path::new("/nonexistent/python3.13")), None).unwrap_err();
         assert!(matches!(err, BytecodeError::NotRunnable { .. }), "{err}");
     }
 
     #[test]
     fn a_missing_version_says_how_to_get_one() {
-        let err = find_python("3.99", None).unwrap_err();
+        let err = find_python("3.99", None, None).unwrap_err();
         let text = err.to_string();
         assert!(text.contains("uv python install 3.99"), "{text}");
         assert!(text.contains("--python /path/to/python3.99"), "{text}");

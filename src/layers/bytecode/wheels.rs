@@ -159,7 +159,9 @@ pub fn compile_groups(
     owner: Owner,
     workers: usize,
 ) -> Result<Compiled, BytecodeError> {
-    let magic = super::magic(python)?;
+    // Only a build that compiles gets here: no memo across builds (the
+    // process remembers what the stdlib layer asked).
+    let magic = super::magic(python, None)?;
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| BytecodeError::Io { path, source }
