@@ -403,3 +403,70 @@ fn changing_one_app_file_rebuilds_only_the_app_layers() {
         .iter()
         .all(|l| l["reused"] == true));
 }
+
+/// A rebuild that changed nothing asks the destination for the manifest by
+/// digest and, since the repository holds it (and so every blob it names),
+/// checks no blob: one HEAD and the tag's PUT, no request under `/blobs/`.
+/// A push to another repository of the same registry still checks each blob.
+#[test]
+fn an_unchanged_image_pushes_only_its_tag() {
+    let Some(setup) = Setup::new() else { return };
+    let proxy = common::fault_proxy::FaultProxy::start(setup.registry.addr());
+    let build = setup.build();
+    let push_via_proxy = |image: &str| -> Value {
+        let out = run_ok(
+            build
+                .command(&setup.recipe)
+                .arg("--push")
+                .arg(format!("{}/{image}", proxy.addr()))
+                .arg("--json"),
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let first = push_via_proxy("test/same:1");
+    let before = proxy.log().len();
+    let second = push_via_proxy("test/same:2");
+    assert_eq!(first["digest"], second["digest"]);
+    let requests: Vec<String> = proxy.log()[before..]
+        .iter()
+        .map(|e| format!("{} {}", e.method, e.target))
+        .collect();
+    assert!(
+        requests.iter().all(|r| !r.contains("/blobs/")),
+        "no blob request: {requests:?}"
+    );
+    let manifest = second["digest"].as_str().unwrap();
+    assert!(
+        requests.contains(&format!("HEAD /v2/test/same/manifests/{manifest}")),
+        "{requests:?}"
+    );
+    assert!(
+        requests.contains(&"PUT /v2/test/same/manifests/2".to_string()),
+        "{requests:?}"
+    );
+    assert!(second["blobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|b| b["action"] == "existing" && b["bytes_sent"] == 0));
+
+    // Another repository lacks the manifest: its blobs are checked (and
+    // mounted or uploaded) one by one.
+    let before = proxy.log().len();
+    push_via_proxy("other/same:1");
+    assert!(
+        proxy.log()[before..]
+            .iter()
+            .any(|e| e.target.contains("/v2/other/same/blobs/")),
+        "a repository without the manifest gets its blobs"
+    );
+    let raw = skopeo_raw(
+        &[],
+        &format!("docker://{}/other/same:1", setup.registry.addr()),
+    );
+    assert_eq!(
+        format!("sha256:{}", sha256_hex(&raw)),
+        manifest,
+        "skopeo reads the same manifest"
+    );
+}

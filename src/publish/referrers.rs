@@ -17,32 +17,12 @@ pub async fn attach(
 ) -> Result<(), PushError> {
     let (registry, repository) = (&dest.registry, &dest.repository);
     for r in referrers {
-        for bytes in [&r.sbom[..], EMPTY_CONFIG] {
-            let digest = cache
-                .put_blob_bytes(bytes)
-                .map_err(|source| PushError::Io {
-                    path: cache.root().to_path_buf(),
-                    source,
-                })?;
-            if client
-                .blob_exists(registry, repository, &digest)
-                .await?
-                .is_none()
-            {
-                client
-                    .push_blob(registry, repository, &digest, &cache.blob_path(&digest))
-                    .await?;
-            }
-        }
-        client
-            .put_manifest(
-                registry,
-                repository,
-                r.manifest_digest.as_str(),
-                crate::oci::OCI_MANIFEST,
-                &r.manifest,
-            )
+        let present = client
+            .manifest_digest(registry, repository, r.manifest_digest.as_str())
             .await?;
+        if present.as_ref() != Some(&r.manifest_digest) {
+            push_referrer(client, cache, r, dest).await?;
+        }
         let tag = referrer::fallback_tag(&r.subject);
         let existing = match client.manifest_digest(registry, repository, &tag).await? {
             Some(_) => Some(client.get_manifest(registry, repository, &tag).await?.bytes),
@@ -54,5 +34,44 @@ pub async fn attach(
                 .await?;
         }
     }
+    Ok(())
+}
+
+/// The SBOM's blobs (those the repository lacks) and its manifest. Skipped
+/// when the repository holds the manifest already (a rebuild that changed
+/// nothing): the registry checked its blobs when it was first pushed.
+async fn push_referrer(
+    client: &RegistryClient,
+    cache: &Cache,
+    r: &Referrer,
+    dest: &Reference,
+) -> Result<(), PushError> {
+    let (registry, repository) = (&dest.registry, &dest.repository);
+    for bytes in [&r.sbom[..], EMPTY_CONFIG] {
+        let digest = cache
+            .put_blob_bytes(bytes)
+            .map_err(|source| PushError::Io {
+                path: cache.root().to_path_buf(),
+                source,
+            })?;
+        if client
+            .blob_exists(registry, repository, &digest)
+            .await?
+            .is_none()
+        {
+            client
+                .push_blob(registry, repository, &digest, &cache.blob_path(&digest))
+                .await?;
+        }
+    }
+    client
+        .put_manifest(
+            registry,
+            repository,
+            r.manifest_digest.as_str(),
+            crate::oci::OCI_MANIFEST,
+            &r.manifest,
+        )
+        .await?;
     Ok(())
 }

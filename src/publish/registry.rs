@@ -12,7 +12,7 @@ use crate::reference::Reference;
 use crate::registry::{RegistryClient, RegistryError};
 use crate::resolve::{self, ResolveError};
 use futures::stream::{self, StreamExt, TryStreamExt};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Blobs uploaded at once.
 const PARALLEL_UPLOADS: usize = 4;
@@ -126,17 +126,29 @@ pub async fn push(
             },
         );
     }
+    let present = blobs_of_present_manifests(client, image, dest).await?;
+    let mut reports: Vec<BlobReport> = present
+        .iter()
+        .filter(|digest| blobs.contains_key(digest))
+        .map(|digest| BlobReport {
+            digest: digest.clone(),
+            action: BlobAction::Existing,
+            bytes_sent: 0,
+        })
+        .collect();
     // The futures are made first (none runs until polled): a closure in
     // the stream would not be `Send` for every lifetime, as a boxed
     // `Publisher` future must be.
     let pushes: Vec<_> = blobs
         .iter()
+        .filter(|(digest, _)| !present.contains(*digest))
         .map(|(digest, blob)| push_one(client, cache, dest, digest, blob))
         .collect();
-    let reports: Vec<BlobReport> = stream::iter(pushes)
+    let pushed: Vec<BlobReport> = stream::iter(pushes)
         .buffer_unordered(PARALLEL_UPLOADS)
         .try_collect()
         .await?;
+    reports.extend(pushed);
     // SBOMs before the tag: a failure leaves the tag where it was. (A
     // referrer may name a subject not pushed yet; the image follows at once.)
     super::referrers::attach(client, cache, &image.referrers, dest).await?;
@@ -172,6 +184,34 @@ pub async fn push(
         }
     }
     Ok(reports)
+}
+
+/// The blobs of the images whose manifest the repository already holds
+/// (by digest): the registry checked every blob a manifest names when it
+/// was pushed, and its garbage collection keeps them, so they need no
+/// check each (one request per platform instead of one per blob, as
+/// go-containerregistry's `remote.Write` does). A rebuild that changed
+/// nothing pushes just the tag.
+async fn blobs_of_present_manifests(
+    client: &RegistryClient,
+    image: &Publishable<'_>,
+    dest: &Reference,
+) -> Result<BTreeSet<Digest>, PushError> {
+    let mut present = BTreeSet::new();
+    for (img, _) in &image.images {
+        let found = client
+            .manifest_digest(
+                &dest.registry,
+                &dest.repository,
+                img.manifest_digest.as_str(),
+            )
+            .await?;
+        if found.as_ref() == Some(&img.manifest_digest) {
+            present.extend(img.layers.iter().map(|l| l.digest.clone()));
+            present.insert(img.config_digest.clone());
+        }
+    }
+    Ok(present)
 }
 
 async fn push_one(
