@@ -4,6 +4,7 @@
 //! manifest, a config or a blob by digest and never switch on where the
 //! image lives. Every read is bounded and digest-checked by the source.
 
+pub mod archive;
 pub mod layout;
 pub mod registry;
 

@@ -5,7 +5,8 @@
 
 use super::InspectError;
 use crate::cache::Cache;
-use crate::digest::{Digest, HashingWriter};
+use crate::digest::Digest;
+use crate::image::archive::{Archive, ArchiveError};
 use crate::image::layout::LayoutSource;
 use crate::image::registry::RegistrySource;
 use crate::image::ImageSource;
@@ -16,7 +17,7 @@ use crate::registry::RegistryClient;
 use crate::resolve;
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// What the user named on the command line.
@@ -135,7 +136,7 @@ impl Source {
     /// keeping only `platforms` when it is not empty.
     pub async fn images(&self, platforms: &[String]) -> Result<(Top, Vec<RawImage>), InspectError> {
         if let Source::Archive(archive) = self {
-            return archive.image().map(|(top, image)| (top, vec![image]));
+            return archive_image(archive).map(|(top, image)| (top, vec![image]));
         }
         let (bytes, media_type, digest) = self.top_bytes().await?;
         let mut images = Vec::new();
@@ -300,7 +301,7 @@ impl Source {
                 resolve::fetch_blob(cache, source.as_ref(), digest).await?
             }
             Source::Layout { source, .. } => source.blob_path(digest),
-            Source::Archive(archive) => return archive.open_blob(digest),
+            Source::Archive(archive) => return Ok(archive.open_blob(digest)?),
         };
         let file = File::open(&path).map_err(InspectError::io(&path))?;
         Ok(Box::new(file))
@@ -328,130 +329,37 @@ fn config_platform(config: &serde_json::Value) -> Platform {
     }
 }
 
-/// A docker-archive (`docker save` format): `manifest.json` naming a config
-/// and layer tars, read in place by offset.
-pub struct Archive {
-    file: PathBuf,
-    /// path in the archive → (offset, size)
-    entries: BTreeMap<String, (u64, u64)>,
-    /// digest of each blob → its path in the archive
-    by_digest: std::sync::Mutex<BTreeMap<Digest, String>>,
+/// The archive's first image as `inspect` shows it: no top document, no
+/// manifest (the archive has neither).
+fn archive_image(archive: &Archive) -> Result<(Top, RawImage), InspectError> {
+    let found = archive.first_image()?;
+    let mut annotations = BTreeMap::new();
+    if !found.repo_tags.is_empty() {
+        annotations.insert("RepoTags".to_string(), found.repo_tags.join(", "));
+    }
+    let top = Top {
+        media_type: "docker-archive".into(),
+        digest: None,
+        annotations,
+    };
+    let image = RawImage {
+        platform: config_platform(&found.config),
+        manifest_digest: None,
+        manifest_media_type: "docker-archive".into(),
+        manifest_annotations: BTreeMap::new(),
+        config_digest: found.config_digest,
+        config: found.config,
+        layers: found.layers,
+    };
+    Ok((top, image))
 }
 
-impl Archive {
-    pub fn open(file: &Path) -> Result<Archive, InspectError> {
-        let io_err = InspectError::io(file);
-        let mut archive = tar::Archive::new(File::open(file).map_err(io_err)?);
-        let mut entries = BTreeMap::new();
-        for entry in archive.entries().map_err(InspectError::io(file))? {
-            let entry = entry.map_err(InspectError::io(file))?;
-            let path = entry.path().map_err(InspectError::io(file))?;
-            let path = path.to_string_lossy().trim_start_matches("./").to_string();
-            entries.insert(path, (entry.raw_file_position(), entry.size()));
+impl From<ArchiveError> for InspectError {
+    fn from(e: ArchiveError) -> InspectError {
+        match e {
+            ArchiveError::Io { path, source } => InspectError::Io { path, source },
+            ArchiveError::Bad(message) => InspectError::Bad(message),
         }
-        Ok(Archive {
-            file: file.to_path_buf(),
-            entries,
-            by_digest: Default::default(),
-        })
-    }
-
-    pub(crate) fn read_entry(&self, name: &str) -> Result<Box<dyn Read + Send>, InspectError> {
-        let &(offset, size) = self.entries.get(name).ok_or_else(|| {
-            InspectError::Bad(format!(
-                "docker-archive `{}` has no `{name}`",
-                self.file.display()
-            ))
-        })?;
-        let mut file = File::open(&self.file).map_err(InspectError::io(&self.file))?;
-        file.seek(SeekFrom::Start(offset))
-            .map_err(InspectError::io(&self.file))?;
-        Ok(Box::new(file.take(size)))
-    }
-
-    fn read_small(&self, name: &str) -> Result<Vec<u8>, InspectError> {
-        crate::oci::read_json_capped(self.read_entry(name)?, &format!("`{name}`"))
-            .map_err(InspectError::io(&self.file))
-    }
-
-    fn digest_of(&self, name: &str) -> Result<Digest, InspectError> {
-        let mut writer = HashingWriter::new(io::sink());
-        io::copy(&mut self.read_entry(name)?, &mut writer).map_err(InspectError::io(&self.file))?;
-        let digest = writer.finish().1;
-        self.by_digest
-            .lock()
-            .expect("not poisoned")
-            .insert(digest.clone(), name.to_string());
-        Ok(digest)
-    }
-
-    fn open_blob(&self, digest: &Digest) -> Result<Box<dyn Read + Send>, InspectError> {
-        let name = self
-            .by_digest
-            .lock()
-            .expect("not poisoned")
-            .get(digest)
-            .cloned();
-        let name =
-            name.ok_or_else(|| InspectError::Bad(format!("no blob `{digest}` in the archive")))?;
-        self.read_entry(&name)
-    }
-
-    fn image(&self) -> Result<(Top, RawImage), InspectError> {
-        let manifest: serde_json::Value =
-            parse(&self.read_small("manifest.json")?, "manifest.json")?;
-        let first = manifest
-            .as_array()
-            .and_then(|a| a.first())
-            .ok_or_else(|| InspectError::Bad("manifest.json lists no image".into()))?;
-        let config_name = first["Config"]
-            .as_str()
-            .ok_or_else(|| InspectError::Bad("manifest.json has no `Config`".into()))?;
-        let config_bytes = self.read_small(config_name)?;
-        let config_digest = Digest::of(&config_bytes);
-        let config: serde_json::Value = parse(&config_bytes, "config")?;
-        let mut layers = Vec::new();
-        for name in first["Layers"].as_array().into_iter().flatten() {
-            let name = name.as_str().unwrap_or_default();
-            let mut head = [0u8; 2];
-            let gzip = self.read_entry(name)?.read_exact(&mut head).is_ok() && head == [0x1f, 0x8b];
-            layers.push(Descriptor {
-                media_type: if gzip {
-                    oci::DOCKER_LAYER_GZIP.to_string()
-                } else {
-                    "application/vnd.docker.image.rootfs.diff.tar".to_string()
-                },
-                digest: self.digest_of(name)?,
-                size: self.entries.get(name).map_or(0, |e| e.1),
-                platform: None,
-                annotations: None,
-            });
-        }
-        let tags: Vec<String> = first["RepoTags"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|t| t.as_str().map(str::to_string))
-            .collect();
-        let mut annotations = BTreeMap::new();
-        if !tags.is_empty() {
-            annotations.insert("RepoTags".to_string(), tags.join(", "));
-        }
-        let top = Top {
-            media_type: "docker-archive".into(),
-            digest: None,
-            annotations,
-        };
-        let image = RawImage {
-            platform: config_platform(&config),
-            manifest_digest: None,
-            manifest_media_type: "docker-archive".into(),
-            manifest_annotations: BTreeMap::new(),
-            config_digest,
-            config,
-            layers,
-        };
-        Ok((top, image))
     }
 }
 

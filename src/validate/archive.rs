@@ -4,7 +4,7 @@
 
 use super::{read_bounded, stream, Checker};
 use crate::digest::Digest;
-use crate::inspect::source::Archive;
+use crate::image::archive::Archive;
 use crate::inspect::InspectError;
 use std::path::Path;
 
@@ -14,6 +14,7 @@ impl Checker<'_> {
     pub(super) async fn archive(&mut self, archive: &Archive) -> Option<Digest> {
         let manifest = archive
             .read_entry("manifest.json")
+            .map_err(InspectError::from)
             .and_then(|r| read_bounded(r).map_err(InspectError::io(Path::new("manifest.json"))));
         let entries: Vec<serde_json::Value> = match manifest.map(|b| serde_json::from_slice(&b)) {
             Ok(Ok(entries)) => entries,
@@ -45,6 +46,7 @@ impl Checker<'_> {
         };
         let bytes = archive
             .read_entry(config_name)
+            .map_err(InspectError::from)
             .and_then(|r| read_bounded(r).map_err(InspectError::io(Path::new(config_name))));
         let bytes = match bytes {
             Ok(bytes) => bytes,

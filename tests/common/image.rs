@@ -5,7 +5,8 @@
 //! image can run) and panic listing every problem.
 
 use slipway::digest::Digest;
-use slipway::inspect::source::{Archive, Source};
+use slipway::image::archive::Archive;
+use slipway::inspect::source::Source;
 use slipway::registry::RegistryClient;
 use std::io::Write;
 use std::path::{Path, PathBuf};
