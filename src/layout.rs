@@ -138,11 +138,11 @@ impl Writer {
     /// Writes the blob `digest` with `fill`, which writes a temp file (and
     /// checks what it copies); the file becomes the blob only if `fill`
     /// succeeds.
-    pub fn put_with<T>(
+    pub fn put_with<T, E: From<std::io::Error>>(
         &self,
         digest: &Digest,
-        fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<T>,
-    ) -> std::io::Result<T> {
+        fill: impl FnOnce(&mut std::fs::File) -> Result<T, E>,
+    ) -> Result<T, E> {
         let path = self.blob_path(digest);
         let mut temp = tempfile::NamedTempFile::new_in(path.parent().expect("blobs/sha256"))?;
         let filled = fill(temp.as_file_mut())?;

@@ -129,14 +129,26 @@ pub(super) fn compile(
     owner: Owner,
 ) -> Result<(tempfile::TempDir, Vec<Entry>)> {
     let python = find_python(opts, facts)?;
+    let (scratch, entries) = compile_in_scratch(cache, &python, sources, owner)?;
+    Ok((scratch, layers::normalise_over(entries, lower)))
+}
+
+/// Compiles `sources` with `python` into a scratch dir of the cache (which
+/// holds the `.pyc` files the entries point at), counted for the report.
+pub(super) fn compile_in_scratch(
+    cache: &Cache,
+    python: &Path,
+    sources: &[(PathBuf, String)],
+    owner: Owner,
+) -> Result<(tempfile::TempDir, Vec<Entry>)> {
     let scratch = cache
         .temp_dir("pyc")
         .map_err(io(cache.context("cannot create a temp dir in the cache")))?;
-    let compiled = bytecode::compile_report(&python, sources, scratch.path(), owner)
+    let compiled = bytecode::compile_report(python, sources, scratch.path(), owner)
         .map_err(|e| Error::wrap(ErrorKind::Input, e, None))?;
     COMPILED_FILES.fetch_add(compiled.compiled_files as u64, Ordering::Relaxed);
     compiled.warn_skipped();
-    Ok((scratch, layers::normalise_over(compiled.entries, lower)))
+    Ok((scratch, compiled.entries))
 }
 
 /// Site-packages bytecode assembled from the per-wheel store, compiling

@@ -9,7 +9,7 @@
 //! the app imports a stdlib module it didn't before. The base's layers are
 //! read only when the layer (or the base's import graph) is not cached.
 
-use super::layer_cache::{cached_layer, find_python, Built};
+use super::layer_cache::{cached_layer, compile_in_scratch, find_python, Built};
 use super::{BuildOptions, LayerStore};
 use crate::cache::Cache;
 use crate::digest::Digest;
@@ -137,17 +137,8 @@ fn compile_stdlib(
         "compiling {} stdlib modules for Python {version}",
         chosen.len()
     ));
-    let out = cache
-        .temp_dir("pyc")
-        .map_err(io(cache.context("cannot create a temp dir in the cache")))?;
-    let compiled = bytecode::compile_report(python, chosen, out.path(), Owner::default())
-        .map_err(input_error)?;
-    super::COMPILED_FILES.fetch_add(
-        compiled.compiled_files as u64,
-        std::sync::atomic::Ordering::Relaxed,
-    );
-    compiled.warn_skipped();
-    Ok((compiled.entries, Some(out), Default::default()))
+    let (out, entries) = compile_in_scratch(cache, python, chosen, Owner::default())?;
+    Ok((entries, Some(out), Default::default()))
 }
 
 /// The base's standard library sources, read out of its layers on first

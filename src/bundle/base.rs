@@ -83,23 +83,17 @@ pub async fn write(
             }
             let source = resolve::fetch_blob(cache, base.source.as_ref(), digest).await?;
             // A blob that hashes to something else is never kept under the digest.
-            let mut actual = None;
-            let copied = writer.put_with(digest, |file| {
-                let hashed = copy_hashed(&source, file)?;
-                if &hashed == digest {
-                    return Ok(());
+            writer.put_with(digest, |file| {
+                let actual = copy_hashed(&source, file)?;
+                if &actual != digest {
+                    return Err(BaseError::Mismatch {
+                        path: source.clone(),
+                        expected: digest.clone(),
+                        actual,
+                    });
                 }
-                actual = Some(hashed);
-                Err(io::Error::other("digest mismatch"))
-            });
-            if let Some(actual) = actual {
-                return Err(BaseError::Mismatch {
-                    path: source,
-                    expected: digest.clone(),
-                    actual,
-                });
-            }
-            copied?;
+                Ok(())
+            })?;
             counts.copied += 1;
         }
     }
