@@ -30,6 +30,7 @@ fn main() {
     let compiled = bytecode::compile_with_workers(
         python.as_ref(),
         &sources,
+        &bytecode::read_file,
         out.as_ref(),
         Owner::default(),
         workers,

@@ -112,9 +112,15 @@ fn bytecode_layers_are_byte_identical_with_one_and_two_workers() {
     let mut digests = Vec::new();
     for workers in [1, 2, 3] {
         let out = tmp.path().join(format!("app-{workers}"));
-        let compiled =
-            bytecode::compile_with_workers(&python, &sources, &out, Owner::default(), workers)
-                .unwrap();
+        let compiled = bytecode::compile_with_workers(
+            &python,
+            &sources,
+            &bytecode::read_file,
+            &out,
+            Owner::default(),
+            workers,
+        )
+        .unwrap();
         assert_eq!(compiled.compiled_files, sources.len());
         assert_eq!(
             compiled.entries.len(),
@@ -173,6 +179,7 @@ fn a_wheel_compiles_the_same_whatever_was_compiled_before() {
     let together = bytecode::compile_with_workers(
         &python,
         &sources[..2],
+        &bytecode::read_file,
         &tmp.path().join("t"),
         Owner::default(),
         1,
@@ -181,6 +188,7 @@ fn a_wheel_compiles_the_same_whatever_was_compiled_before() {
     let alone = bytecode::compile_with_workers(
         &python,
         &b_only,
+        &bytecode::read_file,
         &tmp.path().join("b"),
         Owner::default(),
         1,
@@ -270,5 +278,51 @@ fn adding_one_dependency_compiles_only_that_wheel() {
     assert_eq!(
         warm, cold,
         "assembled from the store = a fresh full compile"
+    );
+}
+
+/// The app's bytecode is compiled from the bytes its key was made from: the
+/// pool reads each source through the app's reader (the compiler never opens
+/// it), and a file rewritten after it was digested fails the compile as a
+/// changed source, writing no `.pyc` for it.
+#[test]
+fn app_bytecode_compiles_the_bytes_its_key_names() {
+    let Some(python) = python313() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let app = tmp.path().join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::write(app.join("a.py"), "A = 1\n").unwrap();
+    std::fs::write(app.join("b.py"), "B = 2\n").unwrap();
+    let entries = slipway::layers::app::collect(&slipway::layers::app::AppSource {
+        source_dir: &app,
+        destination: "/app",
+        excludes: &[],
+        owner: Owner::default(),
+    })
+    .unwrap()
+    .entries;
+    let digests = slipway::plan::file_digests(&entries).unwrap();
+    let sources = slipway::layers::python_sources(&entries);
+    let read = slipway::layers::verified_source_reader(&entries, &digests);
+    let out = tmp.path().join("out");
+    let compiled =
+        bytecode::compile_with_workers(&python, &sources, &read, &out, Owner::default(), 2)
+            .unwrap();
+    assert_eq!(compiled.compiled_files, 2);
+
+    // Same size, other bytes: only the digest can tell.
+    std::fs::write(app.join("b.py"), "B = 3\n").unwrap();
+    let out = tmp.path().join("out-changed");
+    let err = bytecode::compile_with_workers(&python, &sources, &read, &out, Owner::default(), 1)
+        .unwrap_err();
+    assert!(matches!(err, bytecode::BytecodeError::Source(_)), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains("b.py` changed while slipway was reading it"),
+        "{text}"
+    );
+    assert!(
+        !out.join("app/__pycache__/b.cpython-313.pyc").exists(),
+        "no .pyc from bytes the key doesn't name"
     );
 }

@@ -6,7 +6,7 @@ use super::failures::source_error;
 use super::layer_cache::{cached_layer, compile, omitted, Built, Omitted};
 use super::BuildOptions;
 use super::LayerStore;
-use crate::error::{io, Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::facts::PythonFacts;
 use crate::layers::{self, app, Owner};
 use crate::plan;
@@ -126,49 +126,63 @@ fn app_layers_once(
     let digests =
         plan::file_digests(&entries).map_err(source_error("cannot read the app's files"))?;
     let key = plan::app_key(&entries, &digests, opts.epoch);
-    let mut out = vec![cached_layer(
-        cache,
-        &key,
-        &format!("slipway: app → {}", recipe.app.destination),
-        LayerKind::App,
-        opts,
-        || Ok((entries.clone(), None, digests.clone())),
-    )?];
-    let mut left_out = Vec::new();
-    if recipe.app.bytecode && !entries.iter().any(|e| e.path.ends_with(".py")) {
-        left_out.push(omitted(
+    let files_layer = || {
+        cached_layer(
+            cache,
+            &key,
+            &format!("slipway: app → {}", recipe.app.destination),
+            LayerKind::App,
+            opts,
+            || Ok((entries.clone(), None, digests.clone())),
+        )
+    };
+    if !recipe.app.bytecode {
+        return Ok((vec![files_layer()?], Vec::new()));
+    }
+    if !entries.iter().any(|e| e.path.ends_with(".py")) {
+        let left_out = omitted(
             LayerKind::AppBytecode,
             "the app has no .py files to compile",
-        ));
-    } else if recipe.app.bytecode {
-        // Keyed by what the `.pyc` depend on (the `.py` files and the dirs
-        // whose owners and modes their `__pycache__` parents copy), so an
-        // edited README or requirements file compiles nothing.
-        let inputs: Vec<layers::Entry> = entries
-            .iter()
-            .filter(|e| e.kind == layers::EntryKind::Dir || e.path.ends_with(".py"))
-            .cloned()
-            .collect();
-        let bkey = plan::bytecode_key(
-            &plan::app_key(&inputs, &digests, opts.epoch),
-            &facts.version,
         );
-        out.push(cached_layer(
+        return Ok((vec![files_layer()?], vec![left_out]));
+    }
+    // Keyed by what the `.pyc` depend on (the `.py` files and the dirs
+    // whose owners and modes their `__pycache__` parents copy), so an
+    // edited README or requirements file compiles nothing.
+    let inputs: Vec<layers::Entry> = entries
+        .iter()
+        .filter(|e| e.kind == layers::EntryKind::Dir || e.path.ends_with(".py"))
+        .cloned()
+        .collect();
+    let bkey = plan::bytecode_key(
+        &plan::app_key(&inputs, &digests, opts.epoch),
+        &facts.version,
+    );
+    let bytecode_layer = || {
+        cached_layer(
             cache,
             &bkey,
             "slipway: app bytecode",
             LayerKind::AppBytecode,
             opts,
             || {
-                let snapshot = cache
-                    .temp_dir("app-sources")
-                    .map_err(io(cache.context("cannot create a temp dir in the cache")))?;
-                let sources = layers::python_sources_snapshot(&entries, &digests, snapshot.path())
-                    .map_err(source_error("cannot read the app's files"))?;
-                compile(opts, cache, facts, &sources, &entries, owner)
+                let sources = layers::python_sources(&entries);
+                let read = layers::verified_source_reader(&entries, &digests);
+                compile(opts, cache, facts, &sources, &read, &entries, owner)
                     .map(|(dir, e)| (e, Some(dir), Default::default()))
             },
-        )?);
-    }
-    Ok((out, left_out))
+        )
+    };
+    // The two layers share only the read-only entries: packing the files
+    // overlaps the compiler's start-up and compile (the one-file rebuild's
+    // critical path).
+    let (files, bytecode) = std::thread::scope(|s| {
+        let files = s.spawn(files_layer);
+        let bytecode = bytecode_layer();
+        (
+            files.join().expect("the app files layer panicked"),
+            bytecode,
+        )
+    });
+    Ok((vec![files?, bytecode?], Vec::new()))
 }

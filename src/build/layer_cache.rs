@@ -125,11 +125,12 @@ pub(super) fn compile(
     cache: &Cache,
     facts: &PythonFacts,
     sources: &[(PathBuf, String)],
+    read: &bytecode::ReadSource<'_>,
     lower: &[Entry],
     owner: Owner,
 ) -> Result<(tempfile::TempDir, Vec<Entry>)> {
     let python = find_python(opts, facts)?;
-    let (scratch, entries) = compile_in_scratch(cache, &python, sources, owner)?;
+    let (scratch, entries) = compile_in_scratch(cache, &python, sources, read, owner)?;
     Ok((scratch, layers::normalise_over(entries, lower)))
 }
 
@@ -139,13 +140,22 @@ pub(super) fn compile_in_scratch(
     cache: &Cache,
     python: &Path,
     sources: &[(PathBuf, String)],
+    read: &bytecode::ReadSource<'_>,
     owner: Owner,
 ) -> Result<(tempfile::TempDir, Vec<Entry>)> {
     let scratch = cache
         .temp_dir("pyc")
         .map_err(io(cache.context("cannot create a temp dir in the cache")))?;
-    let compiled = bytecode::compile_report(python, sources, scratch.path(), owner)
-        .map_err(|e| Error::wrap(ErrorKind::Input, e, None))?;
+    let compiled =
+        bytecode::compile_report(python, sources, read, scratch.path(), owner).map_err(|e| {
+            match e {
+                // The app's own file changed or is unreadable: its error, its kind.
+                bytecode::BytecodeError::Source(e) => {
+                    super::failures::source_error("cannot read the app's files")(e)
+                }
+                e => Error::wrap(ErrorKind::Input, e, None),
+            }
+        })?;
     COMPILED_FILES.fetch_add(compiled.compiled_files as u64, Ordering::Relaxed);
     compiled.warn_skipped();
     Ok((scratch, compiled.entries))

@@ -11,7 +11,7 @@ use crate::error::{io, Error, ErrorKind, Result};
 use crate::facts::PythonFacts;
 use crate::layers::project::ProjectError;
 use crate::layers::resolution::{self, HeldBack};
-use crate::layers::{self, app, deps, sitepackages, Entry, Owner};
+use crate::layers::{self, app, bytecode, deps, sitepackages, Entry, Owner};
 use crate::plan;
 use crate::report::{LayerKind, LayerSource};
 use crate::sbom;
@@ -470,8 +470,16 @@ fn project_layers(
             LayerKind::ProjectBytecode,
             opts,
             || {
-                compile(opts, cache, facts, &sources, &entries, target.owner)
-                    .map(|(dir, e)| (e, Some(dir), Default::default()))
+                compile(
+                    opts,
+                    cache,
+                    facts,
+                    &sources,
+                    &bytecode::read_file,
+                    &entries,
+                    target.owner,
+                )
+                .map(|(dir, e)| (e, Some(dir), Default::default()))
             },
         )?);
     }

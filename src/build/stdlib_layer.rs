@@ -137,7 +137,13 @@ fn compile_stdlib(
         "compiling {} stdlib modules for Python {version}",
         chosen.len()
     ));
-    let (out, entries) = compile_in_scratch(cache, python, chosen, Owner::default())?;
+    let (out, entries) = compile_in_scratch(
+        cache,
+        python,
+        chosen,
+        &crate::layers::bytecode::read_file,
+        Owner::default(),
+    )?;
     Ok((entries, Some(out), Default::default()))
 }
 

@@ -229,42 +229,38 @@ pub fn normalise_over(entries: Vec<Entry>, lower: &[Entry]) -> Vec<Entry> {
     out
 }
 
-/// Copies the `.py` files among `entries` into `dir`, each read through
-/// [`open_checked`] and checked against the digest its layer's key holds,
-/// and returns them as bytecode inputs: `(copy, absolute image path)`. The
-/// bytecode is then compiled from exactly the bytes the key names.
-pub fn python_sources_snapshot(
-    entries: &[Entry],
-    digests: &tarball::FileDigests,
-    dir: &std::path::Path,
-) -> std::io::Result<Vec<(PathBuf, String)>> {
-    let mut out = Vec::new();
-    for (i, entry) in entries.iter().enumerate() {
-        let EntryKind::File {
-            source,
-            size,
-            listed,
-        } = &entry.kind
-        else {
-            continue;
+/// A reader for the bytecode compiler (see
+/// [`bytecode::ReadSource`]) of the `.py` files among `entries`: each is
+/// read through [`open_checked`] and checked against the digest its layer's
+/// key holds, so the bytecode is compiled from exactly the bytes the key
+/// names (a file rewritten since fails with [`SourceError::Changed`]).
+pub fn verified_source_reader<'a>(
+    entries: &'a [Entry],
+    digests: &'a tarball::FileDigests,
+) -> impl Fn(&std::path::Path, &str) -> std::io::Result<Vec<u8>> + Sync + 'a {
+    let by_image_path: std::collections::HashMap<&str, &Entry> = entries
+        .iter()
+        .map(|entry| (entry.path.as_str(), entry))
+        .collect();
+    move |source, image_path| {
+        let unknown = || std::io::Error::other(format!("`{image_path}` is not an app file"));
+        let entry = by_image_path
+            .get(image_path.trim_start_matches('/'))
+            .ok_or_else(unknown)?;
+        let EntryKind::File { size, listed, .. } = &entry.kind else {
+            return Err(unknown());
         };
-        if !entry.path.ends_with(".py") {
-            continue;
-        }
         let mut file = open_checked(source, *size, listed.as_ref())?;
-        let copy = dir.join(format!("{i}.py"));
-        let mut writer = crate::digest::HashingWriter::new(std::fs::File::create(&copy)?);
-        std::io::copy(&mut file, &mut writer)?;
-        let (_, digest, _) = writer.finish();
-        if digests.get(&entry.path) != Some(&digest) {
+        let mut bytes = Vec::with_capacity(*size as usize);
+        std::io::Read::read_to_end(&mut file, &mut bytes)?;
+        if digests.get(&entry.path) != Some(&crate::digest::Digest::of(&bytes)) {
             return Err(std::io::Error::other(SourceError::Changed {
-                path: source.clone(),
+                path: source.to_path_buf(),
                 what: "its bytes differ from the first read".into(),
             }));
         }
-        out.push((copy, format!("/{}", entry.path)));
+        Ok(bytes)
     }
-    Ok(out)
 }
 
 /// The `.py` files among `entries`, as `(file on disk, absolute path in the

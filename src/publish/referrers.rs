@@ -1,7 +1,8 @@
 //! Attaches referrers (SBOMs) to pushed image manifests: the blobs, the
 //! artifact manifest by digest, then the referrers tag schema's index
 //! (`sha256-<hex>` tag) updated with it, since many registries (Distribution
-//! 2.8 among them) have no referrers API. Runs after the blobs, before the tag.
+//! 2.8 among them) have no referrers API. Runs beside the image's blobs,
+//! before the tag.
 
 use super::registry::PushError;
 use crate::cache::Cache;
@@ -15,24 +16,43 @@ pub async fn attach(
     referrers: &[Referrer],
     dest: &Reference,
 ) -> Result<(), PushError> {
+    // One subject per referrer, so their fallback tags differ: all at once.
+    futures::future::try_join_all(referrers.iter().map(|r| attach_one(client, cache, r, dest)))
+        .await?;
+    Ok(())
+}
+
+async fn attach_one(
+    client: &RegistryClient,
+    cache: &Cache,
+    r: &Referrer,
+    dest: &Reference,
+) -> Result<(), PushError> {
     let (registry, repository) = (&dest.registry, &dest.repository);
-    for r in referrers {
+    let tag = referrer::fallback_tag(&r.subject);
+    let manifest = async {
         let present = client
             .manifest_digest(registry, repository, r.manifest_digest.as_str())
             .await?;
         if present.as_ref() != Some(&r.manifest_digest) {
             push_referrer(client, cache, r, dest).await?;
         }
-        let tag = referrer::fallback_tag(&r.subject);
-        let existing = match client.manifest_digest(registry, repository, &tag).await? {
-            Some(_) => Some(client.get_manifest(registry, repository, &tag).await?.bytes),
-            None => None,
-        };
-        if let Some(index) = referrer::merged_index(existing.as_deref(), r) {
-            client
-                .put_manifest(registry, repository, &tag, crate::oci::OCI_INDEX, &index)
-                .await?;
-        }
+        Ok::<_, PushError>(())
+    };
+    let existing = async {
+        Ok::<_, PushError>(
+            match client.manifest_digest(registry, repository, &tag).await? {
+                Some(_) => Some(client.get_manifest(registry, repository, &tag).await?.bytes),
+                None => None,
+            },
+        )
+    };
+    // The index names the artifact manifest: it goes up once that is in.
+    let ((), existing) = futures::try_join!(manifest, existing)?;
+    if let Some(index) = referrer::merged_index(existing.as_deref(), r) {
+        client
+            .put_manifest(registry, repository, &tag, crate::oci::OCI_INDEX, &index)
+            .await?;
     }
     Ok(())
 }
@@ -47,23 +67,10 @@ async fn push_referrer(
     dest: &Reference,
 ) -> Result<(), PushError> {
     let (registry, repository) = (&dest.registry, &dest.repository);
-    for bytes in [&r.sbom[..], EMPTY_CONFIG] {
-        let digest = cache
-            .put_blob_bytes(bytes)
-            .map_err(|source| PushError::Io {
-                path: cache.root().to_path_buf(),
-                source,
-            })?;
-        if client
-            .blob_exists(registry, repository, &digest)
-            .await?
-            .is_none()
-        {
-            client
-                .push_blob(registry, repository, &digest, &cache.blob_path(&digest))
-                .await?;
-        }
-    }
+    futures::try_join!(
+        push_missing_blob(client, cache, dest, &r.sbom),
+        push_missing_blob(client, cache, dest, EMPTY_CONFIG),
+    )?;
     client
         .put_manifest(
             registry,
@@ -73,5 +80,30 @@ async fn push_referrer(
             &r.manifest,
         )
         .await?;
+    Ok(())
+}
+
+async fn push_missing_blob(
+    client: &RegistryClient,
+    cache: &Cache,
+    dest: &Reference,
+    bytes: &[u8],
+) -> Result<(), PushError> {
+    let (registry, repository) = (&dest.registry, &dest.repository);
+    let digest = cache
+        .put_blob_bytes(bytes)
+        .map_err(|source| PushError::Io {
+            path: cache.root().to_path_buf(),
+            source,
+        })?;
+    if client
+        .blob_exists(registry, repository, &digest)
+        .await?
+        .is_none()
+    {
+        client
+            .push_blob(registry, repository, &digest, &cache.blob_path(&digest))
+            .await?;
+    }
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! Publish to a registry: blobs first (HEAD, then a cross-repository mount
 //! from the base's repository when it lives on the same registry, else an
-//! upload, several at once), then platform manifests by digest, and the tag
-//! last, so a tag never points at a half-pushed image.
+//! upload, several at once) while the SBOM referrers go up beside them, then
+//! platform manifests by digest, and the tag last, so a tag never points at
+//! a half-pushed image.
 
 use super::{BlobAction, BlobReport, Publishable, Publisher};
 use crate::cache::Cache;
@@ -126,6 +127,50 @@ pub async fn push(
             },
         );
     }
+    // The SBOMs don't wait for the image's blobs (nor they for them): a
+    // referrer may name a subject not pushed yet, the image follows at once.
+    let (reports, ()) = futures::try_join!(
+        push_blobs(client, cache, image, dest, &blobs),
+        super::referrers::attach(client, cache, &image.referrers, dest),
+    )?;
+    // Platform manifests once their blobs are in, the tag last: a failure
+    // anywhere before leaves the tag where it was.
+    let tag = dest.tag.clone().unwrap_or_else(|| "latest".into());
+    let (registry, repository) = (&dest.registry, &dest.repository);
+    match &image.index {
+        Some((bytes, _)) => {
+            futures::future::try_join_all(image.images.iter().map(|(img, _)| {
+                client.put_manifest(
+                    registry,
+                    repository,
+                    img.manifest_digest.as_str(),
+                    crate::oci::OCI_MANIFEST,
+                    &img.manifest,
+                )
+            }))
+            .await?;
+            client
+                .put_manifest(registry, repository, &tag, crate::oci::OCI_INDEX, bytes)
+                .await?;
+        }
+        None => {
+            let (media_type, bytes) = image.top();
+            client
+                .put_manifest(registry, repository, &tag, media_type, bytes)
+                .await?;
+        }
+    }
+    Ok(reports)
+}
+
+/// Every blob the repository lacks, several at once; reports those it had.
+async fn push_blobs(
+    client: &RegistryClient,
+    cache: &Cache,
+    image: &Publishable<'_>,
+    dest: &Reference,
+    blobs: &BTreeMap<Digest, ToPush>,
+) -> Result<Vec<BlobReport>, PushError> {
     let present = blobs_of_present_manifests(client, image, dest).await?;
     let mut reports: Vec<BlobReport> = present
         .iter()
@@ -149,40 +194,6 @@ pub async fn push(
         .try_collect()
         .await?;
     reports.extend(pushed);
-    // SBOMs before the tag: a failure leaves the tag where it was. (A
-    // referrer may name a subject not pushed yet; the image follows at once.)
-    super::referrers::attach(client, cache, &image.referrers, dest).await?;
-    let tag = dest.tag.clone().unwrap_or_else(|| "latest".into());
-    match &image.index {
-        Some((bytes, _)) => {
-            for (img, _) in &image.images {
-                client
-                    .put_manifest(
-                        &dest.registry,
-                        &dest.repository,
-                        img.manifest_digest.as_str(),
-                        crate::oci::OCI_MANIFEST,
-                        &img.manifest,
-                    )
-                    .await?;
-            }
-            client
-                .put_manifest(
-                    &dest.registry,
-                    &dest.repository,
-                    &tag,
-                    crate::oci::OCI_INDEX,
-                    bytes,
-                )
-                .await?;
-        }
-        None => {
-            let (media_type, bytes) = image.top();
-            client
-                .put_manifest(&dest.registry, &dest.repository, &tag, media_type, bytes)
-                .await?;
-        }
-    }
     Ok(reports)
 }
 
@@ -197,15 +208,16 @@ async fn blobs_of_present_manifests(
     image: &Publishable<'_>,
     dest: &Reference,
 ) -> Result<BTreeSet<Digest>, PushError> {
+    let found = futures::future::try_join_all(image.images.iter().map(|(img, _)| {
+        client.manifest_digest(
+            &dest.registry,
+            &dest.repository,
+            img.manifest_digest.as_str(),
+        )
+    }))
+    .await?;
     let mut present = BTreeSet::new();
-    for (img, _) in &image.images {
-        let found = client
-            .manifest_digest(
-                &dest.registry,
-                &dest.repository,
-                img.manifest_digest.as_str(),
-            )
-            .await?;
+    for ((img, _), found) in image.images.iter().zip(found) {
         if found.as_ref() == Some(&img.manifest_digest) {
             present.extend(img.layers.iter().map(|l| l.digest.clone()));
             present.insert(img.config_digest.clone());

@@ -11,7 +11,7 @@ pub mod sources;
 pub mod stdlib;
 pub mod wheels;
 
-pub use pool::{default_workers, UNIT_FILES};
+pub use pool::{default_workers, read_file, ReadSource, UNIT_FILES};
 pub use python::{find_python, find_python_with_uv, magic};
 pub use stdlib::SELECTION_FORMAT as STDLIB_SELECTION_FORMAT;
 
@@ -43,6 +43,10 @@ pub enum BytecodeError {
     BadJobs(String),
     #[error("path `{}` is not valid UTF-8", .0.display())]
     NonUtf8Path(PathBuf),
+    /// A source that changed under the build or can't be read (the
+    /// message names it).
+    #[error("{0}")]
+    Source(std::io::Error),
     #[error("reading `{path}`")]
     Io {
         path: PathBuf,
@@ -81,14 +85,16 @@ impl Compiled {
 /// `out_dir/<image dir>/__pycache__/<stem>.cpython-3XX.pyc` and returns their
 /// entries (sorted; `__pycache__` dirs included with `owner`, other parents
 /// left to the caller, see [`super::normalise_over`]). Sources that do not
-/// compile are skipped with a warning on stderr.
+/// compile are skipped with a warning on stderr. `read` reads each source
+/// (see [`ReadSource`]).
 pub fn compile(
     python: &Path,
     sources: &[(PathBuf, String)],
+    read: &ReadSource<'_>,
     out_dir: &Path,
     owner: Owner,
 ) -> Result<Vec<Entry>, BytecodeError> {
-    let compiled = compile_report(python, sources, out_dir, owner)?;
+    let compiled = compile_report(python, sources, read, out_dir, owner)?;
     compiled.warn_skipped();
     Ok(compiled.entries)
 }
@@ -97,16 +103,18 @@ pub fn compile(
 pub fn compile_report(
     python: &Path,
     sources: &[(PathBuf, String)],
+    read: &ReadSource<'_>,
     out_dir: &Path,
     owner: Owner,
 ) -> Result<Compiled, BytecodeError> {
-    compile_with_workers(python, sources, out_dir, owner, default_workers()?)
+    compile_with_workers(python, sources, read, out_dir, owner, default_workers()?)
 }
 
 /// [`compile_report`] with a given number of workers (the bytes don't depend on it).
 pub fn compile_with_workers(
     python: &Path,
     sources: &[(PathBuf, String)],
+    read: &ReadSource<'_>,
     out_dir: &Path,
     owner: Owner,
     workers: usize,
@@ -118,7 +126,7 @@ pub fn compile_with_workers(
     let units = pool::units(sources, out_dir)?;
     let mut compiled = Vec::new();
     let mut skipped = Vec::new();
-    for answer in pool::run(python, &units, workers)? {
+    for answer in pool::run(python, &units, read, workers)? {
         compiled.extend(answer.compiled);
         skipped.extend(answer.failed);
     }
@@ -212,8 +220,22 @@ mod tests {
         let one = tree(&dir.path().join("src1"), 1_000_000);
         let mut two = tree(&dir.path().join("src2"), 2_000_000);
         two.reverse();
-        let a = compile_report(&python, &one, &dir.path().join("out1"), Owner::default()).unwrap();
-        let b = compile(&python, &two, &dir.path().join("out2"), Owner::default()).unwrap();
+        let a = compile_report(
+            &python,
+            &one,
+            &read_file,
+            &dir.path().join("out1"),
+            Owner::default(),
+        )
+        .unwrap();
+        let b = compile(
+            &python,
+            &two,
+            &read_file,
+            &dir.path().join("out2"),
+            Owner::default(),
+        )
+        .unwrap();
         let paths: Vec<&str> = a.entries.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(
             paths,
@@ -267,10 +289,20 @@ mod tests {
         sources.push((not_a_file, "/app/dir.py".into()));
         for workers in [1, 2] {
             let out = dir.path().join(format!("out{workers}"));
-            let err = compile_with_workers(&python, &sources, &out, Owner::default(), workers)
-                .unwrap_err();
-            assert!(matches!(err, BytecodeError::Driver { .. }), "{err}");
-            assert!(err.to_string().contains("IsADirectoryError"), "{err}");
+            let err = compile_with_workers(
+                &python,
+                &sources,
+                &read_file,
+                &out,
+                Owner::default(),
+                workers,
+            )
+            .unwrap_err();
+            let BytecodeError::Io { path, source } = &err else {
+                panic!("{err:?}")
+            };
+            assert_eq!(path, &dir.path().join("src/dir.py"));
+            assert_eq!(source.kind(), std::io::ErrorKind::IsADirectory, "{err}");
         }
     }
 

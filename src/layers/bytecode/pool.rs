@@ -20,12 +20,30 @@ use std::sync::Mutex;
 /// Measured: a fork costs ~3 ms, compiling a file ~3 ms on average.
 pub const UNIT_FILES: usize = 64;
 
-/// One request line: compile `jobs` (source on disk, absolute image path),
+/// One unit of work: compile `jobs` (source on disk, absolute image path),
 /// in order, into `out_dir/<image dir>/__pycache__/`.
-#[derive(serde::Serialize)]
 pub struct Unit {
     pub out_dir: String,
     pub jobs: Vec<(String, String)>,
+}
+
+/// Reads a source for the compiler: its file on disk and its image path.
+/// The pool reads every source itself and sends the bytes, so what is
+/// compiled is exactly what the reader checked (the app's reader checks
+/// the bytes against the digests its layer key was made from).
+pub type ReadSource<'a> = dyn Fn(&Path, &str) -> std::io::Result<Vec<u8>> + Sync + 'a;
+
+/// The reader for sources nobody else can write (a staging dir of slipway's).
+pub fn read_file(path: &Path, _image_path: &str) -> std::io::Result<Vec<u8>> {
+    std::fs::read(path)
+}
+
+/// One request on the wire: a JSON line (out dir, each job's image path and
+/// length), a line with the sum of the lengths, then the sources' bytes.
+#[derive(serde::Serialize)]
+struct Request<'a> {
+    out_dir: &'a str,
+    jobs: Vec<(&'a str, usize)>,
 }
 
 /// One answer line: (image path of the `.pyc`, file written) and the
@@ -36,32 +54,48 @@ pub struct Answer {
     pub failed: Vec<(String, String)>,
 }
 
-/// Reads one JSON request per line on stdin; for each, a forked child
-/// compiles it and writes one JSON answer line on stdout. `tokenize` is
+/// Reads requests on stdin; for each, a forked child compiles it and writes
+/// one JSON answer line on stdout. It compiles the bytes it is sent, as
+/// `py_compile.compile` would the same file (same `compile` call, same
+/// unchecked-hash `.pyc`), and never opens a source. The parent reads the
+/// bytes and forks; the request is parsed in the child. `tokenize` is
 /// imported up front so no child pays for (or is shaped by) that import.
 const DRIVER: &str = r#"
 import importlib.util, json, os, py_compile, sys, tokenize
-def compile_unit(request):
+from importlib._bootstrap_external import _code_to_hash_pyc
+def compile_unit(request, data):
     compiled, failed = [], []
-    for source, dfile in request["jobs"]:
+    offset = 0
+    for dfile, size in request["jobs"]:
+        source_bytes = data[offset:offset + size]
+        offset += size
         pyc = importlib.util.cache_from_source(dfile)
         cfile = os.path.join(request["out_dir"], pyc.lstrip("/"))
         try:
-            py_compile.compile(
-                source, cfile=cfile, dfile=dfile, doraise=True, optimize=0,
-                invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
-            )
-        except py_compile.PyCompileError as error:
-            failed.append([dfile, error.msg])
+            code = compile(source_bytes, dfile, "exec", dont_inherit=True, optimize=0)
+        except Exception as err:
+            failed.append([dfile, py_compile.PyCompileError(err.__class__, err, dfile).msg])
             continue
+        os.makedirs(os.path.dirname(cfile), exist_ok=True)
+        bytecode = _code_to_hash_pyc(code, importlib.util.source_hash(source_bytes), False)
+        with open(cfile, "xb") as out:
+            out.write(bytecode)
         compiled.append([pyc, cfile])
     return {"compiled": compiled, "failed": failed}
-for line in sys.stdin.buffer:
+stdin = sys.stdin.buffer
+while True:
+    line = stdin.readline()
+    if not line:
+        break
+    size = int(stdin.readline())
+    data = stdin.read(size)
+    if len(data) != size:
+        sys.exit("the request was cut short")
     pid = os.fork()
     if pid == 0:
         status = 1
         try:
-            sys.stdout.write(json.dumps(compile_unit(json.loads(line))) + "\n")
+            sys.stdout.write(json.dumps(compile_unit(json.loads(line), data)) + "\n")
             sys.stdout.flush()
             status = 0
         except BaseException:
@@ -119,7 +153,12 @@ fn utf8(path: &Path) -> Result<String, BytecodeError> {
 
 /// Compiles every unit with up to `workers` worker processes; answers come
 /// back in unit order.
-pub fn run(python: &Path, units: &[Unit], workers: usize) -> Result<Vec<Answer>, BytecodeError> {
+pub fn run(
+    python: &Path,
+    units: &[Unit],
+    read: &ReadSource<'_>,
+    workers: usize,
+) -> Result<Vec<Answer>, BytecodeError> {
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
     let answers: Mutex<Vec<Option<Answer>>> = Mutex::new(units.iter().map(|_| None).collect());
@@ -128,7 +167,7 @@ pub fn run(python: &Path, units: &[Unit], workers: usize) -> Result<Vec<Answer>,
         let handles: Vec<_> = (0..workers)
             .map(|_| {
                 scope.spawn(|| {
-                    let result = work(python, units, &next, &stop, &answers);
+                    let result = work(python, units, read, &next, &stop, &answers);
                     if result.is_err() {
                         stop.store(true, Ordering::Relaxed);
                     }
@@ -155,6 +194,7 @@ pub fn run(python: &Path, units: &[Unit], workers: usize) -> Result<Vec<Answer>,
 fn work(
     python: &Path,
     units: &[Unit],
+    read: &ReadSource<'_>,
     next: &AtomicUsize,
     stop: &AtomicBool,
     answers: &Mutex<Vec<Option<Answer>>>,
@@ -178,11 +218,16 @@ fn work(
     while !stop.load(Ordering::Relaxed) {
         let index = next.fetch_add(1, Ordering::Relaxed);
         let Some(unit) = units.get(index) else { break };
-        match exchange(&mut stdin, &mut stdout, unit) {
+        match exchange(&mut stdin, &mut stdout, unit, read) {
             Ok(answer) => answers.lock().expect("no thread panicked")[index] = Some(answer),
-            Err(reason) => {
+            Err(Failure::Driver(reason)) => {
                 result = Err(reason);
                 break;
+            }
+            Err(Failure::Source(error)) => {
+                drop(stdin);
+                let _ = child.wait();
+                return Err(error);
             }
         }
     }
@@ -199,25 +244,59 @@ fn work(
     })
 }
 
+/// Why a unit got no answer: the worker failed (its stderr tells), or a
+/// source could not be read (nothing was sent).
+enum Failure {
+    Driver(String),
+    Source(BytecodeError),
+}
+
 fn exchange(
     stdin: &mut impl Write,
     stdout: &mut impl BufRead,
     unit: &Unit,
-) -> Result<Answer, String> {
-    let mut request = serde_json::to_vec(unit).map_err(|e| e.to_string())?;
-    request.push(b'\n');
+    read: &ReadSource<'_>,
+) -> Result<Answer, Failure> {
+    let mut data = Vec::new();
+    let mut jobs = Vec::with_capacity(unit.jobs.len());
+    for (source, image_path) in &unit.jobs {
+        let path = Path::new(source);
+        let bytes = read(path, image_path).map_err(|e| Failure::Source(source_error(path, e)))?;
+        jobs.push((image_path.as_str(), bytes.len()));
+        data.extend_from_slice(&bytes);
+    }
+    let request = Request {
+        out_dir: &unit.out_dir,
+        jobs,
+    };
+    let mut head = serde_json::to_vec(&request).map_err(|e| Failure::Driver(e.to_string()))?;
+    head.extend_from_slice(format!("\n{}\n", data.len()).as_bytes());
     stdin
-        .write_all(&request)
+        .write_all(&head)
+        .and_then(|()| stdin.write_all(&data))
         .and_then(|()| stdin.flush())
-        .map_err(|e| format!("sending work: {e}"))?;
+        .map_err(|e| Failure::Driver(format!("sending work: {e}")))?;
     let mut line = String::new();
     stdout
         .read_line(&mut line)
-        .map_err(|e| format!("reading the answer: {e}"))?;
+        .map_err(|e| Failure::Driver(format!("reading the answer: {e}")))?;
     if line.is_empty() {
-        return Err("the worker stopped".into());
+        return Err(Failure::Driver("the worker stopped".into()));
     }
-    serde_json::from_str(&line).map_err(|e| format!("unreadable answer: {e}"))
+    serde_json::from_str(&line).map_err(|e| Failure::Driver(format!("unreadable answer: {e}")))
+}
+
+/// A reader's error: the user's file changed or is unreadable (its own
+/// message, which names it), or plain I/O on `path`.
+fn source_error(path: &Path, error: std::io::Error) -> BytecodeError {
+    if crate::layers::SourceError::of(&error).is_some() {
+        BytecodeError::Source(error)
+    } else {
+        BytecodeError::Io {
+            path: path.to_path_buf(),
+            source: error,
+        }
+    }
 }
 
 #[cfg(test)]

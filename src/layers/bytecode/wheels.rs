@@ -196,7 +196,7 @@ pub fn compile_groups(
         })
         .collect();
     let mut compiled_files = 0;
-    for (answer, i) in pool::run(python, &units, workers)?
+    for (answer, i) in pool::run(python, &units, &pool::read_file, workers)?
         .into_iter()
         .zip(unit_group)
     {
