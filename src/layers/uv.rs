@@ -197,12 +197,7 @@ fn base_command(spec: &UvInstall) -> Command {
         .arg(&spec.staging)
         .args(["--python-platform", &spec.python_platform])
         .args(["--python-version", &spec.python_version])
-        .args([
-            "--link-mode",
-            "copy",
-            "--no-installer-metadata",
-            "--no-compile-bytecode",
-        ]);
+        .args(["--no-installer-metadata", "--no-compile-bytecode"]);
     if !spec.allow_sdist {
         cmd.arg("--no-build");
     }
@@ -217,10 +212,18 @@ fn base_command(spec: &UvInstall) -> Command {
     // the same name would install the cached old one (slipway's key saw the
     // new bytes, so this build is a miss and must install them). uv refuses
     // `--refresh` offline, so local wheels go through a throwaway cache.
-    if has_local_wheels(&spec.find_links) {
+    // Its files can be hardlinked into the staging dir (uv copies where it
+    // can't): nobody else will ever see them, and the big set's 250 MB need
+    // no copy. Files of a kept cache are copied, so the staging dir never
+    // shares an inode with a cache that outlives the build.
+    let link_mode = if has_local_wheels(&spec.find_links) {
         cmd.arg("--no-cache");
-    }
-    cmd.env("UV_LINK_MODE", "copy")
+        "hardlink"
+    } else {
+        "copy"
+    };
+    cmd.args(["--link-mode", link_mode])
+        .env("UV_LINK_MODE", link_mode)
         .env("UV_NO_INSTALLER_METADATA", "1")
         .env("UV_PYTHON_DOWNLOADS", "never")
         .env_remove("UV_COMPILE_BYTECODE")

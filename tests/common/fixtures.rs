@@ -151,7 +151,12 @@ pub fn uv_lock_offline(dir: &std::path::Path, python: &std::path::Path, wheels: 
             // --no-index: the wheelhouse alone, not whatever newer releases
             // uv's cache remembers from the index (a lock naming one the
             // wheelhouse lacks fails the offline build that follows).
-            .args(["--offline", "--no-index", "--no-python-downloads", "--find-links"])
+            .args([
+                "--offline",
+                "--no-index",
+                "--no-python-downloads",
+                "--find-links",
+            ])
             .arg(wheels)
             .current_dir(dir),
     );
