@@ -75,6 +75,23 @@ fn excludes_with_outputs(opts: &BuildOptions, source_dir: &Path) -> Vec<String> 
     excludes
 }
 
+/// The app bytecode layer's key: what the `.pyc` depend on (the `.py`
+/// files and the dirs whose owners and modes their `__pycache__` parents
+/// copy), so an edited README or requirements file compiles nothing.
+fn bytecode_key(
+    entries: &[layers::Entry],
+    digests: &layers::tarball::FileDigests,
+    opts: &BuildOptions,
+    facts: &PythonFacts,
+) -> String {
+    let inputs: Vec<layers::Entry> = entries
+        .iter()
+        .filter(|e| e.kind == layers::EntryKind::Dir || e.path.ends_with(".py"))
+        .cloned()
+        .collect();
+    plan::bytecode_key(&plan::app_key(&inputs, digests, opts.epoch), &facts.version)
+}
+
 pub(super) fn build_app_layers(
     opts: &BuildOptions,
     cache: &LayerStore,
@@ -146,18 +163,7 @@ fn app_layers_once(
         );
         return Ok((vec![files_layer()?], vec![left_out]));
     }
-    // Keyed by what the `.pyc` depend on (the `.py` files and the dirs
-    // whose owners and modes their `__pycache__` parents copy), so an
-    // edited README or requirements file compiles nothing.
-    let inputs: Vec<layers::Entry> = entries
-        .iter()
-        .filter(|e| e.kind == layers::EntryKind::Dir || e.path.ends_with(".py"))
-        .cloned()
-        .collect();
-    let bkey = plan::bytecode_key(
-        &plan::app_key(&inputs, &digests, opts.epoch),
-        &facts.version,
-    );
+    let bkey = bytecode_key(&entries, &digests, opts, facts);
     let bytecode_layer = || {
         cached_layer(
             cache,
