@@ -38,12 +38,14 @@ pub fn read_file(path: &Path, _image_path: &str) -> std::io::Result<Vec<u8>> {
     std::fs::read(path)
 }
 
-/// One request on the wire: a JSON line (out dir, each job's image path and
-/// length), a line with the sum of the lengths, then the sources' bytes.
+/// One request on the wire: a JSON line (out dir, the jobs' image paths),
+/// a line with the number of jobs, then per job a line with its length and
+/// its bytes. Each source is sent as soon as it is read, so slipway holds
+/// one file at a time, not a unit.
 #[derive(serde::Serialize)]
 struct Request<'a> {
     out_dir: &'a str,
-    jobs: Vec<(&'a str, usize)>,
+    jobs: Vec<&'a str>,
 }
 
 /// One answer line: (image path of the `.pyc`, file written) and the
@@ -63,12 +65,9 @@ pub struct Answer {
 const DRIVER: &str = r#"
 import importlib.util, json, os, py_compile, sys, tokenize
 from importlib._bootstrap_external import _code_to_hash_pyc
-def compile_unit(request, data):
+def compile_unit(request, sources):
     compiled, failed = [], []
-    offset = 0
-    for dfile, size in request["jobs"]:
-        source_bytes = data[offset:offset + size]
-        offset += size
+    for dfile, source_bytes in zip(request["jobs"], sources):
         pyc = importlib.util.cache_from_source(dfile)
         cfile = os.path.join(request["out_dir"], pyc.lstrip("/"))
         try:
@@ -87,15 +86,17 @@ while True:
     line = stdin.readline()
     if not line:
         break
-    size = int(stdin.readline())
-    data = stdin.read(size)
-    if len(data) != size:
-        sys.exit("the request was cut short")
+    sources = []
+    for _ in range(int(stdin.readline())):
+        size = int(stdin.readline())
+        sources.append(stdin.read(size))
+        if len(sources[-1]) != size:
+            sys.exit("the request was cut short")
     pid = os.fork()
     if pid == 0:
         status = 1
         try:
-            sys.stdout.write(json.dumps(compile_unit(json.loads(line), data)) + "\n")
+            sys.stdout.write(json.dumps(compile_unit(json.loads(line), sources)) + "\n")
             sys.stdout.flush()
             status = 0
         except BaseException:
@@ -212,7 +213,7 @@ fn work(
         .stderr(stderr.try_clone().map_err(not_runnable)?)
         .spawn()
         .map_err(not_runnable)?;
-    let mut stdin = child.stdin.take().expect("piped stdin");
+    let mut stdin = std::io::BufWriter::new(child.stdin.take().expect("piped stdin"));
     let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
     let mut result = Ok(());
     while !stop.load(Ordering::Relaxed) {
@@ -225,7 +226,8 @@ fn work(
                 break;
             }
             Err(Failure::Source(error)) => {
-                drop(stdin);
+                // The worker holds half a request: it can't be reused.
+                let _ = child.kill();
                 let _ = child.wait();
                 return Err(error);
             }
@@ -257,25 +259,27 @@ fn exchange(
     unit: &Unit,
     read: &ReadSource<'_>,
 ) -> Result<Answer, Failure> {
-    let mut data = Vec::new();
-    let mut jobs = Vec::with_capacity(unit.jobs.len());
+    let request = Request {
+        out_dir: &unit.out_dir,
+        jobs: unit
+            .jobs
+            .iter()
+            .map(|(_, image_path)| image_path.as_str())
+            .collect(),
+    };
+    let sending = |e: std::io::Error| Failure::Driver(format!("sending work: {e}"));
+    let mut head = serde_json::to_vec(&request).map_err(|e| Failure::Driver(e.to_string()))?;
+    head.extend_from_slice(format!("\n{}\n", unit.jobs.len()).as_bytes());
+    stdin.write_all(&head).map_err(sending)?;
     for (source, image_path) in &unit.jobs {
         let path = Path::new(source);
         let bytes = read(path, image_path).map_err(|e| Failure::Source(source_error(path, e)))?;
-        jobs.push((image_path.as_str(), bytes.len()));
-        data.extend_from_slice(&bytes);
+        stdin
+            .write_all(format!("{}\n", bytes.len()).as_bytes())
+            .and_then(|()| stdin.write_all(&bytes))
+            .map_err(sending)?;
     }
-    let request = Request {
-        out_dir: &unit.out_dir,
-        jobs,
-    };
-    let mut head = serde_json::to_vec(&request).map_err(|e| Failure::Driver(e.to_string()))?;
-    head.extend_from_slice(format!("\n{}\n", data.len()).as_bytes());
-    stdin
-        .write_all(&head)
-        .and_then(|()| stdin.write_all(&data))
-        .and_then(|()| stdin.flush())
-        .map_err(|e| Failure::Driver(format!("sending work: {e}")))?;
+    stdin.flush().map_err(sending)?;
     let mut line = String::new();
     stdout
         .read_line(&mut line)
