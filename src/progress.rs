@@ -161,10 +161,11 @@ impl Progress {
     }
 
     /// Starts a step: ends the one running (a `✓` line with its time on a
-    /// terminal) and shows this one (a spinner, or a plain line).
+    /// terminal) and shows this one (a spinner, or a plain line). Steps come
+    /// from concurrent stages: the swap is one locked operation, so two
+    /// starting at once each end up ended (neither is overwritten unseen).
     pub fn step(&self, message: &str) {
         let message = &*escape(message);
-        self.end_step();
         let bar = match self.mode {
             Mode::Quiet => None,
             Mode::Plain => {
@@ -179,25 +180,32 @@ impl Progress {
                 Some(bar)
             }
         };
-        if let Ok(mut step) = self.inner.step.lock() {
-            *step = Some((bar, message.to_string(), Instant::now()));
-        }
+        let previous = self
+            .inner
+            .step
+            .lock()
+            .ok()
+            .and_then(|mut step| step.replace((bar, message.to_string(), Instant::now())));
+        self.show_ended(previous);
     }
 
     /// Ends the running step, if any.
     pub fn end_step(&self) {
-        let Some((bar, message, started)) = self.inner.step.lock().ok().and_then(|mut s| s.take())
-        else {
+        let running = self.inner.step.lock().ok().and_then(|mut s| s.take());
+        self.show_ended(running);
+    }
+
+    /// A step's `✓` line with its time, in place of its spinner.
+    fn show_ended(&self, step: Option<(Option<ProgressBar>, String, Instant)>) {
+        let Some((Some(bar), message, started)) = step else {
             return;
         };
-        if let Some(bar) = bar {
-            bar.finish_and_clear();
-            self.inner.multi.remove(&bar);
-            let _ = self.inner.multi.println(format!(
-                "✓ {message} ({:.1}s)",
-                started.elapsed().as_secs_f64()
-            ));
-        }
+        bar.finish_and_clear();
+        self.inner.multi.remove(&bar);
+        let _ = self.inner.multi.println(format!(
+            "✓ {message} ({:.1}s)",
+            started.elapsed().as_secs_f64()
+        ));
     }
 
     /// A detail of the running step, e.g. one line of uv's output: the
