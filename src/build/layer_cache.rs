@@ -149,9 +149,10 @@ pub(super) fn compile_in_scratch(
     let compiled =
         bytecode::compile_report(python, sources, read, scratch.path(), owner).map_err(|e| {
             match e {
-                // The app's own file changed or is unreadable: its error, its kind.
+                // A checked source (the app's) changed or is unreadable: the
+                // error its own reader gave, with that error's kind.
                 bytecode::BytecodeError::Source(e) => {
-                    super::failures::source_error("cannot read the app's files")(e)
+                    super::failures::source_error("cannot read a source to compile")(e)
                 }
                 e => Error::wrap(ErrorKind::Input, e, None),
             }
