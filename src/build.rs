@@ -1,6 +1,6 @@
-//! The pipeline run end to end for `slipway build`: recipe → resolve → plan →
-//! layers → assemble → publish. Each stage is a module; this file only wires
-//! them together and turns their errors into CLI errors.
+//! The pipeline run end to end for `slipway build`: recipe → resolve →
+//! layers (keys planned, looked up, built) → assemble → publish. Each stage
+//! is a module; this file only wires them together.
 
 use crate::assemble;
 use crate::cache::{Cache, LayerRecord};
@@ -19,18 +19,12 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-mod app_layers;
-mod failures;
-mod layer_cache;
-mod python_layers;
-mod stdlib_layer;
-mod store;
-
-use app_layers::build_app_layers;
-use layer_cache::{Built, Omitted, COMPILED_FILES, COMPRESS_BYTES, COMPRESS_NANOS};
-use python_layers::build_python_layers;
-use stdlib_layer::build_stdlib_layer;
-pub use store::LayerStore;
+use crate::layers::app_layers::build_app_layers;
+use crate::layers::layer_cache::{Built, Omitted, COMPILED_FILES, COMPRESS_BYTES, COMPRESS_NANOS};
+use crate::layers::options::{LayerOptions, PinnedWheels};
+use crate::layers::python_layers::{build_python_layers, PythonLayers};
+use crate::layers::stdlib_layer::build_stdlib_layer;
+use crate::layers::store::LayerStore;
 
 pub struct BuildOptions {
     pub recipe: Recipe,
@@ -54,6 +48,26 @@ pub struct BuildOptions {
     pub sbom: Option<crate::sbom::Format>,
     /// The registry repository shared as a layer cache (`--cache-repo`).
     pub cache_repo: Option<crate::reference::Reference>,
+}
+
+impl BuildOptions {
+    /// What the layer builders need to know of this build.
+    fn layer_options(&self) -> LayerOptions<'_> {
+        LayerOptions {
+            recipe: &self.recipe,
+            cache_dir: &self.cache_dir,
+            output: match &self.destination {
+                Destination::OciLayout(dir) => Some(dir),
+                Destination::DockerArchive(file) => Some(file),
+                Destination::Push(_) => None,
+            },
+            python: self.python.as_deref(),
+            uv: &self.uv,
+            epoch: self.epoch,
+            log: &self.log,
+            pinned: self.bundle.as_ref().map(|b| b as &dyn PinnedWheels),
+        }
+    }
 }
 
 /// ko's shape: resolve the bases, build the new layers, assemble each
@@ -124,7 +138,7 @@ struct NewLayers {
     app: Vec<Built>,
     app_omitted: Omitted,
     /// One per platform, in the bases' order.
-    python: Vec<python_layers::PythonLayers>,
+    python: Vec<PythonLayers>,
 }
 
 /// The app's layers and each platform's site-packages share no input: they
@@ -136,6 +150,7 @@ fn build_layers(
     timings: &mut Timings,
 ) -> Result<NewLayers> {
     let owner = owner_of(opts.recipe.image.user.as_deref());
+    let opts = &opts.layer_options();
     let t = Instant::now();
     let (app, python) = off_async_workers(|| {
         std::thread::scope(|scope| {
@@ -195,7 +210,9 @@ async fn assemble_platforms(
         // Lowest of the new layers: it changes only with the base (and, for
         // "imported", the modules the code reaches).
         let t = Instant::now();
-        if let Some(stdlib) = build_stdlib_layer(cache, opts, base, facts, &new_layers).await? {
+        if let Some(stdlib) =
+            build_stdlib_layer(cache, &opts.layer_options(), base, facts, &new_layers).await?
+        {
             new_layers.insert(0, stdlib);
         }
         timings.stdlib_bytecode += t.elapsed().as_secs_f64();

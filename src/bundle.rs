@@ -408,20 +408,24 @@ impl Bundle {
             })
         }
     }
+}
 
+/// An offline build installs the bundle's wheels, pinned by hash.
+impl crate::layers::options::PinnedWheels for Bundle {
     /// The wheel dir and pinned requirements for one platform's install.
-    pub fn pinned(&self, platform: &Platform) -> Result<Pinned, BundleError> {
-        let record = self.platform(&self.path, platform)?;
-        let requirements = record
-            .requirements
-            .as_ref()
-            .ok_or_else(|| BundleError::Invalid {
+    fn pinned(&self, platform: &Platform) -> crate::error::Result<Pinned> {
+        let record = self
+            .platform(&self.path, platform)
+            .map_err(crate::error::Error::hinted(crate::error::ErrorKind::Input))?;
+        let requirements = record.requirements.as_ref().ok_or_else(|| {
+            crate::error::Error::hinted(crate::error::ErrorKind::Input)(BundleError::Invalid {
                 dir: self.path.clone(),
                 message: format!(
-                "no requirements for `{}`: it was made for a recipe without Python dependencies",
-                record.platform
-            ),
-            })?;
+                    "no requirements for `{}`: it was made for a recipe without Python dependencies",
+                    record.platform
+                ),
+            })
+        })?;
         Ok(Pinned {
             wheels: self.dir.join("wheels"),
             requirements: self.dir.join(requirements),
@@ -434,7 +438,7 @@ impl Bundle {
     }
 
     /// What to do when uv wanted something the bundle lacks.
-    pub fn missing_hint(&self) -> String {
+    fn missing_hint(&self) -> String {
         format!(
             "the bundle `{}` lacks what uv asked for (the build is offline): make the bundle again on a connected machine with `slipway bundle RECIPE --out DIR`",
             self.path.display()
@@ -445,6 +449,7 @@ impl Bundle {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layers::options::PinnedWheels as _;
 
     #[test]
     fn slugs() {

@@ -19,7 +19,6 @@ pub mod inspect;
 pub mod layers;
 pub mod layout;
 pub mod oci;
-pub mod plan;
 pub mod platform;
 pub mod progress;
 pub mod provenance;

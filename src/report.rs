@@ -4,47 +4,12 @@
 use crate::assemble::AssembledImage;
 use crate::digest::Digest;
 use crate::facts::PythonFacts;
+pub use crate::layers::outcome::{LayerKind, LayerSource, OmittedLayer};
 pub use crate::progress::{human, Log};
 use crate::publish::{BlobAction, BlobReport};
 use crate::resolve::BaseImage;
 use serde::Serialize;
 use std::fmt::Write as _;
-
-/// Where a layer of the image came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum LayerSource {
-    /// The base image's, untouched.
-    Base,
-    /// Built by this build.
-    Built,
-    /// Taken from the local cache.
-    Cache,
-    /// Taken from the cache repo (`--cache-repo`).
-    CacheRepo,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum LayerKind {
-    Base,
-    /// `.pyc` for the base's standard library (`[python] stdlib_bytecode`).
-    StdlibBytecode,
-    SitePackages,
-    SitePackagesBytecode,
-    App,
-    AppBytecode,
-    /// The project's own wheel (and its workspace members').
-    Project,
-    ProjectBytecode,
-}
-
-/// A layer the build left out because it would hold no files.
-#[derive(Clone, Debug, Serialize)]
-pub struct OmittedLayer {
-    pub kind: LayerKind,
-    pub reason: String,
-}
 
 #[derive(Clone, Debug, Serialize)]
 pub struct LayerReport {

@@ -301,7 +301,7 @@ fn app_bytecode_compiles_the_bytes_its_key_names() {
     })
     .unwrap()
     .entries;
-    let digests = slipway::plan::file_digests(&entries).unwrap();
+    let digests = slipway::layers::plan::file_digests(&entries).unwrap();
     let sources = slipway::layers::python_sources(&entries);
     let read = slipway::layers::verified_source_reader(&entries, &digests);
     let out = tmp.path().join("out");

@@ -71,7 +71,7 @@ fn assert_fails(work: &Work, out: &inputs::Outcome, code: i32, says: &[&str]) ->
 
 /// The app layer's listing as its cache key sees it, read back from the
 /// layer's tar: so a key can be recomputed from the bytes cached under it.
-fn listing_of(tar_bytes: &[u8]) -> Vec<slipway::plan::ListingLine> {
+fn listing_of(tar_bytes: &[u8]) -> Vec<slipway::layers::plan::ListingLine> {
     let mut archive = tar::Archive::new(tar_bytes);
     let mut listing = Vec::new();
     for entry in archive.entries().unwrap() {
@@ -116,7 +116,7 @@ fn assert_app_layers_match_their_keys(cache: &Path) -> usize {
             .join("blobs/sha256")
             .join(digest.trim_start_matches("sha256:"));
         let tar_bytes = gunzip_if(std::fs::read(blob).unwrap());
-        let rebuilt = slipway::plan::app_key_of_listing(&listing_of(&tar_bytes), 0);
+        let rebuilt = slipway::layers::plan::app_key_of_listing(&listing_of(&tar_bytes), 0);
         assert_eq!(
             rebuilt, key,
             "layer `{digest}` holds other bytes than its key says"
@@ -262,9 +262,9 @@ fn files_swapped_after_listing_are_refused() {
         })
         .unwrap()
         .entries;
-        slipway::plan::file_digests(&entries).unwrap();
+        slipway::layers::plan::file_digests(&entries).unwrap();
         swap(&tree, dir.path());
-        let err = slipway::plan::file_digests(&entries).unwrap_err();
+        let err = slipway::layers::plan::file_digests(&entries).unwrap_err();
         let text = err.to_string();
         assert!(text.contains(says), "{name}: {text}");
         assert!(

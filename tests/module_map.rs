@@ -44,8 +44,8 @@ fn the_readme_module_map_names_every_module() {
     );
 }
 
-/// The top-level module a file under `src/` belongs to (`build/store.rs` →
-/// `build`).
+/// The top-level module a file under `src/` belongs to (`layers/store.rs` →
+/// `layers`).
 fn top_of(rel: &Path) -> String {
     let first = rel
         .components()

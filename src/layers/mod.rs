@@ -1,17 +1,31 @@
 //! Stage 3 of the pipeline, "build layers": turns planned inputs into
-//! deterministic gzip'd tar layers (site-packages via uv, app files, bytecode).
+//! deterministic gzip'd tar layers (site-packages via uv, app files, bytecode)
+//! and owns every cache decision about them: [`plan`] computes each layer's
+//! key from its inputs, [`layer_cache`] looks it up in the [`store`] (local
+//! cache, then the cache repo) or builds and stores it. [`app_layers`],
+//! [`python_layers`] and [`stdlib_layer`] are the builders the pipeline
+//! calls, with [`options::LayerOptions`] as all they know of the build.
 //!
 //! Every builder produces a sorted list of [`Entry`]s (plain data); only
 //! [`tarball::write_layer`] turns entries into bytes.
 
 pub mod app;
+pub mod app_layers;
 pub mod bytecode;
 pub mod deps;
 pub mod dockerignore;
+pub mod failures;
+pub mod layer_cache;
+pub mod options;
+pub mod outcome;
 pub mod pgzip;
+pub mod plan;
 pub mod project;
+pub mod python_layers;
 pub mod resolution;
 pub mod sitepackages;
+pub mod stdlib_layer;
+pub mod store;
 pub mod tarball;
 pub mod tool_version;
 pub mod uv;

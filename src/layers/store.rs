@@ -3,10 +3,10 @@
 //! every later stage reads it like any cached layer). Layers built here are
 //! written to the cache repo once all are built ([`LayerStore::write_behind`]).
 
+use super::outcome::LayerSource;
 use crate::cache::{Cache, LayerRecord};
 use crate::cache_repo::{self, CacheRepo};
 use crate::digest::Digest;
-use crate::report::LayerSource;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 

@@ -10,7 +10,10 @@
 //! read only when the layer (or the base's import graph) is not cached.
 
 use super::layer_cache::{cached_layer, compile_in_scratch, find_python, Built};
-use super::{BuildOptions, LayerStore};
+use super::options::LayerOptions;
+use super::outcome::LayerKind;
+use super::plan;
+use super::store::LayerStore;
 use crate::cache::Cache;
 use crate::digest::Digest;
 use crate::error::{io, Error, ErrorKind, Result};
@@ -18,9 +21,7 @@ use crate::facts::PythonFacts;
 use crate::layers::bytecode::{self, sources, stdlib, BytecodeError};
 use crate::layers::Owner;
 use crate::off_async_workers;
-use crate::plan;
 use crate::recipe::StdlibBytecode;
-use crate::report::LayerKind;
 use crate::resolve::{self, BaseImage};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -28,9 +29,9 @@ use std::path::{Path, PathBuf};
 /// The layer for `base`, or None when the recipe asks for none. `built`
 /// are the image's other new layers (the `"imported"` scan reads its code
 /// from them).
-pub(super) async fn build_stdlib_layer(
+pub async fn build_stdlib_layer(
     cache: &LayerStore<'_>,
-    opts: &BuildOptions,
+    opts: &LayerOptions<'_>,
     base: &BaseImage,
     facts: &PythonFacts,
     built: &[Built],
@@ -128,7 +129,7 @@ pub(super) async fn build_stdlib_layer(
 /// Compiles the chosen stdlib modules with the base's CPython.
 fn compile_stdlib(
     cache: &LayerStore,
-    opts: &BuildOptions,
+    opts: &LayerOptions,
     python: &Path,
     chosen: &[(PathBuf, String)],
     version: &str,
@@ -248,7 +249,7 @@ impl Stdlib {
 /// project, app; read back from the cache) import, each layer's remembered
 /// under its digest.
 fn names_imported(
-    opts: &BuildOptions,
+    opts: &LayerOptions,
     cache: &Cache,
     python: &Path,
     built: &[Built],

@@ -7,7 +7,7 @@ use crate::layers;
 
 /// An error reading the user's files: unreadable is bad input (2), changed
 /// under the build is local I/O (1); both name the file.
-pub(super) fn source_error(context: &str) -> impl Fn(std::io::Error) -> Error + '_ {
+pub fn source_error(context: &str) -> impl Fn(std::io::Error) -> Error + '_ {
     move |e| match layers::SourceError::of(&e) {
         Some(source) => {
             let kind = match source {

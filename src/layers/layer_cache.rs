@@ -4,25 +4,26 @@
 //! report's timings read.
 
 use super::failures::source_error;
-use super::{BuildOptions, LayerStore};
+use super::options::LayerOptions;
+use super::outcome::{LayerKind, LayerSource, OmittedLayer};
+use super::store::LayerStore;
 use crate::assemble::NewLayer;
 use crate::cache::{Cache, LayerRecord};
 use crate::error::{io, Error, ErrorKind, Result};
 use crate::facts::PythonFacts;
 use crate::layers::tarball::{self, FileDigests};
 use crate::layers::{self, bytecode, Entry, Owner};
-use crate::report::{LayerKind, LayerSource, OmittedLayer};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 /// (layer, kind, where it came from)
-pub(super) type Built = (NewLayer, LayerKind, LayerSource);
+pub type Built = (NewLayer, LayerKind, LayerSource);
 
 /// Layers left out (no files), with the reason, for the report.
-pub(super) type Omitted = Vec<OmittedLayer>;
+pub type Omitted = Vec<OmittedLayer>;
 
-pub(super) fn omitted(kind: LayerKind, reason: &str) -> OmittedLayer {
+pub fn omitted(kind: LayerKind, reason: &str) -> OmittedLayer {
     OmittedLayer {
         kind,
         reason: reason.to_string(),
@@ -31,15 +32,15 @@ pub(super) fn omitted(kind: LayerKind, reason: &str) -> OmittedLayer {
 
 /// What a layer is built from: its entries, the scratch dir holding their
 /// files (if any), and the content digests its key was made of.
-pub(super) type LayerInputs = (Vec<Entry>, Option<tempfile::TempDir>, FileDigests);
+pub type LayerInputs = (Vec<Entry>, Option<tempfile::TempDir>, FileDigests);
 
 /// Reuses the layer for `key` from the caches or builds it from `entries()`.
-pub(super) fn cached_layer(
+pub fn cached_layer(
     cache: &LayerStore,
     key: &str,
     created_by: &str,
     kind: LayerKind,
-    opts: &BuildOptions,
+    opts: &LayerOptions,
     entries: impl FnOnce() -> Result<LayerInputs>,
 ) -> Result<Built> {
     let _lock = cache
@@ -72,14 +73,14 @@ pub(super) fn cached_layer(
 }
 
 /// Time and bytes of layer writing, for the report's timings (one build per process).
-pub(super) static COMPRESS_NANOS: AtomicU64 = AtomicU64::new(0);
-pub(super) static COMPRESS_BYTES: AtomicU64 = AtomicU64::new(0);
+pub static COMPRESS_NANOS: AtomicU64 = AtomicU64::new(0);
+pub static COMPRESS_BYTES: AtomicU64 = AtomicU64::new(0);
 /// `.py` files compiled by this build (not taken from the per-wheel store).
-pub(super) static COMPILED_FILES: AtomicU64 = AtomicU64::new(0);
+pub static COMPILED_FILES: AtomicU64 = AtomicU64::new(0);
 
 /// Packs `entries` (checked against `digests`, see
 /// [`tarball::write_layer_checked`]) into the blob store under `key`.
-pub(super) fn write_into_cache(
+pub fn write_into_cache(
     cache: &LayerStore,
     key: &str,
     entries: &[Entry],
@@ -120,8 +121,8 @@ pub(super) fn write_into_cache(
 /// Compiles `sources`; the returned dir holds the `.pyc` files the entries point at.
 /// `lower` is the layer the sources come from: the bytecode layer copies its
 /// directories' owners and modes.
-pub(super) fn compile(
-    opts: &BuildOptions,
+pub fn compile(
+    opts: &LayerOptions,
     cache: &Cache,
     facts: &PythonFacts,
     sources: &[(PathBuf, String)],
@@ -136,7 +137,7 @@ pub(super) fn compile(
 
 /// Compiles `sources` with `python` into a scratch dir of the cache (which
 /// holds the `.pyc` files the entries point at), counted for the report.
-pub(super) fn compile_in_scratch(
+pub fn compile_in_scratch(
     cache: &Cache,
     python: &Path,
     sources: &[(PathBuf, String)],
@@ -164,8 +165,8 @@ pub(super) fn compile_in_scratch(
 
 /// Site-packages bytecode assembled from the per-wheel store, compiling
 /// only the wheels it has never seen.
-pub(super) fn compile_wheels(
-    opts: &BuildOptions,
+pub fn compile_wheels(
+    opts: &LayerOptions,
     cache: &Cache,
     facts: &PythonFacts,
     lower: &[Entry],
@@ -191,13 +192,13 @@ pub(super) fn compile_wheels(
     Ok(layers::normalise_over(compiled.entries, lower))
 }
 
-pub(super) fn find_python(opts: &BuildOptions, facts: &PythonFacts) -> Result<PathBuf> {
-    let memos = layers::tool_version::memo_dir(&opts.cache_dir);
-    bytecode::find_python(&facts.version, opts.python.as_deref(), Some(&memos))
+pub fn find_python(opts: &LayerOptions, facts: &PythonFacts) -> Result<PathBuf> {
+    let memos = layers::tool_version::memo_dir(opts.cache_dir);
+    bytecode::find_python(&facts.version, opts.python, Some(&memos))
         .map_err(|e| Error::wrap(ErrorKind::Input, e, None))
 }
 
-pub(super) fn uv_version(uv: &Path, cache: &Cache) -> Result<String> {
+pub fn uv_version(uv: &Path, cache: &Cache) -> Result<String> {
     layers::tool_version::version(uv, &layers::tool_version::memo_dir(cache.root())).map_err(|e| {
         Error::new(
             ErrorKind::Input,

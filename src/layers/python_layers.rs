@@ -5,20 +5,21 @@ use super::layer_cache::{
     cached_layer, compile, compile_wheels, find_python, omitted, uv_version, write_into_cache,
     Built, Omitted,
 };
-use super::{BuildOptions, LayerStore};
+use super::options::LayerOptions;
+use super::outcome::{LayerKind, LayerSource};
+use super::plan;
+use super::store::LayerStore;
 use crate::assemble::NewLayer;
 use crate::error::{io, Error, ErrorKind, Result};
 use crate::facts::PythonFacts;
 use crate::layers::project::ProjectError;
 use crate::layers::resolution::{self, HeldBack};
 use crate::layers::{self, app, bytecode, deps, sitepackages, Entry, Owner};
-use crate::plan;
-use crate::report::{LayerKind, LayerSource};
 use crate::sbom;
 use std::path::{Path, PathBuf};
 
 /// A CPython for uv to run (any will do when none of the base's minor is found).
-fn host_python(opts: &BuildOptions, facts: &PythonFacts) -> PathBuf {
+fn host_python(opts: &LayerOptions, facts: &PythonFacts) -> PathBuf {
     find_python(opts, facts)
         .ok()
         .unwrap_or_else(|| PathBuf::from("python3"))
@@ -40,20 +41,20 @@ struct Target<'a> {
 }
 
 impl Target<'_> {
-    fn host_python(&self, opts: &BuildOptions) -> &Path {
+    fn host_python(&self, opts: &LayerOptions) -> &Path {
         self.host_python
             .get_or_init(|| host_python(opts, self.facts))
     }
 
     fn install(
         &self,
-        opts: &BuildOptions,
+        opts: &LayerOptions,
         cache: &LayerStore,
         spec: InstallSpec,
     ) -> Result<Vec<Entry>> {
         let staging = self.scratch.join(spec.staging);
         sitepackages::install(&sitepackages::UvInstall {
-            uv: opts.uv.clone(),
+            uv: opts.uv.to_path_buf(),
             host_python: self.host_python(opts).to_path_buf(),
             requirements: spec.deps.requirements.clone(),
             require_hashes: spec.deps.require_hashes,
@@ -68,7 +69,7 @@ impl Target<'_> {
             staging: staging.clone(),
         })
         .map_err(|e| {
-            let hint = opts.bundle.as_ref().map(|b| b.missing_hint());
+            let hint = opts.pinned.map(|b| b.missing_hint());
             Error::wrap(ErrorKind::Dependencies, e, hint)
         })?;
         let layout = sitepackages::PythonLayout {
@@ -95,7 +96,7 @@ impl Target<'_> {
     /// The inputs of a layer installed from `files` (requirements or wheels).
     fn inputs<'a>(
         &'a self,
-        opts: &BuildOptions,
+        opts: &LayerOptions,
         cache: &LayerStore,
         deps: &'a deps::Dependencies,
         files: Vec<(String, crate::digest::Digest)>,
@@ -137,7 +138,7 @@ struct InstallSpec<'a> {
 
 /// The new layers below the app's, what was left out, what the wheel-only
 /// resolution held back, and the wheel hashes the lock or bundle pins.
-pub(super) type PythonLayers = (Vec<Built>, Omitted, Vec<HeldBack>, sbom::dists::Pins);
+pub type PythonLayers = (Vec<Built>, Omitted, Vec<HeldBack>, sbom::dists::Pins);
 
 /// Where the interpreter files a layer's wheels install are remembered.
 fn interpreter_files_key(layer_key: &str) -> crate::digest::Digest {
@@ -175,8 +176,8 @@ fn bare(url: &str) -> String {
     crate::layers::uv::IndexUrl::parse(url).url
 }
 
-pub(super) fn build_python_layers(
-    opts: &BuildOptions,
+pub fn build_python_layers(
+    opts: &LayerOptions,
     cache: &LayerStore,
     facts: &PythonFacts,
     owner: Owner,
@@ -195,18 +196,14 @@ pub(super) fn build_python_layers(
             .clone(),
         None => PathBuf::from("python3"), // not run: requirements need no planning
     };
-    let pinned = match &opts.bundle {
-        Some(bundle) => Some(
-            bundle
-                .pinned(&facts.platform)
-                .map_err(Error::hinted(ErrorKind::Input))?,
-        ),
+    let pinned = match opts.pinned {
+        Some(wheels) => Some(wheels.pinned(&facts.platform)?),
         None => None,
     };
     let deps = deps::plan(&deps::Request {
         python: py,
         pinned: pinned.as_ref(),
-        uv: &opts.uv,
+        uv: opts.uv,
         host_python: &planning_python,
         python_version: &facts.version,
         scratch: scratch.path(),
@@ -227,7 +224,7 @@ pub(super) fn build_python_layers(
         owner,
         python_platform: facts.platform.uv_python_platform(&facts.libc),
         host_python: host_python_found,
-        uv_version: uv_version(&opts.uv, cache)?,
+        uv_version: uv_version(opts.uv, cache)?,
         scratch: scratch.path(),
         index_url: deps.index_url.as_deref().map(bare),
         extra_index_urls: deps.extra_index_urls.iter().map(|u| bare(u)).collect(),
@@ -257,7 +254,7 @@ pub(super) fn build_python_layers(
 /// sdists would give (two `uv pip compile` runs, ~1 s; remembered per
 /// resolution input so a cached build still warns without paying again).
 fn held_back(
-    opts: &BuildOptions,
+    opts: &LayerOptions,
     cache: &LayerStore,
     target: &Target,
     deps: &deps::Dependencies,
@@ -273,7 +270,7 @@ fn held_back(
     opts.log
         .step("checking what wheels-only resolution holds back");
     let held = resolution::held_back(&resolution::Compile {
-        uv: &opts.uv,
+        uv: opts.uv,
         host_python: target.host_python(opts),
         requirements: &deps.requirements,
         python_platform: &target.python_platform,
@@ -288,7 +285,7 @@ fn held_back(
 }
 
 fn site_packages_layers(
-    opts: &BuildOptions,
+    opts: &LayerOptions,
     cache: &LayerStore,
     target: &Target,
     deps: &deps::Dependencies,
@@ -377,8 +374,8 @@ fn site_packages_layers(
 /// platforms whose wheels ship the same Python sources (most of them) share
 /// one bytecode layer: compiled, compressed and pushed once. `bkey` (the
 /// site-packages inputs' key) becomes an alias.
-pub(super) fn site_packages_bytecode(
-    opts: &BuildOptions,
+pub fn site_packages_bytecode(
+    opts: &LayerOptions,
     cache: &LayerStore,
     facts: &PythonFacts,
     entries: &[Entry],
@@ -417,7 +414,7 @@ pub(super) fn site_packages_bytecode(
 /// without dependencies, and their bytecode: keyed by the wheels alone, so
 /// a code edit rebuilds these two small layers and nothing else.
 fn project_layers(
-    opts: &BuildOptions,
+    opts: &LayerOptions,
     cache: &LayerStore,
     target: &Target,
     deps: &deps::Dependencies,

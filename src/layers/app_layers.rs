@@ -4,14 +4,13 @@
 
 use super::failures::source_error;
 use super::layer_cache::{cached_layer, compile, omitted, Built, Omitted};
-use super::BuildOptions;
-use super::LayerStore;
+use super::options::LayerOptions;
+use super::outcome::LayerKind;
+use super::plan;
+use super::store::LayerStore;
 use crate::error::{Error, ErrorKind, Result};
 use crate::facts::PythonFacts;
 use crate::layers::{self, app, Owner};
-use crate::plan;
-use crate::recipe::Destination;
-use crate::report::LayerKind;
 use std::path::Path;
 
 /// The recipe's excludes plus slipway's own files when they sit inside the
@@ -19,15 +18,11 @@ use std::path::Path;
 /// output that hold nothing else (made by slipway for it, e.g. `build/` of
 /// `--oci-layout build/image`), so a build never packs its own inputs or
 /// last image and two builds of the same tree give the same app layer.
-fn excludes_with_outputs(opts: &BuildOptions, source_dir: &Path) -> Vec<String> {
+fn excludes_with_outputs(opts: &LayerOptions, source_dir: &Path) -> Vec<String> {
     let mut excludes = opts.recipe.app.excludes.clone();
     let source = std::fs::canonicalize(source_dir).unwrap_or_else(|_| source_dir.to_path_buf());
-    let output = match &opts.destination {
-        Destination::OciLayout(dir) => Some(dir.clone()),
-        Destination::DockerArchive(file) => Some(file.clone()),
-        Destination::Push(_) => None,
-    };
-    let own = [opts.cache_dir.clone(), opts.recipe.file.clone()];
+    let output = opts.output.map(Path::to_path_buf);
+    let own = [opts.cache_dir.to_path_buf(), opts.recipe.file.clone()];
     for (path, is_output) in own
         .into_iter()
         .map(|p| (p, false))
@@ -81,7 +76,7 @@ fn excludes_with_outputs(opts: &BuildOptions, source_dir: &Path) -> Vec<String> 
 fn bytecode_key(
     entries: &[layers::Entry],
     digests: &layers::tarball::FileDigests,
-    opts: &BuildOptions,
+    opts: &LayerOptions,
     facts: &PythonFacts,
 ) -> String {
     let inputs: Vec<layers::Entry> = entries
@@ -92,8 +87,8 @@ fn bytecode_key(
     plan::bytecode_key(&plan::app_key(&inputs, digests, opts.epoch), &facts.version)
 }
 
-pub(super) fn build_app_layers(
-    opts: &BuildOptions,
+pub fn build_app_layers(
+    opts: &LayerOptions,
     cache: &LayerStore,
     facts: &PythonFacts,
     owner: Owner,
@@ -118,7 +113,7 @@ pub(super) fn build_app_layers(
 }
 
 fn app_layers_once(
-    opts: &BuildOptions,
+    opts: &LayerOptions,
     cache: &LayerStore,
     facts: &PythonFacts,
     owner: Owner,
