@@ -1,6 +1,6 @@
 //! The image model's sources, go-containerregistry's shape: an image is read
-//! through one [`ImageSource`] whatever holds it — a registry ([`registry`])
-//! or an OCI image layout dir ([`layout`]) — so the stages above ask for a
+//! through one [`ImageSource`] whatever holds it — a registry ([`registry`]),
+//! an OCI image layout dir ([`layout`]) or a docker-archive ([`archive`]) — so the stages above ask for a
 //! manifest, a config or a blob by digest and never switch on where the
 //! image lives. Every read is bounded and digest-checked by the source.
 
@@ -37,6 +37,14 @@ pub enum SourceError {
         expected: Digest,
         actual: Digest,
     },
+    #[error("docker-archive: {0}")]
+    Archive(String),
+    #[error("cannot read `{}`", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot write `{}`", path.display())]
     Write {
         path: PathBuf,
@@ -63,11 +71,13 @@ impl SourceError {
     pub fn kind(&self) -> crate::error::ErrorKind {
         use crate::error::ErrorKind;
         match self {
-            SourceError::Registry(RegistryError::Io { .. }) | SourceError::Write { .. } => {
-                ErrorKind::Other
-            }
+            SourceError::Registry(RegistryError::Io { .. })
+            | SourceError::Read { .. }
+            | SourceError::Write { .. } => ErrorKind::Other,
             SourceError::Registry(_) => ErrorKind::Registry,
-            SourceError::Layout { .. } | SourceError::Mismatch { .. } => ErrorKind::Input,
+            SourceError::Layout { .. } | SourceError::Mismatch { .. } | SourceError::Archive(_) => {
+                ErrorKind::Input
+            }
         }
     }
 }

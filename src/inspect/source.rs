@@ -94,9 +94,10 @@ pub struct RawImage {
     pub layers: Vec<Descriptor>,
 }
 
-/// An opened image source. Registries and layouts are read through the
-/// image model's [`ImageSource`]; they differ only in how the top document
-/// is named (a reference; `oci:DIR[:TAG]`) and where blobs are read from.
+/// An opened image source, read through the image model's [`ImageSource`];
+/// they differ only in how the top document is named (a reference;
+/// `oci:DIR[:TAG]`; an archive shows its own first image, without the
+/// manifest it doesn't store) and where blobs are read from.
 pub enum Source {
     Registry {
         source: Box<RegistrySource>,
@@ -256,12 +257,12 @@ impl Source {
         }
     }
 
-    /// The image model's source, for registries and layouts.
-    pub(crate) fn image_source(&self) -> Option<&dyn ImageSource> {
+    /// The image model's source, whatever holds the image.
+    pub(crate) fn image_source(&self) -> &dyn ImageSource {
         match self {
-            Source::Registry { source, .. } => Some(source.as_ref()),
-            Source::Layout { source, .. } => Some(source),
-            Source::Archive(_) => None,
+            Source::Registry { source, .. } => source.as_ref(),
+            Source::Layout { source, .. } => source,
+            Source::Archive(archive) => archive,
         }
     }
 
@@ -282,16 +283,12 @@ impl Source {
         digest: &Digest,
         manifest: bool,
     ) -> Result<Vec<u8>, InspectError> {
-        if let Some(source) = self.image_source() {
-            return Ok(if manifest {
-                source.manifest(digest).await?.bytes
-            } else {
-                source.small_blob(digest).await?
-            });
-        }
-        // An archive names its blobs by the digests read from them.
-        crate::oci::read_json_capped(self.open_blob(digest).await?, digest.as_str())
-            .map_err(InspectError::io(Path::new(digest.as_str())))
+        let source = self.image_source();
+        Ok(if manifest {
+            source.manifest(digest).await?.bytes
+        } else {
+            source.small_blob(digest).await?
+        })
     }
 
     /// A reader over a blob's bytes (registry blobs are fetched into the cache first).

@@ -93,7 +93,7 @@ pub async fn run(client: &RegistryClient, opts: &RebaseOptions) -> Result<Rebase
     for ((image, recorded), base) in old.iter().zip(&recorded).zip(&bases) {
         let new = rebase(image, recorded, base).map_err(rebase_error)?;
         // slipway's layers come along from where the image is (into the cache).
-        let image_source = source.image_source().expect("archives are refused before");
+        let image_source = source.image_source();
         for layer in &new.layers[new.new_from..] {
             resolve::fetch_blob(&cache, image_source, &layer.digest)
                 .await
