@@ -1,13 +1,16 @@
-//! The bundle's `base/`: the resolved base image as an OCI image layout.
-//! The top document (index or manifest) is kept byte for byte, with the
+//! The bundle's `base/`: the resolved base image as an OCI image layout,
+//! written the way the layout publisher writes (`publish::layout`). The
+//! top document (index or manifest) is kept byte for byte, with the
 //! manifest, config and layers of every platform the recipe builds; blobs
 //! already in the layout with the right digest are kept, the rest come
 //! through the cache (digest checked) and are copied (checked again).
 
 use crate::cache::Cache;
-use crate::digest::{Digest, HashingWriter};
+use crate::digest::Digest;
 use crate::image::{ImageSource, SourceError};
 use crate::oci;
+use crate::publish::layout::{put_blobs, LocalBlob};
+use crate::publish::BlobAction;
 use crate::resolve::{self, BaseImage, ResolveError};
 use std::collections::BTreeSet;
 use std::io;
@@ -19,12 +22,6 @@ pub enum BaseError {
     Resolve(#[from] ResolveError),
     #[error(transparent)]
     Source(#[from] SourceError),
-    #[error("`{}` does not match its digest `{expected}` (it hashes to `{actual}`)", path.display())]
-    Mismatch {
-        path: std::path::PathBuf,
-        expected: Digest,
-        actual: Digest,
-    },
     #[error("writing the base layout: {0}")]
     Io(#[from] io::Error),
 }
@@ -53,7 +50,10 @@ pub struct BaseCounts {
     pub top: (String, u64),
 }
 
-/// Writes `bases` (one per platform, all from one reference) into the layout at `dir`.
+/// Writes `bases` (one per platform, all from one reference) into the
+/// layout at `dir`, through the layout publisher's writing
+/// ([`put_blobs`]): documents byte for byte, blobs the layout lacks
+/// fetched into the cache and copied from it, checked.
 pub async fn write(
     cache: &Cache,
     bases: &[BaseImage],
@@ -64,37 +64,51 @@ pub async fn write(
     let mut counts = BaseCounts::default();
     let (top_bytes, top_type) = document(first.source.as_ref(), &first.top_digest).await?;
     counts.top = (top_type.clone(), top_bytes.len() as u64);
-    put_bytes(&writer, &first.top_digest, &top_bytes, &mut counts)?;
+    let mut documents = vec![top_bytes.clone()];
+    let mut blobs = Vec::new();
     for base in bases {
         if base.manifest_digest != base.top_digest {
-            let (bytes, _) = document(base.source.as_ref(), &base.manifest_digest).await?;
-            put_bytes(&writer, &base.manifest_digest, &bytes, &mut counts)?;
+            documents.push(
+                document(base.source.as_ref(), &base.manifest_digest)
+                    .await?
+                    .0,
+            );
         }
-        let mut digests = vec![&base.manifest.config.digest];
-        digests.extend(base.manifest.layers.iter().map(|l| &l.digest));
-        for digest in digests {
+        let descriptors = std::iter::once(&base.manifest.config).chain(&base.manifest.layers);
+        for (i, descriptor) in descriptors.enumerate() {
+            let digest = &descriptor.digest;
             counts.blobs += 1;
             if !counts.wanted.insert(digest.hex().to_string()) {
                 continue;
             }
+            // A re-made bundle keeps its blobs: fetched only when missing.
             if writer.has_blob(digest) {
                 counts.kept += 1;
                 continue;
             }
-            let source = resolve::fetch_blob(cache, base.source.as_ref(), digest).await?;
-            // A blob that hashes to something else is never kept under the digest.
-            writer.put_with(digest, |file| {
-                let actual = copy_hashed(&source, file)?;
-                if &actual != digest {
-                    return Err(BaseError::Mismatch {
-                        path: source.clone(),
-                        expected: digest.clone(),
-                        actual,
-                    });
-                }
-                Ok(())
-            })?;
-            counts.copied += 1;
+            blobs.push(LocalBlob {
+                digest: digest.clone(),
+                size: descriptor.size,
+                path: resolve::fetch_blob(cache, base.source.as_ref(), digest).await?,
+                what: match i {
+                    0 => format!("the base's config `{digest}`"),
+                    _ => crate::publish::layer_name(i - 1, usize::MAX, digest),
+                },
+            });
+        }
+    }
+    for bytes in &documents {
+        counts.blobs += 1;
+        counts.wanted.insert(Digest::of(bytes).hex().to_string());
+        match writer.put_bytes(bytes)? {
+            true => counts.copied += 1,
+            false => counts.kept += 1,
+        }
+    }
+    for report in crate::off_async_workers(|| put_blobs(&writer, &blobs))? {
+        match report.action {
+            BlobAction::Existing => counts.kept += 1,
+            _ => counts.copied += 1,
         }
     }
     // The index names the base by its reference, so `--base-layout` finds it.
@@ -119,27 +133,4 @@ async fn document(
         .and_then(|v| v["mediaType"].as_str().map(str::to_string))
         .unwrap_or_else(|| oci::OCI_MANIFEST.to_string());
     Ok((bytes, media_type))
-}
-
-fn put_bytes(
-    writer: &crate::layout::Writer,
-    digest: &Digest,
-    bytes: &[u8],
-    counts: &mut BaseCounts,
-) -> Result<(), BaseError> {
-    counts.blobs += 1;
-    counts.wanted.insert(digest.hex().to_string());
-    if writer.put_bytes(bytes)? {
-        counts.copied += 1;
-    } else {
-        counts.kept += 1;
-    }
-    Ok(())
-}
-
-/// Copies `source` into `file`, hashing on the way.
-fn copy_hashed(source: &Path, file: &mut std::fs::File) -> io::Result<Digest> {
-    let mut writer = HashingWriter::new(file);
-    io::copy(&mut std::fs::File::open(source)?, &mut writer)?;
-    Ok(writer.finish().1)
 }

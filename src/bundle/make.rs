@@ -112,6 +112,9 @@ pub async fn make(client: &RegistryClient, opts: &MakeOptions) -> Result<MakeRep
         .await
         .map_err(|e| {
             let kind = match &e {
+                base::BaseError::Io(e) if crate::publish::BlobError::of(e).is_some() => {
+                    return crate::publish::blob_failure(e)
+                }
                 base::BaseError::Source(e) => e.kind(),
                 base::BaseError::Resolve(resolve::ResolveError::Registry(_)) => ErrorKind::Registry,
                 _ => ErrorKind::Other,

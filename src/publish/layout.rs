@@ -5,6 +5,7 @@ use super::{BlobAction, BlobError, BlobReport, Publishable, Publisher};
 use crate::cache::Cache;
 use crate::digest::Digest;
 use crate::error::io as io_error;
+use crate::layout::Writer;
 use crate::oci;
 use std::collections::BTreeSet;
 use std::fs;
@@ -54,8 +55,6 @@ pub fn write(
         .prefix(".slipway-layout-")
         .tempdir_in(parent)?;
     let writer = crate::layout::Writer::create(staging.path())?;
-    let mut reports = Vec::new();
-    let mut written = BTreeSet::new();
     for (img, _) in &image.images {
         writer.put_bytes(&img.config)?;
         writer.put_bytes(&img.manifest)?;
@@ -63,33 +62,19 @@ pub fn write(
     if let Some((bytes, _)) = &image.index {
         writer.put_bytes(bytes)?;
     }
-    for (img, _) in &image.images {
-        for (i, layer) in img.layers.iter().enumerate() {
-            if !written.insert(layer.digest.clone()) {
-                continue;
-            }
-            // A copy, never a hard link: editing the output must not edit the cache.
-            let what = super::layer_name(i, img.new_from, &layer.digest);
-            writer.put_with(&layer.digest, |file| {
-                let out = io::BufWriter::new(file);
-                super::copy_verified(
-                    &local_blob(&layer.digest),
-                    out,
-                    &layer.digest,
-                    layer.size,
-                    &what,
-                )?
-                .into_inner()
-                .map(drop)
-                .map_err(|e| e.into_error())
-            })?;
-            reports.push(BlobReport {
+    let layers: Vec<LocalBlob> = image
+        .images
+        .iter()
+        .flat_map(|(img, _)| {
+            img.layers.iter().enumerate().map(|(i, layer)| LocalBlob {
                 digest: layer.digest.clone(),
-                action: BlobAction::Written,
-                bytes_sent: 0,
-            });
-        }
-    }
+                size: layer.size,
+                path: local_blob(&layer.digest),
+                what: super::layer_name(i, img.new_from, &layer.digest),
+            })
+        })
+        .collect();
+    let reports = put_blobs(&writer, &layers)?;
     for referrer in &image.referrers {
         writer.put_bytes(&referrer.sbom)?;
         writer.put_bytes(crate::sbom::referrer::EMPTY_CONFIG)?;
@@ -106,6 +91,49 @@ pub fn write(
         &image.referrers,
     ))?;
     replace_dir(staging, dir)?;
+    Ok(reports)
+}
+
+/// A blob a layout gets from a local file.
+pub struct LocalBlob {
+    pub digest: Digest,
+    /// As its descriptor gives it: checked while copying.
+    pub size: u64,
+    pub path: PathBuf,
+    /// How errors name it ("layer 2 `sha256:…`").
+    pub what: String,
+}
+
+/// Puts `blobs` into the layout `writer` fills, each once: one the layout
+/// already holds with the right digest is kept (`Existing`), the rest are
+/// copied, never hard-linked (editing the output must not edit the cache),
+/// and checked against digest and size on the way. The one way blobs get
+/// into a layout: `--oci-layout` and a bundle's `base/`.
+pub fn put_blobs(writer: &Writer, blobs: &[LocalBlob]) -> io::Result<Vec<BlobReport>> {
+    let mut reports = Vec::new();
+    let mut seen = BTreeSet::new();
+    for blob in blobs {
+        if !seen.insert(&blob.digest) {
+            continue;
+        }
+        let action = if writer.has_blob(&blob.digest) {
+            BlobAction::Existing
+        } else {
+            writer.put_with(&blob.digest, |file| {
+                let out = io::BufWriter::new(file);
+                super::copy_verified(&blob.path, out, &blob.digest, blob.size, &blob.what)?
+                    .into_inner()
+                    .map(drop)
+                    .map_err(|e| e.into_error())
+            })?;
+            BlobAction::Written
+        };
+        reports.push(BlobReport {
+            digest: blob.digest.clone(),
+            action,
+            bytes_sent: 0,
+        });
+    }
     Ok(reports)
 }
 
