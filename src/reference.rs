@@ -35,17 +35,7 @@ impl Reference {
             None => (rest, None),
         };
         if let Some(tag) = &tag {
-            let valid = !tag.is_empty()
-                && tag.len() <= 128
-                && tag
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-                && !tag.starts_with(['.', '-']);
-            if !valid {
-                return Err(bad(&format!(
-                    "tag `{tag}` must be 1-128 of [A-Za-z0-9_.-], not starting with `.` or `-`"
-                )));
-            }
+            check_tag(tag).map_err(|why| bad(&why))?;
         }
         let (registry, repository) = match name.split_once('/') {
             Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => {
@@ -75,22 +65,7 @@ impl Reference {
         } else {
             repository
         };
-        if repository.is_empty() {
-            return Err(bad("the repository name is empty"));
-        }
-        for component in repository.split('/') {
-            let valid = !component.is_empty()
-                && component
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
-                && component.starts_with(|c: char| c.is_ascii_alphanumeric())
-                && component.ends_with(|c: char| c.is_ascii_alphanumeric());
-            if !valid {
-                return Err(bad(&format!(
-                    "repository component `{component}` must be lowercase letters, digits and `._-`"
-                )));
-            }
-        }
+        check_repository(&repository).map_err(|why| bad(&why))?;
         let tag = if tag.is_none() && digest.is_none() {
             Some("latest".to_string())
         } else {
@@ -132,6 +107,44 @@ impl fmt::Display for Reference {
         }
         Ok(())
     }
+}
+
+/// A tag: 1-128 of `[A-Za-z0-9_.-]`, not starting with `.` or `-`.
+fn check_tag(tag: &str) -> Result<(), String> {
+    let valid = !tag.is_empty()
+        && tag.len() <= 128
+        && tag
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        && !tag.starts_with(['.', '-']);
+    match valid {
+        true => Ok(()),
+        false => Err(format!(
+            "tag `{tag}` must be 1-128 of [A-Za-z0-9_.-], not starting with `.` or `-`"
+        )),
+    }
+}
+
+/// A repository: `/`-separated components of lowercase letters, digits
+/// and `._-`, each starting and ending with a letter or digit.
+fn check_repository(repository: &str) -> Result<(), String> {
+    if repository.is_empty() {
+        return Err("the repository name is empty".into());
+    }
+    for component in repository.split('/') {
+        let valid = !component.is_empty()
+            && component
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
+            && component.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && component.ends_with(|c: char| c.is_ascii_alphanumeric());
+        if !valid {
+            return Err(format!(
+                "repository component `{component}` must be lowercase letters, digits and `._-`"
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

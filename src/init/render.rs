@@ -195,85 +195,43 @@ fn render_image(w: &mut String, project: &Project, c: &str) {
     );
 }
 
+/// What runtimes are told the app listens on.
+const PORTS: &str =
+    "# Ports the app listens on (documentation for runtimes).\nports = [\"8000/tcp\"]";
+
 fn render_launch(w: &mut String, project: &Project) {
-    let missing = |server: &str| {
-        !project.declared.is_empty() && !project.declared.iter().any(|d| d == server)
-    };
     let _ = match &project.launch {
         Launch::Asgi {
             target,
             framework,
             file,
         } => {
-            let _ = writeln!(
-                w,
-                "# {framework} app in {file}, served by uvicorn (an ASGI server)."
-            );
-            if missing("uvicorn") {
-                let _ = writeln!(w, "# NOTE: uvicorn is not among the dependencies: add it.");
-            }
-            let _ = writeln!(
-                w,
-                "cmd = {}",
-                list(&["uvicorn", target, "--host", "0.0.0.0", "--port", "8000"])
-            );
-            writeln!(
-                w,
-                "# Ports the app listens on (documentation for runtimes).\nports = [\"8000/tcp\"]"
-            )
+            let cmd = list(&["uvicorn", target, "--host", "0.0.0.0", "--port", "8000"]);
+            let server = ("uvicorn", "ASGI", None);
+            render_served(w, project, (framework, file), server, &cmd)
         }
         Launch::Wsgi {
             target,
             framework,
             file,
         } => {
-            let _ = writeln!(
-                w,
-                "# {framework} app in {file}, served by gunicorn (a WSGI server)."
-            );
-            if missing("gunicorn") {
-                let _ = writeln!(w, "# NOTE: gunicorn is not among the dependencies: add it.");
-            }
-            let cmd = if project.gunicorn_config {
-                let _ = writeln!(w, "# Settings (bind, workers...) from gunicorn.conf.py.");
-                list(&["gunicorn", "--config", "gunicorn.conf.py", target])
+            let (settings, cmd) = if project.gunicorn_config {
+                (
+                    Some("# Settings (bind, workers...) from gunicorn.conf.py."),
+                    list(&["gunicorn", "--config", "gunicorn.conf.py", target]),
+                )
             } else {
-                list(&["gunicorn", "--bind", "0.0.0.0:8000", target])
+                (None, list(&["gunicorn", "--bind", "0.0.0.0:8000", target]))
             };
-            let _ = writeln!(w, "cmd = {cmd}");
-            writeln!(
-                w,
-                "# Ports the app listens on (documentation for runtimes).\nports = [\"8000/tcp\"]"
-            )
+            let server = ("gunicorn", "WSGI", settings);
+            render_served(w, project, (framework, file), server, &cmd)
         }
-        Launch::Script(name) => {
-            let _ = writeln!(w, "# The console script `{name}` from [project.scripts] (installed in the image's bin dir).");
-            let others: Vec<&String> = project.scripts.iter().filter(|s| *s != name).collect();
-            if !others.is_empty() {
-                let _ = writeln!(
-                    w,
-                    "# Other scripts: {}",
-                    others
-                        .iter()
-                        .map(|s| s.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-            }
-            let _ = writeln!(
-                w,
-                "# Setting an entrypoint clears the base's CMD; `cmd` gives default arguments."
-            );
-            writeln!(w, "entrypoint = {}", list(&[name]))
-        }
+        Launch::Script(name) => render_script(w, project, name),
         Launch::Procfile(argv) => {
             let _ = writeln!(w, "# The Procfile's `web:` line ($PORT is 8000).");
             let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
             let _ = writeln!(w, "cmd = {}", list(&argv));
-            writeln!(
-                w,
-                "# Ports the app listens on (documentation for runtimes).\nports = [\"8000/tcp\"]"
-            )
+            writeln!(w, "{PORTS}")
         }
         Launch::File(file) => {
             let _ = writeln!(
@@ -291,4 +249,49 @@ fn render_launch(w: &mut String, project: &Project) {
             writeln!(w, "# cmd = [\"python\", \"main.py\"]")
         }
     };
+}
+
+/// A web app run by its server: `(framework, file)` found, `(server,
+/// interface, settings note)`, and the command that serves it.
+fn render_served(
+    w: &mut String,
+    project: &Project,
+    (framework, file): (&str, &str),
+    (server, interface, settings): (&str, &str, Option<&str>),
+    cmd: &str,
+) -> std::fmt::Result {
+    let _ = writeln!(
+        w,
+        "# {framework} app in {file}, served by {server} (a {interface} server)."
+    );
+    if !project.declared.is_empty() && !project.declared.iter().any(|d| d == server) {
+        let _ = writeln!(w, "# NOTE: {server} is not among the dependencies: add it.");
+    }
+    if let Some(settings) = settings {
+        let _ = writeln!(w, "{settings}");
+    }
+    let _ = writeln!(w, "cmd = {cmd}");
+    writeln!(w, "{PORTS}")
+}
+
+/// A console script from `[project.scripts]`, as the entrypoint.
+fn render_script(w: &mut String, project: &Project, name: &str) -> std::fmt::Result {
+    let _ = writeln!(
+        w,
+        "# The console script `{name}` from [project.scripts] (installed in the image's bin dir)."
+    );
+    let others: Vec<&str> = project
+        .scripts
+        .iter()
+        .filter(|s| *s != name)
+        .map(String::as_str)
+        .collect();
+    if !others.is_empty() {
+        let _ = writeln!(w, "# Other scripts: {}", others.join(", "));
+    }
+    let _ = writeln!(
+        w,
+        "# Setting an entrypoint clears the base's CMD; `cmd` gives default arguments."
+    );
+    writeln!(w, "entrypoint = {}", list(&[name]))
 }

@@ -139,35 +139,7 @@ pub fn collect(
             path: path.to_path_buf(),
             source: e.into(),
         })?;
-        let (kind, mode) = if file_type.is_dir() {
-            (EntryKind::Dir, 0o755)
-        } else if file_type.is_file() {
-            let exec = meta.permissions().mode() & 0o111 != 0;
-            let kind = EntryKind::File {
-                source: path.to_path_buf(),
-                size: meta.len(),
-                listed: None,
-            };
-            (kind, if exec { 0o755 } else { 0o644 })
-        } else if file_type.is_symlink() {
-            let target = std::fs::read_link(path).map_err(io_error(path))?;
-            let target = target
-                .to_str()
-                .ok_or_else(|| SitePackagesError::NonUtf8Name(path.to_path_buf()))?;
-            let kind = EntryKind::Symlink {
-                target: target.to_string(),
-            };
-            (kind, 0o777)
-        } else {
-            return Err(SitePackagesError::SpecialFile {
-                path: path.to_path_buf(),
-                kind: if file_type.is_fifo() {
-                    "FIFO"
-                } else {
-                    "special file"
-                },
-            });
-        };
+        let (kind, mode) = kind_and_mode(path, file_type, &meta)?;
         entries.push(Entry {
             path: image_path,
             kind,
@@ -176,16 +148,60 @@ pub fn collect(
         });
     }
     let entries = normalise(entries, Owner::default());
+    check_no_host_paths(staging, &entries)?;
+    Ok(entries)
+}
 
+/// An installed file's entry kind and mode; anything but a file, dir or
+/// symlink is refused.
+fn kind_and_mode(
+    path: &Path,
+    file_type: std::fs::FileType,
+    meta: &std::fs::Metadata,
+) -> Result<(EntryKind, u32), SitePackagesError> {
+    Ok(if file_type.is_dir() {
+        (EntryKind::Dir, 0o755)
+    } else if file_type.is_file() {
+        let exec = meta.permissions().mode() & 0o111 != 0;
+        let kind = EntryKind::File {
+            source: path.to_path_buf(),
+            size: meta.len(),
+            listed: None,
+        };
+        (kind, if exec { 0o755 } else { 0o644 })
+    } else if file_type.is_symlink() {
+        let target = std::fs::read_link(path).map_err(io_error(path))?;
+        let target = target
+            .to_str()
+            .ok_or_else(|| SitePackagesError::NonUtf8Name(path.to_path_buf()))?;
+        let kind = EntryKind::Symlink {
+            target: target.to_string(),
+        };
+        (kind, 0o777)
+    } else {
+        return Err(SitePackagesError::SpecialFile {
+            path: path.to_path_buf(),
+            kind: if file_type.is_fifo() {
+                "FIFO"
+            } else {
+                "special file"
+            },
+        });
+    })
+}
+
+/// Refuses entries that still name the staging dir (a script or record
+/// uv wrote with the host's path in it).
+fn check_no_host_paths(staging: &Path, entries: &[Entry]) -> Result<(), SitePackagesError> {
     let mut needles = vec![staging.to_string_lossy().into_owned()];
     if let Ok(canonical) = staging.canonicalize() {
         needles.push(canonical.to_string_lossy().into_owned());
     }
-    let leaks = find_host_paths(&entries, &needles);
+    let leaks = find_host_paths(entries, &needles);
     if !leaks.is_empty() {
         return Err(SitePackagesError::HostPathLeak(leaks));
     }
-    Ok(entries)
+    Ok(())
 }
 
 /// An installed file a wheel puts in the interpreter's own directories

@@ -71,25 +71,15 @@ pub async fn build_stdlib_layer(
         StdlibBytecode::All => Some(key_of(None)),
         _ => known_modules.as_ref().map(|m| key_of(Some(m))),
     };
-    let mut base_layers = Vec::new();
-    if known_key.is_none_or(|key| cache.layer(&key).is_none()) {
-        opts.log.step("reading the base's standard library");
-        for layer in &base.manifest.layers {
-            let path = resolve::fetch_blob(cache, base.source.as_ref(), &layer.digest)
-                .await
-                .map_err(|e| e.into_error(cache.root()))?;
-            base_layers.push(path);
-        }
-    }
+    let base_layers = match known_key.is_none_or(|key| cache.layer(&key).is_none()) {
+        true => base_layer_files(cache, base, opts).await?,
+        false => Vec::new(),
+    };
     off_async_workers(|| {
         let scratch = cache
             .temp_dir("stdlib")
             .map_err(io(cache.context("cannot create a temp dir in the cache")))?;
-        let stdlib_dir = format!(
-            "{}/lib/python{}/",
-            facts.prefix.trim_matches('/'),
-            facts.version
-        );
+        let stdlib_dir = stdlib_dir(facts);
         let read = BaseStdlib {
             layers: &base_layers,
             dir: &stdlib_dir,
@@ -99,15 +89,7 @@ pub async fn build_stdlib_layer(
         };
         let stdlib = || read.get();
         let modules = match (names, known_modules) {
-            (Some(names), None) => {
-                let stdlib = stdlib()?;
-                let graph = stdlib::import_graph(&python, &stdlib.sources(), &stdlib.packages)
-                    .map_err(input_error)?;
-                cache
-                    .put_facts(&graph_key, &graph)
-                    .map_err(io(cache.context("cannot write to the cache")))?;
-                Some(stdlib::reach(&graph, &names))
-            }
+            (Some(names), None) => Some(reached(cache, &python, stdlib()?, &names, &graph_key)?),
             (_, known) => known,
         };
         let key = key_of(modules.as_ref());
@@ -124,6 +106,46 @@ pub async fn build_stdlib_layer(
         )?;
         Ok(Some(built))
     })
+}
+
+/// Where the stdlib is in the image: `usr/local/lib/python3.13/`.
+fn stdlib_dir(facts: &PythonFacts) -> String {
+    let prefix = facts.prefix.trim_matches('/');
+    format!("{prefix}/lib/python{}/", facts.version)
+}
+
+/// The files of the base's layers, fetched into the cache.
+async fn base_layer_files(
+    cache: &LayerStore<'_>,
+    base: &BaseImage,
+    opts: &LayerOptions<'_>,
+) -> Result<Vec<PathBuf>> {
+    opts.log.step("reading the base's standard library");
+    let mut files = Vec::new();
+    for layer in &base.manifest.layers {
+        let path = resolve::fetch_blob(cache, base.source.as_ref(), &layer.digest)
+            .await
+            .map_err(|e| e.into_error(cache.root()))?;
+        files.push(path);
+    }
+    Ok(files)
+}
+
+/// The stdlib modules `names` reach, by the base's import graph (worked
+/// out from its sources now and kept in the cache under `graph_key`).
+fn reached(
+    cache: &LayerStore,
+    python: &Path,
+    stdlib: &Stdlib,
+    names: &BTreeSet<String>,
+    graph_key: &Digest,
+) -> Result<BTreeSet<String>> {
+    let graph =
+        stdlib::import_graph(python, &stdlib.sources(), &stdlib.packages).map_err(input_error)?;
+    cache
+        .put_facts(graph_key, &graph)
+        .map_err(io(cache.context("cannot write to the cache")))?;
+    Ok(stdlib::reach(&graph, names))
 }
 
 /// Compiles the chosen stdlib modules with the base's CPython.

@@ -91,28 +91,8 @@ impl RegistryClient {
                 StatusCode::OK,
             )
             .await?;
-        let dir = match dest.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir,
-            _ => Path::new("."),
-        };
-        let io_error = |action, path: &Path| {
-            let path = path.to_path_buf();
-            move |source| RegistryError::Io {
-                context: Box::new(context.clone()),
-                action,
-                path,
-                source,
-            }
-        };
-        let temp = tempfile::Builder::new()
-            .prefix(".partial-")
-            .tempfile_in(dir)
-            .map_err(io_error("create a file in", dir))?;
-        let mut file = tokio::fs::File::from_std(
-            temp.as_file()
-                .try_clone()
-                .map_err(io_error("write", temp.path()))?,
-        );
+        let io_error = |action, path: &Path| io_error(context, action, path);
+        let (temp, mut file) = partial_file(context, dest)?;
         let mut hasher = HashingWriter::new(std::io::sink());
         let label = format!("pull {}", &digest.as_str()[..digest.as_str().len().min(19)]);
         // The manifest's word for the size, else the answer's: reading stops
@@ -313,6 +293,42 @@ fn location(context: &Context, base: &Url, headers: &HeaderMap) -> Result<Url, R
         .ok_or_else(|| protocol(context, "the upload answer has no Location".into()))?;
     base.join(value)
         .map_err(|_| protocol(context, "the upload Location is not a valid URL".into()))
+}
+
+/// An I/O error of a registry operation, naming what was done to which file.
+fn io_error<'a>(
+    context: &'a Context,
+    action: &'static str,
+    path: &Path,
+) -> impl FnOnce(std::io::Error) -> RegistryError + 'a {
+    let path = path.to_path_buf();
+    move |source| RegistryError::Io {
+        context: Box::new(context.clone()),
+        action,
+        path,
+        source,
+    }
+}
+
+/// A temp file beside `dest` (persisted under its name only once the blob
+/// checks out) and an async handle to write it.
+fn partial_file(
+    context: &Context,
+    dest: &Path,
+) -> Result<(tempfile::NamedTempFile, tokio::fs::File), RegistryError> {
+    let dir = match dest.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let temp = tempfile::Builder::new()
+        .prefix(".partial-")
+        .tempfile_in(dir)
+        .map_err(io_error(context, "create a file in", dir))?;
+    let file = temp
+        .as_file()
+        .try_clone()
+        .map_err(io_error(context, "write", temp.path()))?;
+    Ok((temp, tokio::fs::File::from_std(file)))
 }
 
 #[cfg(test)]

@@ -249,31 +249,8 @@ impl Transport {
             Body::Empty => builder,
             Body::Bytes(bytes) => builder.body(bytes.clone()),
             Body::File(path) => {
-                let io_error = |source| RegistryError::Io {
-                    context: Box::new(context.clone()),
-                    action: "read",
-                    path: path.clone(),
-                    source,
-                };
-                let file = tokio::fs::File::open(path).await.map_err(io_error)?;
-                let len = file.metadata().await.map_err(io_error)?.len();
-                // Bytes sent feed a progress bar (see `crate::progress`).
-                let label = path.file_name().map_or_else(String::new, |n| {
-                    let n = n.to_string_lossy();
-                    format!("push sha256:{}", &n[..n.len().min(12)])
-                });
-                let mut transfer = crate::progress::current().transfer(&label, Some(len));
-                let last = progress.clone();
-                let stream = futures::TryStreamExt::inspect_ok(
-                    tokio_util::io::ReaderStream::new(file),
-                    move |chunk| {
-                        transfer.advance(chunk.len() as u64);
-                        *last.lock().unwrap() = std::time::Instant::now();
-                    },
-                );
-                builder
-                    .header(CONTENT_LENGTH, len)
-                    .body(reqwest::Body::wrap_stream(stream))
+                let (len, body) = file_body(context, path, progress.clone()).await?;
+                builder.header(CONTENT_LENGTH, len).body(body)
             }
         };
         let result = if upload {
@@ -448,6 +425,34 @@ fn classify(error: &reqwest::Error) -> TransportKind {
     } else {
         TransportKind::Other
     }
+}
+
+/// A file to upload as a streamed body (its length, the body): the bytes
+/// sent feed a progress bar (see `crate::progress`) and `last_progress`.
+async fn file_body(
+    context: &Context,
+    path: &std::path::Path,
+    last_progress: std::sync::Arc<std::sync::Mutex<std::time::Instant>>,
+) -> Result<(u64, reqwest::Body), RegistryError> {
+    let io_error = |source| RegistryError::Io {
+        context: Box::new(context.clone()),
+        action: "read",
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = tokio::fs::File::open(path).await.map_err(io_error)?;
+    let len = file.metadata().await.map_err(io_error)?.len();
+    let label = path.file_name().map_or_else(String::new, |n| {
+        let n = n.to_string_lossy();
+        format!("push sha256:{}", &n[..n.len().min(12)])
+    });
+    let mut transfer = crate::progress::current().transfer(&label, Some(len));
+    let stream =
+        futures::TryStreamExt::inspect_ok(tokio_util::io::ReaderStream::new(file), move |chunk| {
+            transfer.advance(chunk.len() as u64);
+            *last_progress.lock().unwrap() = std::time::Instant::now();
+        });
+    Ok((len, reqwest::Body::wrap_stream(stream)))
 }
 
 #[cfg(test)]
