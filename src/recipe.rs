@@ -206,10 +206,11 @@ pub fn load(path: &Path) -> Result<Recipe, RecipeError> {
     parse(&text, path)
 }
 
-/// Parses recipe text; `path` names the file in errors and anchors relative paths.
-pub fn parse(text: &str, path: &Path) -> Result<Recipe, RecipeError> {
-    let checker = Checker { text, path };
-    let raw: RawRecipe = toml::from_str(text).map_err(|e| {
+/// The recipe's keys and values as TOML gives them; errors name the line
+/// and, where toml's message is cryptic, say what to write.
+fn read_raw(checker: &Checker) -> Result<RawRecipe, RecipeError> {
+    let text = checker.text;
+    toml::from_str(text).map_err(|e| {
         let mut message = e.to_string().trim_end().to_string();
         let hint = toml_hint(text, &message, e.span().map(|span| span.start));
         // toml calls every error a parse error; valid TOML with a key or
@@ -218,12 +219,16 @@ pub fn parse(text: &str, path: &Path) -> Result<Recipe, RecipeError> {
             message = message.replacen("TOML parse error at line", "line", 1);
         }
         checker.invalid(message, hint)
-    })?;
-    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let dir = if dir.as_os_str().is_empty() {
-        PathBuf::from(".")
-    } else {
-        dir
+    })
+}
+
+/// Parses recipe text; `path` names the file in errors and anchors relative paths.
+pub fn parse(text: &str, path: &Path) -> Result<Recipe, RecipeError> {
+    let checker = Checker { text, path };
+    let raw = read_raw(&checker)?;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
     };
     let abs = |p: &Path| {
         if p.is_absolute() {

@@ -126,13 +126,15 @@ fn source_of_pyc(path: &str) -> Option<String> {
     Some(format!("{dir}/{module}.py"))
 }
 
-/// The size breakdown, or None when the image has no site-packages.
-pub fn breakdown(fs: &MergedFs) -> Option<Breakdown> {
-    let sites: BTreeSet<&str> = fs.files.keys().filter_map(|p| site_dir_of(p)).collect();
-    if sites.is_empty() {
-        return None;
-    }
-    // File → distribution (index into `dists`), and top-level name → distribution.
+/// The installed distributions, and who owns what: each file its RECORD
+/// lists, and each top-level name under site-packages (index into `dists`).
+struct Owners {
+    dists: Vec<Distribution>,
+    owner: BTreeMap<String, usize>,
+    top_level: BTreeMap<String, usize>,
+}
+
+fn owners(fs: &MergedFs) -> Owners {
     let mut dists: Vec<Distribution> = Vec::new();
     let mut owner: BTreeMap<String, usize> = BTreeMap::new();
     let mut top_level: BTreeMap<String, usize> = BTreeMap::new();
@@ -163,6 +165,24 @@ pub fn breakdown(fs: &MergedFs) -> Option<Breakdown> {
             owner.insert(path, i);
         }
     }
+    Owners {
+        dists,
+        owner,
+        top_level,
+    }
+}
+
+/// The size breakdown, or None when the image has no site-packages.
+pub fn breakdown(fs: &MergedFs) -> Option<Breakdown> {
+    let sites: BTreeSet<&str> = fs.files.keys().filter_map(|p| site_dir_of(p)).collect();
+    if sites.is_empty() {
+        return None;
+    }
+    let Owners {
+        mut dists,
+        owner,
+        top_level,
+    } = owners(fs);
     let mut total = 0;
     let mut unowned_size = 0;
     let mut unowned_files = 0;

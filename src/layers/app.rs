@@ -76,49 +76,12 @@ pub const DEFAULT_EXCLUDES: &[&str] = &[
 
 /// Image paths a destination must not be: `user` would own them, and the
 /// app's files would mix with (or replace) the base's own.
-const SYSTEM_DIRS: &[&str] = &[
-    "bin",
-    "boot",
-    "dev",
-    "etc",
-    "home",
-    "lib",
-    "lib32",
-    "lib64",
-    "libx32",
-    "media",
-    "mnt",
-    "opt",
-    "proc",
-    "root",
-    "run",
-    "sbin",
-    "srv",
-    "sys",
-    "tmp",
-    "usr",
-    "var",
-    "usr/bin",
-    "usr/include",
-    "usr/lib",
-    "usr/lib64",
-    "usr/libexec",
-    "usr/local",
-    "usr/sbin",
-    "usr/share",
-    "usr/src",
-    "usr/local/bin",
-    "usr/local/etc",
-    "usr/local/include",
-    "usr/local/lib",
-    "usr/local/sbin",
-    "usr/local/share",
-    "var/cache",
-    "var/lib",
-    "var/log",
-    "var/run",
-    "var/tmp",
-];
+const SYSTEM_DIRS: &str = "\
+    bin boot dev etc home lib lib32 lib64 libx32 media mnt opt proc root \
+    run sbin srv sys tmp usr var usr/bin usr/include usr/lib usr/lib64 \
+    usr/libexec usr/local usr/sbin usr/share usr/src usr/local/bin \
+    usr/local/etc usr/local/include usr/local/lib usr/local/sbin \
+    usr/local/share var/cache var/lib var/log var/run var/tmp";
 
 /// Prefix of the names OCI layers use as whiteouts (deletions of lower files).
 const WHITEOUT_PREFIX: &str = ".wh.";
@@ -269,20 +232,7 @@ pub fn collect(source: &AppSource) -> Result<Collected, AppError> {
             }
             continue;
         }
-        let Some(rel) = rel else {
-            return Err(AppError::NonUtf8Name {
-                path: path.to_path_buf(),
-            });
-        };
-        if item
-            .file_name()
-            .as_encoded_bytes()
-            .starts_with(WHITEOUT_PREFIX.as_bytes())
-        {
-            return Err(AppError::WhiteoutName {
-                path: path.to_path_buf(),
-            });
-        }
+        let rel = checked_name(path, rel)?;
         let meta = item.metadata().map_err(|e| io_error(path, e.into()))?;
         let (kind, mode) = entry_kind(&item, &meta, (root, &canonical_root), &mut linked)?;
         entries.push(Entry {
@@ -292,7 +242,34 @@ pub fn collect(source: &AppSource) -> Result<Collected, AppError> {
             owner: source.owner,
         });
     }
-    let warnings = linked
+    let warnings = linked_from_outside(linked);
+    // Parents of re-included files under excluded dirs are the app's own;
+    // those above the destination are the base's and are left out.
+    let mut entries = normalise(entries, source.owner);
+    entries.retain(|e| e.path.len() >= prefix.len());
+    Ok(Collected { entries, warnings })
+}
+
+/// A name the image can hold: UTF-8 (`rel`, when it is) and not a
+/// whiteout, which would delete a base file instead of adding one.
+fn checked_name<'a>(path: &Path, rel: Option<&'a str>) -> Result<&'a str, AppError> {
+    let Some(rel) = rel else {
+        return Err(AppError::NonUtf8Name {
+            path: path.to_path_buf(),
+        });
+    };
+    let name = path.file_name().unwrap_or_default().as_encoded_bytes();
+    if name.starts_with(WHITEOUT_PREFIX.as_bytes()) {
+        return Err(AppError::WhiteoutName {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(rel)
+}
+
+/// A warning for each file hard-linked from outside the source dir.
+fn linked_from_outside(linked: Linked) -> Vec<String> {
+    linked
         .into_values()
         .filter(|(seen, all, _)| seen < all)
         .map(|(seen, all, path)| {
@@ -302,12 +279,7 @@ pub fn collect(source: &AppSource) -> Result<Collected, AppError> {
                 seen
             )
         })
-        .collect();
-    // Parents of re-included files under excluded dirs are the app's own;
-    // those above the destination are the base's and are left out.
-    let mut entries = normalise(entries, source.owner);
-    entries.retain(|e| e.path.len() >= prefix.len());
-    Ok(Collected { entries, warnings })
+        .collect()
 }
 
 /// (dev, inode) of multiply-linked files → (links seen in the tree, links
@@ -379,7 +351,7 @@ fn destination_prefix(destination: &str) -> Result<String, AppError> {
             "root directory",
         ));
     }
-    if SYSTEM_DIRS.contains(&prefix.as_str()) {
+    if SYSTEM_DIRS.split_whitespace().any(|dir| dir == prefix) {
         return Err(AppError::SystemDestination(
             destination.to_string(),
             "system directory",

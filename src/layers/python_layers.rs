@@ -302,35 +302,8 @@ fn site_packages_layers(
     let _lock = cache
         .lock(&key)
         .map_err(io(cache.context("cannot lock the cache")))?;
-    // Reused only with its bytecode: building one installs, and the
-    // install gives both.
-    let layer = cache.find(&key);
-    let bytecode = match &layer {
-        Some(_) if py.bytecode => cache.find(&bkey).map(Some),
-        _ => Some(None),
-    };
-    if let (Some((layer, source)), Some(bytecode)) = (layer, bytecode) {
-        opts.log.cache(&key, true);
-        warn_cached_interpreter_files(cache, &key, source);
-        let mut out = vec![(
-            NewLayer {
-                record: layer,
-                created_by: label,
-            },
-            LayerKind::SitePackages,
-            source,
-        )];
-        out.extend(bytecode.map(|(record, source)| {
-            (
-                NewLayer {
-                    record,
-                    created_by: "slipway: site-packages bytecode".into(),
-                },
-                LayerKind::SitePackagesBytecode,
-                source,
-            )
-        }));
-        return Ok(out);
+    if let Some(reused) = reuse_site_packages(opts, cache, (&key, &bkey), &label) {
+        return Ok(reused);
     }
     opts.log.cache(&key, false);
     opts.log.step(&format!(
@@ -368,6 +341,43 @@ fn site_packages_layers(
     )];
     out.extend(bytecode?);
     Ok(out)
+}
+
+/// The cached site-packages layer and its bytecode layer, when both are
+/// there: reused only together, since building one installs and the
+/// install gives both.
+fn reuse_site_packages(
+    opts: &LayerOptions,
+    cache: &LayerStore,
+    (key, bkey): (&str, &str),
+    label: &str,
+) -> Option<Vec<Built>> {
+    let (layer, source) = cache.find(key)?;
+    let bytecode = match opts.recipe.python.bytecode {
+        true => Some(cache.find(bkey)?),
+        false => None,
+    };
+    opts.log.cache(key, true);
+    warn_cached_interpreter_files(cache, key, source);
+    let mut out = vec![(
+        NewLayer {
+            record: layer,
+            created_by: label.to_string(),
+        },
+        LayerKind::SitePackages,
+        source,
+    )];
+    out.extend(bytecode.map(|(record, source)| {
+        (
+            NewLayer {
+                record,
+                created_by: "slipway: site-packages bytecode".into(),
+            },
+            LayerKind::SitePackagesBytecode,
+            source,
+        )
+    }));
+    Some(out)
 }
 
 /// The site-packages bytecode layer, keyed by the `.py` files themselves, so

@@ -107,27 +107,7 @@ pub fn write(
     let mut layer_names = Vec::new();
     for (i, (layer, diff_id)) in img.layers.iter().zip(&img.diff_ids).enumerate() {
         let what = super::layer_name(i, img.new_from, &layer.digest);
-        super::copy_verified(
-            &local_blob(&layer.digest),
-            io::sink(),
-            &layer.digest,
-            layer.size,
-            &what,
-        )
-        .map_err(|e| match super::BlobError::of(&e) {
-            Some(_) => ArchiveError::Blob(e),
-            None => io_err(&local_blob(&layer.digest))(e),
-        })?;
-        let unpacked = scratch.join(format!("{}.tar", diff_id.hex()));
-        let actual =
-            decompress(&local_blob(&layer.digest), &unpacked).map_err(io_err(&unpacked))?;
-        if &actual != diff_id {
-            return Err(ArchiveError::DiffIdMismatch {
-                digest: layer.digest.clone(),
-                expected: diff_id.clone(),
-                actual,
-            });
-        }
+        let unpacked = unpack_checked(&local_blob(&layer.digest), layer, diff_id, &what, scratch)?;
         let name = format!("blobs/sha256/{}", diff_id.hex());
         if !layer_names.contains(&name) {
             append_file(&mut tar, &name, &unpacked).map_err(io_err(file))?;
@@ -158,6 +138,37 @@ pub fn write(
         source: e.error,
     })?;
     Ok(reports)
+}
+
+/// The layer's tar, unpacked into `scratch` from its cached blob `local`:
+/// the blob checked against its descriptor, the tar against its diff_id.
+fn unpack_checked(
+    local: &Path,
+    layer: &crate::oci::Descriptor,
+    diff_id: &Digest,
+    what: &str,
+    scratch: &Path,
+) -> Result<PathBuf, ArchiveError> {
+    let io_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ArchiveError::Io { path, source }
+    };
+    super::copy_verified(local, io::sink(), &layer.digest, layer.size, what).map_err(|e| {
+        match super::BlobError::of(&e) {
+            Some(_) => ArchiveError::Blob(e),
+            None => io_err(local)(e),
+        }
+    })?;
+    let unpacked = scratch.join(format!("{}.tar", diff_id.hex()));
+    let actual = decompress(local, &unpacked).map_err(io_err(&unpacked))?;
+    if &actual != diff_id {
+        return Err(ArchiveError::DiffIdMismatch {
+            digest: layer.digest.clone(),
+            expected: diff_id.clone(),
+            actual,
+        });
+    }
+    Ok(unpacked)
 }
 
 /// `registry/repository:tag` as `docker save` writes it (`latest` when untagged).

@@ -74,19 +74,7 @@ pub async fn run(client: &RegistryClient, opts: &RebaseOptions) -> Result<Rebase
     log.step(&format!("resolving base `{base_name}`"));
     let platforms: Vec<_> = old.iter().map(|o| o.platform.clone()).collect();
     let bases = resolve_new_base(client, opts, &base_name, &platforms).await?;
-    let mut new_facts = Vec::new();
-    for base in &bases {
-        new_facts.push(LayerFacts::from(
-            &base_facts(&cache, base, &StatedFacts::default()).await?,
-        ));
-    }
-    let pairs: Vec<_> = old
-        .iter()
-        .zip(&recorded)
-        .zip(new_facts)
-        .map(|((o, r), f)| (o, r, f))
-        .collect();
-    check_facts(&pairs).map_err(rebase_error)?;
+    check_new_base(&cache, &old, &recorded, &bases).await?;
 
     let mut images = Vec::new();
     let mut referrers = Vec::new();
@@ -125,6 +113,29 @@ pub async fn run(client: &RegistryClient, opts: &RebaseOptions) -> Result<Rebase
             .get("org.opencontainers.image.base.digest")
             .cloned(),
     })
+}
+
+/// Refuses a new base whose Python or libc differ from what each old
+/// image's layers were built for.
+async fn check_new_base(
+    cache: &Cache,
+    old: &[OldImage],
+    recorded: &[super::Recorded],
+    bases: &[resolve::BaseImage],
+) -> Result<()> {
+    let mut new_facts = Vec::new();
+    for base in bases {
+        new_facts.push(LayerFacts::from(
+            &base_facts(cache, base, &StatedFacts::default()).await?,
+        ));
+    }
+    let pairs: Vec<_> = old
+        .iter()
+        .zip(recorded)
+        .zip(new_facts)
+        .map(|((o, r), f)| (o, r, f))
+        .collect();
+    check_facts(&pairs).map_err(rebase_error)
 }
 
 /// `--base`, else the base the old image names in its annotations.
