@@ -3,7 +3,6 @@
 
 pub mod recorded;
 
-use crate::cache::LayerRecord;
 use crate::digest::Digest;
 use crate::oci::{self, Descriptor, Index, Manifest};
 use crate::platform::Platform;
@@ -12,12 +11,7 @@ use crate::resolve::BaseImage;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
-/// A layer slipway made, with the history line that explains it.
-#[derive(Clone, Debug)]
-pub struct NewLayer {
-    pub record: LayerRecord,
-    pub created_by: String,
-}
+pub use crate::layers::outcome::NewLayer;
 
 /// One platform's finished image: every blob it references is either a base
 /// layer (still at the base's location) or in the cache.
@@ -48,27 +42,7 @@ pub enum AssembleError {
 
 pub const MAX_LAYERS: usize = 127;
 
-/// RFC 3339 UTC for a Unix time, without pulling in a date crate.
-pub fn rfc3339(epoch: u64) -> String {
-    let days = (epoch / 86_400) as i64;
-    let secs = epoch % 86_400;
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
-}
+pub use crate::oci::rfc3339;
 
 pub fn assemble(
     base: &BaseImage,
@@ -296,6 +270,7 @@ fn apply_settings(config: &mut Value, settings: &ImageSettings) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::LayerRecord;
     use crate::reference::Reference;
 
     fn base() -> BaseImage {

@@ -264,7 +264,7 @@ fn sbom_for(
     format: sbom::Format,
     (image, base): (&assemble::AssembledImage, &resolve::BaseImage),
     new_layers: &[Built],
-    pins: &sbom::dists::Pins,
+    pinned_requirements: &[String],
     annotations: &BTreeMap<String, String>,
 ) -> Result<sbom::referrer::Referrer> {
     let installed: Vec<&LayerRecord> = new_layers
@@ -274,7 +274,7 @@ fn sbom_for(
         .collect();
     let mut dists = sbom::dists::in_cached_layers(cache, &installed)
         .map_err(io("cannot read the site-packages layer from the cache"))?;
-    sbom::dists::attach_wheel_hashes(&mut dists, pins);
+    sbom::dists::attach_wheel_hashes(&mut dists, &sbom::dists::pins_in(pinned_requirements));
     Ok(sbom::referrer_for(
         image,
         base,

@@ -194,7 +194,7 @@ impl<'a> CacheRepo<'a> {
     /// one key write the same blob and each a whole entry: the tag ends on
     /// one of them, both valid.
     pub async fn store(&self, key: &str, record: &LayerRecord, blob: &Path, empty_config: &Path) {
-        let manifest = entry::manifest(key, record, &crate::assemble::rfc3339(now()));
+        let manifest = entry::manifest(key, record, &crate::oci::rfc3339(now()));
         let blobs = [
             (record.digest.clone(), blob),
             (Digest::of(entry::EMPTY_CONFIG), empty_config),
@@ -204,7 +204,7 @@ impl<'a> CacheRepo<'a> {
 
     /// Records the facts document at `document` (its bytes `facts`) under `key`.
     pub async fn store_facts(&self, key: &str, facts: &[u8], document: &Path, empty_config: &Path) {
-        let manifest = entry::facts_manifest(key, facts, &crate::assemble::rfc3339(now()));
+        let manifest = entry::facts_manifest(key, facts, &crate::oci::rfc3339(now()));
         let blobs = [
             (Digest::of(facts), document),
             (Digest::of(entry::EMPTY_CONFIG), empty_config),

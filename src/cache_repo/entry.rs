@@ -227,7 +227,7 @@ pub fn created(bytes: &[u8]) -> Option<u64> {
     parse_rfc3339(entry.annotations.get(CREATED)?)
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ` (what [`crate::assemble::rfc3339`] writes) as
+/// `YYYY-MM-DDTHH:MM:SSZ` (what [`crate::oci::rfc3339`] writes) as
 /// seconds since the epoch; any other shape is None.
 fn parse_rfc3339(text: &str) -> Option<u64> {
     let b = text.as_bytes();
@@ -281,11 +281,11 @@ mod tests {
 
     #[test]
     fn an_entry_round_trips_and_is_checked() {
-        let bytes = manifest("k1", &record(), &crate::assemble::rfc3339(86400));
+        let bytes = manifest("k1", &record(), &crate::oci::rfc3339(86400));
         assert_eq!(parse(&bytes, "k1"), Ok(record()));
         assert_eq!(created(&bytes), Some(86400));
         for seconds in [0, 951_782_400, 1_798_761_599, 4_102_444_800] {
-            let text = crate::assemble::rfc3339(seconds);
+            let text = crate::oci::rfc3339(seconds);
             assert_eq!(parse_rfc3339(&text), Some(seconds), "{text}");
         }
         assert_eq!(parse_rfc3339("2026-13-01T00:00:00Z"), None);
@@ -313,7 +313,7 @@ mod tests {
             Err(EntryError::BadLayer(_))
         ));
         assert!(parse(b"[]", "k1").is_err());
-        let facts = facts_manifest("k1", b"[]", &crate::assemble::rfc3339(0));
+        let facts = facts_manifest("k1", b"[]", &crate::oci::rfc3339(0));
         assert_eq!(parse_facts(&facts, "k1").unwrap().digest, Digest::of(b"[]"));
         assert!(
             parse(&facts, "k1").is_err(),

@@ -5,9 +5,9 @@
 
 use super::failures::source_error;
 use super::options::LayerOptions;
+use super::outcome::NewLayer;
 use super::outcome::{LayerKind, LayerSource, OmittedLayer};
 use super::store::LayerStore;
-use crate::assemble::NewLayer;
 use crate::cache::{Cache, LayerRecord};
 use crate::error::{io, Error, ErrorKind, Result};
 use crate::facts::PythonFacts;

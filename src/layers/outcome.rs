@@ -1,7 +1,15 @@
 //! What became of each layer a build wanted, as the report shows it: its
 //! kind, where it came from, or why it was left out.
 
+use crate::cache::LayerRecord;
 use serde::Serialize;
+
+/// A layer slipway made, with the history line that explains it.
+#[derive(Clone, Debug)]
+pub struct NewLayer {
+    pub record: LayerRecord,
+    pub created_by: String,
+}
 
 /// Where a layer of the image came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

@@ -6,16 +6,15 @@ use super::layer_cache::{
     Built, Omitted,
 };
 use super::options::LayerOptions;
+use super::outcome::NewLayer;
 use super::outcome::{LayerKind, LayerSource};
 use super::plan;
 use super::store::LayerStore;
-use crate::assemble::NewLayer;
 use crate::error::{io, Error, ErrorKind, Result};
 use crate::facts::PythonFacts;
 use crate::layers::project::ProjectError;
 use crate::layers::resolution::{self, HeldBack};
 use crate::layers::{self, app, bytecode, deps, sitepackages, Entry, Owner};
-use crate::sbom;
 use std::path::{Path, PathBuf};
 
 /// A CPython for uv to run (any will do when none of the base's minor is found).
@@ -137,8 +136,9 @@ struct InstallSpec<'a> {
 }
 
 /// The new layers below the app's, what was left out, what the wheel-only
-/// resolution held back, and the wheel hashes the lock or bundle pins.
-pub type PythonLayers = (Vec<Built>, Omitted, Vec<HeldBack>, sbom::dists::Pins);
+/// resolution held back, and the hash-pinned requirements (as `uv export`
+/// or the bundle wrote them) that say which wheel each dist came from.
+pub type PythonLayers = (Vec<Built>, Omitted, Vec<HeldBack>, Vec<String>);
 
 /// Where the interpreter files a layer's wheels install are remembered.
 fn interpreter_files_key(layer_key: &str) -> crate::digest::Digest {
@@ -218,7 +218,11 @@ pub fn build_python_layers(
         };
         Error::hinted(kind)(e)
     })?;
-    let pins = sbom::dists::pinned_hashes(&deps.requirements);
+    let pins = deps
+        .requirements
+        .iter()
+        .filter_map(|file| std::fs::read_to_string(file).ok())
+        .collect();
     let target = Target {
         facts,
         owner,

@@ -7,7 +7,6 @@ use crate::cache::{Cache, LayerRecord};
 use crate::digest::{Digest, HashingWriter};
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, Read};
-use std::path::Path;
 
 /// METADATA headers beyond this are not read (long descriptions follow them).
 const METADATA_LIMIT: u64 = 1 << 20;
@@ -128,13 +127,11 @@ fn from_metadata(dist_info: &str, text: &str, record: Digest) -> Dist {
 pub type Pins = BTreeMap<(String, String), Vec<String>>;
 
 /// Normalised name → the sha256s that requirement files (`uv export` of a
-/// lock, a bundle's pinned list) give for `NAME==VERSION --hash=sha256:…`.
-pub fn pinned_hashes(files: &[impl AsRef<Path>]) -> Pins {
+/// lock, a bundle's pinned list) give for `NAME==VERSION --hash=sha256:…`,
+/// from the files' texts.
+pub fn pins_in(texts: &[String]) -> Pins {
     let mut out = Pins::new();
-    for file in files {
-        let Ok(text) = std::fs::read_to_string(file) else {
-            continue;
-        };
+    for text in texts {
         for line in text.replace("\\\n", " ").lines() {
             let line = line.split(" #").next().unwrap_or(line);
             let mut words = line.split_whitespace();
@@ -239,16 +236,11 @@ mod tests {
 
     #[test]
     fn single_pins_become_wheel_hashes() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("req.txt");
         let a = "a".repeat(64);
         let b = "b".repeat(64);
-        std::fs::write(
-            &file,
-            format!("Idna==3.10 \\\n    --hash=sha256:{a}\nmany==1.0 --hash=sha256:{a} --hash=sha256:{b}\n"),
-        )
-        .unwrap();
-        let pins = pinned_hashes(&[&file]);
+        let pins = pins_in(&[format!(
+            "Idna==3.10 \\\n    --hash=sha256:{a}\nmany==1.0 --hash=sha256:{a} --hash=sha256:{b}\n"
+        )]);
         let mut dists = vec![
             crate::sbom::tests::dist("idna", "3.10", None),
             crate::sbom::tests::dist("many", "1.0", None),
