@@ -4,29 +4,14 @@
 pub mod recorded;
 
 use crate::digest::Digest;
+use crate::image::{BlobSource, Image, Layer};
 use crate::oci::{self, Descriptor, Index, Manifest};
-use crate::platform::Platform;
 use crate::recipe::ImageSettings;
 use crate::resolve::BaseImage;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
 pub use crate::layers::outcome::NewLayer;
-
-/// One platform's finished image: every blob it references is either a base
-/// layer (still at the base's location) or in the cache.
-#[derive(Clone, Debug)]
-pub struct AssembledImage {
-    pub platform: Platform,
-    pub config: Vec<u8>,
-    pub config_digest: Digest,
-    pub manifest: Vec<u8>,
-    pub manifest_digest: Digest,
-    /// Base layers first, then new ones; `new_from` is the index of the first new one.
-    pub layers: Vec<Descriptor>,
-    pub new_from: usize,
-    pub diff_ids: Vec<Digest>,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AssembleError {
@@ -50,7 +35,7 @@ pub fn assemble(
     settings: &ImageSettings,
     epoch: u64,
     extra_annotations: &BTreeMap<String, String>,
-) -> Result<AssembledImage, AssembleError> {
+) -> Result<Image, AssembleError> {
     if base.manifest.layers.len() + new_layers.len() > MAX_LAYERS {
         return Err(AssembleError::TooManyLayers {
             base: base.name.to_string(),
@@ -60,16 +45,10 @@ pub fn assemble(
     }
     let created = rfc3339(epoch);
     let config = new_config(base, new_layers, settings, &created)?;
-    let diff_ids: Vec<Digest> = config["rootfs"]["diff_ids"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|v| v.as_str().and_then(|s| Digest::parse(s).ok()))
-        .collect();
     let config_bytes = serde_json::to_vec(&config).expect("JSON values serialise");
     let config_digest = Digest::of(&config_bytes);
 
-    let (layers, new_from) = layer_descriptors(base, new_layers);
+    let layers = layers(base, new_layers);
     let mut annotations = BTreeMap::new();
     annotations.insert(
         "org.opencontainers.image.base.name".to_string(),
@@ -92,19 +71,17 @@ pub fn assemble(
             platform: None,
             annotations: None,
         },
-        layers: layers.clone(),
+        layers: layers.iter().map(|l| l.descriptor.clone()).collect(),
         annotations: Some(annotations),
     };
     let manifest_bytes = oci::to_canonical_bytes(&manifest);
-    Ok(AssembledImage {
-        platform: base.platform.clone(),
+    Ok(Image {
+        platform: base.image.platform.clone(),
         manifest_digest: Digest::of(&manifest_bytes),
         manifest: manifest_bytes,
         config: config_bytes,
         config_digest,
         layers,
-        new_from,
-        diff_ids,
     })
 }
 
@@ -141,42 +118,46 @@ fn new_config(
     Ok(config)
 }
 
-/// The base's layer descriptors (Docker's gzip type renamed to OCI's) then
-/// the new layers', and where the new ones start.
-fn layer_descriptors(base: &BaseImage, new_layers: &[NewLayer]) -> (Vec<Descriptor>, usize) {
-    let mut layers: Vec<Descriptor> = base
-        .manifest
+/// The base's layers (their blobs where the base lives), then the new
+/// ones (in the cache).
+fn layers(base: &BaseImage, new_layers: &[NewLayer]) -> Vec<Layer> {
+    let mut layers: Vec<Layer> = base
+        .image
         .layers
         .iter()
-        .map(|d| Descriptor {
-            // Same bytes, OCI name: an OCI manifest should not carry Docker layer types.
-            media_type: if d.media_type == oci::DOCKER_LAYER_GZIP {
-                oci::OCI_LAYER_GZIP.into()
-            } else {
-                d.media_type.clone()
+        .map(|l| Layer {
+            descriptor: Descriptor {
+                // Same bytes, OCI name: an OCI manifest should not carry Docker layer types.
+                media_type: if l.descriptor.media_type == oci::DOCKER_LAYER_GZIP {
+                    oci::OCI_LAYER_GZIP.into()
+                } else {
+                    l.descriptor.media_type.clone()
+                },
+                digest: l.descriptor.digest.clone(),
+                size: l.descriptor.size,
+                platform: None,
+                annotations: None,
             },
-            digest: d.digest.clone(),
-            size: d.size,
-            platform: None,
-            annotations: None,
+            diff_id: l.diff_id.clone(),
+            blob: l.blob.clone(),
         })
         .collect();
-    let new_from = layers.len();
-    layers.extend(new_layers.iter().map(|l| Descriptor {
-        media_type: oci::OCI_LAYER_GZIP.into(),
-        digest: l.record.digest.clone(),
-        size: l.record.size,
-        platform: None,
-        annotations: None,
+    layers.extend(new_layers.iter().map(|l| Layer {
+        descriptor: Descriptor {
+            media_type: oci::OCI_LAYER_GZIP.into(),
+            digest: l.record.digest.clone(),
+            size: l.record.size,
+            platform: None,
+            annotations: None,
+        },
+        diff_id: l.record.diff_id.clone(),
+        blob: BlobSource::Cache,
     }));
-    (layers, new_from)
+    layers
 }
 
 /// An OCI index over several platforms' manifests, in the recipe's order.
-pub fn index(
-    images: &[AssembledImage],
-    annotations: &BTreeMap<String, String>,
-) -> (Vec<u8>, Digest) {
+pub fn index(images: &[Image], annotations: &BTreeMap<String, String>) -> (Vec<u8>, Digest) {
     let index = Index {
         schema_version: 2,
         media_type: Some(oci::OCI_INDEX.into()),
@@ -274,40 +255,54 @@ mod tests {
     use crate::reference::Reference;
 
     fn base() -> BaseImage {
-        let layer = Digest::of(b"base layer");
-        BaseImage {
-            name: Reference::parse("python:3.13-alpine").unwrap(),
-            source: std::sync::Arc::new(crate::image::layout::LayoutSource::new(
-                "/nowhere".as_ref(),
-            )),
-            top_digest: Digest::of(b"index"),
-            manifest_digest: Digest::of(b"manifest"),
-            manifest: Manifest {
-                schema_version: 2,
-                media_type: Some(oci::DOCKER_MANIFEST.into()),
-                config: Descriptor {
-                    media_type: oci::OCI_CONFIG.into(),
-                    digest: Digest::of(b"c"),
-                    size: 1,
-                    platform: None,
-                    annotations: None,
-                },
-                layers: vec![Descriptor {
-                    media_type: oci::DOCKER_LAYER_GZIP.into(),
-                    digest: layer,
-                    size: 10,
-                    platform: None,
-                    annotations: None,
-                }],
+        let source: std::sync::Arc<dyn crate::image::ImageSource> =
+            std::sync::Arc::new(crate::image::layout::LayoutSource::new("/nowhere".as_ref()));
+        let layer = Descriptor {
+            media_type: oci::DOCKER_LAYER_GZIP.into(),
+            digest: Digest::of(b"base layer"),
+            size: 10,
+            platform: None,
+            annotations: None,
+        };
+        let config = json!({
+            "architecture": "amd64", "os": "linux",
+            "config": {"Env": ["PATH=/usr/local/bin:/usr/bin", "PYTHON_VERSION=3.13.14"], "Cmd": ["python3"]},
+            "rootfs": {"type": "layers", "diff_ids": [Digest::of(b"base tar")]},
+            "history": [{"created_by": "base"}]
+        });
+        let config_bytes = serde_json::to_vec(&config).unwrap();
+        let manifest = Manifest {
+            schema_version: 2,
+            media_type: Some(oci::DOCKER_MANIFEST.into()),
+            config: Descriptor {
+                media_type: oci::OCI_CONFIG.into(),
+                digest: Digest::of(&config_bytes),
+                size: config_bytes.len() as u64,
+                platform: None,
                 annotations: None,
             },
-            config: json!({
-                "architecture": "amd64", "os": "linux",
-                "config": {"Env": ["PATH=/usr/local/bin:/usr/bin", "PYTHON_VERSION=3.13.14"], "Cmd": ["python3"]},
-                "rootfs": {"type": "layers", "diff_ids": [Digest::of(b"base tar")]},
-                "history": [{"created_by": "base"}]
-            }),
-            platform: Platform::host(),
+            layers: vec![layer.clone()],
+            annotations: None,
+        };
+        let manifest_bytes = oci::to_canonical_bytes(&manifest);
+        BaseImage {
+            name: Reference::parse("python:3.13-alpine").unwrap(),
+            source: source.clone(),
+            top_digest: Digest::of(b"index"),
+            image: Image {
+                platform: crate::platform::Platform::host(),
+                manifest_digest: Digest::of(&manifest_bytes),
+                manifest: manifest_bytes,
+                config_digest: manifest.config.digest.clone(),
+                config: config_bytes,
+                layers: vec![Layer {
+                    descriptor: layer,
+                    diff_id: Digest::of(b"base tar"),
+                    blob: BlobSource::Source(source),
+                }],
+            },
+            manifest,
+            config,
         }
     }
 
@@ -357,7 +352,10 @@ mod tests {
         let manifest: Manifest = serde_json::from_slice(&img.manifest).unwrap();
         assert_eq!(manifest.layers.len(), 3);
         assert_eq!(manifest.layers[0].media_type, oci::OCI_LAYER_GZIP);
-        assert_eq!(img.new_from, 1);
+        assert_eq!(img.new_from(), 1);
+        assert!(matches!(img.layers[0].blob, BlobSource::Source(_)));
+        assert!(matches!(img.layers[1].blob, BlobSource::Cache));
+        assert_eq!(img.layers[1].diff_id, Digest::of(b"tar"));
         assert_eq!(manifest.config.digest, img.config_digest);
         assert_eq!(
             manifest.annotations.unwrap()["org.opencontainers.image.base.name"],

@@ -103,7 +103,7 @@ pub async fn build(client: &RegistryClient, opts: &BuildOptions) -> Result<Build
     let index = (assembled.images.len() > 1)
         .then(|| assemble::index(&assembled.images, &assembled.annotations));
     let mut publishable = Publishable {
-        images: assembled.images.iter().zip(&bases).collect(),
+        images: assembled.images.iter().collect(),
         index,
         referrers: assembled.referrers,
         new_layers_also_in: None,
@@ -179,7 +179,7 @@ fn build_layers(
 
 /// Every platform's image, its report and its SBOM, in the bases' order.
 struct Assembled {
-    images: Vec<assemble::AssembledImage>,
+    images: Vec<crate::image::Image>,
     reports: Vec<PlatformReport>,
     referrers: Vec<sbom::referrer::Referrer>,
     /// source, revision and version from git; created and base.* come from
@@ -262,7 +262,7 @@ fn sbom_for(
     cache: &LayerStore,
     opts: &BuildOptions,
     format: sbom::Format,
-    (image, base): (&assemble::AssembledImage, &resolve::BaseImage),
+    (image, base): (&crate::image::Image, &resolve::BaseImage),
     new_layers: &[Built],
     pinned_requirements: &[String],
     annotations: &BTreeMap<String, String>,
@@ -320,7 +320,7 @@ async fn publish_and_share(
 /// base's file list is known (else a verbose note); never fails the build.
 fn check_shared_libraries(
     cache: &Cache,
-    images: &[assemble::AssembledImage],
+    images: &[crate::image::Image],
     log: &crate::progress::Log,
 ) -> Vec<crate::sharedlibs::MissingLib> {
     let mut missing = Vec::new();

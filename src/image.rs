@@ -9,11 +9,67 @@ pub mod layout;
 pub mod registry;
 
 use crate::digest::Digest;
+use crate::oci::Descriptor;
+use crate::platform::Platform;
 use crate::reference::Reference;
 use crate::registry::{RegistryClient, RegistryError};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// One platform's image, go-containerregistry's `v1.Image`: the manifest
+/// and config as stored or as they will be pushed (raw bytes, so digests
+/// never depend on re-serialising), and its layers bottom to top. The
+/// base, an image slipway assembled and one `rebase` rewrote are all this.
+#[derive(Clone, Debug)]
+pub struct Image {
+    /// As the recipe or the index names it (`linux/arm64`, not `/v8`).
+    pub platform: Platform,
+    pub manifest: Vec<u8>,
+    pub manifest_digest: Digest,
+    pub config: Vec<u8>,
+    pub config_digest: Digest,
+    pub layers: Vec<Layer>,
+}
+
+impl Image {
+    /// The config's JSON (checked to parse when the image was made or read).
+    pub fn config_json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.config).unwrap_or_default()
+    }
+
+    /// The layers' descriptors, bottom to top.
+    pub fn descriptors(&self) -> impl Iterator<Item = &Descriptor> {
+        self.layers.iter().map(|l| &l.descriptor)
+    }
+
+    /// Index of the first layer slipway made (the rest are the base's).
+    pub fn new_from(&self) -> usize {
+        self.layers
+            .iter()
+            .position(|l| matches!(l.blob, BlobSource::Cache))
+            .unwrap_or(self.layers.len())
+    }
+}
+
+/// A layer, go-containerregistry's `v1.Layer`: its descriptor (compressed
+/// digest, size, media type), its diff_id, and where its blob is.
+#[derive(Clone, Debug)]
+pub struct Layer {
+    pub descriptor: Descriptor,
+    pub diff_id: Digest,
+    pub blob: BlobSource,
+}
+
+/// Where a layer's blob is read from.
+#[derive(Clone, Debug)]
+pub enum BlobSource {
+    /// Where the image it came from lives (a base's registry, layout or
+    /// archive): fetched through the cache only when a destination lacks it.
+    Source(Arc<dyn ImageSource>),
+    /// slipway's local cache: layers it built, or brought there.
+    Cache,
+}
 
 /// A manifest or index as a source stores it.
 #[derive(Debug)]

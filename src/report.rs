@@ -1,9 +1,9 @@
 //! What a build tells its user: log lines while it runs, and at the end a
 //! report (a layer table, or one JSON document with `--json`).
 
-use crate::assemble::AssembledImage;
 use crate::digest::Digest;
 use crate::facts::PythonFacts;
+use crate::image::Image;
 pub use crate::layers::outcome::{LayerKind, LayerSource, OmittedLayer};
 pub use crate::progress::{human, Log};
 use crate::publish::{BlobAction, BlobReport};
@@ -45,7 +45,7 @@ pub struct PlatformReport {
 
 impl PlatformReport {
     pub fn new(
-        image: &AssembledImage,
+        image: &Image,
         _base: &BaseImage,
         facts: &PythonFacts,
         new: &[(crate::assemble::NewLayer, LayerKind, LayerSource)],
@@ -53,10 +53,10 @@ impl PlatformReport {
         let layers = image
             .layers
             .iter()
-            .zip(&image.diff_ids)
             .enumerate()
-            .map(|(i, (d, diff_id))| {
-                let new = i.checked_sub(image.new_from).and_then(|j| new.get(j));
+            .map(|(i, layer)| {
+                let (d, diff_id) = (&layer.descriptor, &layer.diff_id);
+                let new = i.checked_sub(image.new_from()).and_then(|j| new.get(j));
                 LayerReport {
                     kind: new.map_or(LayerKind::Base, |n| n.1),
                     digest: d.digest.clone(),

@@ -6,7 +6,7 @@ use crate::cache::Cache;
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind, Hint};
 use crate::facts::{glibc_version_in, LayerScan, PythonFacts};
-use crate::image::{ImageSource, SourceError};
+use crate::image::{BlobSource, Image, ImageSource, Layer, SourceError};
 use crate::oci::{self, Descriptor, Index, Manifest};
 use crate::platform::Platform;
 use crate::recipe::Recipe;
@@ -17,6 +17,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// A base image for one platform: the [`Image`] (its layers' blobs where
+/// the base lives), how it was named and found, and parsed views of its
+/// manifest and config.
 #[derive(Clone, Debug)]
 pub struct BaseImage {
     /// The reference as the recipe names it, normalised (for annotations).
@@ -25,11 +28,11 @@ pub struct BaseImage {
     pub source: Arc<dyn ImageSource>,
     /// Digest of what the name points at (the index for multi-platform bases).
     pub top_digest: Digest,
-    pub manifest_digest: Digest,
+    pub image: Image,
+    /// `image.manifest`, parsed.
     pub manifest: Manifest,
-    /// The config kept as raw JSON so fields oci-spec doesn't know survive.
+    /// `image.config`, parsed (as JSON, so fields slipway doesn't know survive).
     pub config: serde_json::Value,
-    pub platform: Platform,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -163,15 +166,31 @@ pub async fn resolve(
                 ),
             });
         }
-        check_diff_ids(&config, &base)?;
+        let diff_ids = check_diff_ids(&config, &base)?;
+        let layers = manifest
+            .layers
+            .iter()
+            .zip(diff_ids)
+            .map(|(descriptor, diff_id)| Layer {
+                descriptor: descriptor.clone(),
+                diff_id,
+                blob: BlobSource::Source(source.clone()),
+            })
+            .collect();
         images.push(BaseImage {
             name: name.clone(),
             source: source.clone(),
             top_digest: top.digest.clone(),
-            manifest_digest,
+            image: Image {
+                platform: wanted.clone(),
+                manifest: manifest_bytes,
+                manifest_digest,
+                config_digest: manifest.config.digest.clone(),
+                config: config_bytes,
+                layers,
+            },
             manifest,
             config,
-            platform: wanted.clone(),
         });
     }
     Ok(images)
@@ -215,24 +234,24 @@ fn cache_error(path: &Path) -> impl Fn(std::io::Error) -> ResolveError + '_ {
 
 /// Refuses diff_ids slipway cannot check (another algorithm than sha256, or
 /// malformed), naming the layer, instead of dropping them silently.
-fn check_diff_ids(config: &serde_json::Value, base: &str) -> Result<(), ResolveError> {
+/// The config's diff_ids, each a sha256 digest.
+fn check_diff_ids(config: &serde_json::Value, base: &str) -> Result<Vec<Digest>, ResolveError> {
     let diff_ids = config["rootfs"]["diff_ids"]
         .as_array()
         .into_iter()
         .flatten();
+    let mut out = Vec::new();
     for (i, value) in diff_ids.enumerate() {
         let text = value.as_str().unwrap_or_default();
-        if let Err(why) = Digest::parse(text) {
-            return Err(ResolveError::Bad {
-                base: base.to_string(),
-                message: format!(
-                    "diff_id of layer {} in the config: {why} (slipway checks sha256 digests only)",
-                    i + 1
-                ),
-            });
-        }
+        out.push(Digest::parse(text).map_err(|why| ResolveError::Bad {
+            base: base.to_string(),
+            message: format!(
+                "diff_id of layer {} in the config: {why} (slipway checks sha256 digests only)",
+                i + 1
+            ),
+        })?);
     }
-    Ok(())
+    Ok(out)
 }
 
 /// Resolves the recipe's base for each platform and learns its Python facts
@@ -283,7 +302,7 @@ pub async fn base_facts(
 ) -> crate::error::Result<PythonFacts> {
     let name = base.name.to_string();
     let scan = if crate::facts::needs_scan(&base.config, stated) {
-        match cache.facts::<LayerScan>(&base.manifest_digest) {
+        match cache.facts::<LayerScan>(&base.image.manifest_digest) {
             Some(scan) => Some(scan),
             None => {
                 let mut files = Vec::new();
@@ -297,7 +316,7 @@ pub async fn base_facts(
                     "cannot read the layers of base `{name}`"
                 )))?;
                 cache
-                    .put_facts(&base.manifest_digest, &scan)
+                    .put_facts(&base.image.manifest_digest, &scan)
                     .map_err(crate::error::io(cache.context("cannot write to the cache")))?;
                 Some(scan)
             }
@@ -305,8 +324,14 @@ pub async fn base_facts(
     } else {
         None
     };
-    crate::facts::detect(&name, &base.platform, &base.config, scan.as_ref(), stated)
-        .map_err(Error::hinted(ErrorKind::Input))
+    crate::facts::detect(
+        &name,
+        &base.image.platform,
+        &base.config,
+        scan.as_ref(),
+        stated,
+    )
+    .map_err(Error::hinted(ErrorKind::Input))
 }
 
 /// Lists the files of the base's layers (gzip'd or plain tars), in order,

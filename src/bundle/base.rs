@@ -67,9 +67,9 @@ pub async fn write(
     let mut documents = vec![top_bytes.clone()];
     let mut blobs = Vec::new();
     for base in bases {
-        if base.manifest_digest != base.top_digest {
+        if base.image.manifest_digest != base.top_digest {
             documents.push(
-                document(base.source.as_ref(), &base.manifest_digest)
+                document(base.source.as_ref(), &base.image.manifest_digest)
                     .await?
                     .0,
             );

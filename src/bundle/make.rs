@@ -173,7 +173,7 @@ fn pin_everything(
     )?;
     let mut pinned = Pinned::default();
     for (base, facts) in bases.iter().zip(all_facts) {
-        let platform = base.platform.to_string();
+        let platform = base.image.platform.to_string();
         let python_platform = facts.platform.uv_python_platform(&facts.libc);
         let requirements = if deps.inputs.is_empty() {
             None
@@ -200,7 +200,7 @@ fn pin_everything(
         };
         pinned.platforms.push(PlatformRecord {
             platform,
-            manifest: base.manifest_digest.clone(),
+            manifest: base.image.manifest_digest.clone(),
             python_version: facts.version.clone(),
             libc: facts.libc.to_string(),
             python_platform,

@@ -10,7 +10,7 @@ use super::python::MergedFs;
 /// were never downloaded (a push reuses them remotely) and nothing is cached.
 pub fn check_build(
     cache: &crate::cache::Cache,
-    image: &crate::assemble::AssembledImage,
+    image: &crate::image::Image,
 ) -> std::io::Result<Option<Vec<crate::sharedlibs::MissingLib>>> {
     let Some(base_files) = base_file_list(cache, image)? else {
         return Ok(None);
@@ -19,8 +19,8 @@ pub fn check_build(
     for path in base_files.lines().filter(|l| !l.is_empty()) {
         fs.add_file(path.to_string(), 0, 0);
     }
-    for (i, layer) in image.layers[image.new_from..].iter().enumerate() {
-        let blob = std::fs::File::open(cache.blob_path(&layer.digest))?;
+    for (i, layer) in image.layers[image.new_from()..].iter().enumerate() {
+        let blob = std::fs::File::open(cache.blob_path(&layer.descriptor.digest))?;
         super::scan_layer(Box::new(blob), i + 1, &mut fs)?;
     }
     Ok(Some(fs.missing_libraries()))
@@ -30,13 +30,11 @@ pub fn check_build(
 /// from its cached layers.
 fn base_file_list(
     cache: &crate::cache::Cache,
-    image: &crate::assemble::AssembledImage,
+    image: &crate::image::Image,
 ) -> std::io::Result<Option<String>> {
     use sha2::{Digest as _, Sha256};
-    let base_diff_ids: Vec<String> = image.diff_ids[..image.new_from]
-        .iter()
-        .map(|d| d.to_string())
-        .collect();
+    let base_layers = &image.layers[..image.new_from()];
+    let base_diff_ids: Vec<String> = base_layers.iter().map(|l| l.diff_id.to_string()).collect();
     let key = hex::encode(Sha256::digest(base_diff_ids.join("\n").as_bytes()));
     let dir = cache.root().join("filelists");
     let path = dir.join(&key);
@@ -45,9 +43,9 @@ fn base_file_list(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    let blobs: Vec<std::path::PathBuf> = image.layers[..image.new_from]
+    let blobs: Vec<std::path::PathBuf> = base_layers
         .iter()
-        .map(|l| cache.blob_path(&l.digest))
+        .map(|l| cache.blob_path(&l.descriptor.digest))
         .collect();
     if !blobs.iter().all(|b| b.is_file()) {
         return Ok(None);

@@ -49,7 +49,8 @@ pub async fn build_stdlib_layer(
         })?),
         _ => None,
     };
-    let graph_key = Digest::of(plan::stdlib_graph_key(&base.manifest_digest, &magic).as_bytes());
+    let graph_key =
+        Digest::of(plan::stdlib_graph_key(&base.image.manifest_digest, &magic).as_bytes());
     let known_graph = names
         .as_ref()
         .and_then(|_| cache.facts::<stdlib::ImportGraph>(&graph_key));
@@ -59,7 +60,7 @@ pub async fn build_stdlib_layer(
         .map(|(names, graph)| stdlib::reach(graph, names));
     let key_of = |modules: Option<&BTreeSet<String>>| {
         plan::stdlib_bytecode_key(&plan::StdlibInputs {
-            base_manifest: &base.manifest_digest,
+            base_manifest: &base.image.manifest_digest,
             mode,
             selection_format: stdlib::SELECTION_FORMAT,
             modules,

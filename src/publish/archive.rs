@@ -92,7 +92,7 @@ pub fn write(
             source,
         }
     };
-    let (img, _) = image.images[0];
+    let img = image.images[0];
     let dir = file
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -105,8 +105,16 @@ pub fn write(
     let mut tar = tar::Builder::new(BufWriter::new(temp.reopen().map_err(io_err(file))?));
     let mut reports = Vec::new();
     let mut layer_names = Vec::new();
-    for (i, (layer, diff_id)) in img.layers.iter().zip(&img.diff_ids).enumerate() {
-        let what = super::layer_name(i, img.new_from, &layer.digest);
+    for (
+        i,
+        crate::image::Layer {
+            descriptor: layer,
+            diff_id,
+            ..
+        },
+    ) in img.layers.iter().enumerate()
+    {
+        let what = super::layer_name(i, img.new_from(), &layer.digest);
         let unpacked = unpack_checked(&local_blob(&layer.digest), layer, diff_id, &what, scratch)?;
         let name = format!("blobs/sha256/{}", diff_id.hex());
         if !layer_names.contains(&name) {

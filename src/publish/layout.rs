@@ -55,7 +55,7 @@ pub fn write(
         .prefix(".slipway-layout-")
         .tempdir_in(parent)?;
     let writer = crate::layout::Writer::create(staging.path())?;
-    for (img, _) in &image.images {
+    for img in &image.images {
         writer.put_bytes(&img.config)?;
         writer.put_bytes(&img.manifest)?;
     }
@@ -65,12 +65,12 @@ pub fn write(
     let layers: Vec<LocalBlob> = image
         .images
         .iter()
-        .flat_map(|(img, _)| {
-            img.layers.iter().enumerate().map(|(i, layer)| LocalBlob {
+        .flat_map(|img| {
+            img.descriptors().enumerate().map(|(i, layer)| LocalBlob {
                 digest: layer.digest.clone(),
                 size: layer.size,
                 path: local_blob(&layer.digest),
-                what: super::layer_name(i, img.new_from, &layer.digest),
+                what: super::layer_name(i, img.new_from(), &layer.digest),
             })
         })
         .collect();
@@ -84,7 +84,7 @@ pub fn write(
     let platform = image
         .index
         .is_none()
-        .then(|| image.images[0].0.platform.clone());
+        .then(|| image.images[0].platform.clone());
     let index = crate::layout::single_entry_index(media_type, top, platform, tag);
     writer.finish(&with_referrers(
         &oci::to_canonical_bytes(&index),

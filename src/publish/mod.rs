@@ -7,13 +7,12 @@ pub mod layout;
 pub mod referrers;
 pub mod registry;
 
-use crate::assemble::AssembledImage;
 use crate::cache::Cache;
 use crate::digest::Digest;
 use crate::error::{io, Error, ErrorKind, Hint};
+use crate::image::{BlobSource, Image};
 use crate::recipe::Destination;
 use crate::registry::RegistryClient;
-use crate::resolve::BaseImage;
 use std::io::{self, Write};
 use std::path::Path;
 
@@ -21,7 +20,8 @@ use std::path::Path;
 /// built on, whose layers may still live at the base's location) and the
 /// index over them when there is more than one.
 pub struct Publishable<'a> {
-    pub images: Vec<(&'a AssembledImage, &'a BaseImage)>,
+    /// Each platform's image; base layers are read where the base lives.
+    pub images: Vec<&'a Image>,
     pub index: Option<(Vec<u8>, Digest)>,
     /// Artifacts (SBOMs) that refer to the platform manifests.
     pub referrers: Vec<crate::sbom::referrer::Referrer>,
@@ -35,7 +35,7 @@ impl Publishable<'_> {
     pub fn digest(&self) -> Digest {
         match &self.index {
             Some((_, digest)) => digest.clone(),
-            None => self.images[0].0.manifest_digest.clone(),
+            None => self.images[0].manifest_digest.clone(),
         }
     }
 
@@ -43,7 +43,7 @@ impl Publishable<'_> {
     pub fn top(&self) -> (&'static str, &[u8]) {
         match &self.index {
             Some((bytes, _)) => (crate::oci::OCI_INDEX, bytes),
-            None => (crate::oci::OCI_MANIFEST, &self.images[0].0.manifest),
+            None => (crate::oci::OCI_MANIFEST, &self.images[0].manifest),
         }
     }
 }
@@ -234,9 +234,12 @@ pub async fn publish(
 /// Layouts and archives hold every blob: brings the base layers into the
 /// cache (a no-op for those already there) before the files are written.
 async fn gather_base_layers(cache: &Cache, image: &Publishable<'_>) -> crate::error::Result<()> {
-    for (img, base) in &image.images {
-        for layer in &img.layers[..img.new_from] {
-            crate::resolve::fetch_blob(cache, base.source.as_ref(), &layer.digest)
+    for img in &image.images {
+        for layer in &img.layers {
+            let BlobSource::Source(source) = &layer.blob else {
+                continue;
+            };
+            crate::resolve::fetch_blob(cache, source.as_ref(), &layer.descriptor.digest)
                 .await
                 .map_err(|e| e.into_error(cache.root()))?;
         }

@@ -8,7 +8,7 @@ use super::{BlobAction, BlobReport, Publishable, Publisher};
 use crate::cache::Cache;
 use crate::digest::Digest;
 use crate::error::{Error, ErrorKind};
-use crate::image::ImageSource;
+use crate::image::{BlobSource, ImageSource};
 use crate::reference::Reference;
 use crate::registry::{RegistryClient, RegistryError};
 use crate::resolve::{self, ResolveError};
@@ -97,19 +97,18 @@ pub async fn push(
     dest: &Reference,
 ) -> Result<Vec<BlobReport>, PushError> {
     let mut blobs: BTreeMap<Digest, ToPush> = BTreeMap::new();
-    for (img, base) in &image.images {
+    for img in &image.images {
         for (i, layer) in img.layers.iter().enumerate() {
-            let origin = if i < img.new_from {
-                Origin::Base(base.source.clone())
-            } else if let Some(repo) = &image.new_layers_also_in {
-                Origin::CacheAndRepo(repo.clone())
-            } else {
-                Origin::Cache
+            let origin = match (&layer.blob, &image.new_layers_also_in) {
+                (BlobSource::Source(source), _) => Origin::Base(source.clone()),
+                (BlobSource::Cache, Some(repo)) => Origin::CacheAndRepo(repo.clone()),
+                (BlobSource::Cache, None) => Origin::Cache,
             };
-            blobs.entry(layer.digest.clone()).or_insert(ToPush {
+            let digest = &layer.descriptor.digest;
+            blobs.entry(digest.clone()).or_insert(ToPush {
                 origin,
-                size: layer.size,
-                what: super::layer_name(i, img.new_from, &layer.digest),
+                size: layer.descriptor.size,
+                what: super::layer_name(i, img.new_from(), digest),
             });
         }
         cache
@@ -139,7 +138,7 @@ pub async fn push(
     let (registry, repository) = (&dest.registry, &dest.repository);
     match &image.index {
         Some((bytes, _)) => {
-            futures::future::try_join_all(image.images.iter().map(|(img, _)| {
+            futures::future::try_join_all(image.images.iter().map(|img| {
                 client.put_manifest(
                     registry,
                     repository,
@@ -208,7 +207,7 @@ async fn blobs_of_present_manifests(
     image: &Publishable<'_>,
     dest: &Reference,
 ) -> Result<BTreeSet<Digest>, PushError> {
-    let found = futures::future::try_join_all(image.images.iter().map(|(img, _)| {
+    let found = futures::future::try_join_all(image.images.iter().map(|img| {
         client.manifest_digest(
             &dest.registry,
             &dest.repository,
@@ -217,9 +216,9 @@ async fn blobs_of_present_manifests(
     }))
     .await?;
     let mut present = BTreeSet::new();
-    for ((img, _), found) in image.images.iter().zip(found) {
+    for (img, found) in image.images.iter().zip(found) {
         if found.as_ref() == Some(&img.manifest_digest) {
-            present.extend(img.layers.iter().map(|l| l.digest.clone()));
+            present.extend(img.descriptors().map(|d| d.digest.clone()));
             present.insert(img.config_digest.clone());
         }
     }

@@ -8,9 +8,10 @@
 pub mod run;
 
 use crate::assemble::recorded::{self, LayerFacts, Recorded};
-use crate::assemble::{self, AssembleError, AssembledImage, NewLayer};
+use crate::assemble::{self, AssembleError, NewLayer};
 use crate::cache::LayerRecord;
 use crate::digest::Digest;
+use crate::image::Image;
 use crate::oci::Descriptor;
 use crate::platform::Platform;
 use crate::resolve::BaseImage;
@@ -202,7 +203,7 @@ pub fn rebase(
     image: &OldImage,
     recorded: &Recorded,
     base: &BaseImage,
-) -> Result<AssembledImage, RebaseError> {
+) -> Result<Image, RebaseError> {
     let layers = image.slipway_layers()?;
     let settings = recorded.image_settings(&BTreeMap::new());
     Ok(assemble::assemble(

@@ -3,10 +3,11 @@
 //! regenerate the SBOM, publish. Nothing is published when a check fails.
 
 use super::{check_facts, rebase, OldImage, RebaseError};
+use crate::assemble;
 use crate::assemble::recorded::LayerFacts;
-use crate::assemble::{self, AssembledImage};
 use crate::cache::{Cache, LayerRecord};
 use crate::error::{io, Error, ErrorKind, Result};
+use crate::image::Image;
 use crate::inspect::{source::Source, InspectError, Target};
 use crate::progress::Log;
 use crate::publish::Publishable;
@@ -82,8 +83,8 @@ pub async fn run(client: &RegistryClient, opts: &RebaseOptions) -> Result<Rebase
         let new = rebase(image, recorded, base).map_err(rebase_error)?;
         // slipway's layers come along from where the image is (into the cache).
         let image_source = source.image_source();
-        for layer in &new.layers[new.new_from..] {
-            resolve::fetch_blob(&cache, image_source, &layer.digest)
+        for layer in &new.layers[new.new_from()..] {
+            resolve::fetch_blob(&cache, image_source, &layer.descriptor.digest)
                 .await
                 .map_err(Error::hinted(ErrorKind::Registry))?;
         }
@@ -96,7 +97,7 @@ pub async fn run(client: &RegistryClient, opts: &RebaseOptions) -> Result<Rebase
     let index =
         crate::oci::is_index(&top.media_type).then(|| assemble::index(&images, &top.annotations));
     let publishable = Publishable {
-        images: images.iter().zip(&bases).collect(),
+        images: images.iter().collect(),
         index,
         referrers,
         new_layers_also_in: None,
@@ -183,7 +184,7 @@ async fn new_sbom(
     source: &Source,
     cache: &Cache,
     old: &OldImage,
-    new: &AssembledImage,
+    new: &Image,
     base: &BaseImage,
     epoch: u64,
 ) -> Result<Option<Referrer>> {

@@ -175,7 +175,7 @@ pub fn render(input: &SbomInput, format: Format) -> Vec<u8> {
 /// The SBOM of one platform's `image` built on `base`, as a referrer of its
 /// manifest; source and revision come from the image's `annotations`.
 pub fn referrer_for(
-    image: &crate::assemble::AssembledImage,
+    image: &crate::image::Image,
     base: &crate::resolve::BaseImage,
     dists: Vec<Dist>,
     annotations: &std::collections::BTreeMap<String, String>,
