@@ -115,25 +115,8 @@ pub async fn resolve(
     let base = name.to_string();
     let mut images = Vec::new();
     for wanted in platforms {
-        let (manifest_bytes, manifest_digest) = if oci::is_index(&top.media_type) {
-            let index: Index = parse_json(&top.bytes, &base, "index")?;
-            let entry = pick_platform(&index, wanted).ok_or_else(|| ResolveError::NoPlatform {
-                base: base.clone(),
-                wanted: wanted.to_string(),
-                available: available_platforms(&index),
-            })?;
-            (
-                source.manifest(&entry.digest).await?.bytes,
-                entry.digest.clone(),
-            )
-        } else if oci::is_manifest(&top.media_type) {
-            (top.bytes.clone(), top.digest.clone())
-        } else {
-            return Err(ResolveError::Bad {
-                base,
-                message: format!("unsupported manifest media type `{}`", top.media_type),
-            });
-        };
+        let (manifest_bytes, manifest_digest) =
+            platform_manifest(source.as_ref(), &top, &base, wanted).await?;
         let manifest: Manifest = parse_json(&manifest_bytes, &base, "manifest")?;
         if manifest.config.size > crate::oci::JSON_LIMIT {
             return Err(ResolveError::Bad {
@@ -194,6 +177,35 @@ pub async fn resolve(
         });
     }
     Ok(images)
+}
+
+/// The manifest for `wanted` (bytes, digest): picked from the top
+/// document when it is an index, else the top document itself.
+async fn platform_manifest(
+    source: &dyn ImageSource,
+    top: &crate::image::Document,
+    base: &str,
+    wanted: &Platform,
+) -> Result<(Vec<u8>, Digest), ResolveError> {
+    if oci::is_index(&top.media_type) {
+        let index: Index = parse_json(&top.bytes, base, "index")?;
+        let entry = pick_platform(&index, wanted).ok_or_else(|| ResolveError::NoPlatform {
+            base: base.to_string(),
+            wanted: wanted.to_string(),
+            available: available_platforms(&index),
+        })?;
+        Ok((
+            source.manifest(&entry.digest).await?.bytes,
+            entry.digest.clone(),
+        ))
+    } else if oci::is_manifest(&top.media_type) {
+        Ok((top.bytes.clone(), top.digest.clone()))
+    } else {
+        Err(ResolveError::Bad {
+            base: base.to_string(),
+            message: format!("unsupported manifest media type `{}`", top.media_type),
+        })
+    }
 }
 
 /// Makes sure a base blob is in the cache (digest checked) and returns its path.
