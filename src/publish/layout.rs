@@ -169,3 +169,64 @@ pub(crate) fn replace_dir(staging: tempfile::TempDir, dest: &Path) -> io::Result
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    fn blob(dir: &Path, name: &str, bytes: &[u8]) -> LocalBlob {
+        let path = dir.join(name);
+        fs::write(&path, bytes).unwrap();
+        LocalBlob {
+            digest: Digest::of(bytes),
+            size: bytes.len() as u64,
+            path,
+            what: format!("blob {name}"),
+        }
+    }
+
+    #[test]
+    fn put_blobs_copies_once_keeps_what_is_there_and_refuses_a_corrupt_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = Writer::create(&dir.path().join("layout")).unwrap();
+        let a = blob(dir.path(), "a", b"layer a");
+        let again = blob(dir.path(), "a2", b"layer a");
+        let reports = put_blobs(&writer, &[a, again]).unwrap();
+        assert_eq!(reports.len(), 1, "one blob, written once");
+        assert_eq!(reports[0].action, BlobAction::Written);
+        let written = writer.blob_path(&reports[0].digest);
+        assert_eq!(fs::read(&written).unwrap(), b"layer a");
+        // A copy, never a link to the source.
+        assert_eq!(fs::metadata(&written).unwrap().nlink(), 1);
+
+        let kept = put_blobs(&writer, &[blob(dir.path(), "a3", b"layer a")]).unwrap();
+        assert_eq!(kept[0].action, BlobAction::Existing);
+
+        // The source's bytes don't match the digest it is put under.
+        let mut lying = blob(dir.path(), "b", b"layer b");
+        lying.digest = Digest::of(b"something else");
+        let error = put_blobs(&writer, &[lying]).unwrap_err();
+        assert!(
+            matches!(
+                super::super::BlobError::of(&error),
+                Some(super::super::BlobError::Corrupt { .. })
+            ),
+            "{error}"
+        );
+        assert!(!writer.blob_path(&Digest::of(b"something else")).exists());
+
+        // A size that isn't the descriptor's.
+        let mut short = blob(dir.path(), "c", b"layer c");
+        short.size += 1;
+        let error = put_blobs(&writer, &[short]).unwrap_err();
+        assert!(
+            matches!(
+                super::super::BlobError::of(&error),
+                Some(super::super::BlobError::SizeMismatch { .. })
+            ),
+            "{error}"
+        );
+        assert!(!writer.blob_path(&Digest::of(b"layer c")).exists());
+    }
+}
