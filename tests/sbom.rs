@@ -448,3 +448,28 @@ fn cyclonedx_on_request_none_when_asked_and_in_layouts() {
         common::fixtures::skopeo_raw(&[], &format!("oci:{}:latest", layout.display()));
     }
 }
+
+/// The referrers of a two-platform image share one blob, the empty config:
+/// it goes up once. Two uploads of it at once made Distribution refuse a
+/// referrer's manifest now and then (`DIGEST_INVALID`, `MANIFEST_BLOB_UNKNOWN`).
+#[test]
+fn the_referrers_shared_empty_config_is_uploaded_once() {
+    let Some(setup) = Setup::new() else { return };
+    let proxy = common::fault_proxy::FaultProxy::start(setup.registry.addr());
+    let dest = format!("{}/team/once:1", proxy.addr());
+    run_ok(setup.build("cache", &[]).arg("--push").arg(&dest));
+    let subjects = platform_manifests(setup.registry.addr(), "team/once", "1");
+    assert_eq!(subjects.len(), 2, "a two-platform image: {subjects:?}");
+    let empty_config = sha256_digest(b"{}").replace(':', "%3A");
+    let uploads: Vec<String> = proxy
+        .log()
+        .iter()
+        .filter(|e| e.method == "PUT" && e.target.contains(&format!("digest={empty_config}")))
+        .map(|e| e.target.clone())
+        .collect();
+    assert_eq!(uploads.len(), 1, "uploaded once: {uploads:?}");
+    for (_, subject) in &subjects {
+        let (_, sbom) = sbom_via_tag(setup.registry.addr(), "team/once", subject, SPDX);
+        assert!(!sbom.is_empty());
+    }
+}

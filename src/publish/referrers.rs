@@ -6,9 +6,12 @@
 
 use super::registry::PushError;
 use crate::cache::Cache;
+use crate::digest::Digest;
 use crate::reference::Reference;
 use crate::registry::RegistryClient;
 use crate::sbom::referrer::{self, Referrer, EMPTY_CONFIG};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 pub async fn attach(
     client: &RegistryClient,
@@ -17,9 +20,28 @@ pub async fn attach(
     dest: &Reference,
 ) -> Result<(), PushError> {
     // One subject per referrer, so their fallback tags differ: all at once.
-    futures::future::try_join_all(referrers.iter().map(|r| attach_one(client, cache, r, dest)))
-        .await?;
+    let pushed = Pushed::default();
+    futures::future::try_join_all(
+        referrers
+            .iter()
+            .map(|r| attach_one(client, cache, r, dest, &pushed)),
+    )
+    .await?;
     Ok(())
+}
+
+/// Blobs the referrers share (the empty config) go up once: two uploads of
+/// one blob at once let Distribution answer a manifest PUT that names it
+/// with `DIGEST_INVALID` / `MANIFEST_BLOB_UNKNOWN` (its link file is
+/// rewritten in place while the manifest is checked).
+#[derive(Default)]
+struct Pushed(std::sync::Mutex<BTreeMap<Digest, Arc<tokio::sync::OnceCell<()>>>>);
+
+impl Pushed {
+    fn cell(&self, digest: &Digest) -> Arc<tokio::sync::OnceCell<()>> {
+        let mut cells = self.0.lock().expect("not poisoned");
+        cells.entry(digest.clone()).or_default().clone()
+    }
 }
 
 async fn attach_one(
@@ -27,6 +49,7 @@ async fn attach_one(
     cache: &Cache,
     r: &Referrer,
     dest: &Reference,
+    pushed: &Pushed,
 ) -> Result<(), PushError> {
     let (registry, repository) = (&dest.registry, &dest.repository);
     let tag = referrer::fallback_tag(&r.subject);
@@ -35,7 +58,7 @@ async fn attach_one(
             .manifest_digest(registry, repository, r.manifest_digest.as_str())
             .await?;
         if present.as_ref() != Some(&r.manifest_digest) {
-            push_referrer(client, cache, r, dest).await?;
+            push_referrer(client, cache, r, dest, pushed).await?;
         }
         Ok::<_, PushError>(())
     };
@@ -65,11 +88,12 @@ async fn push_referrer(
     cache: &Cache,
     r: &Referrer,
     dest: &Reference,
+    pushed: &Pushed,
 ) -> Result<(), PushError> {
     let (registry, repository) = (&dest.registry, &dest.repository);
     futures::try_join!(
-        push_missing_blob(client, cache, dest, &r.sbom),
-        push_missing_blob(client, cache, dest, EMPTY_CONFIG),
+        push_missing_blob(client, cache, dest, &r.sbom, pushed),
+        push_missing_blob(client, cache, dest, EMPTY_CONFIG, pushed),
     )?;
     client
         .put_manifest(
@@ -88,6 +112,7 @@ async fn push_missing_blob(
     cache: &Cache,
     dest: &Reference,
     bytes: &[u8],
+    pushed: &Pushed,
 ) -> Result<(), PushError> {
     let (registry, repository) = (&dest.registry, &dest.repository);
     let digest = cache
@@ -96,14 +121,19 @@ async fn push_missing_blob(
             path: cache.root().to_path_buf(),
             source,
         })?;
-    if client
-        .blob_exists(registry, repository, &digest)
-        .await?
-        .is_none()
-    {
-        client
-            .push_blob(registry, repository, &digest, &cache.blob_path(&digest))
-            .await?;
-    }
+    let once = pushed.cell(&digest);
+    once.get_or_try_init(|| async {
+        if client
+            .blob_exists(registry, repository, &digest)
+            .await?
+            .is_none()
+        {
+            client
+                .push_blob(registry, repository, &digest, &cache.blob_path(&digest))
+                .await?;
+        }
+        Ok::<_, PushError>(())
+    })
+    .await?;
     Ok(())
 }
