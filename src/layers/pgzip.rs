@@ -23,6 +23,8 @@ const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
 
 struct Job {
     input: Vec<u8>,
+    /// An emptied buffer to compress into (recycled, see [`Spares`]).
+    output: Vec<u8>,
     dictionary: Vec<u8>,
     last: bool,
     level: u32,
@@ -32,6 +34,38 @@ struct Job {
 struct Piece {
     compressed: Vec<u8>,
     crc: Crc,
+    /// The input, handed back for reuse.
+    input: Vec<u8>,
+}
+
+/// Piece buffers kept for reuse. A writer allocates its buffers once, on
+/// its own thread, instead of a fresh MiB per piece on whichever thread
+/// compressed it: with glibc's malloc, buffers freed on several threads
+/// stay resident in their arenas, which cost ~20 MiB of peak RSS on the
+/// big dependency set (bench/RESULTS.md).
+#[derive(Default)]
+struct Spares {
+    inputs: Vec<Vec<u8>>,
+    outputs: Vec<Vec<u8>>,
+}
+
+impl Spares {
+    fn input(&mut self) -> Vec<u8> {
+        self.inputs
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(CHUNK))
+    }
+
+    fn output(&mut self) -> Vec<u8> {
+        self.outputs.pop().unwrap_or_default()
+    }
+
+    fn keep(&mut self, mut input: Vec<u8>, mut output: Vec<u8>) {
+        input.clear();
+        output.clear();
+        self.inputs.push(input);
+        self.outputs.push(output);
+    }
 }
 
 /// A `Write` that gzips into `inner` using up to `threads` threads, with at most
@@ -45,6 +79,7 @@ pub struct ParallelGzWriter<W: Write> {
     total_in: u64,
     pending: VecDeque<Receiver<io::Result<Piece>>>,
     max_pending: usize,
+    spares: Spares,
     pool: Option<Pool>,
     header_written: bool,
 }
@@ -68,7 +103,8 @@ impl Pool {
                         Err(_) => return,
                     };
                     let Ok(job) = job else { return };
-                    let piece = compress_piece(&job.input, &job.dictionary, job.last, job.level);
+                    let piece =
+                        compress_piece(job.input, job.output, &job.dictionary, job.last, job.level);
                     let _ = job.reply.send(piece);
                 })
             })
@@ -101,6 +137,7 @@ impl<W: Write> ParallelGzWriter<W> {
             total_in: 0,
             pending: VecDeque::new(),
             max_pending: 2 * threads.max(1),
+            spares: Spares::default(),
             pool: (threads > 1).then(|| Pool::new(threads)),
             header_written: false,
         }
@@ -130,7 +167,8 @@ impl<W: Write> ParallelGzWriter<W> {
             self.inner.write_all(&HEADER)?;
             self.header_written = true;
         }
-        let input = std::mem::replace(&mut self.buffer, Vec::with_capacity(CHUNK));
+        let input = std::mem::replace(&mut self.buffer, self.spares.input());
+        let output = self.spares.output();
         let dictionary = std::mem::take(&mut self.dictionary);
         if !last {
             self.dictionary = input[input.len() - WINDOW..].to_vec();
@@ -140,6 +178,7 @@ impl<W: Write> ParallelGzWriter<W> {
             Some(jobs) => {
                 let job = Job {
                     input,
+                    output,
                     dictionary,
                     last,
                     level: self.level,
@@ -149,7 +188,7 @@ impl<W: Write> ParallelGzWriter<W> {
                     .map_err(|_| io::Error::other("gzip worker threads stopped"))?;
             }
             None => {
-                let _ = reply.send(compress_piece(&input, &dictionary, last, self.level));
+                let _ = reply.send(compress_piece(input, output, &dictionary, last, self.level));
             }
         }
         self.pending.push_back(receive);
@@ -167,7 +206,9 @@ impl<W: Write> ParallelGzWriter<W> {
             .recv()
             .map_err(|_| io::Error::other("gzip worker thread panicked"))??;
         self.crc.combine(&piece.crc);
-        self.inner.write_all(&piece.compressed)
+        self.inner.write_all(&piece.compressed)?;
+        self.spares.keep(piece.input, piece.compressed);
+        Ok(())
     }
 }
 
@@ -189,7 +230,13 @@ impl<W: Write> Write for ParallelGzWriter<W> {
     }
 }
 
-fn compress_piece(input: &[u8], dictionary: &[u8], last: bool, level: u32) -> io::Result<Piece> {
+fn compress_piece(
+    input: Vec<u8>,
+    mut compressed: Vec<u8>,
+    dictionary: &[u8],
+    last: bool,
+    level: u32,
+) -> io::Result<Piece> {
     let mut compress = Compress::new(Compression::new(level), false);
     if !dictionary.is_empty() {
         compress
@@ -201,7 +248,8 @@ fn compress_piece(input: &[u8], dictionary: &[u8], last: bool, level: u32) -> io
     } else {
         FlushCompress::Sync
     };
-    let mut compressed = Vec::with_capacity(input.len() + input.len() / 8 + 1024);
+    compressed.clear();
+    compressed.reserve(input.len() + input.len() / 8 + 1024);
     loop {
         let consumed = compress.total_in() as usize;
         let status = compress
@@ -216,8 +264,12 @@ fn compress_piece(input: &[u8], dictionary: &[u8], last: bool, level: u32) -> io
         }
     }
     let mut crc = Crc::new();
-    crc.update(input);
-    Ok(Piece { compressed, crc })
+    crc.update(&input);
+    Ok(Piece {
+        compressed,
+        crc,
+        input,
+    })
 }
 
 #[cfg(test)]
