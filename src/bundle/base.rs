@@ -68,11 +68,7 @@ pub async fn write(
     let mut blobs = Vec::new();
     for base in bases {
         if base.image.manifest_digest != base.top_digest {
-            documents.push(
-                document(base.source.as_ref(), &base.image.manifest_digest)
-                    .await?
-                    .0,
-            );
+            documents.push(base.image.manifest.clone());
         }
         let descriptors = std::iter::once(&base.manifest.config).chain(&base.manifest.layers);
         for (i, descriptor) in descriptors.enumerate() {
