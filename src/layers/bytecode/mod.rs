@@ -248,6 +248,13 @@ mod tests {
         );
         assert_eq!(a.skipped.len(), 1);
         assert_eq!(a.skipped[0].0, "/app/pkg/broken.py");
+        // Where and why, as py_compile would say it (image path, line, error).
+        let why = &a.skipped[0].1;
+        assert!(
+            why.starts_with("File \"/app/pkg/broken.py\", line "),
+            "{why}"
+        );
+        assert!(why.contains("SyntaxError"), "{why}");
         assert_eq!(a.entries.len(), b.len());
         for (x, y) in a.entries.iter().zip(&b) {
             assert_eq!((&x.path, x.mode), (&y.path, y.mode));

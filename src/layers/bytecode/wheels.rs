@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Bump when what a stored wheel holds (or how it is keyed) changes.
-const STORE_FORMAT: u32 = 1;
+const STORE_FORMAT: u32 = 2;
 
 /// Per-wheel bytecode: `<root>/<key>/index.json` and `<root>/<key>/files/…`.
 pub struct WheelStore {
