@@ -245,8 +245,15 @@ pub fn build_python_layers(
         // Keyed once: the key reads (and hashes) every find-links wheel.
         let key =
             plan::site_packages_key(&target.inputs(opts, cache, &deps, deps.key_files.clone())?);
-        held = held_back(opts, cache, &target, &deps, &key);
-        out.extend(site_packages_layers(opts, cache, &target, &deps, key)?);
+        // The hold-back check (two `uv pip compile` runs, ~70 ms on a cold
+        // build) only warns: it runs beside the install, not before it.
+        let (layers, held_back) = std::thread::scope(|scope| {
+            let check = scope.spawn(|| held_back(opts, cache, &target, &deps, &key));
+            let layers = site_packages_layers(opts, cache, &target, &deps, key.clone());
+            (layers, check.join().expect("the hold-back check thread"))
+        });
+        held = held_back;
+        out.extend(layers?);
     }
     if !deps.wheels.is_empty() {
         out.extend(project_layers(opts, cache, &target, &deps)?);
