@@ -54,6 +54,7 @@ pub struct RawPython {
     #[serde(default)]
     pub allow_sdist: bool,
     pub bytecode: Option<bool>,
+    pub tests_bytecode: Option<bool>,
     pub stdlib_bytecode: Option<String>,
     /// Facts about the base, normally detected; stating one that contradicts the base is an error.
     pub version: Option<String>,
@@ -123,6 +124,9 @@ pub struct PythonSettings {
     pub offline: bool,
     pub allow_sdist: bool,
     pub bytecode: bool,
+    /// Whether third-party packages' `tests`/`test` dirs get `.pyc` too
+    /// (off: code no image runs in production; most of a big set's compile).
+    pub tests_bytecode: bool,
     /// Which of the base's stdlib modules get a `.pyc` layer.
     pub stdlib_bytecode: StdlibBytecode,
     pub stated: StatedFacts,
@@ -261,6 +265,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Recipe, RecipeError> {
             offline: raw.python.offline,
             allow_sdist: raw.python.allow_sdist,
             bytecode,
+            tests_bytecode: raw.python.tests_bytecode.unwrap_or(false),
             stdlib_bytecode: checked.stdlib_bytecode,
             stated: StatedFacts {
                 origin: ["version", "libc", "interpreter", "site_packages"]
@@ -354,6 +359,9 @@ mod tests {
         assert_eq!(r.platforms, vec![Platform::host()]);
         assert_eq!(r.app.destination, "/app");
         assert!(r.python.bytecode && r.app.bytecode);
+        assert!(!r.python.tests_bytecode);
+        let with_tests = parse_str("base = \"p\"\n[python]\ntests_bytecode = true\n").unwrap();
+        assert!(with_tests.python.tests_bytecode);
         assert_eq!(r.destination, None);
     }
 

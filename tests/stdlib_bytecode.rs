@@ -3,7 +3,8 @@
 //! stdlib-bytecode layer's `.pyc` paths, magic and flags; the same bytes with
 //! 1 and 2 compiler workers and across caches; and a real interpreter in the
 //! unpacked image (rootless chroot, read-only root) loading the stdlib from
-//! that layer instead of compiling it.
+//! that layer instead of compiling it. Also `[python] tests_bytecode`: the
+//! site-packages bytecode of packages' test dirs, left out unless asked.
 
 mod common;
 #[path = "support/inputs.rs"]
@@ -442,4 +443,81 @@ fn a_base_stdlib_is_read_through_whiteouts_and_an_empty_one_is_refused() {
         out.stderr
     );
     assert!(!work.out().exists(), "nothing written");
+}
+
+/// greenlet ships its test suite in `greenlet/tests`: by default those files
+/// get no `.pyc` (the rest of greenlet does), `tests_bytecode = true` gives
+/// every one of them its `.pyc`, and the site-packages layer is the same.
+#[test]
+fn packages_test_dirs_get_bytecode_only_when_asked() {
+    let Some((wheels, _)) = prerequisites() else {
+        return;
+    };
+    let Some(base) = Base::Slim.layout() else {
+        return;
+    };
+    let greenlet = std::fs::read_dir(&wheels)
+        .unwrap()
+        .flatten()
+        .find_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let version = name.strip_prefix("greenlet-")?.split('-').next()?;
+            Some(version.to_string())
+        })
+        .expect("a greenlet wheel in the wheelhouse");
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("app")).unwrap();
+    std::fs::write(tmp.path().join("app/main.py"), "import greenlet\n").unwrap();
+    std::fs::write(
+        tmp.path().join("requirements.txt"),
+        format!("greenlet=={greenlet}\n"),
+    )
+    .unwrap();
+    let recipe = |name: &str, line: &str| {
+        let path = tmp.path().join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "base = \"python:3.13-slim\"\nplatforms = [\"linux/amd64\"]\n\
+                 [python]\nrequirements = [\"requirements.txt\"]\n{line}[app]\nsource = \"app\"\n"
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let cache = tmp.path().join("cache");
+    let default = build(&recipe("default.toml", ""), &base, &wheels, &cache, 2);
+    let with_tests = build(
+        &recipe("tests.toml", "tests_bytecode = true\n"),
+        &base,
+        &wheels,
+        &cache,
+        2,
+    );
+    assert_eq!(
+        default.layer("site-packages"),
+        with_tests.layer("site-packages")
+    );
+    assert_ne!(
+        default.layer("site-packages-bytecode"),
+        with_tests.layer("site-packages-bytecode")
+    );
+    let test_sources: BTreeSet<String> = default
+        .files("site-packages")
+        .into_iter()
+        .map(|(path, _)| path)
+        .filter(|p| p.contains("/greenlet/tests/") && p.ends_with(".py"))
+        .collect();
+    assert!(test_sources.len() > 5, "{test_sources:?}");
+    let pycs = |built: &Built| -> Vec<String> {
+        let files = built.files("site-packages-bytecode");
+        files.into_iter().map(|(path, _)| path).collect()
+    };
+    let (without, with) = (pycs(&default), pycs(&with_tests));
+    let in_tests = |list: &[String]| list.iter().filter(|p| p.contains("/tests/")).count();
+    assert_eq!(in_tests(&without), 0, "{without:?}");
+    assert_eq!(in_tests(&with), test_sources.len(), "{with:?}");
+    let init = "greenlet/__pycache__/__init__.cpython-313.pyc";
+    assert!(without.iter().any(|p| p.ends_with(init)), "{without:?}");
+    assert_eq!(without.len() + test_sources.len(), with.len());
 }

@@ -46,6 +46,20 @@ pub fn bytecode_key(source_key: &str, python_version: &str) -> String {
     key("bytecode", &(source_key, python_version, "unchecked-hash"))
 }
 
+/// The site-packages bytecode layer's alias under the install's inputs:
+/// those, and whether test dirs are compiled (`[python] tests_bytecode`).
+pub fn site_packages_bytecode_key(
+    site_packages_key: &str,
+    python_version: &str,
+    tests: bool,
+) -> String {
+    let tests = if tests { "with tests" } else { "without tests" };
+    key(
+        "bytecode",
+        &(site_packages_key, python_version, "unchecked-hash", tests),
+    )
+}
+
 /// What decides a stdlib bytecode layer's bytes: the base (its stdlib
 /// sources), the mode and, for `"imported"`, the modules it holds, the
 /// interpreter's magic number and the layer's time stamp.

@@ -305,7 +305,7 @@ fn site_packages_layers(
     let py = &opts.recipe.python;
     let facts = target.facts;
     let python_platform = &target.python_platform;
-    let bkey = plan::bytecode_key(&key, &facts.version);
+    let bkey = plan::site_packages_bytecode_key(&key, &facts.version, py.tests_bytecode);
     let label = format!(
         "slipway: site-packages for {} ({python_platform})",
         facts.platform
@@ -403,11 +403,20 @@ pub fn site_packages_bytecode(
     owner: Owner,
     bkey: &str,
 ) -> Result<Built> {
-    let py_entries: Vec<Entry> = entries
-        .iter()
-        .filter(|e| e.path.ends_with(".py"))
+    let tests = opts.recipe.python.tests_bytecode;
+    let in_tests = |e: &&Entry| bytecode::wheels::in_tests_dir(&e.path, &facts.site_packages);
+    let all_py = entries.iter().filter(|e| e.path.ends_with(".py"));
+    let py_entries: Vec<Entry> = all_py
+        .clone()
+        .filter(|e| tests || !in_tests(e))
         .cloned()
         .collect();
+    let left_out = all_py.filter(in_tests).count();
+    if !tests && left_out > 0 {
+        opts.log.step(&format!(
+            "no bytecode for {left_out} files in packages' test dirs (`[python] tests_bytecode = true` compiles them)"
+        ));
+    }
     let py_digests = plan::file_digests(&py_entries).map_err(io("cannot read site-packages"))?;
     let content_key = plan::bytecode_key(
         &plan::app_key(&py_entries, &py_digests, opts.epoch),

@@ -87,6 +87,7 @@ pub const KEYS: &[Key] = &[
     key("python", "offline", BOOL, "offline = true"),
     key("python", "allow_sdist", BOOL, "allow_sdist = false"),
     key("python", "bytecode", BOOL, "bytecode = true"),
+    key("python", "tests_bytecode", BOOL, "tests_bytecode = true"),
     key(
         "python",
         "stdlib_bytecode",

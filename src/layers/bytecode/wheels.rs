@@ -80,9 +80,30 @@ impl WheelStore {
     }
 }
 
+/// Whether `path` (an image path, with or without its leading `/`) lies in
+/// a `tests` or `test` directory below `site_packages`: a package's own test
+/// suite (numpy, scipy and pandas ship theirs), or a stray top-level
+/// `tests` package. `numpy/testing` and the like are code, not tests.
+pub fn in_tests_dir(path: &str, site_packages: &str) -> bool {
+    let Some(below) = path
+        .trim_start_matches('/')
+        .strip_prefix(site_packages.trim_matches('/'))
+        .and_then(|rest| rest.strip_prefix('/'))
+    else {
+        return false;
+    };
+    let mut dirs = below.split('/').rev().skip(1);
+    dirs.any(|dir| dir == "tests" || dir == "test")
+}
+
 /// Groups the `.py` files among `entries` by the distribution whose
-/// `*.dist-info/RECORD` (under `site_packages`, an image path) lists them.
-pub fn groups(entries: &[Entry], site_packages: &str) -> Result<Vec<Group>, BytecodeError> {
+/// `*.dist-info/RECORD` (under `site_packages`, an image path) lists them;
+/// without `tests`, files [in a tests dir](in_tests_dir) are left out.
+pub fn groups(
+    entries: &[Entry],
+    site_packages: &str,
+    tests: bool,
+) -> Result<Vec<Group>, BytecodeError> {
     let site = site_packages.trim_matches('/');
     let mut owner_of: BTreeMap<String, String> = BTreeMap::new();
     for entry in entries {
@@ -111,6 +132,9 @@ pub fn groups(entries: &[Entry], site_packages: &str) -> Result<Vec<Group>, Byte
     }
     let mut by_name: BTreeMap<String, Group> = BTreeMap::new();
     for (source, image) in crate::layers::python_sources(entries) {
+        if !tests && in_tests_dir(&image, site) {
+            continue;
+        }
         let name = owner_of
             .get(image.trim_start_matches('/'))
             .cloned()
@@ -229,4 +253,31 @@ pub fn compile_groups(
         skipped,
         compiled_files,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::in_tests_dir;
+
+    #[test]
+    fn test_dirs_are_found_below_site_packages_only() {
+        let site = "/usr/local/lib/python3.13/site-packages";
+        for path in [
+            "usr/local/lib/python3.13/site-packages/numpy/_core/tests/test_a.py",
+            "/usr/local/lib/python3.13/site-packages/tests/__init__.py",
+            "/usr/local/lib/python3.13/site-packages/pkg/test/x/y.py",
+        ] {
+            assert!(in_tests_dir(path, site), "{path}");
+        }
+        for path in [
+            "/usr/local/lib/python3.13/site-packages/numpy/testing/utils.py",
+            "/usr/local/lib/python3.13/site-packages/pkg/tests.py",
+            "/usr/local/lib/python3.13/site-packages/pkg/test_tests.py",
+            "/usr/local/lib/python3.13/site-packages-tests/a/tests/b.py",
+            "/usr/local/lib/python3.13/tests/x.py",
+            "/app/tests/test_app.py",
+        ] {
+            assert!(!in_tests_dir(path, site), "{path}");
+        }
+    }
 }
