@@ -156,25 +156,49 @@ pub fn app_key_of_listing(listing: &[ListingLine], epoch: u64) -> String {
 /// cache remembers digests by file metadata, see [`crate::cache::Cache::file_digest`]).
 pub fn find_links_listing(
     link: &str,
-    digest_file: impl Fn(&std::path::Path) -> io::Result<Digest>,
+    digest_file: impl Fn(&std::path::Path) -> io::Result<Digest> + Sync,
 ) -> io::Result<Vec<(String, Digest)>> {
     let dir = PathBuf::from(link);
     let Ok(read) = std::fs::read_dir(&dir) else {
         return Ok(Vec::new());
     };
-    let mut files = Vec::new();
+    let mut paths = Vec::new();
     for entry in read {
         let entry = entry?;
-        if entry.file_type()?.is_dir() {
-            continue;
+        if !entry.file_type()?.is_dir() {
+            paths.push(entry.path());
         }
-        let digest = digest_file(&entry.path()).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("cannot read `{}`: {e}", entry.path().display()),
-            )
+    }
+    // A cold cache hashes every wheel (the demo's wheelhouse: 104 MB) before
+    // uv may start: on every core.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let digests: Vec<(usize, io::Result<Digest>)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads.min(paths.len()))
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(path) = paths.get(i) else { break done };
+                        done.push((i, digest_file(path)));
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("a digest thread"))
+            .collect()
+    });
+    let mut files = Vec::with_capacity(paths.len());
+    for (i, digest) in digests {
+        let path = &paths[i];
+        let digest = digest.map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot read `{}`: {e}", path.display()))
         })?;
-        files.push((entry.file_name().to_string_lossy().into_owned(), digest));
+        let name = path.file_name().unwrap_or_default();
+        files.push((name.to_string_lossy().into_owned(), digest));
     }
     files.sort();
     Ok(files)
