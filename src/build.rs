@@ -83,7 +83,18 @@ pub async fn build(client: &RegistryClient, opts: &BuildOptions) -> Result<Build
         .cache_repo
         .clone()
         .map(|r| crate::cache_repo::CacheRepo::new(client, r));
-    let cache = LayerStore::new(&local_cache, repo);
+    // Without a cache repo (whose blobs a push mounts instead), new layers
+    // go up while the build goes on.
+    let early = match (&opts.destination, &opts.cache_repo) {
+        (Destination::Push(dest), None) => publish::early::EarlyPush::start(client, dest),
+        _ => None,
+    };
+    let mut cache = LayerStore::new(&local_cache, repo);
+    if let Some(early) = &early {
+        cache = cache.on_built(Box::new(|record: &LayerRecord, blob| {
+            early.offer(&record.digest, blob)
+        }));
+    }
 
     let t = Instant::now();
     let (bases, all_facts) = resolve::resolve_bases(
@@ -110,7 +121,12 @@ pub async fn build(client: &RegistryClient, opts: &BuildOptions) -> Result<Build
     };
 
     let t = Instant::now();
+    let early_uploads = match &early {
+        Some(early) => early.finish().await,
+        None => Vec::new(),
+    };
     let blobs = publish_and_share(client, &cache, &mut publishable, opts).await?;
+    let blobs = publish::early::merge(blobs, early_uploads);
     timings.publish = t.elapsed().as_secs_f64();
     let missing_libraries = check_shared_libraries(&cache, &assembled.images, &opts.log);
     timings.total = started.elapsed().as_secs_f64();

@@ -404,6 +404,55 @@ fn changing_one_app_file_rebuilds_only_the_app_layers() {
         .all(|l| l["reused"] == true));
 }
 
+/// A layer goes up as soon as it is built: the site-packages layer's upload
+/// is finished before publishing asks for the image's manifest, and the
+/// report still says this build uploaded it, with its size.
+#[test]
+fn new_layers_are_uploaded_while_the_build_goes_on() {
+    let Some(setup) = Setup::new() else { return };
+    let proxy = common::fault_proxy::FaultProxy::start(setup.registry.addr());
+    let build = setup.build();
+    let out = run_ok(
+        build
+            .command(&setup.recipe)
+            .arg("--push")
+            .arg(format!("{}/test/early:1", proxy.addr()))
+            .arg("--json"),
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let layers = report["platforms"][0]["layers"].as_array().unwrap();
+    let site = layers
+        .iter()
+        .find(|l| l["kind"] == "site-packages")
+        .expect("a site-packages layer");
+    assert_eq!(site["action"], "uploaded");
+    let digest = site["digest"].as_str().unwrap();
+    let sent = report["blobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["digest"] == digest)
+        .expect("the layer's blob report");
+    assert_eq!(sent["action"], "uploaded");
+    assert_eq!(sent["bytes_sent"], site["size"]);
+    let requests: Vec<String> = proxy
+        .log()
+        .iter()
+        .map(|e| format!("{} {}", e.method, e.target))
+        .collect();
+    let position = |wanted: &dyn Fn(&str) -> bool| requests.iter().position(|r| wanted(r));
+    let encoded = digest.replace(':', "%3A");
+    let uploaded = position(&|r: &str| {
+        r.starts_with("PUT /v2/test/early/blobs/uploads/")
+            && (r.contains(digest) || r.contains(&encoded))
+    })
+    .unwrap_or_else(|| panic!("no upload of {digest}: {requests:?}"));
+    let manifest = report["digest"].as_str().unwrap();
+    let published = position(&|r: &str| r == format!("HEAD /v2/test/early/manifests/{manifest}"))
+        .unwrap_or_else(|| panic!("publishing never asked for {manifest}: {requests:?}"));
+    assert!(uploaded < published, "{requests:?}");
+}
+
 /// A rebuild that changed nothing asks the destination for the manifest by
 /// digest and, since the repository holds it (and so every blob it names),
 /// checks no blob: one HEAD and the tag's PUT, no request under `/blobs/`.

@@ -13,7 +13,12 @@ use std::sync::Mutex;
 pub struct LayerStore<'a> {
     local: &'a Cache,
     remote: Option<Remote<'a>>,
+    on_built: Option<BuiltHook<'a>>,
 }
+
+/// Told of each layer this build writes: its record and its blob's file in
+/// the local cache (the build sends it to the destination early).
+pub type BuiltHook<'a> = Box<dyn Fn(&LayerRecord, std::path::PathBuf) + Send + Sync + 'a>;
 
 struct Remote<'a> {
     repo: CacheRepo<'a>,
@@ -54,7 +59,19 @@ impl<'a> LayerStore<'a> {
             taken: Mutex::default(),
             missed: Mutex::default(),
         });
-        LayerStore { local, remote }
+        LayerStore {
+            local,
+            remote,
+            on_built: None,
+        }
+    }
+
+    /// The store, telling `hook` of every layer it records as built.
+    pub fn on_built(self, hook: BuiltHook<'a>) -> LayerStore<'a> {
+        LayerStore {
+            on_built: Some(hook),
+            ..self
+        }
     }
 
     /// The cache repo's reference, when one is in use and answering.
@@ -92,6 +109,9 @@ impl<'a> LayerStore<'a> {
     /// Records a layer built for `key` locally, and queues it for the repo.
     pub fn remember(&self, key: &str, record: &LayerRecord) -> std::io::Result<()> {
         self.local.put_layer(key, record)?;
+        if let Some(hook) = &self.on_built {
+            hook(record, self.local.blob_path(&record.digest));
+        }
         if let Some(remote) = &self.remote {
             lock(&remote.built).insert(key.to_string(), record.clone());
             lock(&remote.found_locally).remove(key);

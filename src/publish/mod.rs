@@ -3,6 +3,7 @@
 //! destination; each writes atomically (tags last, temp + rename for files).
 
 pub mod archive;
+pub mod early;
 pub mod layout;
 pub mod referrers;
 pub mod registry;
