@@ -171,9 +171,8 @@ fn a_wheel_compiles_the_same_whatever_was_compiled_before() {
     let sources = app_tree(&tmp.path().join("app"));
     let b_only: Vec<_> = sources[1..2].to_vec();
     let pyc = "app/__pycache__/b.cpython-313.pyc";
-    let read = |entries: &[Entry]| match &entries.iter().find(|e| e.path == pyc).unwrap().kind {
-        slipway::layers::EntryKind::File { source, .. } => std::fs::read(source).unwrap(),
-        other => panic!("{other:?}"),
+    let read = |entries: &[Entry]| {
+        slipway::layers::read_entry(entries.iter().find(|e| e.path == pyc).unwrap()).unwrap()
     };
     // a.py and b.py in one group share a unit: b's bytes show the history.
     let together = bytecode::compile_with_workers(

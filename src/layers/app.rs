@@ -326,7 +326,7 @@ fn entry_kind(
     };
     let mode = match kind {
         EntryKind::File { .. } if meta.permissions().mode() & 0o111 != 0 => 0o755,
-        EntryKind::File { .. } => 0o644,
+        EntryKind::File { .. } | EntryKind::Packed { .. } => 0o644,
         EntryKind::Dir => 0o755,
         EntryKind::Symlink { .. } => 0o777,
     };

@@ -32,7 +32,7 @@ pub mod uv;
 pub mod wheelfix;
 
 use crate::digest::Digest;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Owner of every entry in a new layer (the recipe's user, else root).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -67,6 +67,44 @@ pub enum EntryKind {
     Symlink {
         target: String,
     },
+    /// A regular file whose bytes are `size` bytes at `offset` in `pack`, a
+    /// file of slipway's own holding many (compiled bytecode: one file per
+    /// unit of work instead of one per `.pyc`).
+    Packed {
+        pack: PathBuf,
+        offset: u64,
+        size: u64,
+    },
+}
+
+/// The bytes of a [`EntryKind::Packed`] entry: refused when its pack is
+/// shorter than the slice says.
+pub fn open_packed(pack: &Path, offset: u64, size: u64) -> std::io::Result<impl std::io::Read> {
+    use std::io::{Read, Seek};
+    let mut file = std::fs::File::open(pack)?;
+    let len = file.metadata()?.len();
+    if offset.checked_add(size).is_none_or(|end| end > len) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("`{}` holds no {size} bytes at {offset}", pack.display()),
+        ));
+    }
+    file.seek(std::io::SeekFrom::Start(offset))?;
+    Ok(file.take(size))
+}
+
+/// The bytes of a file entry (plain or packed); empty for others.
+pub fn read_entry(entry: &Entry) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    match &entry.kind {
+        EntryKind::File { source, .. } => bytes = std::fs::read(source)?,
+        EntryKind::Packed { pack, offset, size } => {
+            open_packed(pack, *offset, *size)?.read_to_end(&mut bytes)?;
+        }
+        EntryKind::Dir | EntryKind::Symlink { .. } => {}
+    }
+    Ok(bytes)
 }
 
 /// Identity of a listed file: a later open that finds another inode or

@@ -117,6 +117,13 @@ pub fn file_digests(entries: &[Entry]) -> io::Result<FileDigests> {
                 }));
             }
             digests.insert(entry.path.clone(), digest);
+        } else if let EntryKind::Packed { pack, offset, size } = &entry.kind {
+            let mut hasher = HashingWriter::new(io::sink());
+            io::copy(
+                &mut crate::layers::open_packed(pack, *offset, *size)?,
+                &mut hasher,
+            )?;
+            digests.insert(entry.path.clone(), hasher.finish().1);
         }
     }
     Ok(digests)
@@ -135,7 +142,7 @@ pub fn app_key(entries: &[Entry], digests: &FileDigests, epoch: u64) -> String {
             let content = match &entry.kind {
                 EntryKind::Dir => "dir".to_string(),
                 EntryKind::Symlink { target } => format!("symlink:{target}"),
-                EntryKind::File { .. } => digests
+                EntryKind::File { .. } | EntryKind::Packed { .. } => digests
                     .get(&entry.path)
                     .map_or_else(String::new, |d| d.to_string()),
             };

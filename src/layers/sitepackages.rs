@@ -408,7 +408,7 @@ pub fn find_host_paths(entries: &[Entry], needles: &[String]) -> Vec<String> {
             EntryKind::Symlink { target } => {
                 finders.iter().any(|f| f.find(target.as_bytes()).is_some())
             }
-            EntryKind::Dir => false,
+            EntryKind::Dir | EntryKind::Packed { .. } => false,
         };
         if found {
             hits.push(entry.path.clone());

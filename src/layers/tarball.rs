@@ -125,6 +125,20 @@ fn append<W: Write>(
                 _ => Ok(()),
             }
         }
+        EntryKind::Packed { pack, offset, size } => {
+            header.set_entry_type(EntryType::Regular);
+            header.set_size(*size);
+            let slice = crate::layers::open_packed(pack, *offset, *size)?;
+            tar.append_data(
+                &mut header,
+                &entry.path,
+                ExactReader {
+                    inner: slice,
+                    left: *size,
+                    hasher: None,
+                },
+            )
+        }
         EntryKind::Symlink { target } => {
             header.set_entry_type(EntryType::Symlink);
             header.set_size(0);
@@ -272,7 +286,7 @@ mod tests {
             let name = match entry.kind {
                 EntryKind::Dir => format!(" {}/", entry.path),
                 EntryKind::Symlink { ref target } => format!(" {} -> {target}", entry.path),
-                EntryKind::File { .. } => format!(" {}", entry.path),
+                EntryKind::File { .. } | EntryKind::Packed { .. } => format!(" {}", entry.path),
             };
             assert!(line.ends_with(&name), "{line} vs {name}");
         }

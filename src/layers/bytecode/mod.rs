@@ -11,7 +11,7 @@ pub mod sources;
 pub mod stdlib;
 pub mod wheels;
 
-pub use pool::{default_workers, read_file, ReadSource, UNIT_FILES};
+pub use pool::{default_workers, read_file, PycSlice, ReadSource, UNIT_FILES};
 pub use python::{find_python, find_python_with_uv, magic};
 pub use stdlib::SELECTION_FORMAT as STDLIB_SELECTION_FORMAT;
 
@@ -132,26 +132,17 @@ pub fn compile_with_workers(
     }
     let compiled_files = compiled.len() + skipped.len();
     Ok(Compiled {
-        entries: pyc_entries(compiled, owner)?,
+        entries: pyc_entries(compiled, owner),
         skipped,
         compiled_files,
     })
 }
 
-/// Entries for `.pyc` files (image path, file on disk) and their
+/// Entries for `.pyc` files (image path, where its bytes are) and their
 /// `__pycache__` dirs, sorted.
-fn pyc_entries(
-    compiled: Vec<(String, PathBuf)>,
-    owner: Owner,
-) -> Result<Vec<Entry>, BytecodeError> {
+fn pyc_entries(compiled: Vec<(String, PycSlice)>, owner: Owner) -> Vec<Entry> {
     let mut entries = Vec::new();
-    for (pyc, cfile) in compiled {
-        let size = std::fs::metadata(&cfile)
-            .map_err(|e| BytecodeError::Io {
-                path: cfile.clone(),
-                source: e,
-            })?
-            .len();
+    for (pyc, slice) in compiled {
         let path = pyc.trim_start_matches('/').to_string();
         if let Some((dir, _)) = path.rsplit_once('/') {
             entries.push(Entry {
@@ -163,10 +154,10 @@ fn pyc_entries(
         }
         entries.push(Entry {
             path,
-            kind: EntryKind::File {
-                source: cfile,
-                size,
-                listed: None,
+            kind: EntryKind::Packed {
+                pack: slice.pack,
+                offset: slice.offset,
+                size: slice.size,
             },
             mode: 0o644,
             owner,
@@ -174,7 +165,7 @@ fn pyc_entries(
     }
     entries.sort_by(|a, b| a.path.cmp(&b.path));
     entries.dedup_by(|a, b| a.path == b.path);
-    Ok(entries)
+    entries
 }
 
 #[cfg(test)]
@@ -258,16 +249,19 @@ mod tests {
         assert_eq!(a.entries.len(), b.len());
         for (x, y) in a.entries.iter().zip(&b) {
             assert_eq!((&x.path, x.mode), (&y.path, y.mode));
-            if let (EntryKind::File { source: s1, .. }, EntryKind::File { source: s2, .. }) =
-                (&x.kind, &y.kind)
-            {
-                assert_eq!(fs::read(s1).unwrap(), fs::read(s2).unwrap(), "{}", x.path);
-                assert!(s1.starts_with(dir.path().join("out1")));
+            assert_eq!(
+                crate::layers::read_entry(x).unwrap(),
+                crate::layers::read_entry(y).unwrap(),
+                "{}",
+                x.path
+            );
+            if let EntryKind::Packed { pack, .. } = &x.kind {
+                assert!(pack.starts_with(dir.path().join("out1")));
             }
         }
-        let EntryKind::File { source, .. } = &a.entries[3].kind else {
-            panic!()
-        };
+        let pyc = dir.path().join("init.pyc");
+        fs::write(&pyc, crate::layers::read_entry(&a.entries[3]).unwrap()).unwrap();
+        let source = &pyc;
         let check = Command::new(&python)
             .args([
                 "-I",

@@ -15,18 +15,19 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Bump when what a stored wheel holds (or how it is keyed) changes.
-const STORE_FORMAT: u32 = 2;
+const STORE_FORMAT: u32 = 3;
 
-/// Per-wheel bytecode: `<root>/<key>/index.json` and `<root>/<key>/files/…`.
+/// Per-wheel bytecode: `<root>/<key>/index.json` and the packs its units
+/// wrote, `<root>/<key>/files/unit-N.pack`.
 pub struct WheelStore {
     root: PathBuf,
 }
 
-/// What a stored wheel holds: its `.pyc` image paths and the sources that
-/// did not compile.
+/// What a stored wheel holds: its `.pyc` image paths, each with its pack
+/// (under `files/`), offset and size; and the sources that did not compile.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Index {
-    compiled: Vec<String>,
+    compiled: Vec<(String, String, u64, u64)>,
     skipped: Vec<(String, String)>,
 }
 
@@ -52,12 +53,22 @@ impl WheelStore {
         let index: Index =
             serde_json::from_slice(&std::fs::read(dir.join("index.json")).ok()?).ok()?;
         let mut compiled = Vec::with_capacity(index.compiled.len());
-        for pyc in index.compiled {
-            let file = dir.join("files").join(pyc.trim_start_matches('/'));
-            if pyc.split('/').any(|part| part == "..") || !file.is_file() {
+        let mut packs: BTreeMap<String, u64> = BTreeMap::new();
+        for (pyc, pack, offset, size) in index.compiled {
+            let plain = !pack.is_empty() && !pack.contains('/') && !pack.starts_with('.');
+            let file = dir.join("files").join(&pack);
+            if !plain {
                 return None;
             }
-            compiled.push((pyc, file));
+            if !packs.contains_key(&pack) {
+                packs.insert(pack.clone(), std::fs::metadata(&file).ok()?.len());
+            }
+            // A pack shorter than its index says is an incomplete entry.
+            if offset.checked_add(size)? > packs[&pack] {
+                return None;
+            }
+            let pack = file;
+            compiled.push((pyc, pool::PycSlice { pack, offset, size }));
         }
         Some(pool::Answer {
             compiled,
@@ -226,9 +237,11 @@ pub fn compile_groups(
     {
         compiled_files += answer.compiled.len() + answer.failed.len();
         let index = fresh.get_mut(&i).expect("a missing group");
-        index
-            .compiled
-            .extend(answer.compiled.into_iter().map(|(pyc, _)| pyc));
+        for (pyc, slice) in answer.compiled {
+            let pack = slice.pack.file_name().unwrap_or_default();
+            let pack = pack.to_string_lossy().into_owned();
+            index.compiled.push((pyc, pack, slice.offset, slice.size));
+        }
         index.skipped.extend(answer.failed);
     }
     for (i, index) in &fresh {
@@ -249,7 +262,7 @@ pub fn compile_groups(
         skipped.extend(stored.failed);
     }
     Ok(Compiled {
-        entries: pyc_entries(compiled, owner)?,
+        entries: pyc_entries(compiled, owner),
         skipped,
         compiled_files,
     })
