@@ -56,10 +56,10 @@ impl WheelStore {
         let mut packs: BTreeMap<String, u64> = BTreeMap::new();
         for (pyc, pack, offset, size) in index.compiled {
             let plain = !pack.is_empty() && !pack.contains('/') && !pack.starts_with('.');
-            let file = dir.join("files").join(&pack);
-            if !plain {
+            if !plain || pyc.split('/').any(|part| part == "..") {
                 return None;
             }
+            let file = dir.join("files").join(&pack);
             if !packs.contains_key(&pack) {
                 packs.insert(pack.clone(), std::fs::metadata(&file).ok()?.len());
             }
@@ -270,7 +270,69 @@ pub fn compile_groups(
 
 #[cfg(test)]
 mod tests {
-    use super::in_tests_dir;
+    use super::{in_tests_dir, Index, WheelStore};
+
+    #[test]
+    fn a_stored_wheel_is_believed_only_when_its_packs_hold_what_the_index_says() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = WheelStore::in_cache(dir.path());
+        let entry = |key: &str, compiled: Vec<(String, String, u64, u64)>, pack_len: usize| {
+            let files = store.root.join(key).join("files");
+            std::fs::create_dir_all(&files).unwrap();
+            std::fs::write(files.join("unit-0.pack"), vec![7u8; pack_len]).unwrap();
+            let index = Index {
+                compiled,
+                skipped: vec![("/a/bad.py".into(), "why".into())],
+            };
+            let json = serde_json::to_vec(&index).unwrap();
+            std::fs::write(store.root.join(key).join("index.json"), json).unwrap();
+        };
+        let pyc = |path: &str, pack: &str, offset, size| {
+            (path.to_string(), pack.to_string(), offset, size)
+        };
+        entry(
+            "good",
+            vec![
+                pyc("/a/x.pyc", "unit-0.pack", 0, 4),
+                pyc("/a/y.pyc", "unit-0.pack", 4, 6),
+            ],
+            10,
+        );
+        let got = store.get("good").expect("a complete entry");
+        assert_eq!(got.compiled.len(), 2);
+        assert_eq!((got.compiled[1].1.offset, got.compiled[1].1.size), (4, 6));
+        assert!(got.compiled[1].1.pack.ends_with("good/files/unit-0.pack"));
+        assert_eq!(got.failed.len(), 1);
+        entry("short", vec![pyc("/a/x.pyc", "unit-0.pack", 4, 7)], 10);
+        entry(
+            "elsewhere",
+            vec![pyc("/a/x.pyc", "../good/files/unit-0.pack", 0, 1)],
+            10,
+        );
+        entry("hidden", vec![pyc("/a/x.pyc", ".unit-0.pack", 0, 1)], 10);
+        entry("missing", vec![pyc("/a/x.pyc", "unit-1.pack", 0, 1)], 10);
+        entry(
+            "escapes",
+            vec![pyc("/a/../../x.pyc", "unit-0.pack", 0, 1)],
+            10,
+        );
+        entry(
+            "overflow",
+            vec![pyc("/a/x.pyc", "unit-0.pack", u64::MAX, 2)],
+            10,
+        );
+        for key in [
+            "short",
+            "elsewhere",
+            "hidden",
+            "missing",
+            "escapes",
+            "overflow",
+            "absent",
+        ] {
+            assert!(store.get(key).is_none(), "{key}");
+        }
+    }
 
     #[test]
     fn test_dirs_are_found_below_site_packages_only() {
