@@ -139,7 +139,7 @@ fn bytecode_layers_are_byte_identical_with_one_and_two_workers() {
         &tmp.path().join("sp"),
         &["h11", "idna", "click"],
     );
-    let groups = wheels::groups(&entries, SITE, true).unwrap();
+    let groups = wheels::groups(&entries, SITE).unwrap();
     let names: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
     assert_eq!(names, ["click-8.5.1", "h11-0.16.0", "idna-3.20"]);
     let mut digests = Vec::new();
@@ -228,7 +228,7 @@ fn adding_one_dependency_compiles_only_that_wheel() {
     let Some(wheels) = wheelhouse() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let compile = |entries: &[Entry], cache: &Path| {
-        let groups = wheels::groups(entries, SITE, true).unwrap();
+        let groups = wheels::groups(entries, SITE).unwrap();
         let scratch = tempfile::tempdir_in(tmp.path()).unwrap();
         let compiled = wheels::compile_groups(
             &python,

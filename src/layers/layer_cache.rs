@@ -177,8 +177,7 @@ pub fn compile_wheels(
         .temp_dir("pyc")
         .map_err(io(cache.context("cannot create a temp dir in the cache")))?;
     let wrap = |e| Error::wrap(ErrorKind::Input, e, None);
-    let tests = opts.recipe.python.tests_bytecode;
-    let groups = bytecode::wheels::groups(lower, &facts.site_packages, tests).map_err(wrap)?;
+    let groups = bytecode::wheels::groups(lower, &facts.site_packages).map_err(wrap)?;
     let compiled = bytecode::wheels::compile_groups(
         &python,
         &groups,

@@ -403,20 +403,32 @@ pub fn site_packages_bytecode(
     owner: Owner,
     bkey: &str,
 ) -> Result<Built> {
-    let tests = opts.recipe.python.tests_bytecode;
-    let in_tests = |e: &&Entry| bytecode::wheels::in_tests_dir(&e.path, &facts.site_packages);
-    let all_py = entries.iter().filter(|e| e.path.ends_with(".py"));
-    let py_entries: Vec<Entry> = all_py
-        .clone()
-        .filter(|e| tests || !in_tests(e))
-        .cloned()
-        .collect();
-    let left_out = all_py.filter(in_tests).count();
-    if !tests && left_out > 0 {
+    // What is compiled: without `tests_bytecode`, the entries less the
+    // sources in packages' test dirs (the key and the compile both see this).
+    let compiled_from: std::borrow::Cow<[Entry]> = if opts.recipe.python.tests_bytecode {
+        entries.into()
+    } else {
+        let test_source = |e: &Entry| {
+            e.path.ends_with(".py") && bytecode::wheels::in_tests_dir(&e.path, &facts.site_packages)
+        };
+        let kept: Vec<Entry> = entries
+            .iter()
+            .filter(|e| !test_source(e))
+            .cloned()
+            .collect();
+        kept.into()
+    };
+    let left_out = entries.len() - compiled_from.len();
+    if left_out > 0 {
         opts.log.step(&format!(
             "no bytecode for {left_out} files in packages' test dirs (`[python] tests_bytecode = true` compiles them)"
         ));
     }
+    let py_entries: Vec<Entry> = compiled_from
+        .iter()
+        .filter(|e| e.path.ends_with(".py"))
+        .cloned()
+        .collect();
     let py_digests = plan::file_digests(&py_entries).map_err(io("cannot read site-packages"))?;
     let content_key = plan::bytecode_key(
         &plan::app_key(&py_entries, &py_digests, opts.epoch),
@@ -430,7 +442,7 @@ pub fn site_packages_bytecode(
         opts,
         || {
             opts.log.step("compiling site-packages bytecode");
-            compile_wheels(opts, cache, facts, entries, owner)
+            compile_wheels(opts, cache, facts, &compiled_from, owner)
                 .map(|e| (e, None, Default::default()))
         },
     )?;

@@ -108,13 +108,8 @@ pub fn in_tests_dir(path: &str, site_packages: &str) -> bool {
 }
 
 /// Groups the `.py` files among `entries` by the distribution whose
-/// `*.dist-info/RECORD` (under `site_packages`, an image path) lists them;
-/// without `tests`, files [in a tests dir](in_tests_dir) are left out.
-pub fn groups(
-    entries: &[Entry],
-    site_packages: &str,
-    tests: bool,
-) -> Result<Vec<Group>, BytecodeError> {
+/// `*.dist-info/RECORD` (under `site_packages`, an image path) lists them.
+pub fn groups(entries: &[Entry], site_packages: &str) -> Result<Vec<Group>, BytecodeError> {
     let site = site_packages.trim_matches('/');
     let mut owner_of: BTreeMap<String, String> = BTreeMap::new();
     for entry in entries {
@@ -143,9 +138,6 @@ pub fn groups(
     }
     let mut by_name: BTreeMap<String, Group> = BTreeMap::new();
     for (source, image) in crate::layers::python_sources(entries) {
-        if !tests && in_tests_dir(&image, site) {
-            continue;
-        }
         let name = owner_of
             .get(image.trim_start_matches('/'))
             .cloned()
