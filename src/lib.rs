@@ -34,6 +34,14 @@ pub mod sbom;
 pub mod sharedlibs;
 pub mod validate;
 
+/// A mutex's guard, poisoned or not: the data behind slipway's mutexes (maps
+/// of tokens, layers, queued uploads) stays whole if a holder panicked.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Runs blocking work (files, tar, gzip, child processes) from async code
 /// without stalling the runtime's other tasks: on the multi-threaded runtime
 /// the worker hands its tasks over first; elsewhere (tests) it just runs.

@@ -7,6 +7,7 @@ use super::outcome::LayerSource;
 use crate::cache::{Cache, LayerRecord};
 use crate::cache_repo::{self, CacheRepo};
 use crate::digest::Digest;
+use crate::lock;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
@@ -228,8 +229,4 @@ impl Remote<'_> {
         local.put_layer(key, &record).ok()?;
         Some(record)
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -5,6 +5,7 @@
 
 use super::{BlobAction, BlobReport};
 use crate::digest::Digest;
+use crate::lock;
 use crate::reference::Reference;
 use crate::registry::RegistryClient;
 use std::collections::BTreeSet;
@@ -64,7 +65,7 @@ impl EarlyPush {
 
     /// Takes no more offers and waits for every upload: publishing must
     /// not upload a blob while this still does (Distribution can then
-    /// refuse a manifest naming it). What each upload did.
+    /// refuse a manifest naming it). The blobs this uploaded.
     pub async fn finish(&self) -> Vec<BlobReport> {
         lock(&self.offers).take();
         let task = lock(&self.task).take();
@@ -84,6 +85,8 @@ impl Drop for EarlyPush {
     }
 }
 
+/// Uploads one blob the destination lacks; None when it had it already, or
+/// when the upload failed (publishing tries again and reports it).
 async fn upload(
     client: &RegistryClient,
     dest: &Reference,
@@ -91,31 +94,22 @@ async fn upload(
     path: PathBuf,
 ) -> Option<BlobReport> {
     let (registry, repository) = (&dest.registry, &dest.repository);
-    let existing = client
-        .blob_exists(registry, repository, &digest)
-        .await
-        .ok()?;
-    let (action, bytes_sent) = match existing {
-        Some(_) => (BlobAction::Existing, 0),
-        None => {
-            let sent = client.push_blob(registry, repository, &digest, &path).await;
-            (BlobAction::Uploaded, sent.ok()?)
-        }
-    };
+    let existing = client.blob_exists(registry, repository, &digest).await;
+    if existing.ok()?.is_some() {
+        return None;
+    }
+    let sent = client.push_blob(registry, repository, &digest, &path).await;
     Some(BlobReport {
         digest,
-        action,
-        bytes_sent,
+        action: BlobAction::Uploaded,
+        bytes_sent: sent.ok()?,
     })
 }
 
 /// Publish's reports with the early uploads' folded in: a blob uploaded
 /// early was found `Existing` by publish, but this build sent it.
 pub fn merge(mut published: Vec<BlobReport>, early: Vec<BlobReport>) -> Vec<BlobReport> {
-    for report in early
-        .into_iter()
-        .filter(|r| r.action == BlobAction::Uploaded)
-    {
+    for report in early {
         if let Some(found) = published.iter_mut().find(|p| p.digest == report.digest) {
             if found.action == BlobAction::Existing {
                 *found = report;
@@ -123,8 +117,4 @@ pub fn merge(mut published: Vec<BlobReport>, early: Vec<BlobReport>) -> Vec<Blob
         }
     }
     published
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -3,6 +3,7 @@
 //! bearer tokens. The HTTP side is in `transport`.
 
 use super::credentials::Secret;
+use crate::lock;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -159,12 +160,6 @@ impl AuthCache {
             .unwrap_or(now);
         lock(&self.tokens).insert((registry.to_string(), scopes.join(" ")), (token, expires));
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]
