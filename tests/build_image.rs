@@ -85,10 +85,15 @@ impl Build<'_> {
 
     /// Builds and pushes; returns the `--json` report.
     fn push(&self, recipe: &Path, image: &str) -> Value {
+        self.push_to(self.registry.addr(), recipe, image)
+    }
+
+    /// [`Build::push`] to the registry at `addr` (a proxy in front of it).
+    fn push_to(&self, addr: &str, recipe: &Path, image: &str) -> Value {
         let out = run_ok(
             self.command(recipe)
                 .arg("--push")
-                .arg(format!("{}/{image}", self.registry.addr()))
+                .arg(format!("{addr}/{image}"))
                 .arg("--json"),
         );
         serde_json::from_slice(&out.stdout).expect("--json prints one JSON document")
@@ -411,15 +416,9 @@ fn changing_one_app_file_rebuilds_only_the_app_layers() {
 fn new_layers_are_uploaded_while_the_build_goes_on() {
     let Some(setup) = Setup::new() else { return };
     let proxy = common::fault_proxy::FaultProxy::start(setup.registry.addr());
-    let build = setup.build();
-    let out = run_ok(
-        build
-            .command(&setup.recipe)
-            .arg("--push")
-            .arg(format!("{}/test/early:1", proxy.addr()))
-            .arg("--json"),
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = setup
+        .build()
+        .push_to(proxy.addr(), &setup.recipe, "test/early:1");
     let layers = report["platforms"][0]["layers"].as_array().unwrap();
     let site = layers
         .iter()
@@ -462,16 +461,7 @@ fn an_unchanged_image_pushes_only_its_tag() {
     let Some(setup) = Setup::new() else { return };
     let proxy = common::fault_proxy::FaultProxy::start(setup.registry.addr());
     let build = setup.build();
-    let push_via_proxy = |image: &str| -> Value {
-        let out = run_ok(
-            build
-                .command(&setup.recipe)
-                .arg("--push")
-                .arg(format!("{}/{image}", proxy.addr()))
-                .arg("--json"),
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    };
+    let push_via_proxy = |image: &str| build.push_to(proxy.addr(), &setup.recipe, image);
     let first = push_via_proxy("test/same:1");
     let before = proxy.log().len();
     let second = push_via_proxy("test/same:2");

@@ -32,6 +32,13 @@ fn prerequisites() -> Option<(PathBuf, PathBuf)> {
     Some((wheels, python))
 }
 
+/// [`prerequisites`] and the runnable python:3.13-slim stand-in's layout:
+/// (wheelhouse, CPython 3.13, base layout).
+fn slim_prerequisites() -> Option<(PathBuf, PathBuf, PathBuf)> {
+    let (wheels, python) = prerequisites()?;
+    Some((wheels, python, Base::Slim.layout()?))
+}
+
 /// The demo app and its requirements in `dir`, with a recipe on `base`
 /// holding `stdlib_bytecode = MODE` (none for `None`).
 fn demo_recipe(dir: &Path, base: Base, mode: Option<&str>) -> PathBuf {
@@ -188,10 +195,7 @@ fn unpacked(built: &Built, dir: &Path) -> Unpacked {
 
 #[test]
 fn slim_stdlib_pyc_are_right_reproducible_and_used_on_a_read_only_root() {
-    let Some((wheels, python)) = prerequisites() else {
-        return;
-    };
-    let Some(base) = Base::Slim.layout() else {
+    let Some((wheels, python, base)) = slim_prerequisites() else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
@@ -450,10 +454,7 @@ fn a_base_stdlib_is_read_through_whiteouts_and_an_empty_one_is_refused() {
 /// every one of them its `.pyc`, and the site-packages layer is the same.
 #[test]
 fn packages_test_dirs_get_bytecode_only_when_asked() {
-    let Some((wheels, _)) = prerequisites() else {
-        return;
-    };
-    let Some(base) = Base::Slim.layout() else {
+    let Some((wheels, _, base)) = slim_prerequisites() else {
         return;
     };
     let greenlet = std::fs::read_dir(&wheels)
