@@ -405,12 +405,13 @@ pub fn site_packages_bytecode(
 ) -> Result<Built> {
     // What is compiled: without `tests_bytecode`, the entries less the
     // sources in packages' test dirs (the key and the compile both see this).
-    let compiled_from: std::borrow::Cow<[Entry]> = if opts.recipe.python.tests_bytecode {
+    let test_source = |e: &Entry| {
+        e.path.ends_with(".py") && bytecode::wheels::in_tests_dir(&e.path, &facts.site_packages)
+    };
+    let keep_all = opts.recipe.python.tests_bytecode || !entries.iter().any(test_source);
+    let compiled_from: std::borrow::Cow<[Entry]> = if keep_all {
         entries.into()
     } else {
-        let test_source = |e: &Entry| {
-            e.path.ends_with(".py") && bytecode::wheels::in_tests_dir(&e.path, &facts.site_packages)
-        };
         let kept: Vec<Entry> = entries
             .iter()
             .filter(|e| !test_source(e))
