@@ -118,15 +118,11 @@ pub async fn build(client: &RegistryClient, opts: &BuildOptions) -> Result<Build
         index,
         referrers: assembled.referrers,
         new_layers_also_in: None,
+        early: early.as_ref(),
     };
 
     let t = Instant::now();
-    let early_uploads = match &early {
-        Some(early) => early.finish().await,
-        None => Vec::new(),
-    };
     let blobs = publish_and_share(client, &cache, &mut publishable, opts).await?;
-    let blobs = publish::early::merge(blobs, early_uploads);
     timings.publish = t.elapsed().as_secs_f64();
     let missing_libraries = check_shared_libraries(&cache, &assembled.images, &opts.log);
     timings.total = started.elapsed().as_secs_f64();

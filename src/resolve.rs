@@ -105,6 +105,7 @@ impl ResolveError {
 /// host that serves it (e.g. `docker.io` → `mirror.internal:5000`).
 pub async fn resolve(
     client: &RegistryClient,
+    cache: &Cache,
     name: &Reference,
     layout: Option<&Path>,
     mirrors: &BTreeMap<String, String>,
@@ -128,7 +129,7 @@ pub async fn resolve(
                 ),
             });
         }
-        let config_bytes = source.small_blob(&manifest.config.digest).await?;
+        let config_bytes = config_of(cache, source.as_ref(), &manifest.config).await?;
         let config: serde_json::Value = parse_json(&config_bytes, &base, "config")?;
         let platform = config_platform(&config);
         if !wanted.matches(&platform) {
@@ -208,6 +209,30 @@ async fn platform_manifest(
     }
 }
 
+/// The base's config: the cache's copy when it has one that hashes to the
+/// digest (a config never changes under its digest: a rebuild saves a
+/// round trip), else the source's, kept for next time.
+async fn config_of(
+    cache: &Cache,
+    source: &dyn ImageSource,
+    config: &Descriptor,
+) -> Result<Vec<u8>, ResolveError> {
+    let path = cache.blob_path(&config.digest);
+    let same_size = std::fs::metadata(&path).is_ok_and(|m| m.len() == config.size);
+    if let Some(bytes) = same_size.then(|| std::fs::read(&path).ok()).flatten() {
+        if Digest::of(&bytes) == config.digest {
+            return Ok(bytes);
+        }
+    }
+    let bytes = source.small_blob(&config.digest).await?;
+    // Only a config that matches its digest is kept: the registry client
+    // checks, but a layout or archive source may not.
+    if Digest::of(&bytes) == config.digest {
+        cache.put_blob_bytes(&bytes).map_err(cache_error(&path))?;
+    }
+    Ok(bytes)
+}
+
 /// Makes sure a base blob is in the cache (digest checked) and returns its path.
 pub async fn fetch_blob(
     cache: &Cache,
@@ -279,6 +304,7 @@ pub async fn resolve_bases(
     log.step(&format!("resolving base `{}`", recipe.base));
     let bases = resolve(
         client,
+        cache,
         &recipe.base,
         base_layout,
         mirrors,

@@ -72,10 +72,15 @@ struct Build<'a> {
 
 impl Build<'_> {
     fn command(&self, recipe: &Path) -> Command {
+        self.command_with_base_from(self.registry.addr(), recipe)
+    }
+
+    /// [`Build::command`] with the base pulled from `addr` (a proxy in front of the registry).
+    fn command_with_base_from(&self, addr: &str, recipe: &Path) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_slipway"));
         cmd.arg("build").arg(recipe);
         cmd.arg("--registry-mirror")
-            .arg(format!("docker.io={}", self.registry.addr()));
+            .arg(format!("docker.io={addr}"));
         cmd.arg("--offline").arg("--find-links").arg(&self.wheels);
         cmd.env("SLIPWAY_CACHE_DIR", &self.cache);
         cmd.env("DOCKER_CONFIG", self.cache.join("no-docker-config"));
@@ -410,8 +415,10 @@ fn changing_one_app_file_rebuilds_only_the_app_layers() {
 }
 
 /// A layer goes up as soon as it is built: the site-packages layer's upload
-/// is finished before publishing asks for the image's manifest, and the
-/// report still says this build uploaded it, with its size.
+/// is finished before publishing checks the image's config (made only once
+/// the layers are), the report still says this build uploaded it, with its
+/// size, and publishing neither checks nor sends that blob again. Nor does it
+/// ask for the manifest of an image with a layer this build made.
 #[test]
 fn new_layers_are_uploaded_while_the_build_goes_on() {
     let Some(setup) = Setup::new() else { return };
@@ -446,10 +453,73 @@ fn new_layers_are_uploaded_while_the_build_goes_on() {
             && (r.contains(digest) || r.contains(&encoded))
     })
     .unwrap_or_else(|| panic!("no upload of {digest}: {requests:?}"));
-    let manifest = report["digest"].as_str().unwrap();
-    let published = position(&|r: &str| r == format!("HEAD /v2/test/early/manifests/{manifest}"))
-        .unwrap_or_else(|| panic!("publishing never asked for {manifest}: {requests:?}"));
+    let config = report["platforms"][0]["config_digest"].as_str().unwrap();
+    let published = position(&|r: &str| r == format!("HEAD /v2/test/early/blobs/{config}"))
+        .unwrap_or_else(|| panic!("publishing never checked the config {config}: {requests:?}"));
     assert!(uploaded < published, "{requests:?}");
+    let about_layer = requests
+        .iter()
+        .filter(|r| r.contains(digest) || r.contains(&encoded))
+        .count();
+    assert_eq!(about_layer, 2, "one HEAD and one upload: {requests:?}");
+    let manifest = report["digest"].as_str().unwrap();
+    assert!(
+        !requests.contains(&format!("HEAD /v2/test/early/manifests/{manifest}")),
+        "{requests:?}"
+    );
+}
+
+/// The base's config (and layers) are fetched once: a rebuild takes the cache's copy
+/// (checked against its digest) and asks the registry only where the tag
+/// points now. A cache copy that no longer matches is fetched again.
+#[test]
+fn a_rebuild_reads_the_base_config_from_the_cache() {
+    let Some(setup) = Setup::new() else { return };
+    let proxy = common::fault_proxy::FaultProxy::start(setup.registry.addr());
+    let build = setup.build();
+    let build_via_proxy = |tag: &str| {
+        let mut cmd = build.command_with_base_from(proxy.addr(), &setup.recipe);
+        cmd.arg("--push")
+            .arg(format!("{}/test/config:{tag}", setup.registry.addr()))
+            .arg("--json");
+        let out = run_ok(&mut cmd);
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let blob_gets = |from: usize| {
+        proxy.log()[from..]
+            .iter()
+            .filter(|e| e.method == "GET" && e.target.contains("/blobs/"))
+            .map(|e| e.target.clone())
+            .collect::<Vec<_>>()
+    };
+    let first = build_via_proxy("1");
+    // The config first, then the base's layers (the alpine stand-in's libc
+    // is found in them).
+    let config = blob_gets(0);
+    assert!(!config.is_empty());
+    let digest = config[0].rsplit('/').next().unwrap().replace("%3A", ":");
+    let before = proxy.log().len();
+    let second = build_via_proxy("2");
+    assert_eq!(first["digest"], second["digest"]);
+    assert_eq!(blob_gets(before), Vec::<String>::new());
+    assert!(
+        proxy.log()[before..]
+            .iter()
+            .any(|e| e.method == "GET" && e.target.ends_with("/manifests/3.13-alpine")),
+        "the tag is still resolved"
+    );
+    // A copy that doesn't hash to its digest is not believed.
+    let cached = build
+        .cache
+        .join("blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"));
+    let mut bytes = std::fs::read(&cached).unwrap();
+    bytes[0] ^= 1;
+    std::fs::write(&cached, bytes).unwrap();
+    let before = proxy.log().len();
+    let third = build_via_proxy("3");
+    assert_eq!(third["digest"], first["digest"]);
+    assert_eq!(blob_gets(before), config[..1].to_vec());
 }
 
 /// A rebuild that changed nothing asks the destination for the manifest by

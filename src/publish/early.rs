@@ -1,120 +1,119 @@
 //! Early uploads to a registry destination: a layer's blob goes up as soon
 //! as it is built, while the rest of the build (bytecode compilation, mostly)
-//! goes on, so publishing finds it there. Best effort: an early upload that
-//! fails is left to the publish step, which retries it and reports the error.
+//! goes on. Publishing starts without waiting for them all: for a blob
+//! offered here it awaits this upload instead of sending the blob itself
+//! (two uploads of one blob at once can make Distribution refuse a manifest
+//! naming it). Best effort: an early upload that fails is left to the
+//! publish step, which retries it and reports the error.
 
-use super::{BlobAction, BlobReport};
 use crate::digest::Digest;
 use crate::lock;
 use crate::reference::Reference;
 use crate::registry::RegistryClient;
-use std::collections::BTreeSet;
+use futures::future::{BoxFuture, FutureExt, Shared};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use tokio::sync::{mpsc, Semaphore};
-use tokio::task::JoinHandle;
+use tokio::sync::Semaphore;
+use tokio::task::AbortHandle;
 
 /// Uploads at once (publish's own limit).
 const PARALLEL: usize = 4;
 
+/// What an early upload found or did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The destination had the blob already.
+    Existing,
+    /// Sent: the bytes.
+    Uploaded(u64),
+    /// The check or the upload failed: publishing tries again.
+    Failed,
+}
+
+type Upload = Shared<BoxFuture<'static, Outcome>>;
+
 pub struct EarlyPush {
-    offers: Mutex<Option<mpsc::UnboundedSender<(Digest, PathBuf)>>>,
-    task: Mutex<Option<JoinHandle<Vec<BlobReport>>>>,
+    runtime: tokio::runtime::Handle,
+    client: RegistryClient,
+    dest: Reference,
+    slots: Arc<Semaphore>,
+    uploads: Mutex<BTreeMap<Digest, (Upload, AbortHandle)>>,
 }
 
 impl EarlyPush {
-    /// Starts the uploader on the current tokio runtime (None outside one).
+    /// An uploader on the current tokio runtime (None outside one).
     pub fn start(client: &RegistryClient, dest: &Reference) -> Option<EarlyPush> {
-        let runtime = tokio::runtime::Handle::try_current().ok()?;
-        let (offers, mut offered) = mpsc::unbounded_channel::<(Digest, PathBuf)>();
-        let (client, dest) = (client.clone(), dest.clone());
-        let task = runtime.spawn(async move {
-            let slots = Arc::new(Semaphore::new(PARALLEL));
-            let mut seen = BTreeSet::new();
-            let mut uploads = Vec::new();
-            while let Some((digest, path)) = offered.recv().await {
-                if !seen.insert(digest.clone()) {
-                    continue;
-                }
-                let (client, dest, slots) = (client.clone(), dest.clone(), slots.clone());
-                uploads.push(tokio::spawn(async move {
-                    let _slot = slots.acquire_owned().await.ok()?;
-                    upload(&client, &dest, digest, path).await
-                }));
-            }
-            let mut reports = Vec::new();
-            for upload in uploads {
-                reports.extend(upload.await.ok().flatten());
-            }
-            reports
-        });
         Some(EarlyPush {
-            offers: Mutex::new(Some(offers)),
-            task: Mutex::new(Some(task)),
+            runtime: tokio::runtime::Handle::try_current().ok()?,
+            client: client.clone(),
+            dest: dest.clone(),
+            slots: Arc::new(Semaphore::new(PARALLEL)),
+            uploads: Mutex::new(BTreeMap::new()),
         })
     }
 
-    /// Queues a freshly built blob (its file in the local cache). Slipway
-    /// wrote and hashed it just now, so it is sent as it is; the registry
-    /// checks the digest.
+    /// Starts uploading a freshly built blob (its file in the local cache),
+    /// once per digest. Slipway wrote and hashed it just now, so it is sent
+    /// as it is; the registry checks the digest.
     pub fn offer(&self, digest: &Digest, path: PathBuf) {
-        if let Some(offers) = lock(&self.offers).as_ref() {
-            let _ = offers.send((digest.clone(), path));
+        let mut uploads = lock(&self.uploads);
+        if uploads.contains_key(digest) {
+            return;
         }
+        let (client, dest, slots) = (self.client.clone(), self.dest.clone(), self.slots.clone());
+        let blob = digest.clone();
+        let task = self.runtime.spawn(async move {
+            let Ok(_slot) = slots.acquire_owned().await else {
+                return Outcome::Failed;
+            };
+            upload(&client, &dest, &blob, path).await
+        });
+        let abort = task.abort_handle();
+        let upload = task
+            .map(|done| done.unwrap_or(Outcome::Failed))
+            .boxed()
+            .shared();
+        uploads.insert(digest.clone(), (upload, abort));
     }
 
-    /// Takes no more offers and waits for every upload: publishing must
-    /// not upload a blob while this still does (Distribution can then
-    /// refuse a manifest naming it). The blobs this uploaded.
-    pub async fn finish(&self) -> Vec<BlobReport> {
-        lock(&self.offers).take();
-        let task = lock(&self.task).take();
-        match task {
-            Some(task) => task.await.unwrap_or_default(),
-            None => Vec::new(),
-        }
+    /// Whether `digest` was offered: this build made the blob.
+    pub fn offered(&self, digest: &Digest) -> bool {
+        lock(&self.uploads).contains_key(digest)
+    }
+
+    /// The early upload of `digest`, if it was offered; publishing awaits
+    /// it instead of uploading the blob itself.
+    pub fn upload_of(&self, digest: &Digest) -> Option<Upload> {
+        lock(&self.uploads)
+            .get(digest)
+            .map(|(upload, _)| upload.clone())
     }
 }
 
 impl Drop for EarlyPush {
-    /// A build that fails before publishing stops uploading.
+    /// Uploads still going when the build ends (it failed, or the blob is
+    /// in no image) stop.
     fn drop(&mut self) {
-        if let Some(task) = lock(&self.task).take() {
-            task.abort();
+        for (_, abort) in lock(&self.uploads).values() {
+            abort.abort();
         }
     }
 }
 
-/// Uploads one blob the destination lacks; None when it had it already, or
-/// when the upload failed (publishing tries again and reports it).
 async fn upload(
     client: &RegistryClient,
     dest: &Reference,
-    digest: Digest,
+    digest: &Digest,
     path: PathBuf,
-) -> Option<BlobReport> {
+) -> Outcome {
     let (registry, repository) = (&dest.registry, &dest.repository);
-    let existing = client.blob_exists(registry, repository, &digest).await;
-    if existing.ok()?.is_some() {
-        return None;
+    match client.blob_exists(registry, repository, digest).await {
+        Ok(Some(_)) => Outcome::Existing,
+        Ok(None) => match client.push_blob(registry, repository, digest, &path).await {
+            Ok(sent) => Outcome::Uploaded(sent),
+            Err(_) => Outcome::Failed,
+        },
+        Err(_) => Outcome::Failed,
     }
-    let sent = client.push_blob(registry, repository, &digest, &path).await;
-    Some(BlobReport {
-        digest,
-        action: BlobAction::Uploaded,
-        bytes_sent: sent.ok()?,
-    })
-}
-
-/// Publish's reports with the early uploads' folded in: a blob uploaded
-/// early was found `Existing` by publish, but this build sent it.
-pub fn merge(mut published: Vec<BlobReport>, early: Vec<BlobReport>) -> Vec<BlobReport> {
-    for report in early {
-        if let Some(found) = published.iter_mut().find(|p| p.digest == report.digest) {
-            if found.action == BlobAction::Existing {
-                *found = report;
-            }
-        }
-    }
-    published
 }

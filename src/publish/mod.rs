@@ -29,6 +29,9 @@ pub struct Publishable<'a> {
     /// A repository holding the new layers too (the cache repo): a push to
     /// its registry mounts them from there.
     pub new_layers_also_in: Option<crate::reference::Reference>,
+    /// The new layers' uploads, started while the build went on (a
+    /// registry destination only).
+    pub early: Option<&'a early::EarlyPush>,
 }
 
 impl Publishable<'_> {

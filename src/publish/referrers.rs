@@ -10,7 +10,7 @@ use crate::digest::Digest;
 use crate::reference::Reference;
 use crate::registry::RegistryClient;
 use crate::sbom::referrer::{self, Referrer, EMPTY_CONFIG};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 pub async fn attach(
@@ -18,14 +18,14 @@ pub async fn attach(
     cache: &Cache,
     referrers: &[Referrer],
     dest: &Reference,
+    new_subjects: &BTreeSet<Digest>,
 ) -> Result<(), PushError> {
     // One subject per referrer, so their fallback tags differ: all at once.
     let pushed = Pushed::default();
-    futures::future::try_join_all(
-        referrers
-            .iter()
-            .map(|r| attach_one(client, cache, r, dest, &pushed)),
-    )
+    futures::future::try_join_all(referrers.iter().map(|r| {
+        let new_subject = new_subjects.contains(&r.subject);
+        attach_one(client, cache, r, dest, new_subject, &pushed)
+    }))
     .await?;
     Ok(())
 }
@@ -49,14 +49,22 @@ async fn attach_one(
     cache: &Cache,
     r: &Referrer,
     dest: &Reference,
+    new_subject: bool,
     pushed: &Pushed,
 ) -> Result<(), PushError> {
     let (registry, repository) = (&dest.registry, &dest.repository);
     let tag = referrer::fallback_tag(&r.subject);
     let manifest = async {
-        let present = client
-            .manifest_digest(registry, repository, r.manifest_digest.as_str())
-            .await?;
+        // The SBOM of an image this build made new is not looked for: a
+        // PUT of a manifest the registry has changes nothing.
+        let present = match new_subject {
+            true => None,
+            false => {
+                client
+                    .manifest_digest(registry, repository, r.manifest_digest.as_str())
+                    .await?
+            }
+        };
         if present.as_ref() != Some(&r.manifest_digest) {
             push_referrer(client, cache, r, dest, pushed).await?;
         }

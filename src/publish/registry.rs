@@ -1,9 +1,11 @@
 //! Publish to a registry: blobs first (HEAD, then a cross-repository mount
 //! from the base's repository when it lives on the same registry, else an
-//! upload, several at once) while the SBOM referrers go up beside them, then
+//! upload, several at once; a layer sent early is awaited, not checked) while
+//! the SBOM referrers go up beside them, then
 //! platform manifests by digest, and the tag last, so a tag never points at
 //! a half-pushed image.
 
+use super::early::{EarlyPush, Outcome};
 use super::{BlobAction, BlobReport, Publishable, Publisher};
 use crate::cache::Cache;
 use crate::digest::Digest;
@@ -17,6 +19,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// Blobs uploaded at once.
 const PARALLEL_UPLOADS: usize = 4;
+/// Blobs checked (HEAD) at once: small requests, all on one connection pool.
+const PARALLEL_CHECKS: usize = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PushError {
@@ -128,9 +132,15 @@ pub async fn push(
     }
     // The SBOMs don't wait for the image's blobs (nor they for them): a
     // referrer may name a subject not pushed yet, the image follows at once.
+    let new_images: BTreeSet<Digest> = image
+        .images
+        .iter()
+        .filter(|img| made_here(image, img))
+        .map(|img| img.manifest_digest.clone())
+        .collect();
     let (reports, ()) = futures::try_join!(
         push_blobs(client, cache, image, dest, &blobs),
-        super::referrers::attach(client, cache, &image.referrers, dest),
+        super::referrers::attach(client, cache, &image.referrers, dest, &new_images),
     )?;
     // Platform manifests once their blobs are in, the tag last: a failure
     // anywhere before leaves the tag where it was.
@@ -183,13 +193,14 @@ async fn push_blobs(
     // The futures are made first (none runs until polled): a closure in
     // the stream would not be `Send` for every lifetime, as a boxed
     // `Publisher` future must be.
+    let uploads = tokio::sync::Semaphore::new(PARALLEL_UPLOADS);
     let pushes: Vec<_> = blobs
         .iter()
         .filter(|(digest, _)| !present.contains(*digest))
-        .map(|(digest, blob)| push_one(client, cache, dest, digest, blob))
+        .map(|(digest, blob)| push_one(client, cache, dest, image.early, &uploads, digest, blob))
         .collect();
     let pushed: Vec<BlobReport> = stream::iter(pushes)
-        .buffer_unordered(PARALLEL_UPLOADS)
+        .buffer_unordered(PARALLEL_CHECKS)
         .try_collect()
         .await?;
     reports.extend(pushed);
@@ -201,18 +212,24 @@ async fn push_blobs(
 /// was pushed, and its garbage collection keeps them, so they need no
 /// check each (one request per platform instead of one per blob, as
 /// go-containerregistry's `remote.Write` does). A rebuild that changed
-/// nothing pushes just the tag.
+/// nothing pushes just the tag. Not asked for an image with a layer this
+/// build made: it is new (were it not, checking its blobs is still right).
 async fn blobs_of_present_manifests(
     client: &RegistryClient,
     image: &Publishable<'_>,
     dest: &Reference,
 ) -> Result<BTreeSet<Digest>, PushError> {
-    let found = futures::future::try_join_all(image.images.iter().map(|img| {
-        client.manifest_digest(
-            &dest.registry,
-            &dest.repository,
-            img.manifest_digest.as_str(),
-        )
+    let found = futures::future::try_join_all(image.images.iter().map(|img| async move {
+        if made_here(image, img) {
+            return Ok(None);
+        }
+        client
+            .manifest_digest(
+                &dest.registry,
+                &dest.repository,
+                img.manifest_digest.as_str(),
+            )
+            .await
     }))
     .await?;
     let mut present = BTreeSet::new();
@@ -225,10 +242,22 @@ async fn blobs_of_present_manifests(
     Ok(present)
 }
 
+/// Whether a layer of `img` was made by this build (and offered to an
+/// early upload).
+fn made_here(image: &Publishable<'_>, img: &crate::image::Image) -> bool {
+    image.early.is_some_and(|early| {
+        img.layers
+            .iter()
+            .any(|layer| early.offered(&layer.descriptor.digest))
+    })
+}
+
 async fn push_one(
     client: &RegistryClient,
     cache: &Cache,
     dest: &Reference,
+    early: Option<&EarlyPush>,
+    uploads: &tokio::sync::Semaphore,
     digest: &Digest,
     blob: &ToPush,
 ) -> Result<BlobReport, PushError> {
@@ -239,6 +268,14 @@ async fn push_one(
             bytes_sent,
         })
     };
+    // Sent early, or found there: else (it failed) this tries again.
+    if let Some(upload) = early.and_then(|early| early.upload_of(digest)) {
+        match upload.await {
+            Outcome::Existing => return report(BlobAction::Existing, 0),
+            Outcome::Uploaded(sent) => return report(BlobAction::Uploaded, sent),
+            Outcome::Failed => {}
+        }
+    }
     if client
         .blob_exists(&dest.registry, &dest.repository, digest)
         .await?
@@ -265,6 +302,12 @@ async fn push_one(
                 return report(BlobAction::Mounted, 0);
             }
         }
+    }
+    let _slot = uploads
+        .acquire()
+        .await
+        .expect("the semaphore is never closed");
+    if let Origin::Base(source) = &blob.origin {
         resolve::fetch_blob(cache, source.as_ref(), digest).await?;
     }
     let path = cache.blob_path(digest);

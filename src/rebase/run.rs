@@ -74,7 +74,7 @@ pub async fn run(client: &RegistryClient, opts: &RebaseOptions) -> Result<Rebase
     let base_name = new_base_name(opts, &old[0])?;
     log.step(&format!("resolving base `{base_name}`"));
     let platforms: Vec<_> = old.iter().map(|o| o.platform.clone()).collect();
-    let bases = resolve_new_base(client, opts, &base_name, &platforms).await?;
+    let bases = resolve_new_base(client, &cache, opts, &base_name, &platforms).await?;
     check_new_base(&cache, &old, &recorded, &bases).await?;
 
     let mut images = Vec::new();
@@ -101,6 +101,7 @@ pub async fn run(client: &RegistryClient, opts: &RebaseOptions) -> Result<Rebase
         index,
         referrers,
         new_layers_also_in: None,
+        early: None,
     };
     publish(client, &cache, &publishable, &opts.destination, &[], log).await?;
     Ok(RebaseReport {
@@ -156,12 +157,14 @@ fn new_base_name(opts: &RebaseOptions, first: &OldImage) -> Result<Reference> {
 
 async fn resolve_new_base(
     client: &RegistryClient,
+    cache: &Cache,
     opts: &RebaseOptions,
     base_name: &Reference,
     platforms: &[crate::platform::Platform],
 ) -> Result<Vec<resolve::BaseImage>> {
     resolve::resolve(
         client,
+        cache,
         base_name,
         opts.base_layout.as_deref(),
         &opts.mirrors,

@@ -127,6 +127,8 @@ while True:
     _, status = os.waitpid(pid, 0)
     if status != 0:
         sys.exit("compiling a unit failed (%s)" % status)
+# No teardown: the children wrote every answer; a one-file build waits for this exit.
+os._exit(0)
 "#;
 
 /// Workers to use: `SLIPWAY_JOBS` if set, else the number of cores.
