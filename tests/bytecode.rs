@@ -325,3 +325,57 @@ fn app_bytecode_compiles_the_bytes_its_key_names() {
         "no .pyc from bytes the key doesn't name"
     );
 }
+
+/// What is compiled ahead, from the wheels themselves while uv installs, is
+/// what the installed site-packages needs: afterwards the per-wheel store
+/// has every group (nothing is compiled) and the layer is byte-identical to
+/// one compiled from the installed files into an empty store.
+#[test]
+fn bytecode_compiled_ahead_from_the_wheels_is_what_the_install_needs() {
+    let Some(python) = python313() else { return };
+    let Some(wheels) = wheelhouse() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let installed = site_packages(
+        &python,
+        &wheels,
+        &tmp.path().join("install"),
+        &["h11", "idna", "click"],
+    );
+    let store = wheels::WheelStore::in_cache(&tmp.path().join("ahead"));
+    let scratch = tempfile::tempdir_in(tmp.path()).unwrap();
+    let ahead = bytecode::ahead::compile_ahead(&bytecode::ahead::Ahead {
+        python: &python,
+        requirements: &[tmp.path().join("install/requirements.txt")],
+        find_links: &[wheels.to_string_lossy().into_owned()],
+        python_platform: "x86_64-manylinux_2_36",
+        version: "3.13",
+        site_packages: SITE,
+        tests: true,
+        store: &store,
+        scratch: scratch.path(),
+        workers: 2,
+    })
+    .unwrap();
+    let compile = |store: &wheels::WheelStore| {
+        let groups = wheels::groups(&installed, SITE).unwrap();
+        let scratch = tempfile::tempdir_in(tmp.path()).unwrap();
+        let compiled =
+            wheels::compile_groups(&python, &groups, store, scratch.path(), Owner::default(), 2)
+                .unwrap();
+        let sources: usize = groups
+            .iter()
+            .filter(|g| !g.name.is_empty())
+            .map(|g| g.sources.len())
+            .sum();
+        let out = scratch.path().join("layer.tgz");
+        let digest = layer_digest(compiled.entries, &installed, &out);
+        (compiled.compiled_files, sources, digest)
+    };
+    let (after_ahead, sources, from_store) = compile(&store);
+    assert_eq!(ahead, sources, "every installed wheel's files, no more");
+    assert_eq!(after_ahead, 0, "nothing left to compile after the install");
+    let fresh = wheels::WheelStore::in_cache(&tmp.path().join("fresh"));
+    let (compiled, _, full) = compile(&fresh);
+    assert_eq!(compiled, sources);
+    assert_eq!(from_store, full);
+}

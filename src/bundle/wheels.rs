@@ -4,6 +4,7 @@
 //! from a local find-links dir) with the sha256 checked.
 
 use crate::digest::{Digest, HashingWriter};
+pub use crate::layers::deps::parse_requirements;
 use crate::layers::uv::IndexUrl;
 use futures::StreamExt;
 use std::io::Write;
@@ -272,42 +273,6 @@ pub fn requirements_text(header: &str, pins: &[Pin]) -> String {
         ));
     }
     text
-}
-
-/// One `name==version` line of a requirements file with its hashes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PinLine {
-    pub name: String,
-    pub version: String,
-    pub hashes: Vec<Digest>,
-}
-
-/// Reads `name==version [; marker] --hash=sha256:...` lines (continuations
-/// joined, comments and options skipped).
-pub fn parse_requirements(text: &str) -> Vec<PinLine> {
-    let joined = text.replace("\\\n", " ");
-    let mut pins = Vec::new();
-    for line in joined.lines() {
-        let line = line.split(" #").next().unwrap_or("").trim();
-        if line.is_empty() || line.starts_with('#') || line.starts_with('-') {
-            continue;
-        }
-        let mut tokens = line.split_whitespace();
-        let Some((name, version)) = tokens.next().and_then(|t| t.split_once("==")) else {
-            continue;
-        };
-        let hashes = line
-            .split_whitespace()
-            .filter_map(|t| t.strip_prefix("--hash="))
-            .filter_map(|h| Digest::parse(h).ok())
-            .collect();
-        pins.push(PinLine {
-            name: name.to_string(),
-            version: version.trim_end_matches(';').to_string(),
-            hashes,
-        });
-    }
-    pins
 }
 
 /// Makes sure `dir/pin.file` holds the pinned wheel: kept if it already

@@ -147,3 +147,39 @@ fn digest(path: &Path) -> Result<(String, Digest), DepsError> {
         source,
     })
 }
+
+/// One `name==version` line of a requirements file with its hashes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PinLine {
+    pub name: String,
+    pub version: String,
+    pub hashes: Vec<Digest>,
+}
+
+/// Reads `name==version [; marker] --hash=sha256:...` lines (continuations
+/// joined, comments and options skipped).
+pub fn parse_requirements(text: &str) -> Vec<PinLine> {
+    let joined = text.replace("\\\n", " ");
+    let mut pins = Vec::new();
+    for line in joined.lines() {
+        let line = line.split(" #").next().unwrap_or("").trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with('-') {
+            continue;
+        }
+        let mut tokens = line.split_whitespace();
+        let Some((name, version)) = tokens.next().and_then(|t| t.split_once("==")) else {
+            continue;
+        };
+        let hashes = line
+            .split_whitespace()
+            .filter_map(|t| t.strip_prefix("--hash="))
+            .filter_map(|h| Digest::parse(h).ok())
+            .collect();
+        pins.push(PinLine {
+            name: name.to_string(),
+            version: version.trim_end_matches(';').to_string(),
+            hashes,
+        });
+    }
+    pins
+}

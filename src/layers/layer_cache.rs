@@ -192,6 +192,51 @@ pub fn compile_wheels(
     Ok(layers::normalise_over(compiled.entries, lower))
 }
 
+/// Fills the per-wheel store from the wheels uv is about to install (see
+/// [`bytecode::ahead`]); best effort: what fails here is compiled after the
+/// install. Returns the files compiled.
+pub fn compile_ahead(
+    opts: &LayerOptions,
+    cache: &Cache,
+    facts: &PythonFacts,
+    deps: &layers::deps::Dependencies,
+    python_platform: &str,
+) -> usize {
+    let compile = || -> Result<usize> {
+        let python = find_python(opts, facts)?;
+        let scratch = cache
+            .temp_dir("pyc-ahead")
+            .map_err(io(cache.context("cannot create a temp dir in the cache")))?;
+        let wrap = |e| Error::wrap(ErrorKind::Input, e, None);
+        bytecode::ahead::compile_ahead(&bytecode::ahead::Ahead {
+            python: &python,
+            requirements: &deps.requirements,
+            find_links: &deps.find_links,
+            python_platform,
+            version: &facts.version,
+            site_packages: &facts.site_packages,
+            tests: opts.recipe.python.tests_bytecode,
+            store: &bytecode::wheels::WheelStore::in_cache(cache.root()),
+            scratch: scratch.path(),
+            workers: bytecode::default_workers().map_err(wrap)?,
+        })
+        .map_err(wrap)
+    };
+    match compile() {
+        Ok(files) => {
+            COMPILED_FILES.fetch_add(files as u64, Ordering::Relaxed);
+            opts.log
+                .detail(&format!("{files} files compiled ahead of the install"));
+            files
+        }
+        Err(e) => {
+            opts.log
+                .detail(&format!("no bytecode compiled ahead of the install: {e}"));
+            0
+        }
+    }
+}
+
 pub fn find_python(opts: &LayerOptions, facts: &PythonFacts) -> Result<PathBuf> {
     let memos = layers::tool_version::memo_dir(opts.cache_dir);
     bytecode::find_python(&facts.version, opts.python, Some(&memos))

@@ -2,8 +2,8 @@
 //! the project layer (the project's own wheels) and their bytecode.
 
 use super::layer_cache::{
-    cached_layer, compile, compile_wheels, find_python, omitted, uv_version, write_into_cache,
-    Built, Omitted,
+    cached_layer, compile, compile_ahead, compile_wheels, find_python, omitted, uv_version,
+    write_into_cache, Built, Omitted,
 };
 use super::options::LayerOptions;
 use super::outcome::NewLayer;
@@ -12,7 +12,7 @@ use super::plan;
 use super::store::LayerStore;
 use crate::error::{io, Error, ErrorKind, Result};
 use crate::facts::PythonFacts;
-use crate::layers::project::ProjectError;
+use crate::layers::project::{normalise_name, ProjectError};
 use crate::layers::resolution::{self, HeldBack};
 use crate::layers::{self, app, bytecode, deps, sitepackages, Entry, Owner};
 use std::path::{Path, PathBuf};
@@ -245,20 +245,68 @@ pub fn build_python_layers(
         // Keyed once: the key reads (and hashes) every find-links wheel.
         let key =
             plan::site_packages_key(&target.inputs(opts, cache, &deps, deps.key_files.clone())?);
-        // The hold-back check (two `uv pip compile` runs, ~70 ms on a cold
-        // build) only warns: it runs beside the install, not before it.
-        let (layers, held_back) = std::thread::scope(|scope| {
-            let check = scope.spawn(|| held_back(opts, cache, &target, &deps, &key));
+        // The hold-back check (two `uv pip compile` runs, ~0.2 CPU-s on a
+        // cold build) only warns: it runs beside the install, not before it.
+        // When every requirement is an exact pin it waits: a pinned version
+        // can't be held back, so only an install that brought in a package
+        // no line pins needs it (and then it runs after).
+        let pinned = exact_pins(&deps.requirements);
+        let (layers, beside) = std::thread::scope(|scope| {
+            let check = pinned
+                .is_none()
+                .then(|| scope.spawn(|| held_back(opts, cache, &target, &deps, &key)));
             let layers = site_packages_layers(opts, cache, &target, &deps, key.clone());
-            (layers, check.join().expect("the hold-back check thread"))
+            let beside = check.map(|check| check.join().expect("the hold-back check thread"));
+            (layers, beside)
         });
-        held = held_back;
-        out.extend(layers?);
+        let (layers, installed) = layers?;
+        held = match (beside, pinned, installed) {
+            (Some(held), _, _) => held,
+            (None, Some(pinned), Some(installed)) if installed.is_subset(&pinned) => Vec::new(),
+            _ => held_back(opts, cache, &target, &deps, &key),
+        };
+        out.extend(layers);
     }
     if !deps.wheels.is_empty() {
         out.extend(project_layers(opts, cache, &target, &deps)?);
     }
     Ok((out, left_out, held, pins))
+}
+
+/// The names the requirement files pin (normalised), when every one of
+/// their requirements is a `name==version` line; None otherwise.
+fn exact_pins(files: &[PathBuf]) -> Option<std::collections::BTreeSet<String>> {
+    let mut names = std::collections::BTreeSet::new();
+    for file in files {
+        let text = std::fs::read_to_string(file).ok()?;
+        let pins = deps::parse_requirements(&text);
+        let lines = text
+            .replace("\\\n", " ")
+            .lines()
+            .map(|line| line.split(" #").next().unwrap_or("").trim().to_string())
+            .filter(|line| !line.is_empty() && !line.starts_with('#'))
+            .count();
+        let exact = pins
+            .iter()
+            .all(|p| !p.version.contains(['*', ',', '<', '>', '=', '!', '~']));
+        if pins.len() != lines || !exact {
+            return None;
+        }
+        names.extend(pins.iter().map(|p| normalise_name(&p.name)));
+    }
+    Some(names)
+}
+
+/// The distributions an install put in site-packages (normalised names).
+fn installed_dists(entries: &[Entry], site_packages: &str) -> std::collections::BTreeSet<String> {
+    let site = site_packages.trim_matches('/');
+    entries
+        .iter()
+        .filter_map(|e| e.path.strip_prefix(site)?.strip_prefix('/'))
+        .filter_map(|below| below.split('/').next()?.strip_suffix(".dist-info"))
+        .filter_map(|dir| dir.split('-').next())
+        .map(normalise_name)
+        .collect()
 }
 
 /// With wheels only and unpinned requirements: the packages held below what
@@ -301,7 +349,7 @@ fn site_packages_layers(
     target: &Target,
     deps: &deps::Dependencies,
     key: String,
-) -> Result<Vec<Built>> {
+) -> Result<(Vec<Built>, Option<std::collections::BTreeSet<String>>)> {
     let py = &opts.recipe.python;
     let facts = target.facts;
     let python_platform = &target.python_platform;
@@ -314,34 +362,48 @@ fn site_packages_layers(
         .lock(&key)
         .map_err(io(cache.context("cannot lock the cache")))?;
     if let Some(reused) = reuse_site_packages(opts, cache, (&key, &bkey), &label) {
-        return Ok(reused);
+        return Ok((reused, None));
     }
     opts.log.cache(&key, false);
     opts.log.step(&format!(
         "installing wheels for {python_platform}, Python {}",
         facts.version
     ));
-    let entries = target.install(
-        opts,
-        cache,
-        InstallSpec {
-            key: &key,
-            deps,
-            wheels: Vec::new(),
-            staging: "prefix",
-        },
-    )?;
-    opts.log.step("writing the site-packages layer");
-    // Compressing the layer and compiling its bytecode overlap.
-    let (record, bytecode) = std::thread::scope(|scope| {
-        let bytecode = scope.spawn(|| {
+    // While uv installs, the wheels it will most likely install are
+    // compiled into the per-wheel store; the bytecode layer waits for that
+    // (it would compile the same files) and finds them there, while the
+    // site-packages layer is compressed as soon as the install is done.
+    let (entries, record, bytecode) = std::thread::scope(|scope| -> Result<_> {
+        let ahead = scope.spawn(|| {
             py.bytecode
-                .then(|| site_packages_bytecode(opts, cache, facts, &entries, target.owner, &bkey))
-                .transpose()
+                .then(|| compile_ahead(opts, cache, facts, deps, python_platform))
         });
-        let record = write_into_cache(cache, &key, &entries, opts.epoch, &Default::default());
-        (record, bytecode.join().expect("the bytecode thread"))
-    });
+        let entries = target.install(
+            opts,
+            cache,
+            InstallSpec {
+                key: &key,
+                deps,
+                wheels: Vec::new(),
+                staging: "prefix",
+            },
+        )?;
+        opts.log.step("writing the site-packages layer");
+        let (record, bytecode) = std::thread::scope(|inner| {
+            let bytecode = inner.spawn(|| {
+                ahead.join().expect("the ahead-of-install bytecode thread");
+                py.bytecode
+                    .then(|| {
+                        site_packages_bytecode(opts, cache, facts, &entries, target.owner, &bkey)
+                    })
+                    .transpose()
+            });
+            let record = write_into_cache(cache, &key, &entries, opts.epoch, &Default::default());
+            (record, bytecode.join().expect("the bytecode thread"))
+        });
+        Ok((entries, record, bytecode))
+    })?;
+    let dists = installed_dists(&entries, &facts.site_packages);
     let mut out = vec![(
         NewLayer {
             record: record?,
@@ -351,7 +413,7 @@ fn site_packages_layers(
         LayerSource::Built,
     )];
     out.extend(bytecode?);
-    Ok(out)
+    Ok((out, Some(dists)))
 }
 
 /// The cached site-packages layer and its bytecode layer, when both are

@@ -3,8 +3,10 @@
 //!
 //! [`pool`] compiles with one worker per core, byte-identical for any number
 //! of workers; [`wheels`] compiles each wheel once, ever, and assembles the
-//! site-packages bytecode layer from the per-wheel store.
+//! site-packages bytecode layer from the per-wheel store; [`ahead`] fills
+//! that store from the wheels while uv installs them.
 
+pub mod ahead;
 mod pool;
 mod python;
 pub mod sources;

@@ -160,9 +160,18 @@ fn group_key(group: &Group, magic: &str) -> Result<String, BytecodeError> {
             path: source.clone(),
             source: e,
         })?;
-        listing.push((image.as_str(), digest.to_string()));
+        listing.push((image.clone(), digest));
     }
+    Ok(key_of(listing, magic))
+}
+
+/// The store key of a wheel's `.py` files, given as (image path, digest).
+pub(super) fn key_of(mut listing: Vec<(String, Digest)>, magic: &str) -> String {
     listing.sort();
+    let listing: Vec<(&str, String)> = listing
+        .iter()
+        .map(|(image, digest)| (image.as_str(), digest.to_string()))
+        .collect();
     let inputs = serde_json::to_vec(&(
         "wheel-bytecode",
         STORE_FORMAT,
@@ -172,7 +181,7 @@ fn group_key(group: &Group, magic: &str) -> Result<String, BytecodeError> {
         listing,
     ))
     .expect("serialisable");
-    Ok(Digest::of(&inputs).hex().to_string())
+    Digest::of(&inputs).hex().to_string()
 }
 
 /// Compiles the groups the store lacks (with `workers` processes, in
@@ -189,23 +198,57 @@ pub fn compile_groups(
     // Only a build that compiles gets here: no memo across builds (the
     // process remembers what the stdlib layer asked).
     let magic = super::magic(python, None)?;
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| BytecodeError::Io { path, source }
-    };
     let keys = groups
         .iter()
         .map(|g| group_key(g, &magic))
         .collect::<Result<Vec<_>, _>>()?;
+    let keyed: Vec<(&str, &[(PathBuf, String)])> = keys
+        .iter()
+        .zip(groups)
+        .map(|(key, group)| (key.as_str(), group.sources.as_slice()))
+        .collect();
+    let compiled_files =
+        compile_missing(python, &keyed, store, scratch, &pool::read_file, workers)?;
+    let mut compiled = Vec::new();
+    let mut skipped = Vec::new();
+    for key in &keys {
+        let stored = store.get(key).ok_or_else(|| BytecodeError::Io {
+            path: store.root.join(key),
+            source: std::io::Error::other("stored bytecode disappeared"),
+        })?;
+        compiled.extend(stored.compiled);
+        skipped.extend(stored.failed);
+    }
+    Ok(Compiled {
+        entries: pyc_entries(compiled, owner),
+        skipped,
+        compiled_files,
+    })
+}
+
+/// Compiles each (key, sources) group the store lacks, in `scratch`, and
+/// puts it in the store; the number of files compiled.
+pub(super) fn compile_missing(
+    python: &Path,
+    groups: &[(&str, &[(PathBuf, String)])],
+    store: &WheelStore,
+    scratch: &Path,
+    read: &pool::ReadSource<'_>,
+    workers: usize,
+) -> Result<usize, BytecodeError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| BytecodeError::Io { path, source }
+    };
     let missing: Vec<usize> = (0..groups.len())
-        .filter(|&i| store.get(&keys[i]).is_none())
+        .filter(|&i| store.get(groups[i].0).is_none())
         .collect();
     let mut units = Vec::new();
     let mut unit_group = Vec::new();
     for &i in &missing {
         let dir = scratch.join(format!("g{i}")).join("files");
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        for unit in pool::units(&groups[i].sources, &dir)? {
+        for unit in pool::units(groups[i].1, &dir)? {
             units.push(unit);
             unit_group.push(i);
         }
@@ -223,7 +266,7 @@ pub fn compile_groups(
         })
         .collect();
     let mut compiled_files = 0;
-    for (answer, i) in pool::run(python, &units, &pool::read_file, workers)?
+    for (answer, i) in pool::run(python, &units, read, workers)?
         .into_iter()
         .zip(unit_group)
     {
@@ -240,24 +283,10 @@ pub fn compile_groups(
         let dir = scratch.join(format!("g{i}"));
         let trash = scratch.join(format!("trash{i}"));
         store
-            .put(&keys[*i], &dir, index, &trash)
+            .put(groups[*i].0, &dir, index, &trash)
             .map_err(io(&dir))?;
     }
-    let mut compiled = Vec::new();
-    let mut skipped = Vec::new();
-    for key in &keys {
-        let stored = store.get(key).ok_or_else(|| BytecodeError::Io {
-            path: store.root.join(key),
-            source: std::io::Error::other("stored bytecode disappeared"),
-        })?;
-        compiled.extend(stored.compiled);
-        skipped.extend(stored.failed);
-    }
-    Ok(Compiled {
-        entries: pyc_entries(compiled, owner),
-        skipped,
-        compiled_files,
-    })
+    Ok(compiled_files)
 }
 
 #[cfg(test)]

@@ -1,0 +1,378 @@
+//! Wheel bytecode compiled ahead of the install: while uv installs, the
+//! wheels it will most likely pick (for each pinned requirement, the wheels
+//! of that name and version in a local find-links dir whose tags fit the
+//! target) are compiled straight from their zips into the per-wheel store,
+//! under the key their installed files will give. After the install the
+//! site-packages bytecode finds them there instead of compiling. A wrong
+//! guess costs only CPU: its key matches nothing installed.
+//!
+//! Every byte read from a wheel is hostile: entry names are only used as
+//! image paths (never written to disk), a name that climbs (`..`) or is
+//! absolute ends the guess for that wheel, each source is read with a size
+//! limit and hashed again when it is compiled, so the store never holds
+//! `.pyc` for bytes other than its key's.
+
+use super::wheels::{compile_missing, in_tests_dir, key_of, WheelStore};
+use super::BytecodeError;
+use crate::digest::Digest;
+use crate::layers::project::normalise_name;
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// A `.py` file larger than this is left to the install (no source is).
+const SOURCE_LIMIT: u64 = 16 << 20;
+/// More entries than this in one wheel: not guessed at.
+const ENTRIES_LIMIT: usize = 100_000;
+
+/// What to guess from and where the output goes.
+pub struct Ahead<'a> {
+    pub python: &'a Path,
+    /// Requirement files: their `name==version` lines are the guesses.
+    pub requirements: &'a [PathBuf],
+    /// uv's `--find-links` values; only local dirs are looked in.
+    pub find_links: &'a [String],
+    /// uv's `--python-platform` (e.g. `x86_64-manylinux_2_36`).
+    pub python_platform: &'a str,
+    /// The base's minor version, e.g. `3.13`.
+    pub version: &'a str,
+    /// Image path of site-packages.
+    pub site_packages: &'a str,
+    /// Compile packages' test dirs too (`[python] tests_bytecode`).
+    pub tests: bool,
+    pub store: &'a WheelStore,
+    /// A scratch dir on the store's file system.
+    pub scratch: &'a Path,
+    pub workers: usize,
+}
+
+/// One guessed wheel: its `.py` files as (entry name, image path, digest).
+struct Guess {
+    wheel: PathBuf,
+    sources: Vec<(String, String, Digest)>,
+}
+
+/// Compiles the guessed wheels the store lacks; the number of files compiled.
+pub fn compile_ahead(ahead: &Ahead) -> Result<usize, BytecodeError> {
+    let wheels = candidates(ahead);
+    if wheels.is_empty() {
+        return Ok(0);
+    }
+    let magic = super::magic(ahead.python, None)?;
+    let guesses: Vec<Guess> = wheels
+        .into_iter()
+        .filter_map(|wheel| guess(&wheel, ahead).ok().flatten())
+        .collect();
+    // The pool reads by image path: which wheel, which entry, which digest.
+    let mut origin: BTreeMap<String, (usize, String, Digest)> = BTreeMap::new();
+    let mut keyed = Vec::new();
+    for (i, guess) in guesses.iter().enumerate() {
+        let listing = guess
+            .sources
+            .iter()
+            .map(|(_, image, digest)| (image.clone(), digest.clone()))
+            .collect();
+        let sources: Vec<(PathBuf, String)> = guess
+            .sources
+            .iter()
+            .map(|(name, image, digest)| {
+                origin.insert(image.clone(), (i, name.clone(), digest.clone()));
+                (guess.wheel.clone(), image.clone())
+            })
+            .collect();
+        keyed.push((key_of(listing, &magic), sources));
+    }
+    // Two guesses with the same files (one wheel per platform, the same
+    // pure-Python part) share a key: compiled once.
+    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    keyed.dedup_by(|a, b| a.0 == b.0);
+    let groups: Vec<(&str, &[(PathBuf, String)])> = keyed
+        .iter()
+        .map(|(key, sources)| (key.as_str(), sources.as_slice()))
+        .collect();
+    let archives: Mutex<BTreeMap<usize, zip::ZipArchive<std::fs::File>>> = Default::default();
+    let read = |_: &Path, image: &str| -> std::io::Result<Vec<u8>> {
+        let (i, name, digest) = origin
+            .get(image)
+            .ok_or_else(|| std::io::Error::other(format!("no wheel holds {image}")))?;
+        let mut archives = crate::lock(&archives);
+        if !archives.contains_key(i) {
+            archives.insert(*i, open(&guesses[*i].wheel)?);
+        }
+        let bytes = read_entry(archives.get_mut(i).expect("just opened"), name)?;
+        // The wheel may have changed since it was keyed.
+        if &Digest::of(&bytes) != digest {
+            return Err(std::io::Error::other(format!(
+                "`{}` changed while it was read",
+                guesses[*i].wheel.display()
+            )));
+        }
+        Ok(bytes)
+    };
+    compile_missing(
+        ahead.python,
+        &groups,
+        ahead.store,
+        ahead.scratch,
+        &read,
+        ahead.workers,
+    )
+}
+
+/// The wheels in local find-links dirs named by a pinned requirement, at
+/// its version, with tags the target can install.
+fn candidates(ahead: &Ahead) -> Vec<PathBuf> {
+    let pins: BTreeMap<String, String> = ahead
+        .requirements
+        .iter()
+        .filter_map(|file| std::fs::read_to_string(file).ok())
+        .flat_map(|text| crate::layers::deps::parse_requirements(&text))
+        .map(|pin| (normalise_name(&pin.name), pin.version))
+        .collect();
+    let mut found = Vec::new();
+    for dir in ahead
+        .find_links
+        .iter()
+        .map(Path::new)
+        .filter(|d| d.is_dir())
+    {
+        let Ok(listing) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for entry in listing.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(tags) = WheelName::parse(&name) else {
+                continue;
+            };
+            let pinned = pins.get(&normalise_name(tags.name)) == Some(&tags.version.to_string());
+            if pinned && tags.fits(ahead.python_platform, ahead.version) {
+                found.push(entry.path());
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// `{name}-{version}(-{build})?-{python}-{abi}-{platform}.whl`
+struct WheelName<'a> {
+    name: &'a str,
+    version: &'a str,
+    python: &'a str,
+    abi: &'a str,
+    platform: &'a str,
+}
+
+impl<'a> WheelName<'a> {
+    fn parse(file: &'a str) -> Option<WheelName<'a>> {
+        let parts: Vec<&str> = file.strip_suffix(".whl")?.split('-').collect();
+        let (name, version) = (parts.first()?, parts.get(1)?);
+        let [python, abi, platform] = parts.get(parts.len().checked_sub(3)?..)? else {
+            return None;
+        };
+        (parts.len() == 5 || parts.len() == 6).then_some(WheelName {
+            name,
+            version,
+            python,
+            abi,
+            platform,
+        })
+    }
+
+    /// Whether CPython `version` on `python_platform` could install it (a
+    /// loose check: a guess that fits too much only costs CPU).
+    fn fits(&self, python_platform: &str, version: &str) -> bool {
+        let minor = version.replace('.', "");
+        let python =
+            self.python.split('.').any(|tag| {
+                tag == "py3" || tag == format!("py{minor}") || tag == format!("cp{minor}")
+            }) || self.abi == "abi3";
+        let arch = python_platform.split('-').next().unwrap_or_default();
+        let family = if python_platform.contains("musl") {
+            "musllinux"
+        } else {
+            "manylinux"
+        };
+        let platform = self.platform.split('.').any(|tag| {
+            tag == "any"
+                || (tag.ends_with(arch) && (tag.starts_with(family) || tag.starts_with("linux")))
+        });
+        python && platform
+    }
+}
+
+/// A wheel's `.py` files that install below site-packages, with digests:
+/// None when the wheel can't be read as one (left to the install).
+fn guess(wheel: &Path, ahead: &Ahead) -> std::io::Result<Option<Guess>> {
+    let mut archive = open(wheel)?;
+    if archive.len() > ENTRIES_LIMIT {
+        return Ok(None);
+    }
+    let site = ahead.site_packages.trim_matches('/');
+    let mut sources = Vec::new();
+    for index in 0..archive.len() {
+        let name = archive
+            .name_for_index(index)
+            .unwrap_or_default()
+            .to_string();
+        if name.ends_with('/') || !name.ends_with(".py") {
+            continue;
+        }
+        if name.starts_with('/') || name.contains('\\') || name.split('/').any(|p| p == "..") {
+            return Ok(None);
+        }
+        // `<dist>.data/purelib/x` and `platlib/x` install as `x`; the
+        // other schemes land outside site-packages.
+        let below = match name.split_once(".data/") {
+            Some((dist, rest)) if !dist.contains('/') => match rest.split_once('/') {
+                Some(("purelib" | "platlib", path)) => path.to_string(),
+                _ => continue,
+            },
+            _ => name.clone(),
+        };
+        let image = format!("/{site}/{below}");
+        if !ahead.tests && in_tests_dir(&image, site) {
+            continue;
+        }
+        let bytes = read_entry(&mut archive, &name)?;
+        sources.push((name, image, Digest::of(&bytes)));
+    }
+    Ok((!sources.is_empty()).then(|| Guess {
+        wheel: wheel.to_path_buf(),
+        sources,
+    }))
+}
+
+fn open(wheel: &Path) -> std::io::Result<zip::ZipArchive<std::fs::File>> {
+    zip::ZipArchive::new(std::fs::File::open(wheel)?).map_err(std::io::Error::other)
+}
+
+/// One entry's bytes, at most [`SOURCE_LIMIT`] of them.
+fn read_entry(
+    archive: &mut zip::ZipArchive<std::fs::File>,
+    name: &str,
+) -> std::io::Result<Vec<u8>> {
+    let entry = archive.by_name(name).map_err(std::io::Error::other)?;
+    let mut bytes = Vec::new();
+    entry.take(SOURCE_LIMIT + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > SOURCE_LIMIT {
+        return Err(std::io::Error::other(format!("`{name}` is too large")));
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{candidates, guess, Ahead, WheelName};
+    use crate::layers::bytecode::wheels::WheelStore;
+    use std::io::Write;
+    use std::path::{Path, PathBuf};
+
+    const SITE: &str = "/usr/local/lib/python3.13/site-packages";
+
+    fn wheel(dir: &Path, file: &str, entries: &[(&str, &str)]) -> PathBuf {
+        let path = dir.join(file);
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+        let stored = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored);
+        for (name, body) in entries {
+            zip.start_file(*name, stored).unwrap();
+            zip.write_all(body.as_bytes()).unwrap();
+        }
+        zip.finish().unwrap();
+        path
+    }
+
+    #[test]
+    fn a_guess_is_the_pinned_wheels_py_files_where_they_install() {
+        let dir = tempfile::tempdir().unwrap();
+        let links = dir.path().join("wheels");
+        std::fs::create_dir(&links).unwrap();
+        let files = [
+            ("demo/__init__.py", "X = 1\n"),
+            ("demo/tests/test_x.py", "def test(): pass\n"),
+            ("demo/data.txt", "not python\n"),
+            ("demo-1.0.data/purelib/extra.py", "Y = 2\n"),
+            ("demo-1.0.data/scripts/tool.py", "print()\n"),
+            ("demo-1.0.dist-info/RECORD", ""),
+        ];
+        let pinned = wheel(&links, "demo-1.0-py3-none-any.whl", &files);
+        wheel(&links, "demo-0.9-py3-none-any.whl", &files);
+        wheel(&links, "other-1.0-py3-none-any.whl", &files);
+        wheel(
+            &links,
+            "demo-1.0-cp313-cp313-musllinux_1_2_x86_64.whl",
+            &files,
+        );
+        let climbing = wheel(&links, "bad-1.0-py3-none-any.whl", &[("../evil.py", "")]);
+        let requirements = dir.path().join("requirements.txt");
+        std::fs::write(&requirements, "# pinned\ndemo==1.0\nbad==1.0\n").unwrap();
+        let store = WheelStore::in_cache(dir.path());
+        let find_links = [
+            links.to_string_lossy().into_owned(),
+            "https://x.invalid/".into(),
+        ];
+        let ahead = |tests| Ahead {
+            python: Path::new("python3.13"),
+            requirements: std::slice::from_ref(&requirements),
+            find_links: &find_links,
+            python_platform: "x86_64-manylinux_2_36",
+            version: "3.13",
+            site_packages: SITE,
+            tests,
+            store: &store,
+            scratch: dir.path(),
+            workers: 1,
+        };
+        assert_eq!(
+            candidates(&ahead(false)),
+            vec![climbing.clone(), pinned.clone()]
+        );
+        let images = |tests| {
+            let found = guess(&pinned, &ahead(tests)).unwrap().expect("a guess");
+            found
+                .sources
+                .into_iter()
+                .map(|(_, image, _)| image)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            images(false),
+            vec![
+                format!("{SITE}/demo/__init__.py"),
+                format!("{SITE}/extra.py")
+            ]
+        );
+        assert_eq!(images(true).len(), 3);
+        assert!(guess(&climbing, &ahead(false)).unwrap().is_none());
+    }
+
+    #[test]
+    fn wheel_tags_fit_the_target_loosely() {
+        let fits = |file: &str, platform: &str| {
+            WheelName::parse(file).is_some_and(|w| w.fits(platform, "3.13"))
+        };
+        let glibc = "x86_64-manylinux_2_36";
+        let musl = "x86_64-unknown-linux-musl";
+        assert!(fits("idna-3.20-py3-none-any.whl", glibc));
+        assert!(fits("idna-3.20-py3-none-any.whl", musl));
+        let core =
+            "pydantic_core-2.50.4-cp313-cp313-manylinux_2_17_x86_64.manylinux2014_x86_64.whl";
+        assert!(fits(core, glibc));
+        assert!(!fits(core, musl));
+        assert!(!fits(core, "aarch64-manylinux_2_36"));
+        assert!(fits(
+            "pydantic_core-2.50.4-cp313-cp313-musllinux_1_1_x86_64.whl",
+            musl
+        ));
+        assert!(!fits(
+            "pydantic_core-2.50.4-cp312-cp312-manylinux_2_17_x86_64.whl",
+            glibc
+        ));
+        assert!(fits("x-1.0-cp39-abi3-manylinux_2_17_x86_64.whl", glibc));
+        assert!(fits("x-1.0-1build-py3-none-any.whl", glibc));
+        assert!(WheelName::parse("x-1.0.tar.gz").is_none());
+        assert!(WheelName::parse("x-1.0-py3.whl").is_none());
+    }
+}
