@@ -342,20 +342,30 @@ fn bytecode_compiled_ahead_from_the_wheels_is_what_the_install_needs() {
         &["h11", "idna", "click"],
     );
     let store = wheels::WheelStore::in_cache(&tmp.path().join("ahead"));
-    let scratch = tempfile::tempdir_in(tmp.path()).unwrap();
-    let ahead = bytecode::ahead::compile_ahead(&bytecode::ahead::Ahead {
-        python: &python,
-        requirements: &[tmp.path().join("install/requirements.txt")],
-        find_links: &[wheels.to_string_lossy().into_owned()],
-        python_platform: "x86_64-manylinux_2_36",
-        version: "3.13",
-        site_packages: SITE,
-        tests: true,
-        store: &store,
-        scratch: scratch.path(),
-        workers: 2,
-    })
-    .unwrap();
+    let requirements = [tmp.path().join("install/requirements.txt")];
+    let find_links = [wheels.to_string_lossy().into_owned()];
+    let ahead = |installed: bool| {
+        let scratch = tempfile::tempdir_in(tmp.path()).unwrap();
+        bytecode::ahead::compile_ahead(&bytecode::ahead::Ahead {
+            python: &python,
+            requirements: &requirements,
+            find_links: &find_links,
+            python_platform: "x86_64-manylinux_2_36",
+            version: "3.13",
+            site_packages: SITE,
+            tests: true,
+            store: &store,
+            scratch: scratch.path(),
+            workers: 2,
+            enough: &std::sync::atomic::AtomicBool::new(installed),
+        })
+        .unwrap()
+    };
+    // Told the install is done before it starts: it takes no work and
+    // stores nothing.
+    assert_eq!(ahead(true), 0);
+    assert!(!tmp.path().join("ahead").exists(), "nothing stored");
+    let ahead = ahead(false);
     let compile = |store: &wheels::WheelStore| {
         let groups = wheels::groups(&installed, SITE).unwrap();
         let scratch = tempfile::tempdir_in(tmp.path()).unwrap();

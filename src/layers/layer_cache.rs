@@ -90,6 +90,11 @@ pub fn write_into_cache(
     let scratch = cache
         .temp_dir("layer")
         .map_err(io(cache.context("cannot create a temp dir in the cache")))?;
+    // One layer is compressed at a time: each compression uses every core,
+    // so two at once finish no sooner and hold twice the buffers (the site-
+    // packages layer and its bytecode, on the big set: ~8 MiB of peak RSS).
+    static COMPRESSING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _compressing = crate::lock(&COMPRESSING);
     let started = Instant::now();
     let blob = tarball::write_layer_checked(
         entries,
@@ -193,14 +198,15 @@ pub fn compile_wheels(
 }
 
 /// Fills the per-wheel store from the wheels uv is about to install (see
-/// [`bytecode::ahead`]); best effort: what fails here is compiled after the
-/// install. Returns the files compiled.
+/// [`bytecode::ahead`]) until `installed` is set; best effort: what fails
+/// or is left here is compiled after the install. Returns the files compiled.
 pub fn compile_ahead(
     opts: &LayerOptions,
     cache: &Cache,
     facts: &PythonFacts,
     deps: &layers::deps::Dependencies,
     python_platform: &str,
+    installed: &std::sync::atomic::AtomicBool,
 ) -> usize {
     let compile = || -> Result<usize> {
         let python = find_python(opts, facts)?;
@@ -219,6 +225,7 @@ pub fn compile_ahead(
             store: &bytecode::wheels::WheelStore::in_cache(cache.root()),
             scratch: scratch.path(),
             workers: bytecode::default_workers().map_err(wrap)?,
+            enough: installed,
         })
         .map_err(wrap)
     };

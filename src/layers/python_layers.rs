@@ -370,13 +370,15 @@ fn site_packages_layers(
         facts.version
     ));
     // While uv installs, the wheels it will most likely install are
-    // compiled into the per-wheel store; the bytecode layer waits for that
-    // (it would compile the same files) and finds them there, while the
-    // site-packages layer is compressed as soon as the install is done.
+    // compiled into the per-wheel store; once it is done they take no more
+    // work, the bytecode layer waits for what they are
+    // doing (it would compile the same files), finds it there and compiles
+    // the rest, and the site-packages layer is compressed at once.
+    let installed = std::sync::atomic::AtomicBool::new(false);
     let (entries, record, bytecode) = std::thread::scope(|scope| -> Result<_> {
         let ahead = scope.spawn(|| {
             py.bytecode
-                .then(|| compile_ahead(opts, cache, facts, deps, python_platform))
+                .then(|| compile_ahead(opts, cache, facts, deps, python_platform, &installed))
         });
         let entries = target.install(
             opts,
@@ -387,7 +389,9 @@ fn site_packages_layers(
                 wheels: Vec::new(),
                 staging: "prefix",
             },
-        )?;
+        );
+        installed.store(true, std::sync::atomic::Ordering::Relaxed);
+        let entries = entries?;
         opts.log.step("writing the site-packages layer");
         let (record, bytecode) = std::thread::scope(|inner| {
             let bytecode = inner.spawn(|| {

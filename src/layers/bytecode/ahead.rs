@@ -19,6 +19,7 @@ use crate::layers::project::normalise_name;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
 
 /// A `.py` file larger than this is left to the install (no source is).
@@ -45,6 +46,10 @@ pub struct Ahead<'a> {
     /// A scratch dir on the store's file system.
     pub scratch: &'a Path,
     pub workers: usize,
+    /// Set when the install is done: the workers take no more work, and
+    /// what they did not get to is compiled after the install (with the
+    /// site-packages layer's compression no longer beside uv's work).
+    pub enough: &'a AtomicBool,
 }
 
 /// One guessed wheel: its `.py` files as (entry name, image path, digest).
@@ -91,16 +96,28 @@ pub fn compile_ahead(ahead: &Ahead) -> Result<usize, BytecodeError> {
         .iter()
         .map(|(key, sources)| (key.as_str(), sources.as_slice()))
         .collect();
-    let archives: Mutex<BTreeMap<usize, zip::ZipArchive<std::fs::File>>> = Default::default();
+    // The open wheels, most recently used last: a unit reads one wheel, so
+    // one per worker (a big wheel's directory is megabytes) is enough.
+    let archives: Mutex<Vec<(usize, zip::ZipArchive<std::fs::File>)>> = Default::default();
     let read = |_: &Path, image: &str| -> std::io::Result<Vec<u8>> {
         let (i, name, digest) = origin
             .get(image)
             .ok_or_else(|| std::io::Error::other(format!("no wheel holds {image}")))?;
         let mut archives = crate::lock(&archives);
-        if !archives.contains_key(i) {
-            archives.insert(*i, open(&guesses[*i].wheel)?);
-        }
-        let bytes = read_entry(archives.get_mut(i).expect("just opened"), name)?;
+        let open_at = match archives.iter().position(|(open, _)| open == i) {
+            Some(at) => at,
+            None => {
+                if archives.len() > ahead.workers {
+                    archives.remove(0);
+                }
+                archives.push((*i, open(&guesses[*i].wheel)?));
+                archives.len() - 1
+            }
+        };
+        let used = archives.remove(open_at);
+        archives.push(used);
+        let archive = &mut archives.last_mut().expect("just pushed").1;
+        let bytes = read_entry(archive, name)?;
         // The wheel may have changed since it was keyed.
         if &Digest::of(&bytes) != digest {
             return Err(std::io::Error::other(format!(
@@ -117,6 +134,7 @@ pub fn compile_ahead(ahead: &Ahead) -> Result<usize, BytecodeError> {
         ahead.scratch,
         &read,
         ahead.workers,
+        ahead.enough,
     )
 }
 
@@ -235,8 +253,8 @@ fn guess(wheel: &Path, ahead: &Ahead) -> std::io::Result<Option<Guess>> {
         if !ahead.tests && in_tests_dir(&image, site) {
             continue;
         }
-        let bytes = read_entry(&mut archive, &name)?;
-        sources.push((name, image, Digest::of(&bytes)));
+        let digest = digest_entry(&mut archive, &name)?;
+        sources.push((name, image, digest));
     }
     Ok((!sources.is_empty()).then(|| Guess {
         wheel: wheel.to_path_buf(),
@@ -248,13 +266,29 @@ fn open(wheel: &Path) -> std::io::Result<zip::ZipArchive<std::fs::File>> {
     zip::ZipArchive::new(std::fs::File::open(wheel)?).map_err(std::io::Error::other)
 }
 
+/// One entry's digest, streamed (no source is held: a wheel's biggest
+/// `.py` files are megabytes), refused past [`SOURCE_LIMIT`] bytes.
+fn digest_entry(
+    archive: &mut zip::ZipArchive<std::fs::File>,
+    name: &str,
+) -> std::io::Result<Digest> {
+    let entry = archive.by_name(name).map_err(std::io::Error::other)?;
+    let mut hashing = crate::digest::HashingWriter::new(std::io::sink());
+    let size = std::io::copy(&mut entry.take(SOURCE_LIMIT + 1), &mut hashing)?;
+    if size > SOURCE_LIMIT {
+        return Err(std::io::Error::other(format!("`{name}` is too large")));
+    }
+    Ok(hashing.finish().1)
+}
+
 /// One entry's bytes, at most [`SOURCE_LIMIT`] of them.
 fn read_entry(
     archive: &mut zip::ZipArchive<std::fs::File>,
     name: &str,
 ) -> std::io::Result<Vec<u8>> {
     let entry = archive.by_name(name).map_err(std::io::Error::other)?;
-    let mut bytes = Vec::new();
+    // Sized once from the directory (a lie only costs regrowth).
+    let mut bytes = Vec::with_capacity(entry.size().min(SOURCE_LIMIT) as usize);
     entry.take(SOURCE_LIMIT + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > SOURCE_LIMIT {
         return Err(std::io::Error::other(format!("`{name}` is too large")));
@@ -268,6 +302,7 @@ mod tests {
     use crate::layers::bytecode::wheels::WheelStore;
     use std::io::Write;
     use std::path::{Path, PathBuf};
+    use std::sync::atomic::AtomicBool;
 
     const SITE: &str = "/usr/local/lib/python3.13/site-packages";
 
@@ -313,6 +348,7 @@ mod tests {
             links.to_string_lossy().into_owned(),
             "https://x.invalid/".into(),
         ];
+        let never = AtomicBool::new(false);
         let ahead = |tests| Ahead {
             python: Path::new("python3.13"),
             requirements: std::slice::from_ref(&requirements),
@@ -324,6 +360,7 @@ mod tests {
             store: &store,
             scratch: dir.path(),
             workers: 1,
+            enough: &never,
         };
         assert_eq!(
             candidates(&ahead(false)),

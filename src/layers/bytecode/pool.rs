@@ -181,6 +181,23 @@ pub fn run(
     read: &ReadSource<'_>,
     workers: usize,
 ) -> Result<Vec<Answer>, BytecodeError> {
+    let never = AtomicBool::new(false);
+    let answers = run_until(python, units, read, workers, &never)?;
+    Ok(answers
+        .into_iter()
+        .map(|a| a.expect("every unit answered"))
+        .collect())
+}
+
+/// [`run`] that claims no more units once `enough` is set: a unit not
+/// started by then has no answer.
+pub fn run_until(
+    python: &Path,
+    units: &[Unit],
+    read: &ReadSource<'_>,
+    workers: usize,
+    enough: &AtomicBool,
+) -> Result<Vec<Option<Answer>>, BytecodeError> {
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
     let answers: Mutex<Vec<Option<Answer>>> = Mutex::new(units.iter().map(|_| None).collect());
@@ -189,7 +206,8 @@ pub fn run(
         let handles: Vec<_> = (0..workers)
             .map(|_| {
                 scope.spawn(|| {
-                    let result = work(python, units, read, &next, &stop, &answers);
+                    let halt = [&stop, enough];
+                    let result = work(python, units, read, &next, &halt, &answers);
                     if result.is_err() {
                         stop.store(true, Ordering::Relaxed);
                     }
@@ -205,11 +223,7 @@ pub fn run(
     if let Some(error) = errors.into_iter().next() {
         return Err(error);
     }
-    let answers = answers.into_inner().expect("no thread panicked");
-    Ok(answers
-        .into_iter()
-        .map(|a| a.expect("every unit answered"))
-        .collect())
+    Ok(answers.into_inner().expect("no thread panicked"))
 }
 
 /// One worker process: claims units until none are left.
@@ -218,7 +232,7 @@ fn work(
     units: &[Unit],
     read: &ReadSource<'_>,
     next: &AtomicUsize,
-    stop: &AtomicBool,
+    halt: &[&AtomicBool],
     answers: &Mutex<Vec<Option<Answer>>>,
 ) -> Result<(), BytecodeError> {
     let not_runnable = |e: std::io::Error| BytecodeError::NotRunnable {
@@ -237,7 +251,7 @@ fn work(
     let mut stdin = std::io::BufWriter::new(child.stdin.take().expect("piped stdin"));
     let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
     let mut result = Ok(());
-    while !stop.load(Ordering::Relaxed) {
+    while !halt.iter().any(|h| h.load(Ordering::Relaxed)) {
         let index = next.fetch_add(1, Ordering::Relaxed);
         let Some(unit) = units.get(index) else { break };
         match exchange(&mut stdin, &mut stdout, unit, read) {

@@ -207,8 +207,16 @@ pub fn compile_groups(
         .zip(groups)
         .map(|(key, group)| (key.as_str(), group.sources.as_slice()))
         .collect();
-    let compiled_files =
-        compile_missing(python, &keyed, store, scratch, &pool::read_file, workers)?;
+    let never = std::sync::atomic::AtomicBool::new(false);
+    let compiled_files = compile_missing(
+        python,
+        &keyed,
+        store,
+        scratch,
+        &pool::read_file,
+        workers,
+        &never,
+    )?;
     let mut compiled = Vec::new();
     let mut skipped = Vec::new();
     for key in &keys {
@@ -227,7 +235,8 @@ pub fn compile_groups(
 }
 
 /// Compiles each (key, sources) group the store lacks, in `scratch`, and
-/// puts it in the store; the number of files compiled.
+/// puts it in the store; the number of files compiled. A group whose units
+/// were not all compiled when `enough` was set is left out of the store.
 pub(super) fn compile_missing(
     python: &Path,
     groups: &[(&str, &[(PathBuf, String)])],
@@ -235,6 +244,7 @@ pub(super) fn compile_missing(
     scratch: &Path,
     read: &pool::ReadSource<'_>,
     workers: usize,
+    enough: &std::sync::atomic::AtomicBool,
 ) -> Result<usize, BytecodeError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
@@ -266,12 +276,18 @@ pub(super) fn compile_missing(
         })
         .collect();
     let mut compiled_files = 0;
-    for (answer, i) in pool::run(python, &units, read, workers)?
-        .into_iter()
-        .zip(unit_group)
-    {
+    let answers = pool::run_until(python, &units, read, workers, enough)?;
+    // A group with a unit not compiled (stopped early) is not stored.
+    for (answer, i) in answers.iter().zip(&unit_group) {
+        if answer.is_none() {
+            fresh.remove(i);
+        }
+    }
+    for (answer, i) in answers.into_iter().zip(unit_group) {
+        let (Some(answer), Some(index)) = (answer, fresh.get_mut(&i)) else {
+            continue;
+        };
         compiled_files += answer.compiled.len() + answer.failed.len();
-        let index = fresh.get_mut(&i).expect("a missing group");
         for (pyc, slice) in answer.compiled {
             let pack = slice.pack.file_name().unwrap_or_default();
             let pack = pack.to_string_lossy().into_owned();
