@@ -522,6 +522,47 @@ fn a_rebuild_reads_the_base_config_from_the_cache() {
     assert_eq!(blob_gets(before), config[..1].to_vec());
 }
 
+/// With every requirement an exact pin (the demo's list) the hold-back
+/// check (`uv pip compile`, twice) never runs: a pinned version can't be
+/// held back, the cold build sees the install brought in nothing unpinned
+/// and remembers that, so a rebuild that reuses the layer asks nothing either.
+#[test]
+fn exactly_pinned_requirements_need_no_hold_back_check() {
+    let Some(setup) = Setup::new() else { return };
+    let uv = common::tools::find_uv().expect("uv");
+    let log = setup.work.path().join("uv-calls.log");
+    let logged = setup.work.path().join("uv-logged");
+    std::fs::write(
+        &logged,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
+            log.display(),
+            uv.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&logged, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let build = setup.build();
+    for tag in ["1", "2"] {
+        let mut cmd = build.command(&setup.recipe);
+        cmd.arg("--uv")
+            .arg(&logged)
+            .arg("--push")
+            .arg(format!("{}/test/pinned:{tag}", setup.registry.addr()));
+        run_ok(&mut cmd);
+    }
+    let calls = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        calls
+            .lines()
+            .filter(|l| l.starts_with("pip install"))
+            .count(),
+        1,
+        "{calls}"
+    );
+    assert!(!calls.contains("pip compile"), "{calls}");
+}
+
 /// A rebuild that changed nothing asks the destination for the manifest by
 /// digest and, since the repository holds it (and so every blob it names),
 /// checks no blob: one HEAD and the tag's PUT, no request under `/blobs/`.

@@ -262,7 +262,12 @@ pub fn build_python_layers(
         let (layers, installed) = layers?;
         held = match (beside, pinned, installed) {
             (Some(held), _, _) => held,
-            (None, Some(pinned), Some(installed)) if installed.is_subset(&pinned) => Vec::new(),
+            (None, Some(pinned), Some(installed)) if installed.is_subset(&pinned) => {
+                // Remembered as a check's answer is: a rebuild that reuses
+                // the layer (or a runner sharing the cache repo) asks no one.
+                let _ = cache.share_facts(&held_back_key(&key), &Vec::<HeldBack>::new());
+                Vec::new()
+            }
             _ => held_back(opts, cache, &target, &deps, &key),
         };
         out.extend(layers);
@@ -322,7 +327,7 @@ fn held_back(
     if opts.recipe.python.allow_sdist || deps.require_hashes || deps.requirements.is_empty() {
         return Vec::new();
     }
-    let key = crate::digest::Digest::of(site_packages_key.as_bytes());
+    let key = held_back_key(site_packages_key);
     if let Some(held) = cache.shared_facts::<Vec<HeldBack>>(&key) {
         return held;
     }
@@ -341,6 +346,11 @@ fn held_back(
     });
     let _ = cache.share_facts(&key, &held);
     held
+}
+
+/// Where the hold-back check's answer for a site-packages key is remembered.
+fn held_back_key(site_packages_key: &str) -> crate::digest::Digest {
+    crate::digest::Digest::of(site_packages_key.as_bytes())
 }
 
 fn site_packages_layers(
@@ -370,10 +380,10 @@ fn site_packages_layers(
         facts.version
     ));
     // While uv installs, the wheels it will most likely install are
-    // compiled into the per-wheel store; once it is done they take no more
-    // work, the bytecode layer waits for what they are
-    // doing (it would compile the same files), finds it there and compiles
-    // the rest, and the site-packages layer is compressed at once.
+    // compiled into the per-wheel store. Once it is done they take no more
+    // work; the bytecode layer waits for what they are doing (it would
+    // compile the same files), finds it there and compiles the rest, while
+    // the site-packages layer is compressed at once.
     let installed = std::sync::atomic::AtomicBool::new(false);
     let (entries, record, bytecode) = std::thread::scope(|scope| -> Result<_> {
         let ahead = scope.spawn(|| {
@@ -590,4 +600,64 @@ fn project_layers(
         )?);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{exact_pins, installed_dists};
+    use crate::layers::{Entry, EntryKind};
+
+    #[test]
+    fn only_requirements_that_are_all_exact_pins_skip_the_hold_back_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let pinned = file(
+            "pinned.txt",
+            "# generated\nPydantic_Core==2.50.4 \\\n    --hash=sha256:00\nidna==3.20 ; python_version >= '3.8'\n",
+        );
+        let names = exact_pins(std::slice::from_ref(&pinned)).expect("all pinned");
+        assert_eq!(
+            names.into_iter().collect::<Vec<_>>(),
+            ["idna", "pydantic-core"]
+        );
+        for loose in [
+            "idna>=3\n",
+            "idna==3.*\n",
+            "idna\n",
+            "-r other.txt\nidna==3.20\n",
+            "idna===3.20\n",
+        ] {
+            let loose = file("loose.txt", loose);
+            assert!(exact_pins(&[pinned.clone(), loose]).is_none());
+        }
+        assert!(exact_pins(&[dir.path().join("missing.txt")]).is_none());
+    }
+
+    #[test]
+    fn installed_dists_are_named_by_their_dist_info_dirs() {
+        let site = "/usr/local/lib/python3.13/site-packages";
+        let entry = |path: &str| Entry {
+            path: path.into(),
+            kind: EntryKind::Dir,
+            mode: 0o755,
+            owner: Default::default(),
+        };
+        let entries = [
+            entry("usr/local/lib/python3.13/site-packages/pydantic_core-2.50.4.dist-info"),
+            entry("usr/local/lib/python3.13/site-packages/pydantic_core-2.50.4.dist-info/RECORD"),
+            entry("usr/local/lib/python3.13/site-packages/idna"),
+            entry("usr/local/lib/python3.13/site-packages/Idna-3.20.dist-info/METADATA"),
+            entry("usr/local/bin/uvicorn"),
+        ];
+        assert_eq!(
+            installed_dists(&entries, site)
+                .into_iter()
+                .collect::<Vec<_>>(),
+            ["idna", "pydantic-core"]
+        );
+    }
 }

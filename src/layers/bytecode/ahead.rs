@@ -69,8 +69,8 @@ pub fn compile_ahead(ahead: &Ahead) -> Result<usize, BytecodeError> {
         .into_iter()
         .filter_map(|wheel| guess(&wheel, ahead).ok().flatten())
         .collect();
-    // The pool reads by image path: which wheel, which entry, which digest.
-    let mut origin: BTreeMap<String, (usize, String, Digest)> = BTreeMap::new();
+    // The pool reads by (wheel, image path): which entry, which digest.
+    let mut origin: BTreeMap<(PathBuf, String), (usize, String, Digest)> = BTreeMap::new();
     let mut keyed = Vec::new();
     for (i, guess) in guesses.iter().enumerate() {
         let listing = guess
@@ -82,7 +82,8 @@ pub fn compile_ahead(ahead: &Ahead) -> Result<usize, BytecodeError> {
             .sources
             .iter()
             .map(|(name, image, digest)| {
-                origin.insert(image.clone(), (i, name.clone(), digest.clone()));
+                let at = (guess.wheel.clone(), image.clone());
+                origin.insert(at, (i, name.clone(), digest.clone()));
                 (guess.wheel.clone(), image.clone())
             })
             .collect();
@@ -99,9 +100,9 @@ pub fn compile_ahead(ahead: &Ahead) -> Result<usize, BytecodeError> {
     // The open wheels, most recently used last: a unit reads one wheel, so
     // one per worker (a big wheel's directory is megabytes) is enough.
     let archives: Mutex<Vec<(usize, zip::ZipArchive<std::fs::File>)>> = Default::default();
-    let read = |_: &Path, image: &str| -> std::io::Result<Vec<u8>> {
+    let read = |wheel: &Path, image: &str| -> std::io::Result<Vec<u8>> {
         let (i, name, digest) = origin
-            .get(image)
+            .get(&(wheel.to_path_buf(), image.to_string()))
             .ok_or_else(|| std::io::Error::other(format!("no wheel holds {image}")))?;
         let mut archives = crate::lock(&archives);
         let open_at = match archives.iter().position(|(open, _)| open == i) {
