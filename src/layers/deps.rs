@@ -159,27 +159,42 @@ pub struct PinLine {
 /// Reads `name==version [; marker] --hash=sha256:...` lines (continuations
 /// joined, comments and options skipped).
 pub fn parse_requirements(text: &str) -> Vec<PinLine> {
-    let joined = text.replace("\\\n", " ");
-    let mut pins = Vec::new();
-    for line in joined.lines() {
-        let line = line.split(" #").next().unwrap_or("").trim();
-        if line.is_empty() || line.starts_with('#') || line.starts_with('-') {
-            continue;
-        }
-        let mut tokens = line.split_whitespace();
-        let Some((name, version)) = tokens.next().and_then(|t| t.split_once("==")) else {
-            continue;
-        };
-        let hashes = line
-            .split_whitespace()
-            .filter_map(|t| t.strip_prefix("--hash="))
-            .filter_map(|h| Digest::parse(h).ok())
-            .collect();
-        pins.push(PinLine {
-            name: name.to_string(),
-            version: version.trim_end_matches(';').to_string(),
-            hashes,
-        });
-    }
-    pins
+    requirement_lines(text)
+        .iter()
+        .filter(|line| !line.starts_with('-'))
+        .filter_map(|line| pin_line(line))
+        .collect()
+}
+
+/// The pins, when every requirement of `text` is an exact `name==version`
+/// line (no range, wildcard, option or `-r`); None otherwise.
+pub fn exact_pins(text: &str) -> Option<Vec<PinLine>> {
+    requirement_lines(text)
+        .iter()
+        .map(|line| pin_line(line))
+        .map(|pin| pin.filter(|p| !p.version.contains(['*', ',', '<', '>', '=', '!', '~'])))
+        .collect()
+}
+
+/// The lines that say something: continuations joined, comments dropped.
+fn requirement_lines(text: &str) -> Vec<String> {
+    text.replace("\\\n", " ")
+        .lines()
+        .map(|line| line.split(" #").next().unwrap_or("").trim().to_string())
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .collect()
+}
+
+fn pin_line(line: &str) -> Option<PinLine> {
+    let (name, version) = line.split_whitespace().next()?.split_once("==")?;
+    let hashes = line
+        .split_whitespace()
+        .filter_map(|t| t.strip_prefix("--hash="))
+        .filter_map(|h| Digest::parse(h).ok())
+        .collect();
+    Some(PinLine {
+        name: name.to_string(),
+        version: version.trim_end_matches(';').to_string(),
+        hashes,
+    })
 }

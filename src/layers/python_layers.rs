@@ -283,20 +283,7 @@ pub fn build_python_layers(
 fn exact_pins(files: &[PathBuf]) -> Option<std::collections::BTreeSet<String>> {
     let mut names = std::collections::BTreeSet::new();
     for file in files {
-        let text = std::fs::read_to_string(file).ok()?;
-        let pins = deps::parse_requirements(&text);
-        let lines = text
-            .replace("\\\n", " ")
-            .lines()
-            .map(|line| line.split(" #").next().unwrap_or("").trim().to_string())
-            .filter(|line| !line.is_empty() && !line.starts_with('#'))
-            .count();
-        let exact = pins
-            .iter()
-            .all(|p| !p.version.contains(['*', ',', '<', '>', '=', '!', '~']));
-        if pins.len() != lines || !exact {
-            return None;
-        }
+        let pins = deps::exact_pins(&std::fs::read_to_string(file).ok()?)?;
         names.extend(pins.iter().map(|p| normalise_name(&p.name)));
     }
     Some(names)

@@ -132,14 +132,9 @@ pub async fn push(
     }
     // The SBOMs don't wait for the image's blobs (nor they for them): a
     // referrer may name a subject not pushed yet, the image follows at once.
-    let new_images: BTreeSet<Digest> = image
-        .images
-        .iter()
-        .filter(|img| made_here(image, img))
-        .map(|img| img.manifest_digest.clone())
-        .collect();
+    let new_images = made_here(image);
     let (reports, ()) = futures::try_join!(
-        push_blobs(client, cache, image, dest, &blobs),
+        push_blobs(client, cache, image, dest, &blobs, &new_images),
         super::referrers::attach(client, cache, &image.referrers, dest, &new_images),
     )?;
     // Platform manifests once their blobs are in, the tag last: a failure
@@ -179,8 +174,9 @@ async fn push_blobs(
     image: &Publishable<'_>,
     dest: &Reference,
     blobs: &BTreeMap<Digest, ToPush>,
+    new_images: &BTreeSet<Digest>,
 ) -> Result<Vec<BlobReport>, PushError> {
-    let present = blobs_of_present_manifests(client, image, dest).await?;
+    let present = blobs_of_present_manifests(client, image, dest, new_images).await?;
     let mut reports: Vec<BlobReport> = present
         .iter()
         .filter(|digest| blobs.contains_key(digest))
@@ -218,9 +214,10 @@ async fn blobs_of_present_manifests(
     client: &RegistryClient,
     image: &Publishable<'_>,
     dest: &Reference,
+    new_images: &BTreeSet<Digest>,
 ) -> Result<BTreeSet<Digest>, PushError> {
     let found = futures::future::try_join_all(image.images.iter().map(|img| async move {
-        if made_here(image, img) {
+        if new_images.contains(&img.manifest_digest) {
             return Ok(None);
         }
         client
@@ -242,14 +239,22 @@ async fn blobs_of_present_manifests(
     Ok(present)
 }
 
-/// Whether a layer of `img` was made by this build (and offered to an
-/// early upload).
-fn made_here(image: &Publishable<'_>, img: &crate::image::Image) -> bool {
-    image.early.is_some_and(|early| {
-        img.layers
-            .iter()
-            .any(|layer| early.offered(&layer.descriptor.digest))
-    })
+/// The manifest digests of the images with a layer this build made (and
+/// offered to an early upload): new to the destination.
+fn made_here(image: &Publishable<'_>) -> BTreeSet<Digest> {
+    let Some(early) = image.early else {
+        return BTreeSet::new();
+    };
+    image
+        .images
+        .iter()
+        .filter(|img| {
+            img.layers
+                .iter()
+                .any(|layer| early.offered(&layer.descriptor.digest))
+        })
+        .map(|img| img.manifest_digest.clone())
+        .collect()
 }
 
 async fn push_one(

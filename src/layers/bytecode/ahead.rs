@@ -70,9 +70,9 @@ pub fn compile_ahead(ahead: &Ahead) -> Result<usize, BytecodeError> {
         .filter_map(|wheel| guess(&wheel, ahead).ok().flatten())
         .collect();
     // The pool reads by (wheel, image path): which entry, which digest.
-    let mut origin: BTreeMap<(PathBuf, String), (usize, String, Digest)> = BTreeMap::new();
+    let mut origin: BTreeMap<(PathBuf, String), (String, Digest)> = BTreeMap::new();
     let mut keyed = Vec::new();
-    for (i, guess) in guesses.iter().enumerate() {
+    for guess in &guesses {
         let listing = guess
             .sources
             .iter()
@@ -83,7 +83,7 @@ pub fn compile_ahead(ahead: &Ahead) -> Result<usize, BytecodeError> {
             .iter()
             .map(|(name, image, digest)| {
                 let at = (guess.wheel.clone(), image.clone());
-                origin.insert(at, (i, name.clone(), digest.clone()));
+                origin.insert(at, (name.clone(), digest.clone()));
                 (guess.wheel.clone(), image.clone())
             })
             .collect();
@@ -99,31 +99,33 @@ pub fn compile_ahead(ahead: &Ahead) -> Result<usize, BytecodeError> {
         .collect();
     // The open wheels, most recently used last: a unit reads one wheel, so
     // one per worker (a big wheel's directory is megabytes) is enough.
-    let archives: Mutex<Vec<(usize, zip::ZipArchive<std::fs::File>)>> = Default::default();
+    let archives: Mutex<Vec<(PathBuf, zip::ZipArchive<std::fs::File>)>> = Default::default();
     let read = |wheel: &Path, image: &str| -> std::io::Result<Vec<u8>> {
-        let (i, name, digest) = origin
+        let (name, digest) = origin
             .get(&(wheel.to_path_buf(), image.to_string()))
             .ok_or_else(|| std::io::Error::other(format!("no wheel holds {image}")))?;
         let mut archives = crate::lock(&archives);
-        let open_at = match archives.iter().position(|(open, _)| open == i) {
-            Some(at) => at,
+        let used = match archives.iter().position(|(open, _)| open == wheel) {
+            Some(at) => archives.remove(at),
             None => {
                 if archives.len() > ahead.workers {
                     archives.remove(0);
                 }
-                archives.push((*i, open(&guesses[*i].wheel)?));
-                archives.len() - 1
+                (wheel.to_path_buf(), open(wheel)?)
             }
         };
-        let used = archives.remove(open_at);
         archives.push(used);
         let archive = &mut archives.last_mut().expect("just pushed").1;
-        let bytes = read_entry(archive, name)?;
+        // Sized once from the directory (a lie only costs regrowth).
+        let size = archive.by_index_raw(archive.index_for_name(name).unwrap_or(usize::MAX));
+        let size = size.map_or(0, |entry| entry.size().min(SOURCE_LIMIT));
+        let mut bytes = Vec::with_capacity(size as usize);
+        copy_entry(archive, name, &mut bytes)?;
         // The wheel may have changed since it was keyed.
         if &Digest::of(&bytes) != digest {
             return Err(std::io::Error::other(format!(
                 "`{}` changed while it was read",
-                guesses[*i].wheel.display()
+                wheel.display()
             )));
         }
         Ok(bytes)
@@ -254,8 +256,10 @@ fn guess(wheel: &Path, ahead: &Ahead) -> std::io::Result<Option<Guess>> {
         if !ahead.tests && in_tests_dir(&image, site) {
             continue;
         }
-        let digest = digest_entry(&mut archive, &name)?;
-        sources.push((name, image, digest));
+        // Streamed: no source is held (a wheel's biggest are megabytes).
+        let mut hashing = crate::digest::HashingWriter::new(std::io::sink());
+        copy_entry(&mut archive, &name, &mut hashing)?;
+        sources.push((name, image, hashing.finish().1));
     }
     Ok((!sources.is_empty()).then(|| Guess {
         wheel: wheel.to_path_buf(),
@@ -267,34 +271,17 @@ fn open(wheel: &Path) -> std::io::Result<zip::ZipArchive<std::fs::File>> {
     zip::ZipArchive::new(std::fs::File::open(wheel)?).map_err(std::io::Error::other)
 }
 
-/// One entry's digest, streamed (no source is held: a wheel's biggest
-/// `.py` files are megabytes), refused past [`SOURCE_LIMIT`] bytes.
-fn digest_entry(
+/// Copies one entry into `out`, refused past [`SOURCE_LIMIT`] bytes.
+fn copy_entry(
     archive: &mut zip::ZipArchive<std::fs::File>,
     name: &str,
-) -> std::io::Result<Digest> {
+    out: &mut impl std::io::Write,
+) -> std::io::Result<()> {
     let entry = archive.by_name(name).map_err(std::io::Error::other)?;
-    let mut hashing = crate::digest::HashingWriter::new(std::io::sink());
-    let size = std::io::copy(&mut entry.take(SOURCE_LIMIT + 1), &mut hashing)?;
-    if size > SOURCE_LIMIT {
+    if std::io::copy(&mut entry.take(SOURCE_LIMIT + 1), out)? > SOURCE_LIMIT {
         return Err(std::io::Error::other(format!("`{name}` is too large")));
     }
-    Ok(hashing.finish().1)
-}
-
-/// One entry's bytes, at most [`SOURCE_LIMIT`] of them.
-fn read_entry(
-    archive: &mut zip::ZipArchive<std::fs::File>,
-    name: &str,
-) -> std::io::Result<Vec<u8>> {
-    let entry = archive.by_name(name).map_err(std::io::Error::other)?;
-    // Sized once from the directory (a lie only costs regrowth).
-    let mut bytes = Vec::with_capacity(entry.size().min(SOURCE_LIMIT) as usize);
-    entry.take(SOURCE_LIMIT + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > SOURCE_LIMIT {
-        return Err(std::io::Error::other(format!("`{name}` is too large")));
-    }
-    Ok(bytes)
+    Ok(())
 }
 
 #[cfg(test)]
