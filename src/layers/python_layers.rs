@@ -367,9 +367,9 @@ fn site_packages_layers(
         facts.version
     ));
     // While uv installs, the wheels it will most likely install are
-    // compiled into the per-wheel store. Once it is done they take no more
-    // work; the bytecode layer waits for what they are doing (it would
-    // compile the same files), finds it there and compiles the rest, while
+    // compiled into the per-wheel store. Once it is done they start no new
+    // wheel; the bytecode layer waits for the wheels they started (it would
+    // compile the same files), finds them there and compiles the rest, while
     // the site-packages layer is compressed at once.
     let installed = std::sync::atomic::AtomicBool::new(false);
     let (entries, record, bytecode) = std::thread::scope(|scope| -> Result<_> {

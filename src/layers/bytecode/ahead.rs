@@ -46,9 +46,10 @@ pub struct Ahead<'a> {
     /// A scratch dir on the store's file system.
     pub scratch: &'a Path,
     pub workers: usize,
-    /// Set when the install is done: the workers take no more work, and
-    /// what they did not get to is compiled after the install (with the
-    /// site-packages layer's compression no longer beside uv's work).
+    /// Set when the install is done: the workers start no new wheel (they
+    /// finish the ones started: a wheel is stored whole or not at all), and
+    /// what they did not get to is compiled after the install, keyed by the
+    /// installed files.
     pub enough: &'a AtomicBool,
 }
 

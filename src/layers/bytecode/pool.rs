@@ -27,6 +27,9 @@ pub const UNIT_FILES: usize = 64;
 pub struct Unit {
     pub pack: PathBuf,
     pub jobs: Vec<(String, String)>,
+    /// The first unit of its group: [`run_until`] starts no new group once
+    /// told it has enough.
+    pub opens_group: bool,
 }
 
 /// Where a compiled `.pyc`'s bytes are: `size` bytes at `offset` in `pack`.
@@ -163,6 +166,7 @@ pub fn units(sources: &[(PathBuf, String)], out_dir: &Path) -> Result<Vec<Unit>,
         .map(|(i, chunk)| Unit {
             pack: out_dir.join(format!("unit-{i}.pack")),
             jobs: chunk.to_vec(),
+            opens_group: i == 0,
         })
         .collect())
 }
@@ -189,8 +193,9 @@ pub fn run(
         .collect())
 }
 
-/// [`run`] that claims no more units once `enough` is set: a unit not
-/// started by then has no answer.
+/// [`run`] that starts no new group once `enough` is set: the groups
+/// already started are finished (their units are only worth anything
+/// together), a unit of a group not started by then has no answer.
 pub fn run_until(
     python: &Path,
     units: &[Unit],
@@ -206,8 +211,7 @@ pub fn run_until(
         let handles: Vec<_> = (0..workers)
             .map(|_| {
                 scope.spawn(|| {
-                    let halt = [&stop, enough];
-                    let result = work(python, units, read, &next, &halt, &answers);
+                    let result = work(python, units, read, &next, [&stop, enough], &answers);
                     if result.is_err() {
                         stop.store(true, Ordering::Relaxed);
                     }
@@ -232,7 +236,7 @@ fn work(
     units: &[Unit],
     read: &ReadSource<'_>,
     next: &AtomicUsize,
-    halt: &[&AtomicBool],
+    [stop, enough]: [&AtomicBool; 2],
     answers: &Mutex<Vec<Option<Answer>>>,
 ) -> Result<(), BytecodeError> {
     let not_runnable = |e: std::io::Error| BytecodeError::NotRunnable {
@@ -251,9 +255,10 @@ fn work(
     let mut stdin = std::io::BufWriter::new(child.stdin.take().expect("piped stdin"));
     let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
     let mut result = Ok(());
-    while !halt.iter().any(|h| h.load(Ordering::Relaxed)) {
-        let index = next.fetch_add(1, Ordering::Relaxed);
-        let Some(unit) = units.get(index) else { break };
+    while !stop.load(Ordering::Relaxed) {
+        let Some((index, unit)) = claim(units, next, enough) else {
+            break;
+        };
         match exchange(&mut stdin, &mut stdout, unit, read) {
             Ok(answer) => answers.lock().expect("no thread panicked")[index] = Some(answer),
             Err(Failure::Driver(reason)) => {
@@ -279,6 +284,27 @@ fn work(
             stderr: format!("{reason} ({status}): {}", text.trim()),
         }
     })
+}
+
+/// The next unit to compile, if any: in order, and once `enough` is set
+/// none that opens a group. Claimed by compare-and-swap, so a group's first
+/// unit is never passed over while a later one of it is taken.
+fn claim<'u>(
+    units: &'u [Unit],
+    next: &AtomicUsize,
+    enough: &AtomicBool,
+) -> Option<(usize, &'u Unit)> {
+    let mut index = next.load(Ordering::Relaxed);
+    loop {
+        let unit = units.get(index)?;
+        if unit.opens_group && enough.load(Ordering::Relaxed) {
+            return None;
+        }
+        match next.compare_exchange(index, index + 1, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return Some((index, unit)),
+            Err(now) => index = now,
+        }
+    }
 }
 
 /// Why a unit got no answer: the worker failed (its stderr tells), or a
@@ -449,6 +475,40 @@ mod tests {
             format!("/app/m{UNIT_FILES:03}.py"),
         );
         assert_eq!(units[1].jobs, [last]);
+        assert!(units[0].opens_group && !units[1].opens_group);
+    }
+
+    #[test]
+    fn once_enough_a_started_group_is_finished_and_no_new_one_started() {
+        let unit = |opens_group| Unit {
+            pack: PathBuf::new(),
+            jobs: Vec::new(),
+            opens_group,
+        };
+        // Group A: units 0-2; group B: units 3-4.
+        let units = [
+            unit(true),
+            unit(false),
+            unit(false),
+            unit(true),
+            unit(false),
+        ];
+        let enough = AtomicBool::new(false);
+        let next = AtomicUsize::new(0);
+        assert_eq!(claim(&units, &next, &enough).map(|(i, _)| i), Some(0));
+        enough.store(true, Ordering::Relaxed);
+        let rest: Vec<usize> =
+            std::iter::from_fn(|| claim(&units, &next, &enough).map(|(i, _)| i)).collect();
+        assert_eq!(rest, [1, 2]);
+        assert_eq!(
+            next.load(Ordering::Relaxed),
+            3,
+            "B's first unit is left for no one"
+        );
+        // Told before anything started: nothing is claimed.
+        assert!(claim(&units, &AtomicUsize::new(0), &enough).is_none());
+        enough.store(false, Ordering::Relaxed);
+        assert_eq!(claim(&units, &next, &enough).map(|(i, _)| i), Some(3));
     }
 
     #[test]

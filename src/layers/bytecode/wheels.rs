@@ -235,8 +235,8 @@ pub fn compile_groups(
 }
 
 /// Compiles each (key, sources) group the store lacks, in `scratch`, and
-/// puts it in the store; the number of files compiled. A group whose units
-/// were not all compiled when `enough` was set is left out of the store.
+/// puts it in the store; the number of files compiled. Once `enough` is set
+/// no new group is started; one not finished is left out of the store.
 pub(super) fn compile_missing(
     python: &Path,
     groups: &[(&str, &[(PathBuf, String)])],
