@@ -145,7 +145,13 @@ fn app_layers_once(
             &format!("slipway: app → {}", recipe.app.destination),
             LayerKind::App,
             opts,
-            || Ok((entries.clone(), None, digests.clone())),
+            || {
+                let checks = layers::tarball::Checks {
+                    digests: digests.clone(),
+                    ..Default::default()
+                };
+                Ok((entries.clone(), None, checks))
+            },
         )
     };
     if !recipe.app.bytecode {

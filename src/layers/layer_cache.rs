@@ -11,7 +11,7 @@ use super::store::LayerStore;
 use crate::cache::{Cache, LayerRecord};
 use crate::error::{io, Error, ErrorKind, Result};
 use crate::facts::PythonFacts;
-use crate::layers::tarball::{self, FileDigests};
+use crate::layers::tarball::{self, Checks};
 use crate::layers::{self, bytecode, Entry, Owner};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,8 +31,9 @@ pub fn omitted(kind: LayerKind, reason: &str) -> OmittedLayer {
 }
 
 /// What a layer is built from: its entries, the scratch dir holding their
-/// files (if any), and the content digests its key was made of.
-pub type LayerInputs = (Vec<Entry>, Option<tempfile::TempDir>, FileDigests);
+/// files (if any), and what they are checked for as they are packed (the
+/// content digests its key was made of, host paths).
+pub type LayerInputs = (Vec<Entry>, Option<tempfile::TempDir>, Checks);
 
 /// Reuses the layer for `key` from the caches or builds it from `entries()`.
 pub fn cached_layer(
@@ -54,9 +55,9 @@ pub fn cached_layer(
                 created_by.trim_start_matches("slipway: ")
             ));
             // `_scratch` holds the entries' files until the layer is written.
-            let (entries, _scratch, digests) = entries()?;
+            let (entries, _scratch, checks) = entries()?;
             (
-                write_into_cache(cache, key, &entries, opts.epoch, &digests)?,
+                write_into_cache(cache, key, &entries, opts.epoch, &checks)?,
                 LayerSource::Built,
             )
         }
@@ -78,14 +79,14 @@ pub static COMPRESS_BYTES: AtomicU64 = AtomicU64::new(0);
 /// `.py` files compiled by this build (not taken from the per-wheel store).
 pub static COMPILED_FILES: AtomicU64 = AtomicU64::new(0);
 
-/// Packs `entries` (checked against `digests`, see
-/// [`tarball::write_layer_checked`]) into the blob store under `key`.
+/// Packs `entries` (checked as `checks` says, see [`tarball::Checks`]) into
+/// the blob store under `key`.
 pub fn write_into_cache(
     cache: &LayerStore,
     key: &str,
     entries: &[Entry],
     epoch: u64,
-    digests: &FileDigests,
+    checks: &Checks,
 ) -> Result<LayerRecord> {
     let scratch = cache
         .temp_dir("layer")
@@ -96,16 +97,15 @@ pub fn write_into_cache(
     static COMPRESSING: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _compressing = crate::lock(&COMPRESSING);
     let started = Instant::now();
-    let blob = tarball::write_layer_checked(
-        entries,
-        epoch,
-        &scratch.path().join("layer.tar.gz"),
-        digests,
-    )
-    .map_err(source_error(&format!(
-        "cannot write layer `{key}` in `{}`",
-        scratch.path().display()
-    )))?;
+    let blob =
+        tarball::write_layer_checked(entries, epoch, &scratch.path().join("layer.tar.gz"), checks)
+            .map_err(|e| match tarball::HostPathLeak::of(&e) {
+                Some(leak) => Error::new(ErrorKind::Dependencies, leak.to_string()),
+                None => source_error(&format!(
+                    "cannot write layer `{key}` in `{}`",
+                    scratch.path().display()
+                ))(e),
+            })?;
     COMPRESS_NANOS.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
     COMPRESS_BYTES.fetch_add(blob.uncompressed_size, Ordering::Relaxed);
     cache

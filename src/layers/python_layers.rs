@@ -14,7 +14,7 @@ use crate::error::{io, Error, ErrorKind, Result};
 use crate::facts::PythonFacts;
 use crate::layers::project::{normalise_name, ProjectError};
 use crate::layers::resolution::{self, HeldBack};
-use crate::layers::{self, app, bytecode, deps, sitepackages, Entry, Owner};
+use crate::layers::{self, app, bytecode, deps, sitepackages, tarball, Entry, Owner};
 use std::path::{Path, PathBuf};
 
 /// A CPython for uv to run (any will do when none of the base's minor is found).
@@ -40,6 +40,15 @@ struct Target<'a> {
 }
 
 impl Target<'_> {
+    /// What the layer of an install into `staging` is checked for as it is
+    /// packed: no file may still name the staging dir.
+    fn checks(&self, staging: &str) -> tarball::Checks {
+        tarball::Checks {
+            host_paths: sitepackages::host_paths(&self.scratch.join(staging)),
+            ..Default::default()
+        }
+    }
+
     fn host_python(&self, opts: &LayerOptions) -> &Path {
         self.host_python
             .get_or_init(|| host_python(opts, self.facts))
@@ -126,6 +135,10 @@ impl Target<'_> {
         })
     }
 }
+
+/// The staging dirs (in the build's scratch dir) uv installs into.
+const SITE_PACKAGES_STAGING: &str = "prefix";
+const PROJECT_STAGING: &str = "project-prefix";
 
 struct InstallSpec<'a> {
     /// The layer's cache key.
@@ -384,7 +397,7 @@ fn site_packages_layers(
                 key: &key,
                 deps,
                 wheels: Vec::new(),
-                staging: "prefix",
+                staging: SITE_PACKAGES_STAGING,
             },
         );
         installed.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -399,7 +412,15 @@ fn site_packages_layers(
                     })
                     .transpose()
             });
-            let record = write_into_cache(cache, &key, &entries, opts.epoch, &Default::default());
+            let checks = target.checks(SITE_PACKAGES_STAGING);
+            let record = write_into_cache(cache, &key, &entries, opts.epoch, &checks);
+            if let Ok(record) = &record {
+                // For the SBOM, which otherwise decompresses the whole layer
+                // to find them (~0.6 s on the big set); best effort.
+                if let Ok(infos) = sitepackages::dist_infos(&entries) {
+                    let _ = cache.put_facts(&sitepackages::dist_info_key(&record.digest), &infos);
+                }
+            }
             (record, bytecode.join().expect("the bytecode thread"))
         });
         Ok((entries, record, bytecode))
@@ -548,7 +569,7 @@ fn project_layers(
                 key: &key,
                 deps: &local,
                 wheels: deps.wheels.clone(),
-                staging: "project-prefix",
+                staging: PROJECT_STAGING,
             },
         )?
     };
@@ -562,7 +583,7 @@ fn project_layers(
         &label,
         LayerKind::Project,
         opts,
-        || Ok((entries.clone(), None, Default::default())),
+        || Ok((entries.clone(), None, target.checks(PROJECT_STAGING))),
     )?];
     if bytecode {
         let sources = app::python_sources(&entries);

@@ -13,7 +13,7 @@ pub use super::uv::{
     command, install, packages_not_found, packages_without_wheels, wheels_command, InstallReport,
     UvInstall,
 };
-use super::wheelfix::{file_contains_any, fix_staging, read_capped};
+use super::wheelfix::{fix_staging, read_capped};
 use super::{normalise, Entry, EntryKind, Owner};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -72,8 +72,6 @@ pub enum SitePackagesError {
     NonUtf8Name(PathBuf),
     #[error("an installed file is named `{0}`: names starting with `.wh.` delete files of the layers below")]
     WhiteoutName(String),
-    #[error("host paths remain in the installed files: {}", .0.join(", "))]
-    HostPathLeak(Vec<String>),
     #[error("reading `{path}`")]
     Io {
         path: PathBuf,
@@ -147,9 +145,9 @@ pub fn collect(
             owner,
         });
     }
-    let entries = normalise(entries, Owner::default());
-    check_no_host_paths(staging, &entries)?;
-    Ok(entries)
+    // Whether a file still names the staging dir is checked as the layer
+    // is packed (each byte is read once): see `host_paths`.
+    Ok(normalise(entries, Owner::default()))
 }
 
 /// An installed file's entry kind and mode; anything but a file, dir or
@@ -190,18 +188,99 @@ fn kind_and_mode(
     })
 }
 
-/// Refuses entries that still name the staging dir (a script or record
-/// uv wrote with the host's path in it).
-fn check_no_host_paths(staging: &Path, entries: &[Entry]) -> Result<(), SitePackagesError> {
-    let mut needles = vec![staging.to_string_lossy().into_owned()];
+/// One `*.dist-info` dir of an install: its METADATA headers (up to the
+/// first blank line, from at most its first MiB, as text) and its RECORD's
+/// digest. Read from the staging dir when the layer is written and kept
+/// beside it (see [`dist_info_key`]), so the SBOM need not decompress the
+/// layer to find them.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DistInfo {
+    /// The dir's path in the layer (no leading slash).
+    pub dir: String,
+    pub metadata: String,
+    pub record: crate::digest::Digest,
+}
+
+/// METADATA bytes read: its headers come first (a long description follows).
+pub const METADATA_LIMIT: u64 = 1 << 20;
+
+/// Where a layer's [`DistInfo`]s are kept in the cache's facts.
+pub fn dist_info_key(layer: &crate::digest::Digest) -> crate::digest::Digest {
+    crate::digest::Digest::of(format!("dist-info\n{layer}").as_bytes())
+}
+
+/// The METADATA headers: the lines before the first empty one.
+pub fn metadata_headers(text: &str) -> String {
+    let mut headers = String::new();
+    for line in text.lines() {
+        if line.is_empty() {
+            break;
+        }
+        headers.push_str(line);
+        headers.push('\n');
+    }
+    headers
+}
+
+/// A layer path's (dist-info dir, file name) when the file lies directly in
+/// a `*.dist-info` dir (no leading `./` or `/` in the dir).
+pub fn in_dist_info(path: &str) -> Option<(&str, &str)> {
+    let path = path.trim_start_matches("./").trim_start_matches('/');
+    let (dir, file) = path.rsplit_once('/')?;
+    (dir.ends_with(".dist-info") && !dir.contains(".dist-info/")).then_some((dir, file))
+}
+
+/// The dist-info dirs among `entries` (a layer's, files on disk) that hold
+/// both a METADATA and a RECORD, sorted by dir.
+pub fn dist_infos(entries: &[Entry]) -> std::io::Result<Vec<DistInfo>> {
+    use std::io::Read;
+    let mut metadata = std::collections::BTreeMap::new();
+    let mut records = std::collections::BTreeMap::new();
+    for entry in entries {
+        let EntryKind::File { source, .. } = &entry.kind else {
+            continue;
+        };
+        let Some((dir, file)) = in_dist_info(&entry.path) else {
+            continue;
+        };
+        match file {
+            "METADATA" => {
+                let mut bytes = Vec::new();
+                std::fs::File::open(source)?
+                    .take(METADATA_LIMIT)
+                    .read_to_end(&mut bytes)?;
+                let text = metadata_headers(&String::from_utf8_lossy(&bytes));
+                metadata.insert(dir.to_string(), text);
+            }
+            "RECORD" => {
+                records.insert(dir.to_string(), crate::digest::digest_file(source)?.0);
+            }
+            _ => {}
+        }
+    }
+    Ok(metadata
+        .into_iter()
+        .filter_map(|(dir, metadata)| {
+            let record = records.remove(&dir)?;
+            Some(DistInfo {
+                dir,
+                metadata,
+                record,
+            })
+        })
+        .collect())
+}
+
+/// The paths no installed file may still name (a script or record uv wrote
+/// with the staging dir in it): the layer's writer refuses those files
+/// (`tarball::Checks::host_paths`).
+pub fn host_paths(staging: &Path) -> Vec<String> {
+    let mut paths = vec![staging.to_string_lossy().into_owned()];
     if let Ok(canonical) = staging.canonicalize() {
-        needles.push(canonical.to_string_lossy().into_owned());
+        paths.push(canonical.to_string_lossy().into_owned());
     }
-    let leaks = find_host_paths(entries, &needles);
-    if !leaks.is_empty() {
-        return Err(SitePackagesError::HostPathLeak(leaks));
-    }
-    Ok(())
+    paths.dedup();
+    paths
 }
 
 /// An installed file a wheel puts in the interpreter's own directories
@@ -391,30 +470,6 @@ fn dropped(rel: &Path, is_dir: bool) -> bool {
     let name = rel.file_name().and_then(|n| n.to_str()).unwrap_or("");
     (is_dir && name == "__pycache__")
         || (!is_dir && (name.ends_with(".pyc") || name.ends_with(".pyo")))
-}
-
-/// Entry paths whose file bytes (or symlink target) contain any of `needles`,
-/// e.g. the staging dir or the host interpreter's path.
-pub fn find_host_paths(entries: &[Entry], needles: &[String]) -> Vec<String> {
-    let finders: Vec<memchr::memmem::Finder> = needles
-        .iter()
-        .filter(|n| !n.is_empty())
-        .map(|n| memchr::memmem::Finder::new(n.as_bytes()))
-        .collect();
-    let mut hits = Vec::new();
-    for entry in entries {
-        let found = match &entry.kind {
-            EntryKind::File { source, .. } => file_contains_any(source, &finders),
-            EntryKind::Symlink { target } => {
-                finders.iter().any(|f| f.find(target.as_bytes()).is_some())
-            }
-            EntryKind::Dir | EntryKind::Packed { .. } => false,
-        };
-        if found {
-            hits.push(entry.path.clone());
-        }
-    }
-    hits
 }
 
 #[cfg(test)]

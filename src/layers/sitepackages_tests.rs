@@ -260,12 +260,22 @@ fn a_leftover_staging_path_is_refused() {
         format!("{}/src\n", tmp.path().display()),
     )
     .unwrap();
-    match collect(tmp.path(), &layout(), Owner::default()) {
-        Err(SitePackagesError::HostPathLeak(paths)) => {
-            assert_eq!(paths, [format!("{LAYOUT_ROOT}/pkg/paths.pth")])
-        }
-        other => panic!("{other:?}"),
-    }
+    let entries = collect(tmp.path(), &layout(), Owner::default()).unwrap();
+    // Refused as the layer is packed.
+    let checks = crate::layers::tarball::Checks {
+        host_paths: host_paths(tmp.path()),
+        ..Default::default()
+    };
+    let out = tempfile::tempdir().unwrap();
+    let err = crate::layers::tarball::write_layer_checked(
+        &entries,
+        0,
+        &out.path().join("l.tgz"),
+        &checks,
+    )
+    .unwrap_err();
+    let leak = crate::layers::tarball::HostPathLeak::of(&err).expect("a host path leak");
+    assert_eq!(leak.0, [format!("{LAYOUT_ROOT}/pkg/paths.pth")]);
 }
 
 #[test]
@@ -428,4 +438,30 @@ fn interpreter_files_are_the_ones_in_the_interpreters_dirs() {
             },
         ]
     );
+}
+
+/// Entry paths whose file bytes (or symlink target) contain any of `needles`,
+/// e.g. the staging dir or the host interpreter's path.
+fn find_host_paths(entries: &[Entry], needles: &[String]) -> Vec<String> {
+    let finders: Vec<memchr::memmem::Finder> = needles
+        .iter()
+        .filter(|n| !n.is_empty())
+        .map(|n| memchr::memmem::Finder::new(n.as_bytes()))
+        .collect();
+    let mut hits = Vec::new();
+    for entry in entries {
+        let found = match &entry.kind {
+            EntryKind::File { source, .. } => {
+                crate::layers::wheelfix::file_contains_any(source, &finders)
+            }
+            EntryKind::Symlink { target } => {
+                finders.iter().any(|f| f.find(target.as_bytes()).is_some())
+            }
+            EntryKind::Dir | EntryKind::Packed { .. } => false,
+        };
+        if found {
+            hits.push(entry.path.clone());
+        }
+    }
+    hits
 }

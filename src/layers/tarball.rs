@@ -27,24 +27,49 @@ pub const GZIP_LEVEL: u32 = 5;
 /// to `out`, with every mtime set to `epoch`, compressing on up to as many
 /// threads as the machine has (capped at 8).
 pub fn write_layer(entries: &[Entry], epoch: u64, out: &Path) -> io::Result<LayerBlob> {
-    write_layer_checked(entries, epoch, out, &BTreeMap::new())
+    write_layer_checked(entries, epoch, out, &Checks::default())
 }
 
 /// Content digests by image path: the ones a layer's cache key was made of.
 pub type FileDigests = BTreeMap<String, Digest>;
 
-/// [`write_layer`], hashing each file named in `expected` while packing it:
-/// bytes that differ from the digest the cache key holds (the file was
-/// rewritten between the two reads) fail the layer, naming the file, so a
-/// key never maps to bytes it was not made from.
+/// What a layer's files are checked for while they are packed (each byte is
+/// read once, for the tar).
+#[derive(Clone, Debug, Default)]
+pub struct Checks {
+    /// Each file named here is hashed: bytes that differ from the digest the
+    /// cache key holds (the file was rewritten between the two reads) fail
+    /// the layer, naming the file, so a key never maps to bytes it was not
+    /// made from.
+    pub digests: FileDigests,
+    /// Paths of the building machine (uv's staging dir) that no file or
+    /// symlink target may hold: the layer fails with [`HostPathLeak`],
+    /// naming every entry that holds one.
+    pub host_paths: Vec<String>,
+}
+
+/// Entries whose bytes (or symlink target) still name a path of the
+/// building machine: a script or record uv wrote with the staging dir in it.
+#[derive(Debug, thiserror::Error)]
+#[error("host paths remain in the installed files: {}", .0.join(", "))]
+pub struct HostPathLeak(pub Vec<String>);
+
+impl HostPathLeak {
+    /// The leak inside an I/O error, if that is what it carries.
+    pub fn of(error: &io::Error) -> Option<&HostPathLeak> {
+        error.get_ref()?.downcast_ref::<HostPathLeak>()
+    }
+}
+
+/// [`write_layer`] with the files checked as `checks` says.
 pub fn write_layer_checked(
     entries: &[Entry],
     epoch: u64,
     out: &Path,
-    expected: &FileDigests,
+    checks: &Checks,
 ) -> io::Result<LayerBlob> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
-    write_layer_with_threads(entries, epoch, out, threads, expected)
+    write_layer_with_threads(entries, epoch, out, threads, checks)
 }
 
 /// [`write_layer`] with an explicit compression thread count (same bytes for any count).
@@ -53,18 +78,27 @@ pub fn write_layer_with_threads(
     epoch: u64,
     out: &Path,
     threads: usize,
-    expected: &FileDigests,
+    checks: &Checks,
 ) -> io::Result<LayerBlob> {
     let file = BufWriter::with_capacity(1 << 16, File::create(out)?);
     let gzip = ParallelGzWriter::new(HashingWriter::new(file), GZIP_LEVEL, threads);
     let mut tar = tar::Builder::new(HashingWriter::new(gzip));
+    let host_paths = HostPathFinder::new(&checks.host_paths);
+    let mut leaks = Vec::new();
     for entry in entries {
-        append(&mut tar, entry, epoch, expected.get(&entry.path)).map_err(|e| {
+        let expected = checks.digests.get(&entry.path);
+        let leaked = append(&mut tar, entry, epoch, expected, &host_paths).map_err(|e| {
             if SourceError::of(&e).is_some() {
                 return e;
             }
             io::Error::new(e.kind(), format!("adding `{}` to layer: {e}", entry.path))
         })?;
+        if leaked {
+            leaks.push(entry.path.clone());
+        }
+    }
+    if !leaks.is_empty() {
+        return Err(io::Error::other(HostPathLeak(leaks)));
     }
     let (gzip, diff_id, uncompressed_size) = tar.into_inner()?.finish();
     let (file, digest, size) = gzip.finish()?.finish();
@@ -79,12 +113,14 @@ pub fn write_layer_with_threads(
     })
 }
 
+/// Appends one entry; whether its bytes (or link target) hold a host path.
 fn append<W: Write>(
     tar: &mut tar::Builder<W>,
     entry: &Entry,
     epoch: u64,
     expected: Option<&Digest>,
-) -> io::Result<()> {
+    host_paths: &HostPathFinder,
+) -> io::Result<bool> {
     let mut header = Header::new_gnu();
     header.set_mode(entry.mode & 0o7777);
     header.set_uid(entry.owner.uid);
@@ -94,7 +130,8 @@ fn append<W: Write>(
         EntryKind::Dir => {
             header.set_entry_type(EntryType::Directory);
             header.set_size(0);
-            tar.append_data(&mut header, format!("{}/", entry.path), io::empty())
+            tar.append_data(&mut header, format!("{}/", entry.path), io::empty())?;
+            Ok(false)
         }
         EntryKind::File {
             source,
@@ -108,6 +145,7 @@ fn append<W: Write>(
                 inner: file.take(*size),
                 left: *size,
                 hasher: expected.map(|_| sha2::Sha256::new()),
+                scan: host_paths.scan(),
             };
             tar.append_data(&mut header, &entry.path, &mut reader)
                 .map_err(|e| match e.kind() {
@@ -125,13 +163,14 @@ fn append<W: Write>(
                         what: "its bytes differ from the first read".into(),
                     }))
                 }
-                _ => Ok(()),
+                _ => Ok(reader.scan.is_some_and(|scan| scan.found)),
             }
         }
         EntryKind::Packed { pack, offset, size } => {
             header.set_entry_type(EntryType::Regular);
             header.set_size(*size);
             let slice = crate::layers::open_packed(pack, *offset, *size)?;
+            // Compiled here from checked sources: not scanned.
             tar.append_data(
                 &mut header,
                 &entry.path,
@@ -139,26 +178,88 @@ fn append<W: Write>(
                     inner: slice,
                     left: *size,
                     hasher: None,
+                    scan: None,
                 },
-            )
+            )?;
+            Ok(false)
         }
         EntryKind::Symlink { target } => {
             header.set_entry_type(EntryType::Symlink);
             header.set_size(0);
-            tar.append_link(&mut header, &entry.path, target)
+            tar.append_link(&mut header, &entry.path, target)?;
+            Ok(host_paths.in_bytes(target.as_bytes()))
         }
+    }
+}
+
+/// Looks for host paths in the bytes of the files being packed.
+struct HostPathFinder {
+    finders: Vec<memchr::memmem::Finder<'static>>,
+}
+
+impl HostPathFinder {
+    fn new(paths: &[String]) -> HostPathFinder {
+        let finders = paths
+            .iter()
+            .filter(|p| !p.is_empty())
+            .map(|p| memchr::memmem::Finder::new(p.as_bytes()).into_owned())
+            .collect();
+        HostPathFinder { finders }
+    }
+
+    fn in_bytes(&self, bytes: &[u8]) -> bool {
+        self.finders.iter().any(|f| f.find(bytes).is_some())
+    }
+
+    /// A scan of one file's bytes, or None when there is nothing to find.
+    fn scan(&self) -> Option<Scan<'_>> {
+        let longest = self.finders.iter().map(|f| f.needle().len()).max()?;
+        Some(Scan {
+            finder: self,
+            carry: Vec::with_capacity(2 * longest),
+            keep: longest - 1,
+            found: false,
+        })
+    }
+}
+
+/// One file's scan, fed the bytes as they are read: a path split across two
+/// reads is found in the last `keep` bytes of one and the start of the next.
+struct Scan<'a> {
+    finder: &'a HostPathFinder,
+    carry: Vec<u8>,
+    keep: usize,
+    found: bool,
+}
+
+impl Scan<'_> {
+    fn feed(&mut self, bytes: &[u8]) {
+        if self.found {
+            return;
+        }
+        self.carry
+            .extend_from_slice(&bytes[..bytes.len().min(self.keep)]);
+        self.found = self.finder.in_bytes(&self.carry) || self.finder.in_bytes(bytes);
+        let tail = if bytes.len() >= self.keep {
+            bytes[bytes.len() - self.keep..].to_vec()
+        } else {
+            let from = self.carry.len().saturating_sub(self.keep);
+            self.carry[from..].to_vec()
+        };
+        self.carry = tail;
     }
 }
 
 /// Yields exactly the size recorded in the entry, or fails if the file shrank
 /// (a file that grew is cut by `take`; either way the tar stays well-formed).
-struct ExactReader<R> {
+struct ExactReader<'a, R> {
     inner: R,
     left: u64,
     hasher: Option<sha2::Sha256>,
+    scan: Option<Scan<'a>>,
 }
 
-impl<R: Read> Read for ExactReader<R> {
+impl<R: Read> Read for ExactReader<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.left == 0 {
             return Ok(0);
@@ -173,6 +274,9 @@ impl<R: Read> Read for ExactReader<R> {
         self.left -= n as u64;
         if let Some(hasher) = &mut self.hasher {
             hasher.update(&buf[..n]);
+        }
+        if let Some(scan) = &mut self.scan {
+            scan.feed(&buf[..n]);
         }
         Ok(n)
     }
@@ -254,12 +358,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let one = sources(&dir.path().join("one"), 1_000_000, 0o600);
         let two = sources(&dir.path().join("two"), 2_000_000, 0o640);
-        let a =
-            write_layer_with_threads(&one, 0, &dir.path().join("a.tgz"), 1, &FileDigests::new())
-                .unwrap();
-        let b =
-            write_layer_with_threads(&two, 0, &dir.path().join("b.tgz"), 2, &FileDigests::new())
-                .unwrap();
+        let a = write_layer_with_threads(&one, 0, &dir.path().join("a.tgz"), 1, &Checks::default())
+            .unwrap();
+        let b = write_layer_with_threads(&two, 0, &dir.path().join("b.tgz"), 2, &Checks::default())
+            .unwrap();
         let c = write_layer(&one, 0, &dir.path().join("c.tgz")).unwrap();
         let bytes = |p: &PathBuf| std::fs::read(p).unwrap();
         assert_eq!(bytes(&a.path), bytes(&b.path));
@@ -332,7 +434,10 @@ mod tests {
         let src = dir.path().join("f");
         std::fs::write(&src, "hello").unwrap();
         let entry = file("f", &src, 0o644);
-        let expected = FileDigests::from([("f".to_string(), Digest::of(b"hallo"))]);
+        let expected = Checks {
+            digests: FileDigests::from([("f".to_string(), Digest::of(b"hallo"))]),
+            ..Checks::default()
+        };
         let err = write_layer_checked(
             std::slice::from_ref(&entry),
             0,
@@ -344,7 +449,72 @@ mod tests {
             err.to_string().contains("differ from the first read"),
             "{err}"
         );
-        let good = FileDigests::from([("f".to_string(), Digest::of(b"hello"))]);
+        let good = Checks {
+            digests: FileDigests::from([("f".to_string(), Digest::of(b"hello"))]),
+            ..Checks::default()
+        };
         write_layer_checked(&[entry], 0, &dir.path().join("l.tgz"), &good).unwrap();
+    }
+
+    #[test]
+    fn host_paths_fail_the_layer_naming_every_entry_that_holds_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = "/tmp/slipway-staging/prefix";
+        let write = |name: &str, bytes: &[u8]| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, bytes).unwrap();
+            file(name, &path, 0o644)
+        };
+        // Split across two of the reader's reads (8 KiB each): found too.
+        let mut split = vec![b'x'; 8192 - 10];
+        split.extend_from_slice(host.as_bytes());
+        let entries = [
+            write("a.pth", format!("{host}/src\n").as_bytes()),
+            write("b.py", b"print('clean')\n"),
+            write("c.txt", &split),
+            Entry {
+                path: "d".into(),
+                kind: EntryKind::Symlink {
+                    target: format!("{host}/bin/python"),
+                },
+                mode: 0o777,
+                owner: Owner::default(),
+            },
+            write("e.txt", &host.as_bytes()[..host.len() - 1]),
+        ];
+        let checks = Checks {
+            host_paths: vec![host.to_string(), String::new()],
+            ..Checks::default()
+        };
+        let err = write_layer_checked(&entries, 0, &dir.path().join("l.tgz"), &checks).unwrap_err();
+        let leak = HostPathLeak::of(&err).expect("a leak");
+        assert_eq!(leak.0, ["a.pth", "c.txt", "d"]);
+        assert!(
+            err.to_string()
+                .contains("host paths remain in the installed files: a.pth, c.txt, d"),
+            "{err}"
+        );
+        write_layer_checked(&entries[1..2], 0, &dir.path().join("l.tgz"), &checks).unwrap();
+    }
+
+    #[test]
+    fn a_scan_finds_a_needle_however_the_bytes_are_split() {
+        let finder = HostPathFinder::new(&["zz".to_string(), "/stage/x".to_string()]);
+        let text = b"..../stage/x...";
+        for first in 0..text.len() {
+            for second in first..text.len() {
+                let mut scan = finder.scan().unwrap();
+                for part in [&text[..first], &text[first..second], &text[second..]] {
+                    scan.feed(part);
+                }
+                assert!(scan.found, "{first} {second}");
+            }
+        }
+        let one = HostPathFinder::new(&["/stage/x".to_string()]);
+        let mut scan = one.scan().unwrap();
+        for part in [&b"/sta"[..], b"ge/", b"y/stage", b"/"] {
+            scan.feed(part);
+        }
+        assert!(!scan.found);
     }
 }

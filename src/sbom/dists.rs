@@ -5,21 +5,24 @@
 use super::{normalise, Dist};
 use crate::cache::{Cache, LayerRecord};
 use crate::digest::{Digest, HashingWriter};
+use crate::layers::sitepackages::{dist_info_key, in_dist_info, DistInfo, METADATA_LIMIT};
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, Read};
 
-/// METADATA headers beyond this are not read (long descriptions follow them).
-const METADATA_LIMIT: u64 = 1 << 20;
-
 /// The distributions in slipway's cached layers, read once per layer and
-/// remembered beside the cache's facts (keyed by the layer's digest).
+/// remembered beside the cache's facts (keyed by the layer's digest): from
+/// the dist-info files the build that wrote the layer kept, or else from
+/// the layer itself.
 pub fn in_cached_layers(cache: &Cache, layers: &[&LayerRecord]) -> io::Result<Vec<Dist>> {
     let mut out = Vec::new();
     for layer in layers {
         let dists = match cache.facts::<Vec<Dist>>(&layer.digest) {
             Some(dists) => dists,
             None => {
-                let dists = in_layer(std::fs::File::open(cache.blob_path(&layer.digest))?)?;
+                let dists = match cache.facts::<Vec<DistInfo>>(&dist_info_key(&layer.digest)) {
+                    Some(infos) => from_dist_infos(infos),
+                    None => in_layer(std::fs::File::open(cache.blob_path(&layer.digest))?)?,
+                };
                 cache.put_facts(&layer.digest, &dists)?;
                 dists
             }
@@ -48,13 +51,9 @@ pub fn in_layer(reader: impl Read) -> io::Result<Vec<Dist>> {
             continue;
         }
         let path = entry.path()?.to_string_lossy().into_owned();
-        let path = path.trim_start_matches("./").trim_start_matches('/');
-        let Some((dir, file)) = path.rsplit_once('/') else {
+        let Some((dir, file)) = in_dist_info(&path) else {
             continue;
         };
-        if !dir.ends_with(".dist-info") || dir.contains(".dist-info/") {
-            continue;
-        }
         match file {
             "METADATA" => {
                 let mut bytes = Vec::new();
@@ -79,6 +78,16 @@ pub fn in_layer(reader: impl Read) -> io::Result<Vec<Dist>> {
         .collect();
     dists.sort();
     Ok(dists)
+}
+
+/// The distributions of a layer's dist-info files, sorted (as [`in_layer`]).
+pub fn from_dist_infos(infos: Vec<DistInfo>) -> Vec<Dist> {
+    let mut dists: Vec<Dist> = infos
+        .into_iter()
+        .map(|info| from_metadata(&info.dir, &info.metadata, info.record))
+        .collect();
+    dists.sort();
+    dists
 }
 
 /// One dist from its METADATA text (RFC 822 style headers up to the first blank line).
@@ -232,6 +241,49 @@ mod tests {
         assert_eq!(dists[0].license.as_deref(), Some("BSD-3-Clause"));
         assert_eq!(dists[0].record, Digest::of(b"idna/__init__.py,,\n"));
         assert_eq!(dists[0].dist_info, format!("{site}/idna-3.10.dist-info"));
+    }
+
+    #[test]
+    fn dist_info_files_kept_at_write_time_give_what_the_layer_gives() {
+        use crate::layers::{normalise, Entry, EntryKind, Owner};
+        let dir = tempfile::tempdir().unwrap();
+        let site = "usr/local/lib/python3.13/site-packages";
+        let files = [
+            (format!("{site}/idna-3.10.dist-info/METADATA"), "Metadata-Version: 2.1\r\nName: idna\r\nVersion: 3.10\r\nClassifier: License :: OSI Approved :: BSD License\r\n  continued\r\n\r\nLicense: not a header\n".to_string()),
+            (format!("{site}/idna-3.10.dist-info/RECORD"), "idna/__init__.py,,\n".to_string()),
+            (format!("{site}/idna/__init__.py"), String::new()),
+            (format!("{site}/norecord-1.dist-info/METADATA"), "Name: norecord\n".to_string()),
+            (format!("{site}/pkg/inner.dist-info/METADATA"), "Name: nested\n".to_string()),
+            (format!("{site}/pkg/inner.dist-info/RECORD"), String::new()),
+            (format!("{site}/big-1.dist-info/METADATA"), format!("Name: big\nSummary: {}\n", "x".repeat(2 << 20))),
+            (format!("{site}/big-1.dist-info/RECORD"), "big.py,,\n".to_string()),
+        ];
+        let entries: Vec<Entry> = files
+            .iter()
+            .enumerate()
+            .map(|(i, (path, text))| {
+                let source = dir.path().join(i.to_string());
+                std::fs::write(&source, text).unwrap();
+                Entry {
+                    path: path.clone(),
+                    kind: EntryKind::File {
+                        source,
+                        size: text.len() as u64,
+                        listed: None,
+                    },
+                    mode: 0o644,
+                    owner: Owner::default(),
+                }
+            })
+            .collect();
+        let entries = normalise(entries, Owner::default());
+        let layer = dir.path().join("layer.tgz");
+        crate::layers::tarball::write_layer(&entries, 0, &layer).unwrap();
+        let from_layer = in_layer(std::fs::File::open(&layer).unwrap()).unwrap();
+        let kept = crate::layers::sitepackages::dist_infos(&entries).unwrap();
+        assert_eq!(kept.len(), 3, "{kept:?}");
+        assert_eq!(from_dist_infos(kept), from_layer);
+        assert_eq!(from_layer.len(), 3);
     }
 
     #[test]
