@@ -275,6 +275,21 @@ fn a_fresh_runner_takes_every_layer_from_the_cache_repo() {
     assert_eq!(warm["timings"]["bytecode_files_compiled"], 0);
     assert_eq!(warm["timings"]["compress_bytes"], 0, "nothing compressed");
     assert_eq!(warnings(&out), Vec::<String>::new(), "no warnings on a hit");
+    // The site-packages layer's dist-info files came with it (facts kept
+    // beside the layer), so runner B's SBOM did not decompress the layer.
+    let digests = new_layer_field(&warm, "digest");
+    let (_, site) = digests
+        .iter()
+        .find(|(kind, _)| kind == "site-packages")
+        .expect("a site-packages layer");
+    let key = common::fixtures::sha256_hex(format!("dist-info\n{site}").as_bytes());
+    assert!(
+        b.root
+            .join("cache/facts")
+            .join(format!("{key}.json"))
+            .is_file(),
+        "runner B took the dist-info files from the cache repo"
+    );
 
     // A fresh runner pushing to the same registry mounts the layers.
     let c = Runner::new(work.path(), "c");
@@ -507,11 +522,12 @@ fn prune_deletes_entries_older_than_the_age_only() {
     let (work, recipe, a, registry, repo) = work_with_registry("prune");
     let addr = registry.addr();
     report(&a.build_layout(&recipe, &repo, "image"));
-    // Layer entries and the facts entry (what the resolution holds back).
+    // Layer entries and the facts entries (what the resolution holds back,
+    // the site-packages layer's dist-info files for the SBOM).
     let fresh = tags_with_prefix(addr, "slipway-");
     assert_eq!(
         tags_with_prefix(addr, "slipway-facts-").len(),
-        1,
+        2,
         "{fresh:?}"
     );
     // An old entry: a copy of one, created in 2020, under another tag.

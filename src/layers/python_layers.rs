@@ -418,7 +418,7 @@ fn site_packages_layers(
                 // For the SBOM, which otherwise decompresses the whole layer
                 // to find them (~0.6 s on the big set); best effort.
                 if let Ok(infos) = sitepackages::dist_infos(&entries) {
-                    let _ = cache.put_facts(&sitepackages::dist_info_key(&record.digest), &infos);
+                    let _ = cache.share_facts(&sitepackages::dist_info_key(&record.digest), &infos);
                 }
             }
             (record, bytecode.join().expect("the bytecode thread"))
@@ -447,11 +447,32 @@ fn reuse_site_packages(
     (key, bkey): (&str, &str),
     label: &str,
 ) -> Option<Vec<Built>> {
-    let (layer, source) = cache.find(key)?;
-    let bytecode = match opts.recipe.python.bytecode {
-        true => Some(cache.find(bkey)?),
-        false => None,
+    // Looked up together: from a cache repo each is a manifest and a blob
+    // (checked as it is pulled), and the two are written together.
+    let (found, bytecode) = std::thread::scope(|scope| {
+        let bytecode = opts
+            .recipe
+            .python
+            .bytecode
+            .then(|| scope.spawn(|| cache.find(bkey)));
+        let found = cache.find(key);
+        (
+            found,
+            bytecode.map(|b| b.join().expect("the bytecode lookup")),
+        )
+    });
+    let (layer, source) = found?;
+    let bytecode = match bytecode {
+        Some(found) => Some(found?),
+        None => None,
     };
+    if source == LayerSource::CacheRepo {
+        // Kept locally for the SBOM, which then reads the dist-info dirs
+        // from them instead of decompressing the layer.
+        let _ = cache.shared_facts::<Vec<sitepackages::DistInfo>>(&sitepackages::dist_info_key(
+            &layer.digest,
+        ));
+    }
     opts.log.cache(key, true);
     warn_cached_interpreter_files(cache, key, source);
     let mut out = vec![(
