@@ -202,15 +202,72 @@ pub struct DistInfo {
 }
 
 /// METADATA bytes read: its headers come first (a long description follows).
-pub const METADATA_LIMIT: u64 = 1 << 20;
+const METADATA_LIMIT: u64 = 1 << 20;
 
 /// Where a layer's [`DistInfo`]s are kept in the cache's facts.
 pub fn dist_info_key(layer: &crate::digest::Digest) -> crate::digest::Digest {
     crate::digest::Digest::of(format!("dist-info\n{layer}").as_bytes())
 }
 
+/// The dist-info files among a layer's files, gathered as they go by
+/// (from a layer's tar or from the files it is packed from).
+#[derive(Default)]
+pub struct DistInfoFiles {
+    metadata: std::collections::BTreeMap<String, String>,
+    records: std::collections::BTreeMap<String, crate::digest::Digest>,
+}
+
+impl DistInfoFiles {
+    /// Reads the file at layer path `path` (opened by `open`, only if it is
+    /// one) when it is a METADATA or RECORD directly in a `*.dist-info` dir.
+    pub fn add<R: std::io::Read>(
+        &mut self,
+        path: &str,
+        open: impl FnOnce() -> std::io::Result<R>,
+    ) -> std::io::Result<()> {
+        use std::io::Read as _;
+        let path = path.trim_start_matches("./").trim_start_matches('/');
+        let Some((dir, file)) = path.rsplit_once('/') else {
+            return Ok(());
+        };
+        if !dir.ends_with(".dist-info") || dir.contains(".dist-info/") {
+            return Ok(());
+        }
+        match file {
+            "METADATA" => {
+                let mut bytes = Vec::new();
+                open()?.take(METADATA_LIMIT).read_to_end(&mut bytes)?;
+                let text = metadata_headers(&String::from_utf8_lossy(&bytes));
+                self.metadata.insert(dir.to_string(), text);
+            }
+            "RECORD" => {
+                let mut hashing = crate::digest::HashingWriter::new(std::io::sink());
+                std::io::copy(&mut open()?, &mut hashing)?;
+                self.records.insert(dir.to_string(), hashing.finish().1);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The dirs that hold both a METADATA and a RECORD, sorted by dir.
+    pub fn finish(mut self) -> Vec<DistInfo> {
+        self.metadata
+            .into_iter()
+            .filter_map(|(dir, metadata)| {
+                let record = self.records.remove(&dir)?;
+                Some(DistInfo {
+                    dir,
+                    metadata,
+                    record,
+                })
+            })
+            .collect()
+    }
+}
+
 /// The METADATA headers: the lines before the first empty one.
-pub fn metadata_headers(text: &str) -> String {
+fn metadata_headers(text: &str) -> String {
     let mut headers = String::new();
     for line in text.lines() {
         if line.is_empty() {
@@ -222,53 +279,15 @@ pub fn metadata_headers(text: &str) -> String {
     headers
 }
 
-/// A layer path's (dist-info dir, file name) when the file lies directly in
-/// a `*.dist-info` dir (no leading `./` or `/` in the dir).
-pub fn in_dist_info(path: &str) -> Option<(&str, &str)> {
-    let path = path.trim_start_matches("./").trim_start_matches('/');
-    let (dir, file) = path.rsplit_once('/')?;
-    (dir.ends_with(".dist-info") && !dir.contains(".dist-info/")).then_some((dir, file))
-}
-
-/// The dist-info dirs among `entries` (a layer's, files on disk) that hold
-/// both a METADATA and a RECORD, sorted by dir.
+/// The dist-info dirs among `entries` (a layer's, files on disk).
 pub fn dist_infos(entries: &[Entry]) -> std::io::Result<Vec<DistInfo>> {
-    use std::io::Read;
-    let mut metadata = std::collections::BTreeMap::new();
-    let mut records = std::collections::BTreeMap::new();
+    let mut files = DistInfoFiles::default();
     for entry in entries {
-        let EntryKind::File { source, .. } = &entry.kind else {
-            continue;
-        };
-        let Some((dir, file)) = in_dist_info(&entry.path) else {
-            continue;
-        };
-        match file {
-            "METADATA" => {
-                let mut bytes = Vec::new();
-                std::fs::File::open(source)?
-                    .take(METADATA_LIMIT)
-                    .read_to_end(&mut bytes)?;
-                let text = metadata_headers(&String::from_utf8_lossy(&bytes));
-                metadata.insert(dir.to_string(), text);
-            }
-            "RECORD" => {
-                records.insert(dir.to_string(), crate::digest::digest_file(source)?.0);
-            }
-            _ => {}
+        if let EntryKind::File { source, .. } = &entry.kind {
+            files.add(&entry.path, || std::fs::File::open(source))?;
         }
     }
-    Ok(metadata
-        .into_iter()
-        .filter_map(|(dir, metadata)| {
-            let record = records.remove(&dir)?;
-            Some(DistInfo {
-                dir,
-                metadata,
-                record,
-            })
-        })
-        .collect())
+    Ok(files.finish())
 }
 
 /// The paths no installed file may still name (a script or record uv wrote

@@ -441,27 +441,20 @@ fn interpreter_files_are_the_ones_in_the_interpreters_dirs() {
 }
 
 /// Entry paths whose file bytes (or symlink target) contain any of `needles`,
-/// e.g. the staging dir or the host interpreter's path.
+/// e.g. the staging dir or the host interpreter's path: what the layer
+/// writer refuses.
 fn find_host_paths(entries: &[Entry], needles: &[String]) -> Vec<String> {
-    let finders: Vec<memchr::memmem::Finder> = needles
-        .iter()
-        .filter(|n| !n.is_empty())
-        .map(|n| memchr::memmem::Finder::new(n.as_bytes()))
-        .collect();
-    let mut hits = Vec::new();
-    for entry in entries {
-        let found = match &entry.kind {
-            EntryKind::File { source, .. } => {
-                crate::layers::wheelfix::file_contains_any(source, &finders)
-            }
-            EntryKind::Symlink { target } => {
-                finders.iter().any(|f| f.find(target.as_bytes()).is_some())
-            }
-            EntryKind::Dir | EntryKind::Packed { .. } => false,
-        };
-        if found {
-            hits.push(entry.path.clone());
-        }
+    use crate::layers::tarball;
+    let out = tempfile::tempdir().unwrap();
+    let checks = tarball::Checks {
+        host_paths: needles.to_vec(),
+        ..Default::default()
+    };
+    match tarball::write_layer_checked(entries, 0, &out.path().join("l.tgz"), &checks) {
+        Ok(_) => Vec::new(),
+        Err(e) => tarball::HostPathLeak::of(&e)
+            .expect("only a leak")
+            .0
+            .clone(),
     }
-    hits
 }

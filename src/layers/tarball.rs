@@ -83,7 +83,7 @@ pub fn write_layer_with_threads(
     let file = BufWriter::with_capacity(1 << 16, File::create(out)?);
     let gzip = ParallelGzWriter::new(HashingWriter::new(file), GZIP_LEVEL, threads);
     let mut tar = tar::Builder::new(HashingWriter::new(gzip));
-    let host_paths = HostPathFinder::new(&checks.host_paths);
+    let host_paths = Needles::new(checks.host_paths.iter().map(|p| p.as_bytes()));
     let mut leaks = Vec::new();
     for entry in entries {
         let expected = checks.digests.get(&entry.path);
@@ -119,7 +119,7 @@ fn append<W: Write>(
     entry: &Entry,
     epoch: u64,
     expected: Option<&Digest>,
-    host_paths: &HostPathFinder,
+    host_paths: &Needles,
 ) -> io::Result<bool> {
     let mut header = Header::new_gnu();
     header.set_mode(entry.mode & 0o7777);
@@ -192,30 +192,32 @@ fn append<W: Write>(
     }
 }
 
-/// Looks for host paths in the bytes of the files being packed.
-struct HostPathFinder {
+/// Byte strings looked for in files' bytes as they stream by (host paths
+/// as a layer is packed; `file://` in an installer's leftovers).
+pub(crate) struct Needles {
     finders: Vec<memchr::memmem::Finder<'static>>,
 }
 
-impl HostPathFinder {
-    fn new(paths: &[String]) -> HostPathFinder {
-        let finders = paths
-            .iter()
-            .filter(|p| !p.is_empty())
-            .map(|p| memchr::memmem::Finder::new(p.as_bytes()).into_owned())
+impl Needles {
+    /// Empty needles are dropped (they would match everything).
+    pub(crate) fn new<'a>(needles: impl IntoIterator<Item = &'a [u8]>) -> Needles {
+        let finders = needles
+            .into_iter()
+            .filter(|n| !n.is_empty())
+            .map(|n| memchr::memmem::Finder::new(n).into_owned())
             .collect();
-        HostPathFinder { finders }
+        Needles { finders }
     }
 
-    fn in_bytes(&self, bytes: &[u8]) -> bool {
+    pub(crate) fn in_bytes(&self, bytes: &[u8]) -> bool {
         self.finders.iter().any(|f| f.find(bytes).is_some())
     }
 
-    /// A scan of one file's bytes, or None when there is nothing to find.
-    fn scan(&self) -> Option<Scan<'_>> {
+    /// A scan of one stream of bytes, or None when there is nothing to find.
+    pub(crate) fn scan(&self) -> Option<Scan<'_>> {
         let longest = self.finders.iter().map(|f| f.needle().len()).max()?;
         Some(Scan {
-            finder: self,
+            needles: self,
             carry: Vec::with_capacity(2 * longest),
             keep: longest - 1,
             found: false,
@@ -223,30 +225,33 @@ impl HostPathFinder {
     }
 }
 
-/// One file's scan, fed the bytes as they are read: a path split across two
-/// reads is found in the last `keep` bytes of one and the start of the next.
-struct Scan<'a> {
-    finder: &'a HostPathFinder,
+/// One stream's scan, fed its bytes as they are read: a needle split across
+/// two reads is found in the last `keep` bytes of one and the start of the
+/// next.
+pub(crate) struct Scan<'a> {
+    needles: &'a Needles,
     carry: Vec<u8>,
     keep: usize,
-    found: bool,
+    pub(crate) found: bool,
 }
 
 impl Scan<'_> {
-    fn feed(&mut self, bytes: &[u8]) {
+    pub(crate) fn feed(&mut self, bytes: &[u8]) {
         if self.found {
             return;
         }
         self.carry
             .extend_from_slice(&bytes[..bytes.len().min(self.keep)]);
-        self.found = self.finder.in_bytes(&self.carry) || self.finder.in_bytes(bytes);
-        let tail = if bytes.len() >= self.keep {
-            bytes[bytes.len() - self.keep..].to_vec()
+        self.found = self.needles.in_bytes(&self.carry) || self.needles.in_bytes(bytes);
+        // Keep the last `keep` bytes seen, in place.
+        if bytes.len() >= self.keep {
+            self.carry.clear();
+            self.carry
+                .extend_from_slice(&bytes[bytes.len() - self.keep..]);
         } else {
             let from = self.carry.len().saturating_sub(self.keep);
-            self.carry[from..].to_vec()
-        };
-        self.carry = tail;
+            self.carry.drain(..from);
+        }
     }
 }
 
@@ -499,7 +504,7 @@ mod tests {
 
     #[test]
     fn a_scan_finds_a_needle_however_the_bytes_are_split() {
-        let finder = HostPathFinder::new(&["zz".to_string(), "/stage/x".to_string()]);
+        let finder = Needles::new([&b"zz"[..], b"/stage/x"]);
         let text = b"..../stage/x...";
         for first in 0..text.len() {
             for second in first..text.len() {
@@ -510,7 +515,7 @@ mod tests {
                 assert!(scan.found, "{first} {second}");
             }
         }
-        let one = HostPathFinder::new(&["/stage/x".to_string()]);
+        let one = Needles::new([&b"/stage/x"[..]]);
         let mut scan = one.scan().unwrap();
         for part in [&b"/sta"[..], b"ge/", b"y/stage", b"/"] {
             scan.feed(part);

@@ -3,6 +3,7 @@
 //! files kept true (hashes and sizes of rewritten scripts, no lines for files
 //! that are left out).
 
+use super::tarball::Needles;
 use base64::Engine as _;
 use sha2::{Digest as _, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
@@ -258,7 +259,7 @@ pub fn fix_staging(
                 changes.dropped.insert(rel.to_path_buf());
             }
             Some("direct_url.json") => {
-                let file_url = [memchr::memmem::Finder::new(b"file://")];
+                let file_url = Needles::new([&b"file://"[..]]);
                 if file_contains_any(entry.path(), &file_url) {
                     changes.dropped.insert(rel.to_path_buf());
                 }
@@ -322,27 +323,20 @@ fn starts_with_shebang(path: &Path) -> std::io::Result<bool> {
 }
 
 /// Whether the file holds any of the needles, read in bounded chunks (an
-/// installed file may be gigabytes); chunks overlap by the longest needle.
-pub(super) fn file_contains_any(path: &Path, finders: &[memchr::memmem::Finder]) -> bool {
+/// installed file may be gigabytes).
+pub(super) fn file_contains_any(path: &Path, needles: &Needles) -> bool {
     use std::io::Read;
-    let Ok(mut file) = std::fs::File::open(path) else {
+    let (Ok(mut file), Some(mut scan)) = (std::fs::File::open(path), needles.scan()) else {
         return false;
     };
-    let overlap = finders.iter().map(|f| f.needle().len()).max().unwrap_or(0);
-    let mut buf = vec![0u8; (1 << 20) + overlap];
-    let mut kept = 0;
-    loop {
-        let n = match file.read(&mut buf[kept..]) {
-            Ok(0) | Err(_) => return false,
-            Ok(n) => n,
-        };
-        let filled = kept + n;
-        if finders.iter().any(|f| f.find(&buf[..filled]).is_some()) {
+    let mut buf = vec![0u8; 1 << 16];
+    while let Ok(n @ 1..) = file.read(&mut buf) {
+        scan.feed(&buf[..n]);
+        if scan.found {
             return true;
         }
-        kept = overlap.saturating_sub(1).min(filled);
-        buf.copy_within(filled - kept..filled, 0);
     }
+    false
 }
 
 #[cfg(test)]

@@ -4,8 +4,8 @@
 
 use super::{normalise, Dist};
 use crate::cache::{Cache, LayerRecord};
-use crate::digest::{Digest, HashingWriter};
-use crate::layers::sitepackages::{dist_info_key, in_dist_info, DistInfo, METADATA_LIMIT};
+use crate::digest::Digest;
+use crate::layers::sitepackages::{dist_info_key, DistInfo, DistInfoFiles};
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, Read};
 
@@ -42,8 +42,7 @@ pub fn in_layer(reader: impl Read) -> io::Result<Vec<Dist>> {
     } else {
         Box::new(reader)
     };
-    let mut metadata: BTreeMap<String, String> = BTreeMap::new();
-    let mut records: BTreeMap<String, Digest> = BTreeMap::new();
+    let mut files = DistInfoFiles::default();
     let mut archive = tar::Archive::new(plain);
     for entry in archive.entries()? {
         let mut entry = entry?;
@@ -51,33 +50,9 @@ pub fn in_layer(reader: impl Read) -> io::Result<Vec<Dist>> {
             continue;
         }
         let path = entry.path()?.to_string_lossy().into_owned();
-        let Some((dir, file)) = in_dist_info(&path) else {
-            continue;
-        };
-        match file {
-            "METADATA" => {
-                let mut bytes = Vec::new();
-                (&mut entry).take(METADATA_LIMIT).read_to_end(&mut bytes)?;
-                let text = String::from_utf8_lossy(&bytes).into_owned();
-                metadata.insert(dir.to_string(), text);
-            }
-            "RECORD" => {
-                let mut hashing = HashingWriter::new(io::sink());
-                io::copy(&mut entry, &mut hashing)?;
-                records.insert(dir.to_string(), hashing.finish().1);
-            }
-            _ => {}
-        }
+        files.add(&path, || Ok(&mut entry))?;
     }
-    let mut dists: Vec<Dist> = metadata
-        .into_iter()
-        .filter_map(|(dir, text)| {
-            let record = records.get(&dir)?.clone();
-            Some(from_metadata(&dir, &text, record))
-        })
-        .collect();
-    dists.sort();
-    Ok(dists)
+    Ok(from_dist_infos(files.finish()))
 }
 
 /// The distributions of a layer's dist-info files, sorted (as [`in_layer`]).
