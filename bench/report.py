@@ -36,11 +36,12 @@ rows = [
     ("cold, fresh cache but per-wheel bytecode store warm", "cold-warm-wheel-bytecode", "s"),
     ("big dependency set, cold (buildah: pip install + compileall)", "big-deps", "s"),
     ("big dependency set, cold, test dirs compiled too (`tests_bytecode = true`: the .pyc set buildah writes)", "big-deps-all-bytecode", "s"),
+    ("the same with `reuse_wheel_compression = true` (opt-in: the wheels' own deflate streams)", "big-deps-all-reuse", "s"),
     ("fresh runner, warm registry cache (slipway --cache-repo; buildah --layers --cache-from/--cache-to)", "fresh-runner-warm-registry", "s"),
     ("big dependency set, fresh runner, warm registry cache", "big-deps-fresh-runner-warm-registry", "s"),
 ]
 # Rows whose buildah figure is another case's (buildah has one way to build the big set).
-BUILDAH_CASE = {"big-deps-all-bytecode": "big-deps"}
+BUILDAH_CASE = {"big-deps-all-bytecode": "big-deps", "big-deps-all-reuse": "big-deps"}
 WITHOUT_BUILDAH = ("add-one-dependency", "cold-warm-wheel-bytecode", "big-deps-fresh-runner-warm-registry")
 lines = ["| case | slipway | buildah | ratio |", "| --- | --- | --- | --- |"]
 for label, case, unit in rows:
@@ -55,6 +56,7 @@ extra = [
     ("big dependency set (numpy, pandas, scipy, scikit-learn): build + push", median("big-deps", "slipway"), "s"),
     ("big dependency set: image size, compressed (slipway default: no .pyc for packages' test dirs)", median("big-deps-image-bytes", "slipway"), "B"),
     ("big dependency set: image size, compressed (slipway, tests_bytecode = true)", median("big-deps-all-bytecode-image-bytes", "slipway"), "B"),
+    ("big dependency set: image size, compressed (slipway, tests_bytecode and reuse_wheel_compression)", median("big-deps-all-reuse-image-bytes", "slipway"), "B"),
     ("big dependency set: image size, compressed (buildah)", median("big-deps-image-bytes", "buildah"), "B"),
     ("big dependency set: peak RSS of the process tree (GNU time: slipway, uv, the bytecode compiler)", median("big-deps-peak-rss-kib", "slipway"), "KiB"),
     ("big dependency set: peak RSS of slipway itself (VmHWM)", median("big-deps-slipway-own-peak-rss-kib", "slipway"), "KiB"),

@@ -276,7 +276,7 @@ pub(crate) fn scan_layer(
     let mut reader = std::io::BufReader::new(reader);
     let gzip = std::io::BufRead::fill_buf(&mut reader)?.starts_with(&[0x1f, 0x8b]);
     let plain: Box<dyn Read> = if gzip {
-        Box::new(flate2::read::GzDecoder::new(reader))
+        Box::new(flate2::read::MultiGzDecoder::new(reader))
     } else {
         Box::new(reader)
     };

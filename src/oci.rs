@@ -46,7 +46,7 @@ pub fn tar_reader<R: Read + Send + 'static>(raw: R) -> std::io::Result<Box<dyn R
     let mut reader = std::io::BufReader::new(raw);
     let gzip = reader.fill_buf()?.starts_with(&[0x1f, 0x8b]);
     Ok(if gzip {
-        Box::new(flate2::read::GzDecoder::new(reader))
+        Box::new(flate2::read::MultiGzDecoder::new(reader))
     } else {
         Box::new(reader)
     })

@@ -56,6 +56,8 @@ pub struct RawPython {
     pub bytecode: Option<bool>,
     pub tests_bytecode: Option<bool>,
     pub stdlib_bytecode: Option<String>,
+    #[serde(default)]
+    pub reuse_wheel_compression: bool,
     /// Facts about the base, normally detected; stating one that contradicts the base is an error.
     pub version: Option<String>,
     pub libc: Option<String>,
@@ -129,6 +131,10 @@ pub struct PythonSettings {
     pub tests_bytecode: bool,
     /// Which of the base's stdlib modules get a `.pyc` layer.
     pub stdlib_bytecode: StdlibBytecode,
+    /// Big files of local wheels go into the site-packages layer as the
+    /// wheels' own deflate streams (the layer's digest then depends on the
+    /// wheel files, not only on what they install).
+    pub reuse_wheel_compression: bool,
     pub stated: StatedFacts,
 }
 
@@ -267,6 +273,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Recipe, RecipeError> {
             bytecode,
             tests_bytecode: raw.python.tests_bytecode.unwrap_or(false),
             stdlib_bytecode: checked.stdlib_bytecode,
+            reuse_wheel_compression: raw.python.reuse_wheel_compression,
             stated: StatedFacts {
                 origin: ["version", "libc", "interpreter", "site_packages"]
                     .into_iter()

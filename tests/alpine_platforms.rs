@@ -75,7 +75,7 @@ struct LayerFiles {
 
 fn read_layer(gz: &[u8]) -> LayerFiles {
     let mut tar_bytes = Vec::new();
-    flate2::read::GzDecoder::new(gz)
+    flate2::read::MultiGzDecoder::new(gz)
         .read_to_end(&mut tar_bytes)
         .expect("gunzip the layer");
     let mut entries = BTreeMap::new();

@@ -1499,7 +1499,7 @@ fn two_gib_file_is_streamed() {
         .unwrap()
         .to_string();
     let file = std::fs::File::open(blob(&app_layer)).unwrap();
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(file));
     let sizes: Vec<(String, u64)> = archive
         .entries()
         .unwrap()

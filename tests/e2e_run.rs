@@ -87,29 +87,29 @@ fn runnable_base() -> PathBuf {
     layout
 }
 
-#[test]
-fn demo_image_runs_rootless_and_serves_the_app_from_bytecode() {
-    let tools = [
-        "bash",
-        "python3",
-        "docker-registry",
-        "skopeo",
-        "umoci",
-        "uv",
-        "mmdebstrap",
-        "unshare",
-        "chroot",
-        "curl",
-    ];
-    if tools.iter().any(|t| skip_or_fail(t)) {
-        return;
-    }
-    let Some(wheels) = wheelhouse() else { return };
-    runnable_base();
+/// The tools `demo/run` needs.
+const DEMO_TOOLS: [&str; 10] = [
+    "bash",
+    "python3",
+    "docker-registry",
+    "skopeo",
+    "umoci",
+    "uv",
+    "mmdebstrap",
+    "unshare",
+    "chroot",
+    "curl",
+];
 
+/// `demo/run` on `recipe` (relative to the repo, or absolute): build, push,
+/// pull with skopeo, unpack with umoci, run rootless, ask the app. Returns
+/// the temp dir (holding `port`, the port the app listened on), the kept
+/// work dir and what the demo printed; panics if it failed.
+fn run_demo(wheels: &Path, recipe: &Path) -> (tempfile::TempDir, PathBuf, String) {
     let tmp = tempfile::tempdir().unwrap();
     let work = tmp.path().join("work");
     let port = free_port();
+    std::fs::write(tmp.path().join("port"), port.to_string()).unwrap();
     let started = Instant::now();
     let out = run_with_limit(
         Command::new("bash")
@@ -124,12 +124,12 @@ fn demo_image_runs_rootless_and_serves_the_app_from_bytecode() {
             .env("SLIPWAY_CACHE_DIR", tmp.path().join("cache"))
             .env("DEMO_WORK", &work)
             .env("DEMO_PORT", port.to_string())
-            .env("DEMO_RECIPE", "recipes/fastapi-demo/slim.toml")
+            .env("DEMO_RECIPE", recipe)
             .env("DOCKER_CONFIG", tmp.path().join("no-docker-config"))
             .env_remove("SOURCE_DATE_EPOCH"),
         Duration::from_secs(600),
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
     eprintln!(
         "demo/run took {:.1}s:\n{stderr}",
@@ -140,6 +140,21 @@ fn demo_image_runs_rootless_and_serves_the_app_from_bytecode() {
         "demo/run failed ({}):\n{stdout}",
         out.status
     );
+    (tmp, work, stdout)
+}
+
+#[test]
+fn demo_image_runs_rootless_and_serves_the_app_from_bytecode() {
+    if DEMO_TOOLS.iter().any(|t| skip_or_fail(t)) {
+        return;
+    }
+    let Some(wheels) = wheelhouse() else { return };
+    runnable_base();
+    let (tmp, work, stdout) = run_demo(&wheels, Path::new("recipes/fastapi-demo/slim.toml"));
+    let port: u16 = std::fs::read_to_string(tmp.path().join("port"))
+        .unwrap()
+        .parse()
+        .unwrap();
 
     // The app's answer over loopback, from the image's own entrypoint and env.
     let answer = std::fs::read_to_string(work.join("answer.json")).expect("answer.json");
@@ -198,6 +213,91 @@ fn demo_image_runs_rootless_and_serves_the_app_from_bytecode() {
         .filter(|l| l.starts_with("# code object from '") && l.ends_with(".pyc'"))
         .count();
     assert!(from_pyc > 50, "only {from_pyc} modules from .pyc");
+}
+
+/// `[python] reuse_wheel_compression`: the site-packages layer holds the
+/// wheels' own deflate streams as gzip members of their own. skopeo,
+/// umoci and the image's interpreter read it as any layer (the app ran,
+/// importing pydantic_core's 5 MB extension from such a member), and the
+/// unpacked file is the wheel's.
+#[test]
+fn demo_image_with_the_wheels_own_compression_runs_and_unpacks_to_the_wheels_files() {
+    if DEMO_TOOLS.iter().any(|t| skip_or_fail(t)) {
+        return;
+    }
+    let Some(wheels) = wheelhouse() else { return };
+    runnable_base();
+    let copy = tempfile::tempdir().unwrap();
+    run_ok(
+        Command::new("cp")
+            .arg("-r")
+            .arg(repo_root().join("recipes/fastapi-demo"))
+            .arg(copy.path()),
+    );
+    let recipe = copy.path().join("fastapi-demo/slim.toml");
+    let text = std::fs::read_to_string(&recipe).unwrap();
+    let text = text.replace("[python]\n", "[python]\nreuse_wheel_compression = true\n");
+    assert!(text.contains("reuse_wheel_compression"), "{text}");
+    std::fs::write(&recipe, text).unwrap();
+    let (_tmp, work, _) = run_demo(&wheels, &recipe);
+    let answer = std::fs::read_to_string(work.join("answer.json")).expect("answer.json");
+    assert!(answer.contains("\"production\""), "{answer}");
+
+    // The layer skopeo pulled that holds the extension: several members.
+    let so = "usr/local/lib/python3.13/site-packages/pydantic_core/_pydantic_core.cpython-313-x86_64-linux-gnu.so";
+    let blobs = work.join("oci/blobs/sha256");
+    let holds_so = |blob: &Path| {
+        let file = std::fs::File::open(blob).unwrap();
+        let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(file));
+        let Ok(entries) = archive.entries() else {
+            return false;
+        };
+        entries
+            .flatten()
+            .any(|e| e.path().is_ok_and(|p| p.to_string_lossy() == so))
+    };
+    let layer = std::fs::read_dir(&blobs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| std::fs::read(p).unwrap().starts_with(&[0x1f, 0x8b]))
+        .find(|p| holds_so(p))
+        .expect("a layer holding pydantic_core's extension");
+    let bytes = std::fs::read(&layer).unwrap();
+    let mut members = 0;
+    let mut rest = &bytes[..];
+    while !rest.is_empty() {
+        let mut member = flate2::bufread::GzDecoder::new(rest);
+        std::io::copy(&mut member, &mut std::io::sink()).unwrap();
+        rest = member.into_inner();
+        members += 1;
+    }
+    assert!(members > 2, "{members} gzip members in {}", layer.display());
+
+    // umoci unpacked the wheel's bytes.
+    let wheel = std::fs::read_dir(&wheels)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            name.starts_with("pydantic_core-")
+                && name.contains("manylinux")
+                && name.contains("x86_64")
+        })
+        .expect("pydantic_core's x86_64 manylinux wheel in the wheelhouse");
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(&wheel).unwrap()).unwrap();
+    let mut expected = Vec::new();
+    std::io::Read::read_to_end(
+        &mut zip
+            .by_name("pydantic_core/_pydantic_core.cpython-313-x86_64-linux-gnu.so")
+            .unwrap(),
+        &mut expected,
+    )
+    .unwrap();
+    let unpacked = std::fs::read(work.join("bundle/rootfs").join(so)).unwrap();
+    assert!(
+        unpacked == expected,
+        "the unpacked extension is not the wheel's"
+    );
 }
 
 // ---------------------------------------------------------------------------

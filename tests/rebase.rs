@@ -76,7 +76,7 @@ fn patch_layout(src: &Path, tag: &str, dst: &Path, env: Option<(&str, &str)>) {
 
 /// The layer (gzip'd tar) with `etc/patch-level` added: (tar, tar.gz).
 fn patched_layer(gz: &[u8]) -> (Vec<u8>, Vec<u8>) {
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(gz));
+    let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(gz));
     let mut builder = tar::Builder::new(Vec::new());
     for entry in archive.entries().unwrap() {
         let mut entry = entry.unwrap();

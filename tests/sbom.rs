@@ -242,7 +242,7 @@ fn dist_info_dirs(addr: &str, repo: &str, manifest: &str) -> BTreeSet<(String, S
         let digest = layer["digest"].as_str().unwrap();
         let (status, blob) = http_get(addr, &format!("/v2/{repo}/blobs/{digest}"), "*/*");
         assert_eq!(status, 200);
-        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&blob[..]));
+        let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(&blob[..]));
         for entry in archive.entries().unwrap() {
             let path = entry
                 .unwrap()

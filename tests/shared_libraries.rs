@@ -59,7 +59,7 @@ fn slim_without_libstdcxx(slim: &Path, dest: &Path) -> usize {
         manifest["layers"][0]["digest"].as_str().unwrap(),
     ))
     .unwrap();
-    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(first));
+    let mut tar = tar::Archive::new(flate2::read::MultiGzDecoder::new(first));
     let mut gone = Vec::new();
     for entry in tar.entries().unwrap() {
         let entry = entry.unwrap();

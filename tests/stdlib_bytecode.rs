@@ -82,7 +82,7 @@ impl Built {
             .unwrap_or_else(|| panic!("no {kind} layer"));
         let hex = digest.trim_start_matches("sha256:");
         let blob = std::fs::File::open(self.layout.join("blobs/sha256").join(hex)).unwrap();
-        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(blob));
+        let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(blob));
         let mut files = Vec::new();
         for entry in archive.entries().unwrap() {
             let mut entry = entry.unwrap();

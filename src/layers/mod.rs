@@ -12,10 +12,12 @@
 pub mod app;
 pub mod app_layers;
 pub mod bytecode;
+pub mod deflated;
 pub mod deps;
 pub mod dockerignore;
 pub mod failures;
 pub mod layer_cache;
+pub mod local_wheels;
 pub mod options;
 pub mod outcome;
 pub mod pgzip;

@@ -6,6 +6,11 @@
 //! the pieces concatenate into one deflate stream inside one gzip member. The
 //! crc32 is combined piece by piece. The bytes depend only on the input and the
 //! level, never on the thread count or on how the input was split into writes.
+//!
+//! [`ParallelGzWriter::splice`] puts a deflate stream made elsewhere (a
+//! wheel's entry) in a member of its own: the member being written ends, the
+//! spliced one follows, and a new member starts after it. A gzip file is a
+//! series of members (RFC 1952, 2.2); every reader of layers reads them all.
 
 use flate2::{Compress, Compression, Crc, FlushCompress, Status};
 use std::collections::VecDeque;
@@ -75,8 +80,15 @@ pub struct ParallelGzWriter<W: Write> {
     level: u32,
     buffer: Vec<u8>,
     dictionary: Vec<u8>,
+    /// The current member's crc32 and uncompressed size.
     crc: Crc,
+    member_in: u64,
     total_in: u64,
+    /// Bytes still to come that a spliced member already holds: counted and
+    /// checked against its crc32, not compressed again.
+    skip: u64,
+    skip_crc: Crc,
+    skip_expected: u32,
     pending: VecDeque<Receiver<io::Result<Piece>>>,
     max_pending: usize,
     spares: Spares,
@@ -134,7 +146,11 @@ impl<W: Write> ParallelGzWriter<W> {
             buffer: Vec::with_capacity(CHUNK),
             dictionary: Vec::new(),
             crc: Crc::new(),
+            member_in: 0,
             total_in: 0,
+            skip: 0,
+            skip_crc: Crc::new(),
+            skip_expected: 0,
             pending: VecDeque::new(),
             max_pending: 2 * threads.max(1),
             spares: Spares::default(),
@@ -150,16 +166,66 @@ impl<W: Write> ParallelGzWriter<W> {
 
     /// Compresses what is buffered, writes the trailer and returns the inner writer.
     pub fn finish(mut self) -> io::Result<W> {
+        if self.skip > 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "fewer bytes written than a spliced member holds",
+            ));
+        }
+        self.end_member()?;
+        self.inner.flush()?;
+        Ok(self.inner)
+    }
+
+    /// Ends the current member, writes `deflate` (a raw deflate stream of
+    /// `size` bytes whose crc32 is `crc`) as a member of its own, and takes
+    /// the next `size` bytes written as the ones it holds: they are counted
+    /// and checked against `crc` (a mismatch fails that write), not
+    /// compressed. The caller checks that the stream inflates to them.
+    pub fn splice(&mut self, mut deflate: impl io::Read, size: u64, crc: u32) -> io::Result<()> {
+        if self.skip > 0 {
+            return Err(io::Error::other("a splice inside a splice"));
+        }
+        if self.header_written || !self.buffer.is_empty() {
+            self.end_member()?;
+        }
+        self.inner.write_all(&HEADER)?;
+        io::copy(&mut deflate, &mut self.inner)?;
+        self.inner.write_all(&trailer(crc, size))?;
+        self.skip = size;
+        self.skip_crc = Crc::new();
+        self.skip_expected = crc;
+        Ok(())
+    }
+
+    /// Compresses what is buffered as the member's last piece, writes its
+    /// trailer and starts afresh: the next member has no dictionary.
+    fn end_member(&mut self) -> io::Result<()> {
         self.submit(true)?;
         while !self.pending.is_empty() {
             self.write_oldest()?;
         }
-        let mut trailer = [0u8; 8];
-        trailer[..4].copy_from_slice(&self.crc.sum().to_le_bytes());
-        trailer[4..].copy_from_slice(&(self.total_in as u32).to_le_bytes());
-        self.inner.write_all(&trailer)?;
-        self.inner.flush()?;
-        Ok(self.inner)
+        self.inner
+            .write_all(&trailer(self.crc.sum(), self.member_in))?;
+        self.crc = Crc::new();
+        self.member_in = 0;
+        self.header_written = false;
+        self.dictionary.clear();
+        Ok(())
+    }
+
+    fn skip(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = (self.skip.min(buf.len() as u64)) as usize;
+        self.skip_crc.update(&buf[..n]);
+        self.skip -= n as u64;
+        self.total_in += n as u64;
+        if self.skip == 0 && self.skip_crc.sum() != self.skip_expected {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the bytes of a spliced member changed after they were checked",
+            ));
+        }
+        Ok(n)
     }
 
     fn submit(&mut self, last: bool) -> io::Result<()> {
@@ -212,12 +278,24 @@ impl<W: Write> ParallelGzWriter<W> {
     }
 }
 
+/// A member's trailer: its crc32 and its size modulo 2^32.
+fn trailer(crc: u32, size: u64) -> [u8; 8] {
+    let mut trailer = [0u8; 8];
+    trailer[..4].copy_from_slice(&crc.to_le_bytes());
+    trailer[4..].copy_from_slice(&(size as u32).to_le_bytes());
+    trailer
+}
+
 impl<W: Write> Write for ParallelGzWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.skip > 0 {
+            return self.skip(buf);
+        }
         let room = CHUNK - self.buffer.len();
         let n = room.min(buf.len());
         self.buffer.extend_from_slice(&buf[..n]);
         self.total_in += n as u64;
+        self.member_in += n as u64;
         if self.buffer.len() == CHUNK {
             self.submit(false)?;
         }
@@ -316,7 +394,7 @@ mod tests {
 
     fn gunzip(data: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(data)
+        flate2::read::MultiGzDecoder::new(data)
             .read_to_end(&mut out)
             .unwrap();
         out
@@ -332,6 +410,87 @@ mod tests {
             assert_eq!(one, gz(&data, 3, CHUNK * 2), "3 threads, len {len}");
             assert_eq!(&one[..10], &HEADER);
         }
+    }
+
+    /// `before`, then `middle` spliced in as raw deflate, then `after`.
+    fn spliced(before: &[u8], middle: &[u8], after: &[u8], threads: usize) -> Vec<u8> {
+        let mut deflate = flate2::write::DeflateEncoder::new(Vec::new(), Compression::new(9));
+        deflate.write_all(middle).unwrap();
+        let stream = deflate.finish().unwrap();
+        let mut crc = Crc::new();
+        crc.update(middle);
+        let mut w = ParallelGzWriter::new(Vec::new(), 6, threads);
+        w.write_all(before).unwrap();
+        w.splice(&stream[..], middle.len() as u64, crc.sum())
+            .unwrap();
+        for part in middle.chunks(10_000) {
+            w.write_all(part).unwrap();
+        }
+        w.write_all(after).unwrap();
+        assert_eq!(
+            w.total_in(),
+            (before.len() + middle.len() + after.len()) as u64
+        );
+        w.finish().unwrap()
+    }
+
+    fn members(data: &[u8]) -> usize {
+        let mut count = 0;
+        let mut rest = data;
+        while !rest.is_empty() {
+            let mut decoder = flate2::bufread::GzDecoder::new(rest);
+            std::io::copy(&mut decoder, &mut std::io::sink()).unwrap();
+            rest = decoder.into_inner();
+            count += 1;
+        }
+        count
+    }
+
+    #[test]
+    fn a_spliced_stream_is_a_member_of_its_own_between_the_written_bytes() {
+        let (before, middle, after) = (sample(CHUNK + 5), sample(70_000), sample(3 * CHUNK));
+        let one = spliced(&before, &middle, &after, 1);
+        assert_eq!(
+            one,
+            spliced(&before, &middle, &after, 3),
+            "any thread count"
+        );
+        assert_eq!(gunzip(&one), [&before[..], &middle, &after].concat());
+        assert_eq!(members(&one), 3);
+        // The spliced member holds the stream as made (level 9), not level 6.
+        let plain = gz(&[&before[..], &middle, &after].concat(), 1, 1 << 16);
+        assert_ne!(one, plain);
+        // Spliced first, nothing before it: no empty member ahead of it.
+        let first = spliced(b"", &middle, b"tail", 2);
+        assert_eq!(members(&first), 2);
+        assert_eq!(gunzip(&first), [&middle[..], b"tail"].concat());
+    }
+
+    #[test]
+    fn bytes_other_than_the_spliced_ones_or_too_few_fail() {
+        let middle = sample(50_000);
+        let mut crc = Crc::new();
+        crc.update(&middle);
+        let mut deflate = flate2::write::DeflateEncoder::new(Vec::new(), Compression::new(6));
+        deflate.write_all(&middle).unwrap();
+        let stream = deflate.finish().unwrap();
+        let mut w = ParallelGzWriter::new(Vec::new(), 6, 2);
+        w.splice(&stream[..], middle.len() as u64, crc.sum())
+            .unwrap();
+        let mut changed = middle.clone();
+        changed[49_999] ^= 1;
+        let error = w.write_all(&changed).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+
+        let mut w = ParallelGzWriter::new(Vec::new(), 6, 2);
+        w.splice(&stream[..], middle.len() as u64, crc.sum())
+            .unwrap();
+        w.write_all(&middle[..49_999]).unwrap();
+        assert!(
+            w.splice(&stream[..], 1, 0).is_err(),
+            "a splice inside a splice"
+        );
+        assert_eq!(w.finish().unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
     }
 
     #[test]

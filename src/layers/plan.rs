@@ -26,6 +26,10 @@ pub struct SitePackagesInputs<'a> {
     pub find_links: Vec<(String, Vec<(String, Digest)>)>,
     pub offline: bool,
     pub allow_sdist: bool,
+    /// `[python] reuse_wheel_compression`: left out when off, so turning
+    /// it on changes the keys and leaving it off changes nothing.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub reuse_wheel_compression: bool,
     pub epoch: u64,
     pub owner: Owner,
 }

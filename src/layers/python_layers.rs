@@ -14,7 +14,9 @@ use crate::error::{io, Error, ErrorKind, Result};
 use crate::facts::PythonFacts;
 use crate::layers::project::{normalise_name, ProjectError};
 use crate::layers::resolution::{self, HeldBack};
-use crate::layers::{self, app, bytecode, deps, sitepackages, tarball, Entry, Owner};
+use crate::layers::{
+    self, app, bytecode, deflated, deps, local_wheels, sitepackages, tarball, Entry, Owner,
+};
 use std::path::{Path, PathBuf};
 
 /// A CPython for uv to run (any will do when none of the base's minor is found).
@@ -130,6 +132,7 @@ impl Target<'_> {
             find_links,
             offline: deps.offline,
             allow_sdist: opts.recipe.python.allow_sdist,
+            reuse_wheel_compression: opts.recipe.python.reuse_wheel_compression,
             epoch: opts.epoch,
             owner: self.owner,
         })
@@ -390,6 +393,23 @@ fn site_packages_layers(
             py.bytecode
                 .then(|| compile_ahead(opts, cache, facts, deps, python_platform, &installed))
         });
+        // `reuse_wheel_compression`: big files of local wheels (a
+        // find-links dir, a bundle) go into the layer as the wheels' own
+        // deflate streams. Opt-in: an index leaves no wheel file to take
+        // streams from, so the same pins from an index would give the
+        // same files with other gzip bytes, another digest.
+        let deflated = scope.spawn(|| {
+            if !py.reuse_wheel_compression {
+                return Vec::new();
+            }
+            let wheels = local_wheels::pinned(
+                &deps.requirements,
+                &deps.find_links,
+                python_platform,
+                &facts.version,
+            );
+            deflated::list(&wheels, &facts.site_packages)
+        });
         let entries = target.install(
             opts,
             cache,
@@ -412,7 +432,13 @@ fn site_packages_layers(
                     })
                     .transpose()
             });
-            let checks = target.checks(SITE_PACKAGES_STAGING);
+            let checks = tarball::Checks {
+                deflated: std::sync::Arc::new(deflated::installed(
+                    deflated.join().expect("the wheel listing thread"),
+                    &entries,
+                )),
+                ..target.checks(SITE_PACKAGES_STAGING)
+            };
             let record = write_into_cache(cache, &key, &entries, opts.epoch, &checks);
             if let Ok(record) = &record {
                 // For the SBOM, which otherwise decompresses the whole layer

@@ -7,6 +7,7 @@
 //! emits it with mode 0644, 0/0 and mtime 0). The gzip stream comes from
 //! [`ParallelGzWriter`], whose bytes do not depend on the thread count.
 
+use super::deflated::{Deflated, DeflatedFiles};
 use super::pgzip::ParallelGzWriter;
 use super::{open_checked, Entry, EntryKind, LayerBlob, SourceError};
 use crate::digest::{Digest, HashingWriter};
@@ -46,6 +47,10 @@ pub struct Checks {
     /// symlink target may hold: the layer fails with [`HostPathLeak`],
     /// naming every entry that holds one.
     pub host_paths: Vec<String>,
+    /// Files a local wheel holds deflated: each whose bytes the wheel's
+    /// stream is checked to inflate to goes in as that stream, copied into
+    /// a gzip member of its own instead of compressed again.
+    pub deflated: std::sync::Arc<DeflatedFiles>,
 }
 
 /// Entries whose bytes (or symlink target) still name a path of the
@@ -86,8 +91,12 @@ pub fn write_layer_with_threads(
     let host_paths = Needles::new(checks.host_paths.iter().map(|p| p.as_bytes()));
     let mut leaks = Vec::new();
     for entry in entries {
-        let expected = checks.digests.get(&entry.path);
-        let leaked = append(&mut tar, entry, epoch, expected, &host_paths).map_err(|e| {
+        let file = FileChecks {
+            expected: checks.digests.get(&entry.path),
+            host_paths: &host_paths,
+            deflated: checks.deflated.get(&entry.path),
+        };
+        let leaked = append(&mut tar, entry, epoch, &file).map_err(|e| {
             if SourceError::of(&e).is_some() {
                 return e;
             }
@@ -113,14 +122,25 @@ pub fn write_layer_with_threads(
     })
 }
 
+/// What one entry is checked against as it is packed.
+struct FileChecks<'a> {
+    expected: Option<&'a Digest>,
+    host_paths: &'a Needles,
+    deflated: Option<&'a Deflated>,
+}
+
 /// Appends one entry; whether its bytes (or link target) hold a host path.
 fn append<W: Write>(
-    tar: &mut tar::Builder<W>,
+    tar: &mut tar::Builder<HashingWriter<ParallelGzWriter<W>>>,
     entry: &Entry,
     epoch: u64,
-    expected: Option<&Digest>,
-    host_paths: &Needles,
+    checks: &FileChecks,
 ) -> io::Result<bool> {
+    let FileChecks {
+        expected,
+        host_paths,
+        deflated,
+    } = *checks;
     let mut header = Header::new_gnu();
     header.set_mode(entry.mode & 0o7777);
     header.set_uid(entry.owner.uid);
@@ -147,14 +167,35 @@ fn append<W: Write>(
                 hasher: expected.map(|_| sha2::Sha256::new()),
                 scan: host_paths.scan(),
             };
-            tar.append_data(&mut header, &entry.path, &mut reader)
-                .map_err(|e| match e.kind() {
-                    io::ErrorKind::UnexpectedEof => io::Error::other(SourceError::Changed {
-                        path: source.clone(),
-                        what: "it shrank".into(),
+            let splice = match deflated {
+                Some(deflated) if deflated.size == *size => {
+                    deflated.matches(source)?.map(|crc| (deflated, crc))
+                }
+                _ => None,
+            };
+            let appended = match splice {
+                // The header alone (an empty reader writes no data and no
+                // padding), then the wheel's stream as its own member, then
+                // the bytes it holds: hashed for the diff_id and checks, and
+                // checked against the stream's crc, not compressed again.
+                Some((deflated, crc)) => tar
+                    .append_data(&mut header, &entry.path, io::empty())
+                    .and_then(|()| {
+                        let hashing = tar.get_mut();
+                        hashing.get_mut().splice(deflated.stream()?, *size, crc)?;
+                        let copied = io::copy(&mut reader, hashing)?;
+                        let padding = (512 - copied % 512) % 512;
+                        hashing.write_all(&[0u8; 512][..padding as usize])
                     }),
-                    _ => e,
-                })?;
+                None => tar.append_data(&mut header, &entry.path, &mut reader),
+            };
+            appended.map_err(|e| match e.kind() {
+                io::ErrorKind::UnexpectedEof => io::Error::other(SourceError::Changed {
+                    path: source.clone(),
+                    what: "it shrank".into(),
+                }),
+                _ => e,
+            })?;
             let read = reader.hasher.map(Digest::from_hasher);
             match expected {
                 Some(expected) if read.as_ref() != Some(expected) => {
@@ -375,7 +416,7 @@ mod tests {
         assert_eq!(a.size, bytes(&a.path).len() as u64);
         assert_eq!(a.digest, crate::digest::Digest::of(&bytes(&a.path)));
         let mut tar = Vec::new();
-        flate2::read::GzDecoder::new(&bytes(&a.path)[..])
+        flate2::read::MultiGzDecoder::new(&bytes(&a.path)[..])
             .read_to_end(&mut tar)
             .unwrap();
         assert_eq!(a.diff_id, crate::digest::Digest::of(&tar));
@@ -417,6 +458,81 @@ mod tests {
         };
         let blob = write_layer(&[entry], 0, &dir.path().join("l.tgz")).unwrap();
         assert!(tar_tv(&blob.path).contains(" 1000/2000 "));
+    }
+
+    #[test]
+    fn a_wheels_stream_goes_in_as_is_when_it_inflates_to_the_file() {
+        use crate::layers::deflated;
+        let dir = tempfile::tempdir().unwrap();
+        // Text-like bytes from an LCG, above deflated::MIN_SIZE.
+        let mut x = 7u32;
+        let big: Vec<u8> = (0..200_000)
+            .map(|_| {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                b"def x(self):\n    return 1\n"[(x >> 16) as usize % 26]
+            })
+            .collect();
+        let wheel = dir.path().join("demo-1.0-py3-none-any.whl");
+        let mut zip = zip::ZipWriter::new(File::create(&wheel).unwrap());
+        let level9 = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated)
+            .compression_level(Some(9));
+        zip.start_file("demo/big.so", level9).unwrap();
+        zip.write_all(&big).unwrap();
+        zip.finish().unwrap();
+        let installed = dir.path().join("big.so");
+        std::fs::write(&installed, &big).unwrap();
+        let mut entries = sources(&dir.path().join("tree"), 0, 0o644);
+        entries.push(file("site/demo/big.so", &installed, 0o755));
+        let entries = normalise(entries, Owner::default());
+        let candidates: deflated::DeflatedFiles = deflated::list(&[wheel], "/site")
+            .into_iter()
+            .flat_map(deflated::WheelStreams::files)
+            .collect();
+        let candidates = std::sync::Arc::new(candidates);
+        assert_eq!(candidates.len(), 1);
+        let with = Checks {
+            deflated: candidates,
+            ..Checks::default()
+        };
+        let write = |name: &str, checks: &Checks, threads| {
+            write_layer_with_threads(&entries, 0, &dir.path().join(name), threads, checks).unwrap()
+        };
+        let plain = write("plain.tgz", &Checks::default(), 1);
+        let spliced = write("spliced.tgz", &with, 1);
+        assert_eq!(
+            std::fs::read(&spliced.path).unwrap(),
+            std::fs::read(&write("spliced2.tgz", &with, 3).path).unwrap(),
+            "any thread count"
+        );
+        // The same tar, so the same diff_id; other gzip bytes.
+        assert_eq!(spliced.diff_id, plain.diff_id);
+        assert_eq!(spliced.uncompressed_size, plain.uncompressed_size);
+        assert_ne!(spliced.digest, plain.digest);
+        assert_eq!(tar_tv(&spliced.path), tar_tv(&plain.path));
+        let mut tar = Vec::new();
+        flate2::read::MultiGzDecoder::new(File::open(&spliced.path).unwrap())
+            .read_to_end(&mut tar)
+            .unwrap();
+        assert_eq!(crate::digest::Digest::of(&tar), spliced.diff_id);
+        // The wheel's level-9 stream is in the blob byte for byte.
+        let stream = std::fs::read(dir.path().join("demo-1.0-py3-none-any.whl")).unwrap();
+        let candidate = with.deflated.values().next().unwrap();
+        let range =
+            candidate.start as usize..(candidate.start + candidate.compressed_size) as usize;
+        let blob = std::fs::read(&spliced.path).unwrap();
+        assert!(memchr::memmem::find(&blob, &stream[range]).is_some());
+
+        // The installed file differs from the wheel's: compressed as usual.
+        let mut changed = big.clone();
+        changed[100_000] ^= 1;
+        std::fs::write(&installed, &changed).unwrap();
+        let fallback = write("fallback.tgz", &with, 2);
+        let plain = write("plain2.tgz", &Checks::default(), 2);
+        assert_eq!(
+            std::fs::read(&fallback.path).unwrap(),
+            std::fs::read(&plain.path).unwrap()
+        );
     }
 
     #[test]

@@ -198,7 +198,7 @@ fn decompress(blob: &Path, dest: &Path) -> io::Result<Digest> {
     };
     let input = File::open(blob)?;
     let mut reader: Box<dyn io::Read> = if gz {
-        Box::new(flate2::read::GzDecoder::new(input))
+        Box::new(flate2::read::MultiGzDecoder::new(input))
     } else {
         Box::new(input)
     };

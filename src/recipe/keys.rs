@@ -94,6 +94,12 @@ pub const KEYS: &[Key] = &[
         "`\"imported\"` or `\"all\"`",
         "stdlib_bytecode = \"imported\"",
     ),
+    key(
+        "python",
+        "reuse_wheel_compression",
+        BOOL,
+        "reuse_wheel_compression = true",
+    ),
     key("python", "version", STRING, "version = \"3.13\""),
     key("python", "libc", STRING, "libc = \"musl\""),
     key(

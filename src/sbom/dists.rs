@@ -38,7 +38,7 @@ pub fn in_layer(reader: impl Read) -> io::Result<Vec<Dist>> {
     let mut reader = io::BufReader::new(reader);
     let gzip = reader.fill_buf()?.starts_with(&[0x1f, 0x8b]);
     let plain: Box<dyn Read> = if gzip {
-        Box::new(flate2::read::GzDecoder::new(reader))
+        Box::new(flate2::read::MultiGzDecoder::new(reader))
     } else {
         Box::new(reader)
     };

@@ -55,7 +55,7 @@ pub fn read_layer(reader: Box<dyn Read + Send>) -> LayerRead {
         Err(e) => return failed(raw, e),
     };
     let tar = if gzip {
-        diff_id(flate2::read::GzDecoder::new(&mut raw))
+        diff_id(flate2::read::MultiGzDecoder::new(&mut raw))
     } else {
         diff_id(&mut raw)
     };

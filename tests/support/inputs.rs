@@ -226,7 +226,7 @@ pub fn layout_blobs(layout: &Path) -> Vec<(String, Vec<u8>)> {
 pub fn gunzip_if(raw: Vec<u8>) -> Vec<u8> {
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut plain = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..])
+        flate2::read::MultiGzDecoder::new(&raw[..])
             .read_to_end(&mut plain)
             .expect("a gzip blob decompresses");
         plain

@@ -15,7 +15,7 @@
 use super::wheels::{compile_missing, in_tests_dir, key_of, WheelStore};
 use super::BytecodeError;
 use crate::digest::Digest;
-use crate::layers::project::normalise_name;
+use crate::layers::local_wheels::{self, Place};
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -57,6 +57,15 @@ pub struct Ahead<'a> {
 struct Guess {
     wheel: PathBuf,
     sources: Vec<(String, String, Digest)>,
+}
+
+fn candidates(ahead: &Ahead) -> Vec<PathBuf> {
+    local_wheels::pinned(
+        ahead.requirements,
+        ahead.find_links,
+        ahead.python_platform,
+        ahead.version,
+    )
 }
 
 /// Compiles the guessed wheels the store lacks; the number of files compiled.
@@ -142,88 +151,6 @@ pub fn compile_ahead(ahead: &Ahead) -> Result<usize, BytecodeError> {
     )
 }
 
-/// The wheels in local find-links dirs named by a pinned requirement, at
-/// its version, with tags the target can install.
-fn candidates(ahead: &Ahead) -> Vec<PathBuf> {
-    let pins: BTreeMap<String, String> = ahead
-        .requirements
-        .iter()
-        .filter_map(|file| std::fs::read_to_string(file).ok())
-        .flat_map(|text| crate::layers::deps::parse_requirements(&text))
-        .map(|pin| (normalise_name(&pin.name), pin.version))
-        .collect();
-    let mut found = Vec::new();
-    for dir in ahead
-        .find_links
-        .iter()
-        .map(Path::new)
-        .filter(|d| d.is_dir())
-    {
-        let Ok(listing) = std::fs::read_dir(dir) else {
-            continue;
-        };
-        for entry in listing.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(tags) = WheelName::parse(&name) else {
-                continue;
-            };
-            let pinned = pins.get(&normalise_name(tags.name)) == Some(&tags.version.to_string());
-            if pinned && tags.fits(ahead.python_platform, ahead.version) {
-                found.push(entry.path());
-            }
-        }
-    }
-    found.sort();
-    found
-}
-
-/// `{name}-{version}(-{build})?-{python}-{abi}-{platform}.whl`
-struct WheelName<'a> {
-    name: &'a str,
-    version: &'a str,
-    python: &'a str,
-    abi: &'a str,
-    platform: &'a str,
-}
-
-impl<'a> WheelName<'a> {
-    fn parse(file: &'a str) -> Option<WheelName<'a>> {
-        let parts: Vec<&str> = file.strip_suffix(".whl")?.split('-').collect();
-        let (name, version) = (parts.first()?, parts.get(1)?);
-        let [python, abi, platform] = parts.get(parts.len().checked_sub(3)?..)? else {
-            return None;
-        };
-        (parts.len() == 5 || parts.len() == 6).then_some(WheelName {
-            name,
-            version,
-            python,
-            abi,
-            platform,
-        })
-    }
-
-    /// Whether CPython `version` on `python_platform` could install it (a
-    /// loose check: a guess that fits too much only costs CPU).
-    fn fits(&self, python_platform: &str, version: &str) -> bool {
-        let minor = version.replace('.', "");
-        let python =
-            self.python.split('.').any(|tag| {
-                tag == "py3" || tag == format!("py{minor}") || tag == format!("cp{minor}")
-            }) || self.abi == "abi3";
-        let arch = python_platform.split('-').next().unwrap_or_default();
-        let family = if python_platform.contains("musl") {
-            "musllinux"
-        } else {
-            "manylinux"
-        };
-        let platform = self.platform.split('.').any(|tag| {
-            tag == "any"
-                || (tag.ends_with(arch) && (tag.starts_with(family) || tag.starts_with("linux")))
-        });
-        python && platform
-    }
-}
-
 /// A wheel's `.py` files that install below site-packages, with digests:
 /// None when the wheel can't be read as one (left to the install).
 fn guess(wheel: &Path, ahead: &Ahead) -> std::io::Result<Option<Guess>> {
@@ -241,17 +168,10 @@ fn guess(wheel: &Path, ahead: &Ahead) -> std::io::Result<Option<Guess>> {
         if name.ends_with('/') || !name.ends_with(".py") {
             continue;
         }
-        if name.starts_with('/') || name.contains('\\') || name.split('/').any(|p| p == "..") {
-            return Ok(None);
-        }
-        // `<dist>.data/purelib/x` and `platlib/x` install as `x`; the
-        // other schemes land outside site-packages.
-        let below = match name.split_once(".data/") {
-            Some((dist, rest)) if !dist.contains('/') => match rest.split_once('/') {
-                Some(("purelib" | "platlib", path)) => path.to_string(),
-                _ => continue,
-            },
-            _ => name.clone(),
+        let below = match local_wheels::place(&name) {
+            Place::SitePackages(below) => below.to_string(),
+            Place::Elsewhere => continue,
+            Place::Climbs => return Ok(None),
         };
         let image = format!("/{site}/{below}");
         if !ahead.tests && in_tests_dir(&image, site) {
@@ -287,7 +207,7 @@ fn copy_entry(
 
 #[cfg(test)]
 mod tests {
-    use super::{candidates, guess, Ahead, WheelName};
+    use super::{candidates, guess, Ahead};
     use crate::layers::bytecode::wheels::WheelStore;
     use std::io::Write;
     use std::path::{Path, PathBuf};
@@ -372,33 +292,5 @@ mod tests {
         );
         assert_eq!(images(true).len(), 3);
         assert!(guess(&climbing, &ahead(false)).unwrap().is_none());
-    }
-
-    #[test]
-    fn wheel_tags_fit_the_target_loosely() {
-        let fits = |file: &str, platform: &str| {
-            WheelName::parse(file).is_some_and(|w| w.fits(platform, "3.13"))
-        };
-        let glibc = "x86_64-manylinux_2_36";
-        let musl = "x86_64-unknown-linux-musl";
-        assert!(fits("idna-3.20-py3-none-any.whl", glibc));
-        assert!(fits("idna-3.20-py3-none-any.whl", musl));
-        let core =
-            "pydantic_core-2.50.4-cp313-cp313-manylinux_2_17_x86_64.manylinux2014_x86_64.whl";
-        assert!(fits(core, glibc));
-        assert!(!fits(core, musl));
-        assert!(!fits(core, "aarch64-manylinux_2_36"));
-        assert!(fits(
-            "pydantic_core-2.50.4-cp313-cp313-musllinux_1_1_x86_64.whl",
-            musl
-        ));
-        assert!(!fits(
-            "pydantic_core-2.50.4-cp312-cp312-manylinux_2_17_x86_64.whl",
-            glibc
-        ));
-        assert!(fits("x-1.0-cp39-abi3-manylinux_2_17_x86_64.whl", glibc));
-        assert!(fits("x-1.0-1build-py3-none-any.whl", glibc));
-        assert!(WheelName::parse("x-1.0.tar.gz").is_none());
-        assert!(WheelName::parse("x-1.0-py3.whl").is_none());
     }
 }
