@@ -167,10 +167,14 @@ fn append<W: Write>(
                 hasher: expected.map(|_| sha2::Sha256::new()),
                 scan: host_paths.scan(),
             };
+            // A wheel that can't be read (gone since it was listed) only
+            // means this file is compressed as usual.
             let splice = match deflated {
-                Some(deflated) if deflated.size == *size => {
-                    deflated.matches(source)?.map(|crc| (deflated, crc))
-                }
+                Some(deflated) if deflated.size == *size => deflated
+                    .matches(source)
+                    .ok()
+                    .flatten()
+                    .map(|crc| (deflated, crc)),
                 _ => None,
             };
             let appended = match splice {
