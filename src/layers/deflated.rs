@@ -12,7 +12,8 @@
 
 use super::local_wheels::{place, Place};
 use super::{Entry, EntryKind};
-use flate2::{Crc, Decompress, FlushDecompress, Status};
+use crc32fast::Hasher as Crc32;
+use flate2::{Decompress, FlushDecompress, Status};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -167,7 +168,7 @@ impl Deflated {
         }
         let mut stream = self.stream()?;
         let mut inflate = Decompress::new(false);
-        let mut crc = Crc::new();
+        let mut crc = Crc32::new();
         let mut input = vec![0u8; BUFFER];
         let (mut start, mut end) = (0, 0);
         let mut inflated = vec![0u8; BUFFER];
@@ -213,7 +214,7 @@ impl Deflated {
             && inflate.total_in() == self.compressed_size
             && start == end
             && stream.read(&mut input)? == 0;
-        Ok(whole.then(|| crc.sum()))
+        Ok(whole.then(|| crc.finalize()))
     }
 
     /// The raw deflate stream, read from the wheel.
@@ -293,10 +294,10 @@ mod tests {
         );
         let installed = dir.path().join("big.so");
         std::fs::write(&installed, &big).unwrap();
-        let mut crc = Crc::new();
+        let mut crc = Crc32::new();
         crc.update(&big);
         let candidate = &found[&format!("{site}/demo/big.so")];
-        assert_eq!(candidate.matches(&installed).unwrap(), Some(crc.sum()));
+        assert_eq!(candidate.matches(&installed).unwrap(), Some(crc.finalize()));
         // The stream really is the file's bytes, deflated.
         let mut inflated = Vec::new();
         flate2::read::DeflateDecoder::new(candidate.stream().unwrap())

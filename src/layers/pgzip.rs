@@ -12,7 +12,8 @@
 //! spliced one follows, and a new member starts after it. A gzip file is a
 //! series of members (RFC 1952, 2.2); every reader of layers reads them all.
 
-use flate2::{Compress, Compression, Crc, FlushCompress, Status};
+use crc32fast::Hasher as Crc32;
+use flate2::{Compress, Compression, FlushCompress, Status};
 use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
@@ -38,7 +39,7 @@ struct Job {
 
 struct Piece {
     compressed: Vec<u8>,
-    crc: Crc,
+    crc: Crc32,
     /// The input, handed back for reuse.
     input: Vec<u8>,
 }
@@ -81,13 +82,13 @@ pub struct ParallelGzWriter<W: Write> {
     buffer: Vec<u8>,
     dictionary: Vec<u8>,
     /// The current member's crc32 and uncompressed size.
-    crc: Crc,
+    crc: Crc32,
     member_in: u64,
     total_in: u64,
     /// Bytes still to come that a spliced member already holds: counted and
     /// checked against its crc32, not compressed again.
     skip: u64,
-    skip_crc: Crc,
+    skip_crc: Crc32,
     skip_expected: u32,
     pending: VecDeque<Receiver<io::Result<Piece>>>,
     max_pending: usize,
@@ -145,11 +146,11 @@ impl<W: Write> ParallelGzWriter<W> {
             level,
             buffer: Vec::with_capacity(CHUNK),
             dictionary: Vec::new(),
-            crc: Crc::new(),
+            crc: Crc32::new(),
             member_in: 0,
             total_in: 0,
             skip: 0,
-            skip_crc: Crc::new(),
+            skip_crc: Crc32::new(),
             skip_expected: 0,
             pending: VecDeque::new(),
             max_pending: 2 * threads.max(1),
@@ -193,7 +194,7 @@ impl<W: Write> ParallelGzWriter<W> {
         io::copy(&mut deflate, &mut self.inner)?;
         self.inner.write_all(&trailer(crc, size))?;
         self.skip = size;
-        self.skip_crc = Crc::new();
+        self.skip_crc = Crc32::new();
         self.skip_expected = crc;
         Ok(())
     }
@@ -206,8 +207,8 @@ impl<W: Write> ParallelGzWriter<W> {
             self.write_oldest()?;
         }
         self.inner
-            .write_all(&trailer(self.crc.sum(), self.member_in))?;
-        self.crc = Crc::new();
+            .write_all(&trailer(self.crc.clone().finalize(), self.member_in))?;
+        self.crc = Crc32::new();
         self.member_in = 0;
         self.header_written = false;
         self.dictionary.clear();
@@ -219,7 +220,7 @@ impl<W: Write> ParallelGzWriter<W> {
         self.skip_crc.update(&buf[..n]);
         self.skip -= n as u64;
         self.total_in += n as u64;
-        if self.skip == 0 && self.skip_crc.sum() != self.skip_expected {
+        if self.skip == 0 && self.skip_crc.clone().finalize() != self.skip_expected {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "the bytes of a spliced member changed after they were checked",
@@ -341,7 +342,7 @@ fn compress_piece(
             Status::Ok | Status::BufError => compressed.reserve(64 * 1024),
         }
     }
-    let mut crc = Crc::new();
+    let mut crc = Crc32::new();
     crc.update(&input);
     Ok(Piece {
         compressed,
@@ -417,11 +418,11 @@ mod tests {
         let mut deflate = flate2::write::DeflateEncoder::new(Vec::new(), Compression::new(9));
         deflate.write_all(middle).unwrap();
         let stream = deflate.finish().unwrap();
-        let mut crc = Crc::new();
+        let mut crc = Crc32::new();
         crc.update(middle);
         let mut w = ParallelGzWriter::new(Vec::new(), 6, threads);
         w.write_all(before).unwrap();
-        w.splice(&stream[..], middle.len() as u64, crc.sum())
+        w.splice(&stream[..], middle.len() as u64, crc.clone().finalize())
             .unwrap();
         for part in middle.chunks(10_000) {
             w.write_all(part).unwrap();
@@ -469,13 +470,13 @@ mod tests {
     #[test]
     fn bytes_other_than_the_spliced_ones_or_too_few_fail() {
         let middle = sample(50_000);
-        let mut crc = Crc::new();
+        let mut crc = Crc32::new();
         crc.update(&middle);
         let mut deflate = flate2::write::DeflateEncoder::new(Vec::new(), Compression::new(6));
         deflate.write_all(&middle).unwrap();
         let stream = deflate.finish().unwrap();
         let mut w = ParallelGzWriter::new(Vec::new(), 6, 2);
-        w.splice(&stream[..], middle.len() as u64, crc.sum())
+        w.splice(&stream[..], middle.len() as u64, crc.clone().finalize())
             .unwrap();
         let mut changed = middle.clone();
         changed[49_999] ^= 1;
@@ -483,7 +484,7 @@ mod tests {
         assert_eq!(error.kind(), io::ErrorKind::InvalidData);
 
         let mut w = ParallelGzWriter::new(Vec::new(), 6, 2);
-        w.splice(&stream[..], middle.len() as u64, crc.sum())
+        w.splice(&stream[..], middle.len() as u64, crc.clone().finalize())
             .unwrap();
         w.write_all(&middle[..49_999]).unwrap();
         assert!(
