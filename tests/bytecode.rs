@@ -344,14 +344,17 @@ fn bytecode_compiled_ahead_from_the_wheels_is_what_the_install_needs() {
     let store = wheels::WheelStore::in_cache(&tmp.path().join("ahead"));
     let requirements = [tmp.path().join("install/requirements.txt")];
     let find_links = [wheels.to_string_lossy().into_owned()];
+    let local = slipway::layers::local_wheels::pinned(
+        &requirements,
+        &find_links,
+        "x86_64-manylinux_2_36",
+        "3.13",
+    );
     let ahead = |installed: bool| {
         let scratch = tempfile::tempdir_in(tmp.path()).unwrap();
         bytecode::ahead::compile_ahead(&bytecode::ahead::Ahead {
             python: &python,
-            requirements: &requirements,
-            find_links: &find_links,
-            python_platform: "x86_64-manylinux_2_36",
-            version: "3.13",
+            wheels: &local,
             site_packages: SITE,
             tests: true,
             store: &store,

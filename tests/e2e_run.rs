@@ -101,6 +101,17 @@ const DEMO_TOOLS: [&str; 10] = [
     "curl",
 ];
 
+/// The wheelhouse, once `demo/run`'s tools and the runnable base are there
+/// (None: skipped, outside CI).
+fn demo_prerequisites() -> Option<PathBuf> {
+    if DEMO_TOOLS.iter().any(|t| skip_or_fail(t)) {
+        return None;
+    }
+    let wheels = wheelhouse()?;
+    runnable_base();
+    Some(wheels)
+}
+
 /// `demo/run` on `recipe` (relative to the repo, or absolute): build, push,
 /// pull with skopeo, unpack with umoci, run rootless, ask the app. Returns
 /// the temp dir (holding `port`, the port the app listened on), the kept
@@ -145,11 +156,9 @@ fn run_demo(wheels: &Path, recipe: &Path) -> (tempfile::TempDir, PathBuf, String
 
 #[test]
 fn demo_image_runs_rootless_and_serves_the_app_from_bytecode() {
-    if DEMO_TOOLS.iter().any(|t| skip_or_fail(t)) {
+    let Some(wheels) = demo_prerequisites() else {
         return;
-    }
-    let Some(wheels) = wheelhouse() else { return };
-    runnable_base();
+    };
     let (tmp, work, stdout) = run_demo(&wheels, Path::new("recipes/fastapi-demo/slim.toml"));
     let port: u16 = std::fs::read_to_string(tmp.path().join("port"))
         .unwrap()
@@ -222,11 +231,9 @@ fn demo_image_runs_rootless_and_serves_the_app_from_bytecode() {
 /// unpacked file is the wheel's.
 #[test]
 fn demo_image_with_the_wheels_own_compression_runs_and_unpacks_to_the_wheels_files() {
-    if DEMO_TOOLS.iter().any(|t| skip_or_fail(t)) {
+    let Some(wheels) = demo_prerequisites() else {
         return;
-    }
-    let Some(wheels) = wheelhouse() else { return };
-    runnable_base();
+    };
     let copy = tempfile::tempdir().unwrap();
     run_ok(
         Command::new("cp")

@@ -11,12 +11,13 @@
 //! so the layer holds the bytes its diff_id and checks were computed from.
 
 use super::local_wheels::{place, Place};
+use super::wheelfix::read_capped;
 use super::{Entry, EntryKind};
 use crc32fast::Hasher as Crc32;
-use flate2::{Decompress, FlushDecompress, Status};
+use flate2::bufread::DeflateDecoder;
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -78,17 +79,21 @@ pub fn list(wheels: &[PathBuf], site_packages: &str) -> Vec<WheelStreams> {
 /// not on what else lies in the find-links dirs (the first of two
 /// identical wheels, in path order).
 pub fn installed(listed: Vec<WheelStreams>, entries: &[Entry]) -> DeflatedFiles {
+    let wheel_files: BTreeMap<&str, &Path> = entries
+        .iter()
+        .filter_map(|entry| match &entry.kind {
+            EntryKind::File { source, .. } if entry.path.ends_with(".dist-info/WHEEL") => {
+                Some((entry.path.as_str(), source.as_path()))
+            }
+            _ => None,
+        })
+        .collect();
     let mut found = DeflatedFiles::new();
     for wheel in listed {
-        let Some((path, expected)) = &wheel.wheel_file else {
-            continue;
-        };
-        let installed = entries.iter().find_map(|entry| match &entry.kind {
-            EntryKind::File { source, .. } if &entry.path == path => Some(source),
-            _ => None,
-        });
-        let same = installed.is_some_and(|source| {
-            read_capped(source, WHEEL_FILE_LIMIT).is_ok_and(|bytes| &bytes == expected)
+        let same = wheel.wheel_file.as_ref().is_some_and(|(path, expected)| {
+            wheel_files
+                .get(path.as_str())
+                .is_some_and(|source| read_capped(source).is_ok_and(|bytes| &bytes == expected))
         });
         if same {
             for (path, deflated) in wheel.files() {
@@ -97,15 +102,6 @@ pub fn installed(listed: Vec<WheelStreams>, entries: &[Entry]) -> DeflatedFiles 
         }
     }
     found
-}
-
-fn read_capped(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
-    let mut bytes = Vec::new();
-    File::open(path)?.take(limit + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > limit {
-        return Err(io::Error::other("too large"));
-    }
-    Ok(bytes)
 }
 
 fn in_wheel(wheel: &Path, site: &str) -> io::Result<WheelStreams> {
@@ -166,54 +162,40 @@ impl Deflated {
         if installed.metadata()?.len() != self.size {
             return Ok(None);
         }
-        let mut stream = self.stream()?;
-        let mut inflate = Decompress::new(false);
+        let mut inflate = DeflateDecoder::new(BufReader::with_capacity(BUFFER, self.stream()?));
         let mut crc = Crc32::new();
-        let mut input = vec![0u8; BUFFER];
-        let (mut start, mut end) = (0, 0);
-        let mut inflated = vec![0u8; BUFFER];
-        let mut expected = vec![0u8; BUFFER];
+        let (mut inflated, mut expected) = (vec![0u8; BUFFER], vec![0u8; BUFFER]);
         loop {
-            if start == end {
-                end = stream.read(&mut input)?;
-                start = 0;
-            }
-            let (in_before, out_before) = (inflate.total_in(), inflate.total_out());
-            let flush = if end == 0 {
-                FlushDecompress::Finish
-            } else {
-                FlushDecompress::None
+            let n = match inflate.read(&mut inflated) {
+                Ok(0) => break,
+                Ok(n) => n,
+                // Not a deflate stream, or one cut short.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::InvalidInput | io::ErrorKind::UnexpectedEof
+                    ) =>
+                {
+                    return Ok(None)
+                }
+                Err(e) => return Err(e),
             };
-            let status = match inflate.decompress(&input[start..end], &mut inflated, flush) {
-                Ok(status) => status,
-                Err(_) => return Ok(None),
-            };
-            let consumed = (inflate.total_in() - in_before) as usize;
-            let produced = (inflate.total_out() - out_before) as usize;
-            start += consumed;
             if inflate.total_out() > self.size {
                 return Ok(None);
             }
-            match installed.read_exact(&mut expected[..produced]) {
+            match installed.read_exact(&mut expected[..n]) {
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
                 other => other?,
             }
-            if inflated[..produced] != expected[..produced] {
+            if inflated[..n] != expected[..n] {
                 return Ok(None);
             }
-            crc.update(&inflated[..produced]);
-            if status == Status::StreamEnd {
-                break;
-            }
-            // No progress: the stream is cut short (or will never end).
-            if consumed == 0 && produced == 0 {
-                return Ok(None);
-            }
+            crc.update(&inflated[..n]);
         }
+        // All of it, and nothing after the stream's end: a gzip reader would take such bytes for the trailer.
         let whole = inflate.total_out() == self.size
             && inflate.total_in() == self.compressed_size
-            && start == end
-            && stream.read(&mut input)? == 0;
+            && inflate.get_mut().fill_buf()?.is_empty();
         Ok(whole.then(|| crc.finalize()))
     }
 
@@ -228,20 +210,10 @@ impl Deflated {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layers::pgzip::tests::sample;
     use std::io::Write;
 
     const SITE: &str = "/usr/local/lib/python3.13/site-packages";
-
-    /// Text-like bytes that deflate well but not trivially.
-    fn sample(len: usize, seed: u32) -> Vec<u8> {
-        let mut x = seed;
-        (0..len)
-            .map(|_| {
-                x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-                b"abcdefgh ijkl\n"[(x >> 16) as usize % 14]
-            })
-            .collect()
-    }
 
     fn wheel(dir: &Path, entries: &[(&str, &[u8], zip::CompressionMethod)]) -> PathBuf {
         named_wheel(dir, "demo-1.0-py3-none-any.whl", entries)
@@ -274,7 +246,7 @@ mod tests {
     #[test]
     fn only_big_deflated_files_below_site_packages_are_candidates() {
         let dir = tempfile::tempdir().unwrap();
-        let big = sample(40_000, 1);
+        let big = sample(40_000);
         let deflated = zip::CompressionMethod::Deflated;
         let wheel = wheel(
             dir.path(),
@@ -309,7 +281,7 @@ mod tests {
     #[test]
     fn a_file_that_differs_in_any_byte_or_length_does_not_match() {
         let dir = tempfile::tempdir().unwrap();
-        let big = sample(100_000, 2);
+        let big = sample(100_000);
         let wheel = wheel(
             dir.path(),
             &[("demo/big.so", &big, zip::CompressionMethod::Deflated)],
@@ -340,7 +312,7 @@ mod tests {
     #[test]
     fn a_wheel_naming_a_path_that_climbs_gives_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let big = sample(40_000, 3);
+        let big = sample(40_000);
         let deflated = zip::CompressionMethod::Deflated;
         let wheel = wheel(
             dir.path(),
@@ -356,13 +328,13 @@ mod tests {
     fn only_the_wheel_whose_wheel_file_was_installed_gives_streams() {
         let dir = tempfile::tempdir().unwrap();
         let deflated = zip::CompressionMethod::Deflated;
-        let build = |file: &str, tag: &str, seed| {
+        let build = |file: &str, tag: &str, size| {
             let wheel_file = format!("Wheel-Version: 1.0\nTag: {tag}\n");
             named_wheel(
                 dir.path(),
                 file,
                 &[
-                    ("demo/core.so", &sample(30_000, seed), deflated),
+                    ("demo/core.so", &sample(size), deflated),
                     ("demo-1.0.dist-info/WHEEL", wheel_file.as_bytes(), deflated),
                 ],
             )
@@ -371,12 +343,12 @@ mod tests {
         let old = build(
             "demo-1.0-cp313-cp313-manylinux_2_17_x86_64.whl",
             "cp313-cp313-manylinux_2_17_x86_64",
-            4,
+            30_000,
         );
         let new = build(
             "demo-1.0-cp313-cp313-manylinux_2_28_x86_64.whl",
             "cp313-cp313-manylinux_2_28_x86_64",
-            5,
+            31_000,
         );
         let installed_wheel_file = dir.path().join("WHEEL");
         std::fs::write(

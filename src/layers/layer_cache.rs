@@ -197,15 +197,15 @@ pub fn compile_wheels(
     Ok(layers::normalise_over(compiled.entries, lower))
 }
 
-/// Fills the per-wheel store from the wheels uv is about to install (see
-/// [`bytecode::ahead`]) until `installed` is set; best effort: what fails
-/// or is left here is compiled after the install. Returns the files compiled.
+/// Fills the per-wheel store from `wheels`, the local wheels uv is about to
+/// install (see [`bytecode::ahead`]), until `installed` is set; best effort:
+/// what fails or is left here is compiled after the install. Returns the
+/// files compiled.
 pub fn compile_ahead(
     opts: &LayerOptions,
     cache: &Cache,
     facts: &PythonFacts,
-    deps: &layers::deps::Dependencies,
-    python_platform: &str,
+    wheels: &[PathBuf],
     installed: &std::sync::atomic::AtomicBool,
 ) -> usize {
     let compile = || -> Result<usize> {
@@ -216,10 +216,7 @@ pub fn compile_ahead(
         let wrap = |e| Error::wrap(ErrorKind::Input, e, None);
         bytecode::ahead::compile_ahead(&bytecode::ahead::Ahead {
             python: &python,
-            requirements: &deps.requirements,
-            find_links: &deps.find_links,
-            python_platform,
-            version: &facts.version,
+            wheels,
             site_packages: &facts.site_packages,
             tests: opts.recipe.python.tests_bytecode,
             store: &bytecode::wheels::WheelStore::in_cache(cache.root()),

@@ -85,16 +85,38 @@ pub struct ParallelGzWriter<W: Write> {
     crc: Crc32,
     member_in: u64,
     total_in: u64,
-    /// Bytes still to come that a spliced member already holds: counted and
-    /// checked against its crc32, not compressed again.
-    skip: u64,
-    skip_crc: Crc32,
-    skip_expected: u32,
+    /// The bytes still to come that a spliced member holds.
+    spliced: Option<Spliced>,
     pending: VecDeque<Receiver<io::Result<Piece>>>,
     max_pending: usize,
     spares: Spares,
     pool: Option<Pool>,
     header_written: bool,
+}
+
+/// Bytes written after a splice that its member already holds: counted and
+/// checked against its crc32, not compressed again.
+struct Spliced {
+    left: u64,
+    crc: Crc32,
+    expected: u32,
+}
+
+impl Spliced {
+    /// Takes what of `buf` the member holds; the last of it fails unless
+    /// all of it had the member's crc32.
+    fn take(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.left.min(buf.len() as u64) as usize;
+        self.crc.update(&buf[..n]);
+        self.left -= n as u64;
+        if self.left == 0 && self.crc.clone().finalize() != self.expected {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the bytes of a spliced member changed after they were checked",
+            ));
+        }
+        Ok(n)
+    }
 }
 
 /// Worker threads fed through one shared queue; dropping it stops and joins them.
@@ -149,9 +171,7 @@ impl<W: Write> ParallelGzWriter<W> {
             crc: Crc32::new(),
             member_in: 0,
             total_in: 0,
-            skip: 0,
-            skip_crc: Crc32::new(),
-            skip_expected: 0,
+            spliced: None,
             pending: VecDeque::new(),
             max_pending: 2 * threads.max(1),
             spares: Spares::default(),
@@ -167,7 +187,7 @@ impl<W: Write> ParallelGzWriter<W> {
 
     /// Compresses what is buffered, writes the trailer and returns the inner writer.
     pub fn finish(mut self) -> io::Result<W> {
-        if self.skip > 0 {
+        if self.spliced.is_some() {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "fewer bytes written than a spliced member holds",
@@ -184,7 +204,7 @@ impl<W: Write> ParallelGzWriter<W> {
     /// and checked against `crc` (a mismatch fails that write), not
     /// compressed. The caller checks that the stream inflates to them.
     pub fn splice(&mut self, mut deflate: impl io::Read, size: u64, crc: u32) -> io::Result<()> {
-        if self.skip > 0 {
+        if self.spliced.is_some() {
             return Err(io::Error::other("a splice inside a splice"));
         }
         if self.header_written || !self.buffer.is_empty() {
@@ -193,9 +213,12 @@ impl<W: Write> ParallelGzWriter<W> {
         self.inner.write_all(&HEADER)?;
         io::copy(&mut deflate, &mut self.inner)?;
         self.inner.write_all(&trailer(crc, size))?;
-        self.skip = size;
-        self.skip_crc = Crc32::new();
-        self.skip_expected = crc;
+        // An empty file's member holds no bytes to wait for.
+        self.spliced = (size > 0).then(|| Spliced {
+            left: size,
+            crc: Crc32::new(),
+            expected: crc,
+        });
         Ok(())
     }
 
@@ -213,20 +236,6 @@ impl<W: Write> ParallelGzWriter<W> {
         self.header_written = false;
         self.dictionary.clear();
         Ok(())
-    }
-
-    fn skip(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = (self.skip.min(buf.len() as u64)) as usize;
-        self.skip_crc.update(&buf[..n]);
-        self.skip -= n as u64;
-        self.total_in += n as u64;
-        if self.skip == 0 && self.skip_crc.clone().finalize() != self.skip_expected {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "the bytes of a spliced member changed after they were checked",
-            ));
-        }
-        Ok(n)
     }
 
     fn submit(&mut self, last: bool) -> io::Result<()> {
@@ -289,8 +298,13 @@ fn trailer(crc: u32, size: u64) -> [u8; 8] {
 
 impl<W: Write> Write for ParallelGzWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.skip > 0 {
-            return self.skip(buf);
+        if let Some(spliced) = &mut self.spliced {
+            let n = spliced.take(buf)?;
+            self.total_in += n as u64;
+            if spliced.left == 0 {
+                self.spliced = None;
+            }
+            return Ok(n);
         }
         let room = CHUNK - self.buffer.len();
         let n = room.min(buf.len());
@@ -352,7 +366,7 @@ fn compress_piece(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::io::Read;
 

@@ -388,28 +388,30 @@ fn site_packages_layers(
     // compile the same files), finds them there and compiles the rest, while
     // the site-packages layer is compressed at once.
     let installed = std::sync::atomic::AtomicBool::new(false);
+    // What both read ahead of and beside the install.
+    let local_wheels = if py.bytecode || py.reuse_wheel_compression {
+        local_wheels::pinned(
+            &deps.requirements,
+            &deps.find_links,
+            python_platform,
+            &facts.version,
+        )
+    } else {
+        Vec::new()
+    };
     let (entries, record, bytecode) = std::thread::scope(|scope| -> Result<_> {
         let ahead = scope.spawn(|| {
             py.bytecode
-                .then(|| compile_ahead(opts, cache, facts, deps, python_platform, &installed))
+                .then(|| compile_ahead(opts, cache, facts, &local_wheels, &installed))
         });
         // `reuse_wheel_compression`: big files of local wheels (a
         // find-links dir, a bundle) go into the layer as the wheels' own
         // deflate streams. Opt-in: an index leaves no wheel file to take
         // streams from, so the same pins from an index would give the
         // same files with other gzip bytes, another digest.
-        let deflated = scope.spawn(|| {
-            if !py.reuse_wheel_compression {
-                return Vec::new();
-            }
-            let wheels = local_wheels::pinned(
-                &deps.requirements,
-                &deps.find_links,
-                python_platform,
-                &facts.version,
-            );
-            deflated::list(&wheels, &facts.site_packages)
-        });
+        let deflated = py
+            .reuse_wheel_compression
+            .then(|| scope.spawn(|| deflated::list(&local_wheels, &facts.site_packages)));
         let entries = target.install(
             opts,
             cache,
@@ -433,10 +435,13 @@ fn site_packages_layers(
                     .transpose()
             });
             let checks = tarball::Checks {
-                deflated: std::sync::Arc::new(deflated::installed(
-                    deflated.join().expect("the wheel listing thread"),
-                    &entries,
-                )),
+                deflated: std::sync::Arc::new(match deflated {
+                    Some(listing) => deflated::installed(
+                        listing.join().expect("the wheel listing thread"),
+                        &entries,
+                    ),
+                    None => Default::default(),
+                }),
                 ..target.checks(SITE_PACKAGES_STAGING)
             };
             let record = write_into_cache(cache, &key, &entries, opts.epoch, &checks);

@@ -178,19 +178,9 @@ fn append<W: Write>(
                 _ => None,
             };
             let appended = match splice {
-                // The header alone (an empty reader writes no data and no
-                // padding), then the wheel's stream as its own member, then
-                // the bytes it holds: hashed for the diff_id and checks, and
-                // checked against the stream's crc, not compressed again.
-                Some((deflated, crc)) => tar
-                    .append_data(&mut header, &entry.path, io::empty())
-                    .and_then(|()| {
-                        let hashing = tar.get_mut();
-                        hashing.get_mut().splice(deflated.stream()?, *size, crc)?;
-                        let copied = io::copy(&mut reader, hashing)?;
-                        let padding = (512 - copied % 512) % 512;
-                        hashing.write_all(&[0u8; 512][..padding as usize])
-                    }),
+                Some((deflated, crc)) => {
+                    append_spliced(tar, &mut header, &entry.path, &mut reader, deflated, crc)
+                }
                 None => tar.append_data(&mut header, &entry.path, &mut reader),
             };
             appended.map_err(|e| match e.kind() {
@@ -235,6 +225,29 @@ fn append<W: Write>(
             Ok(host_paths.in_bytes(target.as_bytes()))
         }
     }
+}
+
+/// Appends a file whose bytes `deflated` holds (their crc32 is `crc`): the
+/// header alone (an empty reader writes no data and no padding), then the
+/// wheel's stream as a gzip member of its own, then the file's bytes from
+/// `reader`, hashed for the diff_id and checks and checked against `crc`
+/// by the gzip writer, not compressed again; then the padding.
+fn append_spliced<W: Write>(
+    tar: &mut tar::Builder<HashingWriter<ParallelGzWriter<W>>>,
+    header: &mut Header,
+    path: &str,
+    reader: &mut impl Read,
+    deflated: &Deflated,
+    crc: u32,
+) -> io::Result<()> {
+    tar.append_data(header, path, io::empty())?;
+    let hashing = tar.get_mut();
+    hashing
+        .get_mut()
+        .splice(deflated.stream()?, deflated.size, crc)?;
+    let copied = io::copy(reader, hashing)?;
+    let padding = (512 - copied % 512) % 512;
+    hashing.write_all(&[0u8; 512][..padding as usize])
 }
 
 /// Byte strings looked for in files' bytes as they stream by (host paths
@@ -468,14 +481,8 @@ mod tests {
     fn a_wheels_stream_goes_in_as_is_when_it_inflates_to_the_file() {
         use crate::layers::deflated;
         let dir = tempfile::tempdir().unwrap();
-        // Text-like bytes from an LCG, above deflated::MIN_SIZE.
-        let mut x = 7u32;
-        let big: Vec<u8> = (0..200_000)
-            .map(|_| {
-                x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-                b"def x(self):\n    return 1\n"[(x >> 16) as usize % 26]
-            })
-            .collect();
+        // Above deflated::MIN_SIZE.
+        let big = crate::layers::pgzip::tests::sample(200_000);
         let wheel = dir.path().join("demo-1.0-py3-none-any.whl");
         let mut zip = zip::ZipWriter::new(File::create(&wheel).unwrap());
         let level9 = zip::write::SimpleFileOptions::default()

@@ -30,14 +30,9 @@ const ENTRIES_LIMIT: usize = 100_000;
 /// What to guess from and where the output goes.
 pub struct Ahead<'a> {
     pub python: &'a Path,
-    /// Requirement files: their `name==version` lines are the guesses.
-    pub requirements: &'a [PathBuf],
-    /// uv's `--find-links` values; only local dirs are looked in.
-    pub find_links: &'a [String],
-    /// uv's `--python-platform` (e.g. `x86_64-manylinux_2_36`).
-    pub python_platform: &'a str,
-    /// The base's minor version, e.g. `3.13`.
-    pub version: &'a str,
+    /// The guesses: the local wheels uv will most likely install
+    /// ([`local_wheels::pinned`]).
+    pub wheels: &'a [PathBuf],
     /// Image path of site-packages.
     pub site_packages: &'a str,
     /// Compile packages' test dirs too (`[python] tests_bytecode`).
@@ -59,25 +54,16 @@ struct Guess {
     sources: Vec<(String, String, Digest)>,
 }
 
-fn candidates(ahead: &Ahead) -> Vec<PathBuf> {
-    local_wheels::pinned(
-        ahead.requirements,
-        ahead.find_links,
-        ahead.python_platform,
-        ahead.version,
-    )
-}
-
 /// Compiles the guessed wheels the store lacks; the number of files compiled.
 pub fn compile_ahead(ahead: &Ahead) -> Result<usize, BytecodeError> {
-    let wheels = candidates(ahead);
-    if wheels.is_empty() {
+    if ahead.wheels.is_empty() {
         return Ok(0);
     }
     let magic = super::magic(ahead.python, None)?;
-    let guesses: Vec<Guess> = wheels
-        .into_iter()
-        .filter_map(|wheel| guess(&wheel, ahead).ok().flatten())
+    let guesses: Vec<Guess> = ahead
+        .wheels
+        .iter()
+        .filter_map(|wheel| guess(wheel, ahead).ok().flatten())
         .collect();
     // The pool reads by (wheel, image path): which entry, which digest.
     let mut origin: BTreeMap<(PathBuf, String), (String, Digest)> = BTreeMap::new();
@@ -207,8 +193,9 @@ fn copy_entry(
 
 #[cfg(test)]
 mod tests {
-    use super::{candidates, guess, Ahead};
+    use super::{guess, Ahead};
     use crate::layers::bytecode::wheels::WheelStore;
+    use crate::layers::local_wheels;
     use std::io::Write;
     use std::path::{Path, PathBuf};
     use std::sync::atomic::AtomicBool;
@@ -258,12 +245,15 @@ mod tests {
             "https://x.invalid/".into(),
         ];
         let never = AtomicBool::new(false);
+        let wheels = local_wheels::pinned(
+            std::slice::from_ref(&requirements),
+            &find_links,
+            "x86_64-manylinux_2_36",
+            "3.13",
+        );
         let ahead = |tests| Ahead {
             python: Path::new("python3.13"),
-            requirements: std::slice::from_ref(&requirements),
-            find_links: &find_links,
-            python_platform: "x86_64-manylinux_2_36",
-            version: "3.13",
+            wheels: &wheels,
             site_packages: SITE,
             tests,
             store: &store,
@@ -271,10 +261,7 @@ mod tests {
             workers: 1,
             enough: &never,
         };
-        assert_eq!(
-            candidates(&ahead(false)),
-            vec![climbing.clone(), pinned.clone()]
-        );
+        assert_eq!(wheels, vec![climbing.clone(), pinned.clone()]);
         let images = |tests| {
             let found = guess(&pinned, &ahead(tests)).unwrap().expect("a guess");
             found
