@@ -11,7 +11,7 @@ use std::io;
 use std::path::PathBuf;
 
 /// Bump when the bytes slipway writes for the same inputs change.
-pub const LAYER_FORMAT: u32 = 3;
+pub const LAYER_FORMAT: u32 = 4;
 
 #[derive(Serialize)]
 pub struct SitePackagesInputs<'a> {
