@@ -62,7 +62,7 @@ extra = [
     ("big dependency set: peak RSS of slipway itself (VmHWM)", median("big-deps-slipway-own-peak-rss-kib", "slipway"), "KiB"),
     ("big dependency set: site-packages uncompressed", median("big-deps-site-packages-bytes", "slipway"), "B"),
     ("big dependency set: slipway compression rate", median("big-deps-compress-mb-s", "slipway"), "MB/s"),
-    ("reference: tar | gzip -5 | sha256sum (one core; slipway writes level 5)", median("gzip-reference", "tar-gzip"), "MB/s"),
+    ("reference: tar | gzip -5 | sha256sum (one core; slipway writes libdeflate level 5)", median("gzip-reference", "tar-gzip"), "MB/s"),
     ("bytecode: files compiled, cold demo build", median("cold-files-compiled", "slipway"), ""),
     ("bytecode: files compiled adding one dependency (blinker)", median("add-one-dependency-files-compiled", "slipway"), ""),
     ("bytecode: `.py` files in that wheel", median("add-one-dependency-files-in-wheel", "python"), ""),
