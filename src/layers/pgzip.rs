@@ -89,9 +89,14 @@ pub struct ParallelGzWriter<W: Write> {
     pending: VecDeque<Receiver<io::Result<Piece>>>,
     max_pending: usize,
     spares: Spares,
-    /// Compresses on the calling thread when there is no pool.
-    compressor: Option<Compressor>,
-    pool: Option<Pool>,
+    compressing: Compressing,
+}
+
+/// Where pieces are compressed.
+enum Compressing {
+    /// On the calling thread (one thread asked for).
+    Here(Compressor),
+    Pool(Pool),
 }
 
 /// Bytes written after a splice that its member already holds: counted and
@@ -154,6 +159,17 @@ impl Pool {
     }
 }
 
+impl Pool {
+    fn send(&self, job: Job) -> io::Result<()> {
+        let stopped = || io::Error::other("gzip worker threads stopped");
+        self.jobs
+            .as_ref()
+            .ok_or_else(stopped)?
+            .send(job)
+            .map_err(|_| stopped())
+    }
+}
+
 impl Drop for Pool {
     fn drop(&mut self) {
         self.jobs = None;
@@ -176,7 +192,11 @@ impl<W: Write> ParallelGzWriter<W> {
                     format!("gzip level {level} is not one of 0 to 12"),
                 )
             })?;
-        let pool = (threads > 1).then(|| Pool::new(threads, level));
+        let compressing = if threads > 1 {
+            Compressing::Pool(Pool::new(threads, level))
+        } else {
+            Compressing::Here(Compressor::new(level))
+        };
         Ok(ParallelGzWriter {
             inner,
             buffer: Vec::with_capacity(CHUNK),
@@ -186,8 +206,7 @@ impl<W: Write> ParallelGzWriter<W> {
             pending: VecDeque::new(),
             max_pending: 2 * threads.max(1),
             spares: Spares::default(),
-            compressor: pool.is_none().then(|| Compressor::new(level)),
-            pool,
+            compressing,
         })
     }
 
@@ -204,12 +223,11 @@ impl<W: Write> ParallelGzWriter<W> {
                 "fewer bytes written than a spliced member holds",
             ));
         }
-        if !self.buffer.is_empty() || !self.wrote_member {
+        if !self.wrote_member {
+            // An empty input is one empty member.
             self.submit()?;
         }
-        while !self.pending.is_empty() {
-            self.write_oldest()?;
-        }
+        self.write_all_pieces()?;
         self.inner.flush()?;
         Ok(self.inner)
     }
@@ -223,12 +241,7 @@ impl<W: Write> ParallelGzWriter<W> {
         if self.spliced.is_some() {
             return Err(io::Error::other("a splice inside a splice"));
         }
-        if !self.buffer.is_empty() {
-            self.submit()?;
-        }
-        while !self.pending.is_empty() {
-            self.write_oldest()?;
-        }
+        self.write_all_pieces()?;
         self.inner.write_all(&HEADER)?;
         io::copy(&mut deflate, &mut self.inner)?;
         self.inner.write_all(&trailer(crc, size))?;
@@ -242,30 +255,33 @@ impl<W: Write> ParallelGzWriter<W> {
         Ok(())
     }
 
+    /// Compresses what is buffered, if anything, and writes every member
+    /// still pending.
+    fn write_all_pieces(&mut self) -> io::Result<()> {
+        if !self.buffer.is_empty() {
+            self.submit()?;
+        }
+        while !self.pending.is_empty() {
+            self.write_oldest()?;
+        }
+        Ok(())
+    }
+
     /// Hands what is buffered to be compressed as a member of its own.
     fn submit(&mut self) -> io::Result<()> {
         let input = std::mem::replace(&mut self.buffer, self.spares.input());
         let output = self.spares.output();
         self.wrote_member = true;
         let (reply, receive) = mpsc::sync_channel(1);
-        match (&mut self.compressor, &self.pool) {
-            (Some(compressor), _) => {
+        match &mut self.compressing {
+            Compressing::Here(compressor) => {
                 let _ = reply.send(compress_member(compressor, input, output));
             }
-            (
-                None,
-                Some(Pool {
-                    jobs: Some(jobs), ..
-                }),
-            ) => {
-                jobs.send(Job {
-                    input,
-                    output,
-                    reply,
-                })
-                .map_err(|_| io::Error::other("gzip worker threads stopped"))?;
-            }
-            (None, _) => return Err(io::Error::other("gzip worker threads stopped")),
+            Compressing::Pool(pool) => pool.send(Job {
+                input,
+                output,
+                reply,
+            })?,
         }
         self.pending.push_back(receive);
         while self.pending.len() >= self.max_pending {

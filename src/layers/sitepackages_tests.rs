@@ -31,6 +31,19 @@ fn spec(python: &Path, staging: &Path, platform: &str) -> UvInstall {
     }
 }
 
+#[test]
+fn uv_unpacks_wheels_beside_the_staging_dir() {
+    let staging = Path::new("/cache/tmp/build-1.d/site-packages7/staging");
+    let spec = spec(Path::new("python3.13"), staging, "x86_64-manylinux_2_28");
+    for cmd in [command(&spec), wheels_command(&spec)] {
+        let tmpdir = cmd
+            .get_envs()
+            .find(|(k, _)| *k == "TMPDIR")
+            .and_then(|(_, v)| v);
+        assert_eq!(tmpdir, staging.parent().map(Path::as_os_str), "{cmd:?}");
+    }
+}
+
 fn requirements(dir: &Path, text: &str) -> PathBuf {
     let path = dir.join("requirements.txt");
     std::fs::write(&path, text).unwrap();

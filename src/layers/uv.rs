@@ -370,36 +370,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn uv_unpacks_wheels_beside_the_staging_dir() {
-        let spec = UvInstall {
-            uv: PathBuf::from("uv"),
-            host_python: PathBuf::from("python3.13"),
-            requirements: vec![PathBuf::from("requirements.txt")],
-            require_hashes: false,
-            wheels: Vec::new(),
-            python_platform: "x86_64-manylinux_2_28".to_string(),
-            python_version: "3.13".to_string(),
-            index_url: None,
-            extra_index_urls: Vec::new(),
-            find_links: Vec::new(),
-            offline: true,
-            allow_sdist: false,
-            staging: PathBuf::from("/cache/tmp/build-1.d/site-packages7/staging"),
-        };
-        for cmd in [command(&spec), wheels_command(&spec)] {
-            let tmpdir = cmd
-                .get_envs()
-                .find(|(k, _)| *k == "TMPDIR")
-                .and_then(|(_, v)| v);
-            assert_eq!(
-                tmpdir,
-                Some(std::ffi::OsStr::new("/cache/tmp/build-1.d/site-packages7")),
-                "{cmd:?}"
-            );
-        }
-    }
-
-    #[test]
     fn index_credentials_go_to_uvs_per_index_variables_not_its_arguments() {
         let mut cmd = Command::new("uv");
         let extra = vec![
